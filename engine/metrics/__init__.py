@@ -1,0 +1,34 @@
+"""Metrics: per-sample values computed on the saved (8-bit) output, so a number can always be
+recomputed from the files. Torch-free definitions and directions live here; the heavy
+set-level metrics (KID, CLIP) arrive in their own modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.metrics.background import background_mse, background_psnr, sample_metrics
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    description: str
+    higher_is_better: bool
+    unit: str = ""
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo(
+            "bg_mse",
+            "mean squared error against the input over unmasked pixels and RGB channels, images in [0, 1]",
+            higher_is_better=False,
+        ),
+        MetricInfo("bg_psnr", "10·log10(1 / bg_mse) in dB (inf when the background is identical)", True, "dB"),
+        MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O)", False, "s"),
+        MetricInfo("peak_memory_mb", "peak CUDA memory allocated, or growth of the process's peak RSS on CPU", False, "MB"),
+    )
+}
+
+__all__ = ["METRICS", "MetricInfo", "background_mse", "background_psnr", "sample_metrics"]

@@ -1,0 +1,413 @@
+"""Model presets and loading.
+
+A preset names a family of Stable Diffusion components: an inpainting (9-channel) UNet for
+`vanilla`, a text-to-image (4-channel) UNet for the latent-blending techniques, and one VAE,
+text encoder and tokenizer shared by both, so that every technique decodes and conditions
+the same way. UNets load lazily: a run of `blended` never loads the inpainting UNet.
+
+The preset `tiny` is built offline, deterministically from a seed, with random weights: it
+is what tests, CI and the demo use where there is no GPU and no model hub.
+
+The preset table and `preset_status` are torch-free; `load_model` imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ModelUnavailable(RuntimeError):
+    """A preset or model folder that cannot be loaded here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    description: str
+    inpaint: str | None  # hub id or local folder of a 9-channel inpainting pipeline
+    txt2img: str | None  # hub id or local folder of a 4-channel text-to-image pipeline
+    resolution: int
+    builtin: bool = False
+
+
+PRESETS: dict[str, ModelPreset] = {
+    preset.name: preset
+    for preset in (
+        ModelPreset(
+            "tiny",
+            "random-weight SD family built offline (tests, CI, demo on CPU); images are noise-like",
+            inpaint=None,
+            txt2img=None,
+            resolution=128,
+            builtin=True,
+        ),
+        ModelPreset(
+            "sd15",
+            "Stable Diffusion 1.5: inpainting UNet + text-to-image UNet, shared VAE and CLIP",
+            inpaint="stable-diffusion-v1-5/stable-diffusion-inpainting",
+            txt2img="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            resolution=512,
+        ),
+        ModelPreset(
+            "sd2",
+            "Stable Diffusion 2 inpainting + SD 2.1 base for text-to-image techniques",
+            inpaint="stabilityai/stable-diffusion-2-inpainting",
+            txt2img="stabilityai/stable-diffusion-2-1-base",
+            resolution=512,
+        ),
+    )
+}
+
+DEFAULT_MODEL = "tiny"
+TINY_SEED = 0
+
+
+def resolve_preset(name: str) -> ModelPreset:
+    """A preset by name, or an ad-hoc preset for a local diffusers pipeline folder."""
+    if name in PRESETS:
+        return PRESETS[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        unet_config = path / "unet" / "config.json"
+        if not index.is_file() or not unet_config.is_file():
+            raise ModelUnavailable(f"model folder {path} is not a diffusers pipeline (no model_index.json or unet/)")
+        in_channels = json.loads(unet_config.read_text()).get("in_channels", 4)
+        sample_size = json.loads(unet_config.read_text()).get("sample_size", 64)
+        is_inpaint = in_channels == 9
+        return ModelPreset(
+            name=str(path),
+            description=f"local {'inpainting' if is_inpaint else 'text-to-image'} pipeline",
+            inpaint=str(path) if is_inpaint else None,
+            txt2img=None if is_inpaint else str(path),
+            resolution=int(sample_size) * 8,
+        )
+    known = ", ".join(PRESETS)
+    raise ModelUnavailable(f"unknown model {name!r}: not a preset ({known}) nor a pipeline folder")
+
+
+def _is_local(source: str) -> bool:
+    return Path(source).expanduser().is_dir()
+
+
+def _cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return isinstance(found, str)
+
+
+def preset_status(preset: ModelPreset) -> dict[str, Any]:
+    """Whether each part of a preset can be loaded without network (torch-free)."""
+    parts = {}
+    for role in ("inpaint", "txt2img"):
+        source = getattr(preset, role)
+        if source is None:
+            parts[role] = "built-in" if preset.builtin else "n/a"
+        elif _is_local(source):
+            parts[role] = "local"
+        else:
+            parts[role] = "cached" if _cached(source) else "not cached"
+    offline = preset.builtin or all(state in ("local", "cached", "n/a") for state in parts.values())
+    return {
+        "name": preset.name,
+        "description": preset.description,
+        "resolution": preset.resolution,
+        "inpaint": preset.inpaint,
+        "txt2img": preset.txt2img,
+        "parts": parts,
+        "available_offline": offline,
+    }
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> "torch.dtype":
+    import torch
+
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+@dataclass
+class Model:
+    """Loaded components of a preset. UNets are loaded on first use and then kept."""
+
+    preset: ModelPreset
+    device: str
+    dtype: "torch.dtype"
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler_config: dict[str, Any]
+    _unets: dict[str, Any] = field(default_factory=dict)
+    _builders: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    @property
+    def resolution(self) -> int:
+        return self.preset.resolution
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def unet(self, role: str):
+        """The UNet for `role` ("inpaint": 9 channels, "txt2img": 4 channels)."""
+        if role not in self._unets:
+            builder = self._builders.get(role)
+            if builder is None:
+                raise ModelUnavailable(
+                    f"model {self.name!r} has no {role} UNet; choose a preset that has one (e.g. --model tiny)"
+                )
+            self._unets[role] = _to(builder(), self.device, self.dtype)
+        return self._unets[role]
+
+    def new_scheduler(self):
+        """A fresh scheduler (schedulers keep per-run state, so never share one)."""
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(self.scheduler_config)
+
+    def inpaint_pipeline(self):
+        """diffusers' StableDiffusionInpaintPipeline over this model's shared components."""
+        from diffusers import StableDiffusionInpaintPipeline
+
+        pipe = StableDiffusionInpaintPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet("inpaint"),
+            scheduler=self.new_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+
+def load_model(name: str = DEFAULT_MODEL, *, device: str | None = None, dtype: "torch.dtype | str | None" = None) -> Model:
+    """Load a preset (or a local pipeline folder). Reuses an already loaded identical model."""
+    device = device or default_device()
+    torch_dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(device)
+    return _load_cached(name, device, torch_dtype)
+
+
+def _parse_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in table:
+        raise ModelUnavailable(f"unknown dtype {dtype!r} (use one of {', '.join(table)})")
+    return table[dtype]
+
+
+@lru_cache(maxsize=2)
+def _load_cached(name: str, device: str, dtype: "torch.dtype") -> Model:
+    preset = resolve_preset(name)
+    if preset.builtin:
+        return _build_tiny(preset, device, dtype)
+    return _load_pretrained(preset, device, dtype)
+
+
+def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    sources = [s for s in (preset.inpaint, preset.txt2img) if s]
+    for source in sources:
+        _ensure_loadable(source, preset.name)
+    shared = sources[0]  # one VAE and text encoder for every technique of the preset
+
+    def unet_builder(source: str):
+        return lambda: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
+
+    try:
+        vae = AutoencoderKL.from_pretrained(shared, subfolder="vae", torch_dtype=dtype)
+        text_encoder = CLIPTextModel.from_pretrained(shared, subfolder="text_encoder", torch_dtype=dtype)
+        tokenizer = CLIPTokenizer.from_pretrained(shared, subfolder="tokenizer")
+        scheduler_config = _ddim_config(shared)
+    except OSError as error:
+        raise ModelUnavailable(f"model {preset.name!r}: cannot load {shared}: {error}. Try --model tiny") from error
+    builders = {}
+    if preset.inpaint:
+        builders["inpaint"] = unet_builder(preset.inpaint)
+    if preset.txt2img:
+        builders["txt2img"] = unet_builder(preset.txt2img)
+    return Model(
+        preset=preset,
+        device=device,
+        dtype=dtype,
+        vae=vae.to(device).eval().requires_grad_(False),
+        text_encoder=text_encoder.to(device).eval().requires_grad_(False),
+        tokenizer=tokenizer,
+        scheduler_config=scheduler_config,
+        _builders=builders,
+    )
+
+
+def _ddim_config(source: str) -> dict[str, Any]:
+    # Every technique uses DDIM with the model's own noise schedule, so comparisons differ
+    # only in the technique (the repos ship PNDM, whose multistep state does not suit blending).
+    from diffusers import DDIMScheduler
+
+    config = dict(DDIMScheduler.from_pretrained(source, subfolder="scheduler").config)
+    config.update(clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return config
+
+
+def _ensure_loadable(source: str, preset_name: str) -> None:
+    """Fail fast, before any multi-minute hub timeout, when a hub model cannot be had."""
+    if _is_local(source) or _cached(source):
+        return
+    hint = f"Use --model tiny (offline), a local pipeline folder, or download it with `huggingface-cli download {source}`."
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelUnavailable(f"model {preset_name!r} needs {source}, which is not in the local cache and HF_HUB_OFFLINE is set. {hint}")
+    from huggingface_hub import model_info
+
+    try:
+        model_info(source, timeout=10)
+    except Exception as error:  # any failure here means the download below would fail too
+        raise ModelUnavailable(
+            f"model {preset_name!r} needs {source}, which is not cached and the hub cannot be reached "
+            f"({type(error).__name__}). {hint}"
+        ) from None
+
+
+# --- the tiny offline family -------------------------------------------------------------
+
+def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
+    """Random-weight SD components, identical for the same seed on any machine.
+
+    Shapes follow diffusers' own pipeline tests: a 4-level VAE with SD's scale factor 8 (so
+    masks meet the same coarse 16x16 latent grid at 128 px that SD meets at 64x64), UNets
+    with block_out_channels (32, 64), a 2-layer CLIP text encoder of width 32. A 128 px
+    image denoises in a few hundredths of a second per step on a CPU.
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_tokenizer()
+
+    def unet(in_channels: int) -> UNet2DConditionModel:
+        return UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=64,
+            in_channels=in_channels,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+        )
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inpaint_unet = unet(9)
+        txt2img_unet = unet(4)
+        vae = AutoencoderKL(
+            block_out_channels=(32, 32, 64, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=4,
+            sample_size=128,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    scheduler_config = {
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,
+        "prediction_type": "epsilon",
+    }
+    return {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "inpaint_unet": inpaint_unet,
+        "txt2img_unet": txt2img_unet,
+        "scheduler_config": scheduler_config,
+    }
+
+
+def tiny_tokenizer():
+    """A byte-level CLIP tokenizer with no merges, written by this code (no download)."""
+    from transformers import CLIPTokenizer
+
+    # GPT-2's printable byte-to-unicode table, which CLIP's BPE works on.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    characters = [chr(code) for code in codes]
+    tokens = characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory(prefix="inpaint-tui-tokenizer-") as folder:
+        vocab_path = Path(folder, "vocab.json")
+        merges_path = Path(folder, "merges.txt")
+        vocab_path.write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
+        merges_path.write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(vocab_path), str(merges_path), model_max_length=77)
+
+
+def _build_tiny(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
+    parts = tiny_components()
+    model = Model(
+        preset=preset,
+        device=device,
+        dtype=dtype,
+        vae=_to(parts["vae"], device, dtype),
+        text_encoder=_to(parts["text_encoder"], device, dtype),
+        tokenizer=parts["tokenizer"],
+        scheduler_config=parts["scheduler_config"],
+    )
+    model._builders = {"inpaint": lambda: parts["inpaint_unet"], "txt2img": lambda: parts["txt2img_unet"]}
+    return model
+
+
+def _to(module, device: str, dtype: "torch.dtype"):
+    # Only cast when needed: diffusers warns on every `.to(dtype)` of a freshly built model.
+    if module.dtype != dtype:
+        module = module.to(dtype)
+    return module.to(device).eval().requires_grad_(False)

@@ -1,0 +1,182 @@
+"""Run a technique over samples: the one entry point for notebooks, the jobs layer and
+benchmarks.
+
+    from engine import inpaint
+    for result in inpaint("tiny", "blended", samples, seed=0, steps=20, on_step=print):
+        result.image.save(f"{result.sample_id}.png")
+
+Per-sample seeds derive from the run seed and the sample's id (not its position), so a
+resumed or reordered run reproduces the same pixels for the same sample.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.metrics import sample_metrics
+from engine.models import Model, load_model
+from engine.samples import Sample, resize_to, working_size
+from engine.seeding import sample_seed
+from engine.techniques import Technique, TechniqueJob, get_technique
+
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 7.5
+
+
+class RunAborted(Exception):
+    """Raised from a progress callback to stop a run at a step boundary (cancellation).
+    Unlike other errors it is not recorded as a failed sample: it ends the run."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is: sample `sample_index` of `sample_count` (0-based), `step` of `steps`."""
+
+    sample_index: int
+    sample_count: int
+    sample_id: str
+    step: int
+    steps: int
+
+
+@dataclass
+class SampleResult:
+    """One sample's outcome. `image` is the saved 8-bit output at the working size; metrics
+    are computed on it. On failure `image` is None and `error`/`traceback` say why."""
+
+    index: int
+    sample_id: str
+    seed: int
+    size: tuple[int, int]
+    image: Image.Image | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_memory_mb: float = 0.0
+    unet_calls: int = 0
+    error: str | None = None
+    traceback: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float image to uint8 the way diffusers' numpy_to_pil does (round(x·255))."""
+    return (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def inpaint(
+    model: Model | str,
+    technique: Technique | str,
+    samples: Iterable[Sample],
+    *,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    steps: int = DEFAULT_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    negative_prompt: str = "",
+    on_step: Callable[[Progress], None] | None = None,
+    errors: str = "record",
+    seeds: Mapping[str, int] | None = None,
+) -> Iterator[SampleResult]:
+    """Inpaint each sample, yielding results one by one as they finish.
+
+    `errors="record"` turns a failing sample into a result with `error` set and goes on;
+    `errors="raise"` re-raises. `RunAborted` from `on_step` always propagates.
+    `seeds` may fix a sample's seed by id (a resumed run passes the recorded ones); the
+    default is `sample_seed(seed, sample.id)`.
+    """
+    if errors not in ("record", "raise"):
+        raise ValueError(f"errors must be 'record' or 'raise', not {errors!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    model = load_model(model) if isinstance(model, str) else model
+    technique = get_technique(technique) if isinstance(technique, str) else technique
+    resolved = technique.resolve_params(params)
+    sample_list = list(samples)
+    for index, sample in enumerate(sample_list):
+        sample_seed_value = seeds[sample.id] if seeds and sample.id in seeds else sample_seed(seed, sample.id)
+        yield _inpaint_one(
+            model, technique, resolved, sample, index, len(sample_list), sample_seed_value, steps, guidance,
+            negative_prompt, on_step, errors,
+        )
+
+
+def _inpaint_one(
+    model: Model,
+    technique: Technique,
+    params: Mapping[str, Any],
+    sample: Sample,
+    index: int,
+    count: int,
+    seed: int,
+    steps: int,
+    guidance: float,
+    negative_prompt: str,
+    on_step: Callable[[Progress], None] | None,
+    errors: str,
+) -> SampleResult:
+    size = working_size(sample.size, model.resolution)
+    result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=size)
+
+    def report(done: int, total: int) -> None:
+        if on_step is not None:
+            on_step(Progress(index, count, sample.id, done, total))
+
+    memory = _PeakMemory(model.device)
+    started = time.perf_counter()
+    try:
+        working = resize_to(sample, size)
+        job = TechniqueJob(working, params, steps, guidance, seed, negative_prompt, report)
+        output = technique.run(model, job)
+        result.seconds = time.perf_counter() - started
+        result.peak_memory_mb = memory.peak_mb()
+        pixels = to_uint8(output.image)
+        result.image = Image.fromarray(pixels, mode="RGB")
+        result.unet_calls = output.unet_calls
+        result.metrics = sample_metrics(pixels, np.asarray(working.image), working.binary_mask)
+        result.metrics["seconds"] = result.seconds
+        result.metrics["peak_memory_mb"] = result.peak_memory_mb
+    except RunAborted:
+        raise
+    except Exception as error:
+        if errors == "raise":
+            raise
+        result.image = None
+        result.metrics = {}
+        result.error = _describe(error, model, size)
+        result.traceback = traceback.format_exc()
+    return result
+
+
+def _describe(error: Exception, model: Model, size: tuple[int, int]) -> str:
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return f"out of GPU memory at {size[0]}x{size[1]} on {model.device} ({model.dtype}): {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+class _PeakMemory:
+    """Peak CUDA memory allocated during a sample, or on CPU the growth of the process's
+    peak resident set (0 when the sample did not raise the high-water mark)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+            self.device = device
+        else:
+            self.start_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def peak_mb(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start_kb) / 1024

@@ -1,0 +1,471 @@
+"""The `inpaint-tui` command line: a thin face over the store and the jobs layer.
+
+Imports stay light at module level (`--help` must not load torch or Textual); each command
+imports what it needs. Listing commands take `--json`: then stdout holds only JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="inpaint-tui",
+    help="Terminal experiment manager for diffusion inpainting: import samples, run techniques, rank them.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+samples_app = typer.Typer(help="Import and list samples and sample sets.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+app.add_typer(samples_app, name="samples")
+app.add_typer(runs_app, name="runs")
+
+JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
+
+
+@dataclass
+class Context:
+    db: str | None
+    data_dir: str | None
+
+    def store(self):
+        from inpaint_tui.store import Store
+
+        return Store(self.db, data_dir=self.data_dir)
+
+
+def _context(ctx: typer.Context) -> Context:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Optional[str] = typer.Option(
+        None, "--db", envvar="INPAINT_TUI_DB", help="Database path or SQLAlchemy URL (default: ./experiments.db)."
+    ),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", envvar="INPAINT_TUI_DATA", help="Folder for images (default: beside the database)."
+    ),
+) -> None:
+    """Without a command, opens the TUI."""
+    ctx.obj = Context(db=db, data_dir=data_dir)
+    if ctx.invoked_subcommand is None:
+        typer.echo(
+            "The TUI is not built yet. Use the commands below (inpaint-tui --help), "
+            "e.g. `inpaint-tui demo`.",
+            err=True,
+        )
+        typer.echo(ctx.get_help())
+
+
+# --- output helpers ----------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    from inpaint_tui.store import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
+    argument (technique, parameter, model, value), 1 for a store or data problem."""
+    from engine.models import ModelUnavailable
+    from engine.params import ParamError
+    from engine.samples import SampleError
+    from inpaint_tui.store import StoreError
+
+    try:
+        yield
+    except (ParamError, ModelUnavailable) as error:
+        _fail(str(error), 2)
+    except (StoreError, SampleError) as error:
+        _fail(str(error), 1)
+
+
+def _format_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3e}"
+    return f"{value:.4f}"
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+# --- samples -----------------------------------------------------------------------------
+
+
+@samples_app.command("import")
+def samples_import(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help="What to import: `demo` (bundled real photos with masks and prompts)."),
+    set_name: Optional[str] = typer.Option(None, "--set", help="Sample set to add to (default: the source's name)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Import samples into the store (idempotent: importing twice adds nothing)."""
+    from inpaint_tui.jobs.samples import import_source
+
+    with _user_errors():
+        report = import_source(_context(ctx).store(), source, set_name)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        typer.echo(
+            f"set {report.set_name!r}: {report.added} new, {report.already_present} already present, "
+            f"{report.total_in_set} in the set"
+        )
+
+
+@samples_app.command("list")
+def samples_list(
+    ctx: typer.Context,
+    set_name: Optional[str] = typer.Option(None, "--set", help="Only this sample set, in set order."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List samples."""
+    with _user_errors():
+        infos = _context(ctx).store().samples(set_name)
+    if as_json:
+        _print_json([info.to_dict() for info in infos])
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", "size", "prompt", "reference", "source", title=f"samples{f' in {set_name}' if set_name else ''}")
+    for info in infos:
+        table.add_row(str(info.id), info.name, f"{info.width}x{info.height}", info.prompt,
+                      "yes" if info.reference_path else "no", info.source)
+    _console().print(table)
+
+
+@samples_app.command("sets")
+def samples_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List sample sets."""
+    with _user_errors():
+        sets = _context(ctx).store().sample_sets()
+    if as_json:
+        _print_json([s.to_dict() for s in sets])
+        return
+    from rich.table import Table
+
+    table = Table("set", "samples", "created")
+    for s in sets:
+        table.add_row(s.name, str(s.sample_count), s.created_at.strftime("%Y-%m-%d %H:%M"))
+    _console().print(table)
+
+
+# --- techniques and models ---------------------------------------------------------------
+
+
+@app.command()
+def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List techniques with their parameters, defaults, ranges and help."""
+    from engine.techniques import get_technique, technique_names
+
+    specs = [get_technique(name) for name in technique_names()]
+    if as_json:
+        _print_json([spec.to_dict() for spec in specs])
+        return
+    from rich.table import Table
+
+    console = _console()
+    for spec in specs:
+        table = Table("parameter", "type", "default", "range", "help", title=f"[bold]{spec.name}[/] — {spec.summary}",
+                      title_justify="left", caption=spec.reference, caption_justify="left")
+        for param in spec.schema:
+            table.add_row(param.name, param.kind, str(param.default), param.describe_range(), param.help)
+        if not spec.schema.params:
+            table.add_row("-", "", "", "", "no parameters")
+        console.print(table)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List model presets and whether each can be loaded without network."""
+    from engine.models import PRESETS, preset_status
+
+    statuses = [preset_status(preset) for preset in PRESETS.values()]
+    if as_json:
+        _print_json(statuses)
+        return
+    from rich.table import Table
+
+    table = Table("preset", "resolution", "inpaint UNet", "text-to-image UNet", "offline", "description")
+    for status in statuses:
+        table.add_row(
+            status["name"], str(status["resolution"]),
+            f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
+            f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})",
+            "yes" if status["available_offline"] else "no", status["description"],
+        )
+    _console().print(table)
+
+
+# --- running -----------------------------------------------------------------------------
+
+
+def _execute_with_progress(store, run_ids: list[int], *, device: str | None, dtype: str | None, label=None) -> dict[int, str]:
+    """Execute runs in this process with a progress bar on stderr; returns final statuses.
+    Ctrl-C marks the run in progress cancelled (finished samples stay) and exits 130."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from inpaint_tui.jobs.execute import execute_run, quiet_libraries
+
+    quiet_libraries()
+    statuses: dict[int, str] = {}
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    ) as progress:
+        for run_id in run_ids:
+            run = store.run(run_id)
+            title = label(run) if label else f"run {run_id} {run.technique}"
+            task = progress.add_task(title, total=run.sample_count, detail="loading model")
+
+            def update(p, task=task) -> None:
+                detail = f"{p.sample_name or ''} step {p.step}/{p.steps}" if p.sample_name else ""
+                progress.update(task, completed=p.samples_done, detail=detail)
+
+            try:
+                statuses[run_id] = execute_run(store, run_id, device=device, dtype=dtype, on_progress=update)
+            except KeyboardInterrupt:
+                store.finish_run(run_id, cancelled=True)
+                progress.stop()
+                typer.secho(f"run {run_id} interrupted: finished samples are kept; status cancelled", err=True)
+                raise typer.Exit(130)
+            progress.update(task, detail=statuses[run_id])
+    return statuses
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    technique: str = typer.Option(..., "-t", "--technique", help="Technique name (see `inpaint-tui techniques`)."),
+    param: List[str] = typer.Option([], "-p", "--param", help="Technique parameter as key=value; repeatable."),
+    sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
+    model: str = typer.Option("tiny", "--model", help="Model preset or local pipeline folder (see `inpaint-tui models`)."),
+    steps: int = typer.Option(50, "--steps", min=1, help="Denoising steps."),
+    seed: int = typer.Option(0, "--seed", help="Run seed; each sample's seed derives from it and the sample."),
+    guidance: float = typer.Option(7.5, "--guidance", min=0.0, help="Classifier-free guidance scale (<=1 disables CFG)."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: fp16 on CUDA, fp32 on CPU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the finished run's detail as JSON instead of its id."),
+) -> None:
+    """Run a technique over a sample set in the foreground; prints the run id on stdout."""
+    from engine.techniques import get_technique
+    from inpaint_tui.jobs.runs import queue_run
+
+    with _user_errors():
+        spec = get_technique(technique)
+        params = spec.schema.parse_assignments(param, technique=technique)
+        store = _context(ctx).store()
+        run_id = queue_run(
+            store, technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,
+            guidance=guidance, negative_prompt=negative_prompt, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
+        )
+    typer.echo(f"queued run {run_id}: {technique} {_format_params(params)} on {sample_set!r} with {model}", err=True)
+    with _user_errors():
+        status = _execute_with_progress(store, [run_id], device=device, dtype=dtype)[run_id]
+    if as_json:
+        _print_json(store.run_detail(run_id).to_dict())
+    else:
+        typer.echo(run_id)
+    if status not in ("finished", "finished_with_errors"):
+        info = store.run(run_id)
+        _fail(f"run {run_id} {status}: {info.error or 'see inpaint-tui runs show ' + str(run_id)}")
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List runs."""
+    with _user_errors():
+        infos = _context(ctx).store().runs()
+    if as_json:
+        _print_json([info.to_dict() for info in infos])
+        return
+    from rich.table import Table
+
+    table = Table("run", "status", "technique", "params", "model", "steps", "seed", "samples", "done", "failed", "created")
+    for info in infos:
+        table.add_row(
+            str(info.id), info.status, info.technique, _format_params(info.params), info.model, str(info.steps),
+            str(info.seed), info.sample_set, f"{info.done_count}/{info.sample_count}", str(info.failed_count),
+            info.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show a run: configuration, status, per-sample outcomes and metrics."""
+    with _user_errors():
+        detail = _context(ctx).store().run_detail(run_id)
+    if as_json:
+        _print_json(detail.to_dict())
+        return
+    from rich.table import Table
+
+    run = detail.run
+    console = _console()
+    console.print(f"[bold]run {run.id}[/] {run.technique} — {run.status}")
+    for label, value in (
+        ("parameters", _format_params(run.params)),
+        ("model", run.model),
+        ("samples", f"{run.sample_set} ({run.done_count}/{run.sample_count} done, {run.failed_count} failed)"),
+        ("steps / guidance / seed", f"{run.steps} / {run.guidance} / {run.seed}"),
+        ("negative prompt", run.negative_prompt or "-"),
+        ("device", run.device or "-"),
+        ("config hash", run.config_hash[:16]),
+        ("git commit", run.git_commit or "-"),
+        ("versions", " ".join(f"{k}={v}" for k, v in run.versions.items())),
+        ("command", run.command or "-"),
+        ("error", run.error or "-"),
+    ):
+        console.print(f"  {label:>24}: {value}", highlight=False)
+    names = sorted({name for s in detail.samples for name in s.metrics})
+    table = Table("#", "sample", "status", "seed", *names, "output / error")
+    for s in detail.samples:
+        table.add_row(
+            str(s.position), s.sample_name, s.status, str(s.seed), *[_format_number(s.metrics.get(n)) for n in names],
+            str(s.image_path) if s.image_path else (s.error or "-"),
+        )
+    console.print(table)
+    if detail.metrics:
+        console.print("  mean: " + "  ".join(f"{k}={_format_number(v)}" for k, v in sorted(detail.metrics.items())))
+
+
+# --- leaderboard ---------------------------------------------------------------------------
+
+
+def _leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool):
+    from engine.metrics import METRICS
+
+    info = METRICS.get(metric)
+    if info is None:
+        _fail(f"unknown metric {metric!r} (known: {', '.join(METRICS)})", 2)
+    return store.leaderboard(metric, descending=info.higher_is_better, sample_set=sample_set,
+                             include_unfinished=include_unfinished)
+
+
+def _print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> None:
+    from engine.metrics import METRICS
+
+    names = [metric] + sorted({n for row in rows for n in row.metrics} - {metric})
+    if as_json:
+        _print_json([dict(rank=i + 1, **row.to_dict()) for i, row in enumerate(rows)])
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        fixed = ["rank", "run_id", "technique", "params", "model", "steps", "seed", "sample_set", "status", "samples_done"]
+        writer.writerow(fixed + names)
+        for i, row in enumerate(rows):
+            writer.writerow(
+                [i + 1, row.run_id, row.technique, json.dumps(row.params, sort_keys=True), row.model, row.steps, row.seed,
+                 row.sample_set, row.status, row.samples_done]
+                + [repr(row.metrics[n]) if n in row.metrics else "" for n in names]
+            )
+        return
+    from rich.table import Table
+
+    arrow = "↑" if METRICS[metric].higher_is_better else "↓"
+    table = Table("#", "run", "technique", "params", "model", "steps", "set", "n",
+                  *[f"{n} {arrow}" if n == metric else n for n in names], title=f"leaderboard by {metric}")
+    for i, row in enumerate(rows):
+        table.add_row(str(i + 1), str(row.run_id), row.technique, _format_params(row.params), row.model, str(row.steps),
+                      row.sample_set, str(row.samples_done), *[_format_number(row.metrics.get(n)) for n in names])
+    _console().print(table)
+
+
+@app.command()
+def leaderboard(
+    ctx: typer.Context,
+    metric: str = typer.Option("bg_mse", "--metric", "-m", help="Metric to rank by (direction-aware)."),
+    sample_set: Optional[str] = typer.Option(None, "--set", help="Only runs on this sample set."),
+    include_unfinished: bool = typer.Option(False, "--all", help="Include runs that have not finished."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
+) -> None:
+    """Rank runs by a metric (mean over each run's samples)."""
+    if as_json and as_csv:
+        _fail("--json and --csv are exclusive", 2)
+    with _user_errors():
+        rows = _leaderboard_rows(_context(ctx).store(), metric, sample_set, include_unfinished)
+    _print_leaderboard(rows, metric, as_json=as_json, as_csv=as_csv)
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    model: str = typer.Option("tiny", "--model", help="Model preset (default: tiny, offline)."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Denoising steps."),
+    seed: int = typer.Option(0, "--seed", help="Run seed."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, ..."),
+    as_json: bool = typer.Option(False, "--json", help="Print the leaderboard as JSON."),
+) -> None:
+    """Import the demo set if needed, run every technique on it, print the leaderboard."""
+    from engine.demo import DEMO_SET_NAME
+    from engine.techniques import technique_names
+    from inpaint_tui.jobs.runs import queue_run
+    from inpaint_tui.jobs.samples import ensure_demo
+
+    with _user_errors():
+        store = _context(ctx).store()
+        ensure_demo(store)
+        run_ids = [
+            queue_run(store, technique=name, params=None, model=model, sample_set=DEMO_SET_NAME, seed=seed, steps=steps,
+                      guidance=7.5, command=shlex.join(["inpaint-tui", *sys.argv[1:]]))
+            for name in technique_names()
+        ]
+        _execute_with_progress(store, run_ids, device=device, dtype=None)
+        rows = [row for row in _leaderboard_rows(store, "bg_mse", DEMO_SET_NAME, True) if row.run_id in run_ids]
+    _print_leaderboard(rows, "bg_mse", as_json=as_json, as_csv=False)
+    if not as_json:
+        typer.echo(f"database: {store.url}  images: {store.data_dir}", err=True)
+
+
+def run_cli() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run_cli()

@@ -1,0 +1,36 @@
+"""The experiment store: SQLModel schema, database set-up and the queries the faces need."""
+
+from inpaint_tui.store.db import StoreError, database_url
+from inpaint_tui.store.store import NotFound, Store
+from inpaint_tui.store.tables import RunStatus, SampleStatus
+from inpaint_tui.store.views import (
+    ImportReport,
+    LeaderboardRow,
+    NewRun,
+    NewSample,
+    RunDetail,
+    RunInfo,
+    RunSampleInfo,
+    SampleInfo,
+    SampleSetInfo,
+    jsonable,
+)
+
+__all__ = [
+    "ImportReport",
+    "LeaderboardRow",
+    "NewRun",
+    "NewSample",
+    "NotFound",
+    "RunDetail",
+    "RunInfo",
+    "RunSampleInfo",
+    "RunStatus",
+    "SampleInfo",
+    "SampleSetInfo",
+    "SampleStatus",
+    "Store",
+    "StoreError",
+    "database_url",
+    "jsonable",
+]

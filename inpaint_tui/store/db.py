@@ -1,0 +1,88 @@
+"""Database set-up: URL resolution, the SQLAlchemy engine, migrations, the data folder.
+
+This is the only place that knows SQLite exists: WAL (readers never block the writer, so
+the TUI can follow a run live), a busy timeout (concurrent workers wait instead of failing)
+and foreign keys (SQLite leaves them off by default).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+
+DEFAULT_DB = "experiments.db"
+DB_ENV = "INPAINT_TUI_DB"
+DATA_ENV = "INPAINT_TUI_DATA"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(RuntimeError):
+    """A database that cannot be opened or used; the message names it."""
+
+
+def database_url(db: str | os.PathLike | None = None) -> str:
+    """A path or SQLAlchemy URL (default: $INPAINT_TUI_DB, else ./experiments.db) to a URL."""
+    value = str(db) if db is not None else os.environ.get(DB_ENV) or DEFAULT_DB
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where images live: explicit, else $INPAINT_TUI_DATA, else beside an SQLite file
+    (`experiments.db` -> `experiments_data/`), else ./inpaint_data for server databases."""
+    explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        return path.with_name(f"{path.stem}_data")
+    return Path("inpaint_data").resolve()
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+        if not folder.is_dir():
+            raise StoreError(f"cannot create database {parsed.database}: folder {folder} does not exist")
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # NORMAL is safe with WAL: a crash never corrupts the file (power loss may drop the last commit).
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest migration (a no-op when it is already there)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def table_names(engine: Engine) -> list[str]:
+    return inspect(engine).get_table_names()

@@ -1,0 +1,454 @@
+"""The store: every read and write the faces and the jobs layer make, as short transactions
+returning plain views."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from sqlalchemy import delete, func
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from inpaint_tui.store.db import StoreError, data_dir_for, database_url, make_engine, migrate
+from inpaint_tui.store.tables import (
+    MetricRecord,
+    RunRecord,
+    RunSampleRecord,
+    RunStatus,
+    SampleRecord,
+    SampleSetMember,
+    SampleSetRecord,
+    SampleStatus,
+    utcnow,
+)
+from inpaint_tui.store.views import (
+    ImportReport,
+    LeaderboardRow,
+    NewRun,
+    NewSample,
+    RunDetail,
+    RunInfo,
+    RunSampleInfo,
+    SampleInfo,
+    SampleSetInfo,
+)
+
+
+class NotFound(StoreError):
+    """A run, sample or sample set that does not exist; the message names it."""
+
+
+class Store:
+    def __init__(self, db: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None) -> None:
+        self.url = database_url(db)
+        self.data_dir = data_dir_for(self.url, data_dir)
+        self.engine = make_engine(self.url)
+        try:
+            migrate(self.engine)
+        except OperationalError as error:
+            raise StoreError(f"cannot open database {self.url}: {error.orig}") from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- files ----------------------------------------------------------------------------
+
+    def path(self, relative: str | None) -> Path | None:
+        return None if relative is None else self.data_dir / relative
+
+    def _write_content_addressed(self, data: bytes, suffix: str) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        relative = f"samples/{digest[:2]}/{digest}{suffix}"
+        target = self.data_dir / relative
+        if not target.exists():  # same name, same bytes: already there from an earlier import
+            _atomic_write(target, data)
+        return relative
+
+    def run_output_path(self, run_id: int, position: int, sample_name: str) -> tuple[Path, str]:
+        """(absolute, relative) path of a run's output image for one sample."""
+        relative = f"runs/{run_id}/{position:04d}-{_safe(sample_name)}.png"
+        return self.data_dir / relative, relative
+
+    def save_output(self, run_id: int, position: int, sample_name: str, png: bytes) -> str:
+        absolute, relative = self.run_output_path(run_id, position, sample_name)
+        _atomic_write(absolute, png)
+        return relative
+
+    # --- samples --------------------------------------------------------------------------
+
+    def import_samples(self, set_name: str, items: Sequence[NewSample]) -> ImportReport:
+        """Add samples (deduplicated by content key) and append them to a set, in one
+        transaction: a failure leaves neither new rows nor a partial set. Files are written
+        first under content hashes, so a failed import at most leaves files a retry reuses."""
+        if not set_name.strip():
+            raise StoreError("a sample set needs a non-empty name")
+        paths = []
+        for item in items:
+            image = self._write_content_addressed(item.image_png, ".png")
+            mask = self._write_content_addressed(item.mask_png, ".png")
+            reference = None if item.reference_png is None else self._write_content_addressed(item.reference_png, ".png")
+            paths.append((image, mask, reference))
+        added = present = 0
+        with self.session() as session:
+            sample_set = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == set_name)).first()
+            if sample_set is None:
+                sample_set = SampleSetRecord(name=set_name)
+                session.add(sample_set)
+                session.flush()
+            members = set(session.exec(select(SampleSetMember.sample_id).where(SampleSetMember.set_id == sample_set.id)).all())
+            position = len(members)
+            for item, (image, mask, reference) in zip(items, paths):
+                record = session.exec(select(SampleRecord).where(SampleRecord.key == item.key)).first()
+                if record is None:
+                    record = SampleRecord(
+                        key=item.key,
+                        name=item.name,
+                        prompt=item.prompt,
+                        image_path=image,
+                        mask_path=mask,
+                        reference_path=reference,
+                        width=item.width,
+                        height=item.height,
+                        source=item.source,
+                        meta=item.meta,
+                    )
+                    session.add(record)
+                    session.flush()
+                    added += 1
+                else:
+                    present += 1
+                if record.id not in members:
+                    session.add(SampleSetMember(set_id=sample_set.id, sample_id=record.id, position=position))
+                    members.add(record.id)
+                    position += 1
+            session.commit()
+        return ImportReport(set_name=set_name, added=added, already_present=present, total_in_set=len(members))
+
+    def sample_sets(self) -> list[SampleSetInfo]:
+        with self.session() as session:
+            rows = session.exec(
+                select(SampleSetRecord, func.count(SampleSetMember.sample_id))
+                .join(SampleSetMember, SampleSetMember.set_id == SampleSetRecord.id, isouter=True)
+                .group_by(SampleSetRecord.id)
+                .order_by(SampleSetRecord.name)
+            ).all()
+            return [SampleSetInfo(name=s.name, sample_count=count, created_at=s.created_at) for s, count in rows]
+
+    def samples(self, set_name: str | None = None) -> list[SampleInfo]:
+        """All samples, or a set's samples in set order."""
+        with self.session() as session:
+            if set_name is None:
+                records = session.exec(select(SampleRecord).order_by(SampleRecord.id)).all()
+            else:
+                sample_set = self._set(session, set_name)
+                records = session.exec(
+                    select(SampleRecord)
+                    .join(SampleSetMember, SampleSetMember.sample_id == SampleRecord.id)
+                    .where(SampleSetMember.set_id == sample_set.id)
+                    .order_by(SampleSetMember.position)
+                ).all()
+            return [self._sample_info(r) for r in records]
+
+    def _set(self, session: Session, name: str) -> SampleSetRecord:
+        found = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == name)).first()
+        if found is None:
+            known = ", ".join(session.exec(select(SampleSetRecord.name)).all()) or "none yet"
+            raise NotFound(f"no sample set named {name!r} (known: {known}); import one with `inpaint-tui samples import`")
+        return found
+
+    def _sample_info(self, record: SampleRecord) -> SampleInfo:
+        return SampleInfo(
+            id=record.id,
+            key=record.key,
+            name=record.name,
+            prompt=record.prompt,
+            image_path=self.path(record.image_path),
+            mask_path=self.path(record.mask_path),
+            reference_path=self.path(record.reference_path),
+            width=record.width,
+            height=record.height,
+            source=record.source,
+            meta=dict(record.meta),
+        )
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def create_run(self, spec: NewRun, seeds: dict[int, int]) -> int:
+        """Queue a run over its sample set; `seeds` maps sample id to that sample's seed."""
+        with self.session() as session:
+            members = session.exec(
+                select(SampleSetMember).where(SampleSetMember.set_id == self._set(session, spec.sample_set).id)
+                .order_by(SampleSetMember.position)
+            ).all()
+            if not members:
+                raise StoreError(f"sample set {spec.sample_set!r} is empty")
+            run = RunRecord(**vars(spec), status=RunStatus.QUEUED, sample_count=len(members))
+            session.add(run)
+            session.flush()
+            for position, member in enumerate(members):
+                session.add(
+                    RunSampleRecord(run_id=run.id, sample_id=member.sample_id, position=position, seed=seeds[member.sample_id])
+                )
+            session.commit()
+            return run.id
+
+    def start_run(self, run_id: int, device: str) -> None:
+        with self.session() as session:
+            run = self._run(session, run_id)
+            run.status = RunStatus.RUNNING
+            run.device = device
+            run.started_at = run.started_at or utcnow()
+            run.finished_at = None
+            run.error = None
+            session.commit()
+
+    def pending_samples(self, run_id: int) -> list[tuple[RunSampleInfo, SampleInfo]]:
+        """The run's samples not yet done (pending, interrupted while running, or failed
+        earlier), in run order, each with the sample it works on."""
+        with self.session() as session:
+            self._run(session, run_id)
+            rows = session.exec(
+                select(RunSampleRecord, SampleRecord)
+                .join(SampleRecord, SampleRecord.id == RunSampleRecord.sample_id)
+                .where(RunSampleRecord.run_id == run_id, RunSampleRecord.status != SampleStatus.DONE)
+                .order_by(RunSampleRecord.position)
+            ).all()
+            return [(self._run_sample_info(rs, s.name, {}), self._sample_info(s)) for rs, s in rows]
+
+    def mark_sample_running(self, run_id: int, sample_id: int) -> None:
+        with self.session() as session:
+            row = self._run_sample(session, run_id, sample_id)
+            row.status = SampleStatus.RUNNING
+            row.started_at = utcnow()
+            session.commit()
+
+    def record_sample(
+        self,
+        run_id: int,
+        sample_id: int,
+        *,
+        image_path: str | None,
+        metrics: dict[str, float],
+        seconds: float | None,
+        unet_calls: int | None,
+        width: int | None,
+        height: int | None,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Store one sample's outcome and its metrics in one short transaction (replacing
+        any earlier attempt's values, so a retried sample never has two sets of metrics)."""
+        with self.session() as session:
+            row = self._run_sample(session, run_id, sample_id)
+            row.status = SampleStatus.FAILED if error else SampleStatus.DONE
+            row.image_path = image_path
+            row.error = error
+            row.traceback = traceback
+            row.seconds = seconds
+            row.unet_calls = unet_calls
+            row.width = width
+            row.height = height
+            row.finished_at = utcnow()
+            session.exec(delete(MetricRecord).where(MetricRecord.run_sample_id == row.id))
+            for name, value in metrics.items():
+                session.add(MetricRecord(run_id=run_id, run_sample_id=row.id, name=name, value=float(value)))
+            session.commit()
+
+    def finish_run(self, run_id: int, *, error: str | None = None, cancelled: bool = False) -> str:
+        """Close a run; its status follows from its samples unless it failed or was cancelled."""
+        with self.session() as session:
+            run = self._run(session, run_id)
+            counts = dict(
+                session.exec(
+                    select(RunSampleRecord.status, func.count())
+                    .where(RunSampleRecord.run_id == run_id)
+                    .group_by(RunSampleRecord.status)
+                ).all()
+            )
+            if cancelled:
+                run.status = RunStatus.CANCELLED
+            elif error is not None:
+                run.status = RunStatus.FAILED
+            elif counts.get(SampleStatus.DONE, 0) == run.sample_count:
+                run.status = RunStatus.FINISHED
+            elif counts.get(SampleStatus.DONE, 0) == 0:
+                run.status = RunStatus.FAILED
+                error = error or "every sample failed"
+            else:
+                run.status = RunStatus.FINISHED_WITH_ERRORS
+            run.error = error
+            run.finished_at = utcnow()
+            session.commit()
+            return run.status
+
+    def _run(self, session: Session, run_id: int) -> RunRecord:
+        run = session.get(RunRecord, run_id)
+        if run is None:
+            raise NotFound(f"no run with id {run_id}")
+        return run
+
+    def _run_sample(self, session: Session, run_id: int, sample_id: int) -> RunSampleRecord:
+        row = session.exec(
+            select(RunSampleRecord).where(RunSampleRecord.run_id == run_id, RunSampleRecord.sample_id == sample_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"run {run_id} has no sample {sample_id}")
+        return row
+
+    def _run_sample_info(self, row: RunSampleRecord, sample_name: str, metrics: dict[str, float]) -> RunSampleInfo:
+        return RunSampleInfo(
+            sample_id=row.sample_id,
+            sample_name=sample_name,
+            position=row.position,
+            seed=row.seed,
+            status=row.status,
+            image_path=self.path(row.image_path),
+            error=row.error,
+            traceback=row.traceback,
+            seconds=row.seconds,
+            unet_calls=row.unet_calls,
+            metrics=metrics,
+        )
+
+    def runs(self) -> list[RunInfo]:
+        with self.session() as session:
+            records = session.exec(select(RunRecord).order_by(RunRecord.id)).all()
+            counts = self._status_counts(session, [r.id for r in records])
+            return [self._run_info(r, counts.get(r.id, {})) for r in records]
+
+    def run(self, run_id: int) -> RunInfo:
+        with self.session() as session:
+            record = self._run(session, run_id)
+            return self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}))
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        with self.session() as session:
+            record = self._run(session, run_id)
+            run = self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}))
+            per_sample: dict[int, dict[str, float]] = defaultdict(dict)
+            for metric in session.exec(
+                select(MetricRecord).where(MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_not(None))
+            ).all():
+                per_sample[metric.run_sample_id][metric.name] = metric.value
+            rows = session.exec(
+                select(RunSampleRecord, SampleRecord.name)
+                .join(SampleRecord, SampleRecord.id == RunSampleRecord.sample_id)
+                .where(RunSampleRecord.run_id == run_id)
+                .order_by(RunSampleRecord.position)
+            ).all()
+            samples = [self._run_sample_info(rs, name, per_sample.get(rs.id, {})) for rs, name in rows]
+            return RunDetail(run=run, samples=samples, metrics=self._run_metrics(session, [run_id]).get(run_id, {}))
+
+    def _status_counts(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
+        counts: dict[int, dict[str, int]] = defaultdict(dict)
+        if not run_ids:
+            return counts
+        for run_id, status, count in session.exec(
+            select(RunSampleRecord.run_id, RunSampleRecord.status, func.count())
+            .where(RunSampleRecord.run_id.in_(run_ids))
+            .group_by(RunSampleRecord.run_id, RunSampleRecord.status)
+        ).all():
+            counts[run_id][status] = count
+        return counts
+
+    def _run_info(self, record: RunRecord, counts: dict[str, int]) -> RunInfo:
+        return RunInfo(
+            id=record.id,
+            technique=record.technique,
+            params=dict(record.params),
+            model=record.model,
+            seed=record.seed,
+            steps=record.steps,
+            guidance=record.guidance,
+            negative_prompt=record.negative_prompt,
+            sample_set=record.sample_set,
+            status=record.status,
+            error=record.error,
+            config_hash=record.config_hash,
+            versions=dict(record.versions),
+            git_commit=record.git_commit,
+            device=record.device,
+            command=record.command,
+            sample_count=record.sample_count,
+            done_count=counts.get(SampleStatus.DONE, 0),
+            failed_count=counts.get(SampleStatus.FAILED, 0),
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+
+    def _run_metrics(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, float]]:
+        """Per run: the mean of each per-sample metric over done samples (failed samples have
+        no metrics), then the set-level metrics stored for the run itself."""
+        result: dict[int, dict[str, float]] = defaultdict(dict)
+        if not run_ids:
+            return result
+        for run_id, name, mean in session.exec(
+            select(MetricRecord.run_id, MetricRecord.name, func.avg(MetricRecord.value))
+            .where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_not(None))
+            .group_by(MetricRecord.run_id, MetricRecord.name)
+        ).all():
+            result[run_id][name] = float(mean)
+        for metric in session.exec(
+            select(MetricRecord).where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_(None))
+        ).all():
+            result[metric.run_id][metric.name] = metric.value
+        return result
+
+    def leaderboard(
+        self, metric: str, *, descending: bool, sample_set: str | None = None, include_unfinished: bool = False
+    ) -> list[LeaderboardRow]:
+        """Runs ranked by `metric` (best first given its direction); runs without the metric
+        come last. Only finished runs unless `include_unfinished`."""
+        with self.session() as session:
+            query = select(RunRecord)
+            if sample_set is not None:
+                self._set(session, sample_set)
+                query = query.where(RunRecord.sample_set == sample_set)
+            if not include_unfinished:
+                query = query.where(RunRecord.status.in_([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
+            records = session.exec(query.order_by(RunRecord.id)).all()
+            ids = [r.id for r in records]
+            metrics = self._run_metrics(session, ids)
+            counts = self._status_counts(session, ids)
+        rows = [
+            LeaderboardRow(
+                run_id=r.id,
+                technique=r.technique,
+                params=dict(r.params),
+                model=r.model,
+                steps=r.steps,
+                seed=r.seed,
+                sample_set=r.sample_set,
+                status=r.status,
+                samples_done=counts.get(r.id, {}).get(SampleStatus.DONE, 0),
+                metrics=metrics.get(r.id, {}),
+            )
+            for r in records
+        ]
+        present = [row for row in rows if metric in row.metrics]
+        missing = [row for row in rows if metric not in row.metrics]
+        present.sort(key=lambda row: row.metrics[metric], reverse=descending)
+        return present + missing
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "sample"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a truncated image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

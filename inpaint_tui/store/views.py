@@ -1,0 +1,155 @@
+"""Plain, immutable views of stored rows. Faces (CLI, TUI) only ever see these, never ORM
+objects, so nothing lazy-loads from a closed session in a widget."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """Values for `--json` output: paths and datetimes as strings, non-finite floats as
+    "inf"/"-inf"/"nan" (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+class _View:
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(asdict(self))
+
+
+@dataclass(frozen=True)
+class NewSample:
+    """A sample to import: encoded files plus what identifies and describes it."""
+
+    key: str
+    name: str
+    prompt: str
+    image_png: bytes
+    mask_png: bytes
+    reference_png: bytes | None
+    width: int
+    height: int
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImportReport(_View):
+    set_name: str
+    added: int
+    already_present: int
+    total_in_set: int
+
+
+@dataclass(frozen=True)
+class SampleInfo(_View):
+    id: int
+    key: str
+    name: str
+    prompt: str
+    image_path: Path
+    mask_path: Path
+    reference_path: Path | None
+    width: int
+    height: int
+    source: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SampleSetInfo(_View):
+    name: str
+    sample_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewRun:
+    technique: str
+    params: dict[str, Any]
+    model: str
+    seed: int
+    steps: int
+    guidance: float
+    negative_prompt: str
+    sample_set: str
+    config_hash: str
+    versions: dict[str, Any]
+    git_commit: str | None
+    command: str | None
+
+
+@dataclass(frozen=True)
+class RunInfo(_View):
+    id: int
+    technique: str
+    params: dict[str, Any]
+    model: str
+    seed: int
+    steps: int
+    guidance: float
+    negative_prompt: str
+    sample_set: str
+    status: str
+    error: str | None
+    config_hash: str
+    versions: dict[str, Any]
+    git_commit: str | None
+    device: str | None
+    command: str | None
+    sample_count: int
+    done_count: int
+    failed_count: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunSampleInfo(_View):
+    sample_id: int
+    sample_name: str
+    position: int
+    seed: int
+    status: str
+    image_path: Path | None
+    error: str | None
+    traceback: str | None
+    seconds: float | None
+    unet_calls: int | None
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RunDetail(_View):
+    run: RunInfo
+    samples: list[RunSampleInfo]
+    metrics: dict[str, float]  # per-run: means of per-sample metrics over done samples, plus set-level ones
+
+
+@dataclass(frozen=True)
+class LeaderboardRow(_View):
+    run_id: int
+    technique: str
+    params: dict[str, Any]
+    model: str
+    steps: int
+    seed: int
+    sample_set: str
+    status: str
+    samples_done: int
+    metrics: dict[str, float]
