@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests never touch the network: the hub is forced offline before any
+library that could reach it is imported."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.pop("INPAINT_TUI_DB", None)
+os.environ.pop("INPAINT_TUI_DATA", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    import torch
+
+    from engine.models import load_model
+
+    # Pixel-exact comparisons need a fixed thread count (reductions differ across counts).
+    torch.set_num_threads(2)
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def demo():
+    from engine.demo import demo_samples
+
+    return demo_samples()
+
+
+@pytest.fixture
+def store(tmp_path):
+    from inpaint_tui.store import Store
+
+    store = Store(tmp_path / "experiments.db")
+    yield store
+    store.close()
+
+
+def make_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth, non-constant RGB test image."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=2)
+    noise = rng.normal(0, 0.05, size=base.shape)
+    return Image.fromarray((np.clip(base + noise, 0, 1) * 255).astype(np.uint8), mode="RGB")
+
+
+def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=np.float32)
+    left, top, right, bottom = box
+    mask[top:bottom, left:right] = 1.0
+    return mask
