@@ -1,0 +1,184 @@
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import text
+
+from inpaint_tui.jobs.execute import RunProgress, execute_run
+from inpaint_tui.jobs.runs import config_hash, queue_run
+from inpaint_tui.jobs.samples import ensure_demo, import_source, to_engine_sample
+from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
+
+
+def test_sqlite_is_set_up_for_concurrent_readers(store):
+    with store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+def test_migrations_produce_exactly_the_declared_schema(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from inpaint_tui.store.tables import SQLModel
+
+    with store.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert diff == []
+
+
+def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
+    first = Store(tmp_path / "a.db")
+    import_source(first, "demo")
+    first.close()
+    second = Store(tmp_path / "a.db")
+    assert len(second.samples("demo")) == 6
+    assert second.data_dir == tmp_path / "a_data"
+
+
+def test_demo_import_is_idempotent_and_content_addressed(store, demo):
+    first = import_source(store, "demo")
+    files = sorted(p for p in store.data_dir.rglob("*") if p.is_file())
+    second = import_source(store, "demo")
+    assert (first.added, first.total_in_set) == (6, 6)
+    assert (second.added, second.already_present, second.total_in_set) == (0, 6, 6)
+    assert sorted(p for p in store.data_dir.rglob("*") if p.is_file()) == files
+    infos = store.samples("demo")
+    assert [i.name for i in infos] == [s.id for s in demo]
+    # what comes back is what went in: pixels, mask, prompt
+    for info, sample in zip(infos, demo):
+        back = to_engine_sample(info)
+        np.testing.assert_array_equal(np.asarray(back.image), np.asarray(sample.image))
+        np.testing.assert_array_equal(back.mask, sample.mask)
+        assert back.prompt == sample.prompt and back.content_hash == sample.content_hash == info.key
+
+
+def test_same_samples_in_a_second_set_share_rows(store):
+    import_source(store, "demo")
+    report = import_source(store, "demo", set_name="copy")
+    assert report.added == 0 and report.total_in_set == 6
+    assert {s.name: s.sample_count for s in store.sample_sets()} == {"copy": 6, "demo": 6}
+    assert len(store.samples()) == 6
+
+
+def test_missing_things_are_named(store):
+    with pytest.raises(NotFound, match="no sample set named 'nope'"):
+        store.samples("nope")
+    with pytest.raises(NotFound, match="no run with id 42"):
+        store.run_detail(42)
+    with pytest.raises(StoreError, match="unknown sample source 'elsewhere'"):
+        import_source(store, "elsewhere")
+
+
+def test_database_folder_must_exist(tmp_path):
+    with pytest.raises(StoreError, match="folder .*missing does not exist"):
+        Store(tmp_path / "missing" / "x.db")
+
+
+def test_foreign_keys_are_enforced(store):
+    ensure_demo(store)
+    with pytest.raises(Exception, match="FOREIGN KEY"):
+        with store.engine.begin() as connection:
+            connection.execute(text("INSERT INTO sample_set_member (set_id, sample_id, position) VALUES (999, 1, 0)"))
+
+
+def test_config_hash_is_canonical():
+    assert config_hash({"a": 1, "b": {"c": 2}}) == config_hash({"b": {"c": 2}, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def _queue(store, technique="blended", **overrides):
+    settings = dict(technique=technique, params=None, model="tiny", sample_set="demo", seed=0, steps=2, guidance=7.5)
+    settings.update(overrides)
+    return queue_run(store, **settings)
+
+
+def test_run_lifecycle_writes_every_sample_once(store, tiny_model):
+    ensure_demo(store)
+    run_id = _queue(store)
+    assert store.run(run_id).status == RunStatus.QUEUED
+    assert execute_run(store, run_id, device="cpu") == RunStatus.FINISHED
+    detail = store.run_detail(run_id)
+    assert detail.run.done_count == 6 and detail.run.started_at and detail.run.finished_at
+    assert detail.run.device.startswith("cpu")
+    for s in detail.samples:
+        assert s.status == "done" and s.image_path.is_file() and set(s.metrics) >= {"bg_mse", "bg_psnr"}
+    # the run's mean is the mean of its samples
+    assert detail.metrics["bg_mse"] == pytest.approx(np.mean([s.metrics["bg_mse"] for s in detail.samples]))
+    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
+        assert raw.execute("SELECT COUNT(*) FROM run_sample WHERE run_id = ?", (run_id,)).fetchone()[0] == 6
+        assert raw.execute("SELECT COUNT(*) FROM metric WHERE run_id = ? AND name = 'bg_mse'", (run_id,)).fetchone()[0] == 6
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class Interrupt(BaseException):
+    """Stands in for a kill at a step boundary (BaseException: nothing may swallow it)."""
+
+
+def test_interrupted_run_resumes_without_redoing_or_duplicating(store, tiny_model):
+    ensure_demo(store)
+    reference_run = _queue(store, seed=7)
+    execute_run(store, reference_run, device="cpu")
+    expected = {s.sample_name: np.asarray(Image.open(s.image_path)) for s in store.run_detail(reference_run).samples}
+
+    run_id = _queue(store, seed=7)
+
+    def stop_in_third_sample(progress: RunProgress) -> None:
+        if progress.samples_done == 2 and progress.step == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        execute_run(store, run_id, device="cpu", on_progress=stop_in_third_sample)
+    interrupted = store.run_detail(run_id)
+    assert [s.status for s in interrupted.samples][:3] == ["done", "done", "running"]
+    finished_before = {s.sample_name: s.image_path.stat().st_mtime_ns for s in interrupted.samples if s.status == "done"}
+
+    started = []
+    assert execute_run(store, run_id, device="cpu", on_progress=lambda p: started.append(p.sample_name)) == "finished"
+    resumed = store.run_detail(run_id)
+    assert set(filter(None, started)) == {s.sample_name for s in interrupted.samples[2:]}  # only unfinished work
+    for s in resumed.samples:
+        assert s.status == "done"
+        np.testing.assert_array_equal(np.asarray(Image.open(s.image_path)), expected[s.sample_name])
+        if s.sample_name in finished_before:
+            assert s.image_path.stat().st_mtime_ns == finished_before[s.sample_name]  # not rewritten
+    outputs = sorted(p.name for p in (store.data_dir / "runs" / str(run_id)).iterdir())
+    assert len(outputs) == 6  # no orphan or duplicate files
+    with store.engine.connect() as connection:
+        count = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse'"), {"r": run_id})
+        assert count.scalar() == 6
+
+
+def test_failing_samples_are_recorded_and_the_run_goes_on(store, tiny_model, tmp_path):
+    ensure_demo(store)
+    run_id = _queue(store)
+    # Corrupt one stored input: the sample fails, the others finish.
+    broken = store.samples("demo")[1]
+    broken.image_path.write_bytes(b"not a png")
+    assert execute_run(store, run_id, device="cpu") == RunStatus.FINISHED_WITH_ERRORS
+    detail = store.run_detail(run_id)
+    failed = [s for s in detail.samples if s.status == "failed"]
+    assert [s.sample_name for s in failed] == [broken.name]
+    assert "cannot read image file" in failed[0].error and failed[0].metrics == {}
+    assert detail.run.done_count == 5 and detail.run.failed_count == 1
+
+
+def test_unloadable_model_fails_the_run_with_a_clear_error(store):
+    ensure_demo(store)
+    run_id = _queue(store, model="sd15")
+    assert execute_run(store, run_id, device="cpu") == RunStatus.FAILED
+    assert "not in the local cache" in store.run(run_id).error and "--model tiny" in store.run(run_id).error
+
+
+def test_leaderboard_orders_by_direction(store, tiny_model):
+    ensure_demo(store)
+    ids = [_queue(store, technique=t) for t in ("vanilla", "blended")]
+    for run_id in ids:
+        execute_run(store, run_id, device="cpu")
+    low_first = store.leaderboard("bg_mse", descending=False)
+    high_first = store.leaderboard("bg_psnr", descending=True)
+    assert [r.metrics["bg_mse"] for r in low_first] == sorted(r.metrics["bg_mse"] for r in low_first)
+    assert [r.metrics["bg_psnr"] for r in high_first] == sorted((r.metrics["bg_psnr"] for r in high_first), reverse=True)
+    assert {r.technique for r in low_first} == {"vanilla", "blended"}
