@@ -81,7 +81,9 @@ def _print_json(data: Any) -> None:
 def _console():
     from rich.console import Console
 
-    return Console()
+    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _fail(message: str, code: int = 1) -> None:
