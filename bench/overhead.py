@@ -164,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     rates = {path: [count / sum(seconds[path]) for seconds in rounds] for path in ("runner", "bare")}
     median = {path: statistics.median(values) for path, values in rates.items()}
     ratio = median["runner"] / median["bare"]
-    # Cross-check robust to interference: each sample's fastest time over the rounds.
-    best = {path: count / sum(min(seconds[path][i] for seconds in rounds) for i in range(count))
-            for path in ("runner", "bare")}
 
     print()
     print(f"{'round':<8} {'runner img/s':>12} {'bare img/s':>12} {'runner/bare':>12}")
@@ -174,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{round_index:<8} {runner_rate:>12.3f} {bare_rate:>12.3f} {runner_rate / bare_rate:>12.3f}")
     print(f"{'median':<8} {median['runner']:>12.3f} {median['bare']:>12.3f} {ratio:>12.3f}"
           f"   <- runner overhead {100 * (1 - ratio):+.1f}%")
-    print(f"{'best':<8} {best['runner']:>12.3f} {best['bare']:>12.3f} {best['runner'] / best['bare']:>12.3f}"
-          f"   (per-sample fastest over rounds; a cross-check)")
     spread = max(max(values) / min(values) for values in rates.values())
     if spread > 1.25:
         print(f"note: throughput varied {spread:.1f}x between rounds: the machine was busy; the interleaving "
