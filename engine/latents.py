@@ -18,8 +18,12 @@ from engine.samples import Sample
 
 def image_to_tensor(image, model: Model) -> torch.Tensor:
     """PIL RGB image to (1, 3, H, W) in [-1, 1] on the model's device and dtype."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+    return pixels_to_tensor(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, model)
+
+
+def pixels_to_tensor(array: np.ndarray, model: Model) -> torch.Tensor:
+    """A float (H, W, 3) image in [0, 1] to (1, 3, H, W) in [-1, 1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
     return (tensor * 2.0 - 1.0).to(model.device, model.dtype)
 
 
@@ -84,10 +88,15 @@ def encode_prompt(model: Model, prompt: str, negative_prompt: str, guidance: flo
 
 
 @torch.no_grad()
-def predict_noise(unet, scheduler, latents: torch.Tensor, t: torch.Tensor, prompt: PromptEmbeddings) -> torch.Tensor:
-    """ε̂(z_t, t, c) with classifier-free guidance when enabled."""
+def predict_noise(
+    unet, scheduler, latents: torch.Tensor, t: torch.Tensor, prompt: PromptEmbeddings, condition: torch.Tensor | None = None
+) -> torch.Tensor:
+    """ε̂(z_t, t, c) with classifier-free guidance when enabled. `condition` (the mask and
+    masked-image latent of a 9-channel inpainting UNet) is concatenated after scaling."""
     batch = torch.cat([latents] * 2) if prompt.cfg else latents
     batch = scheduler.scale_model_input(batch, t)
+    if condition is not None:
+        batch = torch.cat([batch, torch.cat([condition] * (2 if prompt.cfg else 1))], dim=1)
     noise = unet(batch, t, encoder_hidden_states=prompt.embeddings).sample
     if not prompt.cfg:
         return noise
@@ -101,3 +110,89 @@ def randn(shape: tuple[int, ...], generator: torch.Generator, model: Model) -> t
     return torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32).to(
         model.device, model.dtype
     )
+
+
+def make_generator(model: Model, seed: int) -> torch.Generator:
+    """A seeded generator on the model's device (CPU noise on CPU, CUDA noise on CUDA)."""
+    device = "cpu" if model.device == "cpu" else model.device
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class LatentInpainting:
+    """The set-up every hand-written latent loop shares, and its cost accounting.
+
+    Holds the source latent z_src = s·E(x), the exact latent mask m_lat, the text
+    conditioning, a fresh scheduler with its timesteps t_0 > ... > t_{N-1}, and one seeded
+    generator from which all noise is drawn in call order. With a 9-channel UNet,
+    `predict` adds the inpainting conditioning (mask and masked-image latent) itself.
+    """
+
+    def __init__(self, model: Model, job, unet_role: str = "txt2img", *, seed: int | None = None) -> None:
+        from engine.techniques.registry import Cost
+
+        self.model = model
+        self.job = job
+        self.cost = Cost()
+        self.unet = model.unet(unet_role)
+        self.scheduler = model.new_scheduler()
+        self.scheduler.set_timesteps(job.steps, device=model.device)
+        self.timesteps = self.scheduler.timesteps
+        self.generator = make_generator(model, job.seed if seed is None else seed)
+        self.source_pixels = image_to_tensor(job.sample.image, model)  # (1, 3, H, W) in [-1, 1]
+        self.z_src = self.encode(self.source_pixels)  # (1, 4, h, w)
+        self.mask = latent_mask(job.sample, tuple(self.z_src.shape[-2:]), model)  # (1, 1, h, w)
+        self.prompt = encode_prompt(model, job.sample.prompt, job.negative_prompt, job.guidance)
+        self._inpaint_condition: torch.Tensor | None = None
+        if self.unet.config.in_channels == 9:
+            self._inpaint_condition = self._inpainting_condition()
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.z_src.shape)
+
+    def noise(self) -> torch.Tensor:
+        return randn(self.shape, self.generator, self.model)
+
+    def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, index: int) -> torch.Tensor:
+        """add_noise(z, ε, t_index) = √ᾱ_t·z + √(1-ᾱ_t)·ε."""
+        return self.scheduler.add_noise(latents, noise, self.timesteps[index : index + 1])
+
+    def noised_source(self, index: int) -> torch.Tensor:
+        """z_src noised to t_index with fresh noise; the clean z_src past the last step."""
+        if index >= self.steps:
+            return self.z_src
+        return self.add_noise(self.z_src, self.noise(), index)
+
+    def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.cost.unet_calls += 1
+        return predict_noise(self.unet, self.scheduler, latents, t, self.prompt, self._inpaint_condition)
+
+    def step(self, noise_pred: torch.Tensor, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.step(noise_pred, t, latents).prev_sample
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.cost.vae_encodes += 1
+        return encode_image(self.model, pixels)
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        self.cost.vae_decodes += 1
+        return decode_latents(self.model, latents)
+
+    def output(self, latents: torch.Tensor, **extras):
+        from engine.techniques.registry import TechniqueOutput
+
+        return TechniqueOutput(image=self.decode(latents), latents=latents, cost=self.cost, extras=extras)
+
+    def _inpainting_condition(self) -> torch.Tensor:
+        # As diffusers' inpaint pipeline: the mask resized to the latent grid, and the latent
+        # of the image with the masked region set to 0 (mid-grey in [-1, 1]).
+        pixel_mask = torch.from_numpy(self.job.sample.binary_mask.astype(np.float32))[None, None]
+        pixel_mask = pixel_mask.to(self.model.device, self.model.dtype)
+        masked_latent = self.encode(self.source_pixels * (pixel_mask < 0.5))
+        mask = F.interpolate(pixel_mask, size=tuple(self.z_src.shape[-2:]))
+        return torch.cat([mask, masked_latent], dim=1)
+

@@ -25,7 +25,8 @@ from engine.metrics import sample_metrics
 from engine.models import Model, load_model
 from engine.samples import Sample, resize_to, working_size
 from engine.seeding import sample_seed
-from engine.techniques import Technique, TechniqueJob, get_technique
+from engine.postprocess import postprocess
+from engine.techniques import Cost, Technique, TechniqueJob, get_technique
 
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.5
@@ -60,7 +61,7 @@ class SampleResult:
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     peak_memory_mb: float = 0.0
-    unet_calls: int = 0
+    cost: Cost = field(default_factory=Cost)
     error: str | None = None
     traceback: str | None = None
 
@@ -137,15 +138,16 @@ def _inpaint_one(
     try:
         working = resize_to(sample, size)
         job = TechniqueJob(working, params, steps, guidance, seed, negative_prompt, report)
-        output = technique.run(model, job)
+        output = postprocess(model, job, technique.run(model, job))
         result.seconds = time.perf_counter() - started
         result.peak_memory_mb = memory.peak_mb()
         pixels = to_uint8(output.image)
         result.image = Image.fromarray(pixels, mode="RGB")
-        result.unet_calls = output.unet_calls
+        result.cost = output.cost
         result.metrics = sample_metrics(pixels, np.asarray(working.image), working.binary_mask)
         result.metrics["seconds"] = result.seconds
         result.metrics["peak_memory_mb"] = result.peak_memory_mb
+        result.metrics.update(output.cost.as_metrics())
     except RunAborted:
         raise
     except Exception as error:

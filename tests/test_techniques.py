@@ -43,7 +43,7 @@ def test_vanilla_equals_diffusers_called_directly(tiny_model, two_samples):
             generator=torch.Generator("cpu").manual_seed(sample_seed(3, sample.id)), output_type="np",
         ).images[0]
         np.testing.assert_array_equal(np.asarray(result.image), to_uint8(direct))
-        assert result.unet_calls == STEPS
+        assert result.cost.unet_calls == STEPS
 
 
 def test_progressive_shrink_schedule_hand_worked_example():
@@ -92,7 +92,7 @@ def test_blend_start_skips_steps_and_progressive_shrink_changes_the_result(tiny_
     plain = technique.run(tiny_model, _job(sample))
     late = technique.run(tiny_model, _job(sample, blend_start=0.5))
     shrunk = technique.run(tiny_model, _job(sample, progressive_shrink=2))
-    assert plain.unet_calls == STEPS and late.unet_calls == STEPS - 2 and shrunk.unet_calls == STEPS
+    assert plain.cost.unet_calls == STEPS and late.cost.unet_calls == STEPS - 2 and shrunk.cost.unet_calls == STEPS
     assert not np.array_equal(plain.image, shrunk.image)
     assert not np.array_equal(plain.image, late.image)
 

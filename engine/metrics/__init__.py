@@ -28,6 +28,10 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("bg_psnr", "10·log10(1 / bg_mse) in dB (inf when the background is identical)", True, "dB"),
         MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O)", False, "s"),
         MetricInfo("peak_memory_mb", "peak CUDA memory allocated, or growth of the process's peak RSS on CPU", False, "MB"),
+        MetricInfo("unet_calls", "UNet forward passes per image (a batched CFG pair counts once)", False),
+        MetricInfo("vae_encodes", "VAE encoder passes per image", False),
+        MetricInfo("vae_decodes", "VAE decoder passes per image", False),
+        MetricInfo("optimisation_steps", "gradient steps per image (decoder fine-tuning)", False),
     )
 }
 

@@ -1,6 +1,7 @@
 """Inpainting techniques, one file each, registered by name on import."""
 
 from engine.techniques.registry import (
+    Cost,
     StepCallback,
     Technique,
     TechniqueJob,
@@ -12,6 +13,7 @@ from engine.techniques.registry import (
 from engine.techniques import vanilla, blended  # noqa: E402,F401  (each registers itself)
 
 __all__ = [
+    "Cost",
     "StepCallback",
     "Technique",
     "TechniqueJob",

@@ -76,56 +76,25 @@ def shrink_schedule(steps: int, dilations: int) -> list[int]:
 
 
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
-    import torch
+    from engine.latents import LatentInpainting, dilate
 
-    from engine.latents import (
-        decode_latents,
-        dilate,
-        encode_image,
-        encode_prompt,
-        image_to_tensor,
-        latent_mask,
-        predict_noise,
-        randn,
-    )
-
-    unet = model.unet("txt2img")
-    scheduler = model.new_scheduler()
-    scheduler.set_timesteps(job.steps, device=model.device)
-    timesteps = scheduler.timesteps  # t_0 > t_1 > ... > t_{N-1}
-    steps = len(timesteps)
-
-    generator = torch.Generator(device="cpu" if model.device == "cpu" else model.device).manual_seed(job.seed)
-    z_src = encode_image(model, image_to_tensor(job.sample.image, model))  # (1, 4, h, w)
-    exact_mask = latent_mask(job.sample, tuple(z_src.shape[-2:]), model)  # (1, 1, h, w)
+    task = LatentInpainting(model, job, "txt2img")
     dilations = job.params["progressive_shrink"]
-    masks = [dilate(exact_mask, k) for k in shrink_kernels(dilations)]
-    mask_for_step = shrink_schedule(steps, dilations)
-    prompt = encode_prompt(model, job.sample.prompt, job.negative_prompt, job.guidance)
+    masks = [dilate(task.mask, k) for k in shrink_kernels(dilations)]  # each (1, 1, h, w)
+    mask_for_step = shrink_schedule(task.steps, dilations)
 
-    start = int(job.params["blend_start"] * steps)
-    noise = randn(tuple(z_src.shape), generator, model)
-    if start == 0:
-        latents = noise * scheduler.init_noise_sigma
-    else:
-        latents = scheduler.add_noise(z_src, noise, timesteps[start : start + 1])
+    start = int(job.params["blend_start"] * task.steps)
+    noise = task.noise()
+    latents = noise * task.scheduler.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
 
-    unet_calls = 0
-    for i in range(start, steps):
-        t = timesteps[i]
-        noise_pred = predict_noise(unet, scheduler, latents, t, prompt)
-        unet_calls += 1
-        latents = scheduler.step(noise_pred, t, latents).prev_sample
-        if i + 1 < steps:
-            background = scheduler.add_noise(z_src, randn(tuple(z_src.shape), generator, model), timesteps[i + 1 : i + 2])
-        else:
-            background = z_src
+    for i in range(start, task.steps):
+        t = task.timesteps[i]
+        latents = task.step(task.predict(latents, t), t, latents)
         mask = masks[mask_for_step[i]]
-        latents = mask * latents + (1 - mask) * background
-        job.report(i - start + 1, steps - start)
+        latents = mask * latents + (1 - mask) * task.noised_source(i + 1)
+        job.report(i - start + 1, task.steps - start)
 
-    return TechniqueOutput(image=decode_latents(model, latents), latents=latents, unet_calls=unet_calls,
-                           extras={"z_src": z_src, "latent_mask": exact_mask})
+    return task.output(latents, z_src=task.z_src, latent_mask=task.mask)
 
 
 TECHNIQUE = register(

@@ -37,14 +37,39 @@ class TechniqueJob:
 
 
 @dataclass
+class Cost:
+    """What one image cost, in model evaluations (comparable across machines, unlike
+    seconds). A CFG pair batched in one forward counts as one UNet call."""
+
+    unet_calls: int = 0
+    vae_encodes: int = 0
+    vae_decodes: int = 0
+    optimisation_steps: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.unet_calls, self.vae_encodes, self.vae_decodes, self.optimisation_steps)
+
+    def as_metrics(self) -> dict[str, float]:
+        return {
+            "unet_calls": float(self.unet_calls),
+            "vae_encodes": float(self.vae_encodes),
+            "vae_decodes": float(self.vae_decodes),
+            "optimisation_steps": float(self.optimisation_steps),
+        }
+
+
+@dataclass
 class TechniqueOutput:
     """`image`: float32 (H, W, 3) in [0, 1] at the sample's size. `latents`: the final latent
-    (for invariant tests), where the technique has one. `unet_calls`: UNet forward passes
-    (a CFG pair counts once), the cost measure the run form shows."""
+    the image was decoded from, where the technique has one (invariant tests, post-processing).
+    `cost`: model evaluations spent on this image."""
 
     image: "np.ndarray"
     latents: "torch.Tensor | None" = None
-    unet_calls: int = 0
+    cost: Cost = field(default_factory=Cost)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,16 +82,27 @@ class Technique:
     run: Callable[["Model", TechniqueJob], TechniqueOutput]
     reference: str = ""  # paper or code the technique follows
 
+    @property
+    def full_schema(self) -> ParamSchema:
+        """The technique's own parameters, then the post-processing options every technique
+        takes (background reconstruction, post-conditioning)."""
+        from engine.postprocess import POSTPROCESS_SCHEMA
+
+        return ParamSchema(self.schema.params + POSTPROCESS_SCHEMA.params)
+
     def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return self.schema.resolve(given, technique=self.name)
+        return self.full_schema.resolve(given, technique=self.name)
 
     def to_dict(self) -> dict[str, Any]:
+        from engine.postprocess import POSTPROCESS_SCHEMA
+
         return {
             "name": self.name,
             "summary": self.summary,
             "unet": self.unet,
             "reference": self.reference,
             "params": [p.to_dict() for p in self.schema],
+            "options": [p.to_dict() for p in POSTPROCESS_SCHEMA],
         }
 
 

@@ -33,6 +33,9 @@ SCHEMA = ParamSchema(
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
+    from engine.latents import decode_latents
+    from engine.techniques.registry import Cost
+
     pipe = model.inpaint_pipeline()
     width, height = job.sample.size
     steps_run = 0
@@ -55,10 +58,14 @@ def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
         num_inference_steps=job.steps,
         guidance_scale=job.guidance,
         generator=torch.Generator(device=model.device).manual_seed(job.seed),
-        output_type="np",
+        output_type="latent",  # decoded below exactly as the pipeline would, keeping the latent
         callback_on_step_end=on_step_end,
     )
-    return TechniqueOutput(image=result.images[0], unet_calls=steps_run)
+    latents = result.images
+    # The pipeline encodes the masked image, and the image itself when strength < 1.
+    encodes = 1 + (job.params["strength"] < 1.0)
+    cost = Cost(unet_calls=steps_run, vae_encodes=encodes, vae_decodes=1)
+    return TechniqueOutput(image=decode_latents(model, latents), latents=latents, cost=cost)
 
 
 TECHNIQUE = register(

@@ -82,7 +82,7 @@ def execute_run(
         try:
             sample = to_engine_sample(info)
         except SampleError as error:
-            store.record_sample(run_id, info.id, image_path=None, metrics={}, seconds=None, unet_calls=None,
+            store.record_sample(run_id, info.id, image_path=None, metrics={}, seconds=None,
                                 width=None, height=None, error=str(error))
             samples_done += 1
             continue
@@ -110,7 +110,6 @@ def execute_run(
                 image_path=image_path,
                 metrics=result.metrics,
                 seconds=result.seconds if result.ok else None,
-                unet_calls=result.unet_calls if result.ok else None,
                 width=result.size[0],
                 height=result.size[1],
                 error=result.error,

@@ -240,7 +240,6 @@ class Store:
         image_path: str | None,
         metrics: dict[str, float],
         seconds: float | None,
-        unet_calls: int | None,
         width: int | None,
         height: int | None,
         error: str | None = None,
@@ -255,7 +254,6 @@ class Store:
             row.error = error
             row.traceback = traceback
             row.seconds = seconds
-            row.unet_calls = unet_calls
             row.width = width
             row.height = height
             row.finished_at = utcnow()
@@ -316,7 +314,6 @@ class Store:
             error=row.error,
             traceback=row.traceback,
             seconds=row.seconds,
-            unet_calls=row.unet_calls,
             metrics=metrics,
         )
 

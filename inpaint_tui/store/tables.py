@@ -112,7 +112,6 @@ class RunSampleRecord(SQLModel, table=True):
     error: Optional[str] = None
     traceback: Optional[str] = None
     seconds: Optional[float] = None
-    unet_calls: Optional[int] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
 

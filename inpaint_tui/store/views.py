@@ -130,7 +130,6 @@ class RunSampleInfo(_View):
     error: str | None
     traceback: str | None
     seconds: float | None
-    unet_calls: int | None
     metrics: dict[str, float]
 
 

@@ -79,7 +79,6 @@ def upgrade() -> None:
     sa.Column('error', sa.String(), nullable=True),
     sa.Column('traceback', sa.String(), nullable=True),
     sa.Column('seconds', sa.Float(), nullable=True),
-    sa.Column('unet_calls', sa.Integer(), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['run.id'], ondelete='CASCADE'),
