@@ -45,7 +45,7 @@ def test_end_to_end_import_run_list_rank(cli, tmp_path):
 
     runs = json.loads(cli("runs", "list", "--json").stdout)
     assert [(r["id"], r["technique"], r["status"]) for r in runs] == [(1, "blended", "finished"), (2, "vanilla", "finished")]
-    assert runs[0]["params"] == {"blend_start": 0.0, "progressive_shrink": 2}
+    assert runs[0]["params"]["progressive_shrink"] == 2 and runs[0]["params"]["background"] == "none"
 
     detail = json.loads(cli("runs", "show", "1", "--json").stdout)
     assert detail["run"]["status"] == "finished" and len(detail["samples"]) == 6
@@ -82,6 +82,7 @@ def test_techniques_and_models_listings(cli):
     techniques = json.loads(cli("techniques", "--json").stdout)
     blended = next(t for t in techniques if t["name"] == "blended")
     assert {p["name"]: p["default"] for p in blended["params"]} == {"blend_start": 0.0, "progressive_shrink": 0}
+    assert {"background", "post_condition"} <= {p["name"] for p in blended["options"]}
     models = {m["name"]: m for m in json.loads(cli("models", "--json").stdout)}
     assert models["tiny"]["available_offline"] is True
     assert models["sd15"]["inpaint"].endswith("stable-diffusion-inpainting")
