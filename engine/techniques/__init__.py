@@ -1,4 +1,9 @@
-"""Inpainting techniques, one file each, registered by name on import."""
+"""Inpainting techniques, one file each. Every module in this package other than the
+registry registers its technique on import; they are all imported here, in a fixed order
+(vanilla first as the baseline, then alphabetical), so adding a technique is adding a file."""
+
+import importlib
+import pkgutil
 
 from engine.techniques.registry import (
     Cost,
@@ -10,7 +15,10 @@ from engine.techniques.registry import (
     register,
     technique_names,
 )
-from engine.techniques import vanilla, blended  # noqa: E402,F401  (each registers itself)
+
+_modules = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "registry" and not m.name.startswith("_"))
+for _name in sorted(_modules, key=lambda name: (name != "vanilla", name)):
+    importlib.import_module(f"{__name__}.{_name}")
 
 __all__ = [
     "Cost",
