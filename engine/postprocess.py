@@ -91,11 +91,22 @@ def paste(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.nda
     return np.where(mask[:, :, None], generated, source).astype(np.float32)
 
 
+# OpenCV's fixed kernels for sizes up to 7 with sigma <= 0 (binomial, not sampled Gaussians).
+_SMALL_KERNELS = {
+    1: [1.0],
+    3: [0.25, 0.5, 0.25],
+    5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+    7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+}
+
+
 def gaussian_kernel(size: int) -> np.ndarray:
-    """A normalised 1-D Gaussian of odd `size` with OpenCV's default sigma for that size
-    (0.3·((size−1)/2 − 1) + 0.8), so `feather` matches cv2.GaussianBlur(m, (k, k), 0)."""
+    """The 1-D kernel cv2.GaussianBlur(m, (k, k), 0) uses: a fixed binomial kernel for
+    k <= 7, else a normalised Gaussian with sigma = 0.3·((k−1)/2 − 1) + 0.8."""
     if size % 2 == 0:
         raise ValueError(f"Gaussian kernel size must be odd, got {size}")
+    if size in _SMALL_KERNELS:
+        return np.array(_SMALL_KERNELS[size])
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     kernel = np.exp(-(x**2) / (2 * sigma**2))
