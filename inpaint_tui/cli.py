@@ -197,15 +197,22 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
         return
     from rich.table import Table
 
+    from engine.postprocess import POSTPROCESS_SCHEMA
+
     console = _console()
-    for spec in specs:
-        table = Table("parameter", "type", "default", "range", "help", title=f"[bold]{spec.name}[/] — {spec.summary}",
-                      title_justify="left", caption=spec.reference, caption_justify="left")
-        for param in spec.schema:
+
+    def schema_table(title: str, params, caption: str = "") -> Table:
+        table = Table("parameter", "type", "default", "range", "help", title=title, title_justify="left",
+                      caption=caption, caption_justify="left")
+        for param in params:
             table.add_row(param.name, param.kind, str(param.default), param.describe_range(), param.help)
-        if not spec.schema.params:
+        if not params:
             table.add_row("-", "", "", "", "no parameters")
-        console.print(table)
+        return table
+
+    for spec in specs:
+        console.print(schema_table(f"[bold]{spec.name}[/] — {spec.summary}", spec.schema.params, spec.reference))
+    console.print(schema_table("[bold]options for every technique[/] (-p key=value)", POSTPROCESS_SCHEMA.params))
 
 
 @app.command()
@@ -289,7 +296,7 @@ def run(
 
     with _user_errors():
         spec = get_technique(technique)
-        params = spec.schema.parse_assignments(param, technique=technique)
+        params = spec.full_schema.parse_assignments(param, technique=technique)
         store = _context(ctx).store()
         run_id = queue_run(
             store, technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,

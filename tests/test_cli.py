@@ -145,3 +145,28 @@ def test_default_database_is_in_the_working_directory(tmp_path):
     result = _subprocess("samples", "sets", "--json", db=tmp_path / "experiments.db")
     assert result.returncode == 0 and json.loads(result.stdout) == []
     assert (tmp_path / "experiments.db").is_file()
+
+
+def _all_techniques():
+    from engine.techniques import technique_names
+
+    return technique_names()
+
+
+@pytest.mark.parametrize("technique", _all_techniques())
+def test_every_technique_runs_from_the_cli_with_an_option(cli, technique):
+    cli("samples", "import", "demo")
+    run_id = int(cli("run", "-t", technique, "-p", "background=paste", "--steps", "2").stdout.strip())
+    detail = json.loads(cli("runs", "show", str(run_id), "--json").stdout)
+    assert detail["run"]["status"] == "finished" and detail["run"]["params"]["background"] == "paste"
+    assert all(s["metrics"]["bg_mse"] == 0.0 and s["metrics"]["unet_calls"] >= 1 for s in detail["samples"])
+
+
+@pytest.mark.parametrize(
+    "option", ["background=feather", "background=poisson", "background=decoder", "post_condition=true"]
+)
+def test_every_option_runs_from_the_cli(cli, option):
+    cli("samples", "import", "demo")
+    extra = ["-p", "decoder_steps=2"] if option.endswith("decoder") else []
+    run_id = int(cli("run", "-t", "blended", "-p", option, *extra, "--steps", "2").stdout.strip())
+    assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
