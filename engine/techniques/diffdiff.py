@@ -1,0 +1,183 @@
+"""`diffdiff`: Differential Diffusion (Levin & Fried 2023, arXiv 2306.00950; repo
+exx8/differential-diffusion, the SD2/SDXL `diff_pipe.py` pipelines).
+
+A soft *change map* replaces the binary mask: every latent entry gets its own strength.
+Convention flip: our sample mask m ∈ [0, 1] is the amount of change (white/1 = regenerate
+fully, 0 = keep), while the paper's code takes a keep map (white = keep), keep = 1 − m.
+
+A text-to-image (4-channel) UNet denoises the whole latent. With N steps, t_0 > … > t_{N−1}:
+
+    m_lat = strength · area_resize(m)                        (1, 1, h, w), soft, not thresholded
+    n(p)  = ⌈m_lat(p) · N⌉                                   steps entry p is denoised for
+    L(p)  = N − n(p)                                         last step at which p is frozen
+    z^i   = add_noise(z_src, ε_i, t_i)   for i = 0 … N−1      (fresh ε_i, drawn i = 0, 1, … in order)
+    z^N   = z_src
+    for i = 0 … N−1:
+        z ← where(i ≤ L, z^i, z)                             frozen entries: the noised source
+        z ← scheduler.step(ε̂(z, t_i), t_i, z)
+    z ← where(N ≤ L, z^N, z)                                 i.e. m_lat = 0 ends as z_src exactly
+
+Step 0 freezes everything (L ≥ 0), so the loop starts from the source noised to t_0, as their
+code does (`latents = original_with_noise[:1]` at i = 0), not from pure noise. An entry with
+change m is thus denoised over the last ⌈mN⌉ steps, starting from the source noised to
+t_{N−⌈mN⌉}: per-pixel img2img with strength m.
+
+Threshold semantics and the off-by-one. Their code freezes, before step i ≥ 1, where
+`keep > i/N` (thresholds `arange(N)/N`), and never after the loop. Here: frozen iff
+`keep ≥ i/N` for i = 0 … N, the same as i ≤ N − ⌈mN⌉. The two rules agree wherever keep·N
+is not an integer. At ties (keep·N an integer) their strict `>` denoises one step more than
+mN: a pixel with keep = 1 is still denoised once (from t_{N−1}) and never returns to its
+source, and with N = 4 a pixel with m = 0.5 gets 3 steps instead of 2. We use `≥` so that
+n = ⌈mN⌉ everywhere, i = 0 is their start and i = N is a final replacement by the clean z_src
+(a binary map keeps its background bit for bit, as Blended Latent Diffusion does). Ties are
+decided with a tolerance of 1e-6 in map units, so that e.g. 0.8 stored as float32
+(0.800000012) counts as 0.8 and not as a hair above it.
+
+Other deviations from their code, and why:
+- fresh noise ε_i per step index (RESEARCH.md's precomputed `add_noise(z_src, ε, t_i)` with
+  the project's fresh-noise convention); their `prepare_latents` draws one ε and noises it to
+  every t_i;
+- the map goes to the latent grid by area averaging (the mean of each 8×8 pixel block); their
+  torchvision `Resize` is bilinear without antialiasing, which at a factor of 8 reads only the
+  2×2 pixels at each block's centre (thin soft structures alias);
+- z_src is the VAE posterior mean (project convention), theirs a posterior sample;
+- `strength` scales the change map (m_lat = strength · m). Their `strength` argument trims the
+  schedule to its last ⌊strength·N⌋ steps with the map spread over them, which is the same up to
+  rounding. Leading steps at which every entry is still frozen at the next step are skipped
+  (their outputs would be overwritten entirely); the noise for them is still drawn, so skipping
+  changes no result. UNet calls: max over entries of ⌈m_lat·N⌉ ≤ N, N for any map reaching 1.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from engine.params import Param, ParamSchema
+from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.latents import LatentInpainting
+    from engine.models import Model
+
+SCHEMA = ParamSchema(
+    (
+        Param(
+            "strength",
+            "float",
+            1.0,
+            "scales the change map (0, 1]: an entry with mask value m is denoised over the last "
+            "ceil(strength*m*N) steps; 1 = the mask as given (white regenerated from the start)",
+            minimum=0.01,
+            maximum=1.0,
+        ),
+    )
+)
+
+TIE_TOLERANCE = 1e-6
+"""Map values within this of a step boundary k/N count as exactly k/N (float32 round-off)."""
+
+Observer = Callable[[int, "torch.Tensor", "torch.Tensor"], None]
+"""observe(i, incoming, replaced): the latent before and after step i's replacement, i.e. right
+before the UNet call at step i; i = N is the final replacement after the loop."""
+
+
+def denoise_steps(change: np.ndarray | float, steps: int) -> np.ndarray:
+    """n = ⌈m·N⌉ per entry: how many of the last steps an entry with change m is denoised for.
+
+    >>> denoise_steps(np.array([0.0, 0.25, 0.3, 0.5, 1.0]), 4).tolist()
+    [0, 1, 2, 2, 4]
+    """
+    change = np.asarray(change, dtype=np.float64)
+    return np.clip(np.ceil((change - TIE_TOLERANCE) * steps), 0, steps).astype(np.int64)
+
+
+def last_frozen_step(change: np.ndarray | float, steps: int) -> np.ndarray:
+    """L = N − ⌈m·N⌉: the entry is replaced by the noised source before steps 0 … L (and by the
+    clean z_src after the loop when L = N)."""
+    return steps - denoise_steps(change, steps)
+
+
+def frozen_schedule(change: np.ndarray | float, steps: int) -> np.ndarray:
+    """Boolean (N+1, *change.shape): [i] says whether the entry is frozen before step i
+    (i = N: after the loop). Equivalent to keep ≥ i/N with keep = 1 − m (see the docstring)."""
+    last = last_frozen_step(change, steps)
+    return np.arange(steps + 1).reshape((-1,) + (1,) * last.ndim) <= last
+
+
+def change_map(task: "LatentInpainting", strength: float) -> "torch.Tensor":
+    """strength · m on the latent grid, (1, 1, h, w) float32 on the CPU: the soft mask averaged
+    over each latent cell's pixel block (area resize), never thresholded."""
+    import torch
+    import torch.nn.functional as F
+
+    mask = torch.from_numpy(np.ascontiguousarray(task.job.sample.mask, dtype=np.float32))[None, None]  # (1, 1, H, W)
+    resized = F.interpolate(mask, size=tuple(task.z_src.shape[-2:]), mode="area")  # (1, 1, h, w)
+    return (resized * strength).clamp(0.0, 1.0)
+
+
+def noised_sources(task: "LatentInpainting") -> list["torch.Tensor"]:
+    """z^i = add_noise(z_src, ε_i, t_i) for i = 0 … N−1, each (1, 4, h, w), then z^N = z_src.
+    Fresh ε_i from the task's generator, drawn in index order."""
+    return [task.noised_source(i) for i in range(task.steps)] + [task.z_src]
+
+
+def denoise(
+    task: "LatentInpainting",
+    last_frozen: "torch.Tensor",
+    sources: list["torch.Tensor"],
+    report: Callable[[int, int], None],
+    observe: Observer | None = None,
+) -> "torch.Tensor":
+    """The Differential Diffusion loop. `last_frozen`: (1, 1, h, w) integer L per entry;
+    `sources`: the N+1 latents from `noised_sources`. Returns the final (1, 4, h, w) latent."""
+    import torch
+
+    steps = task.steps
+    # Steps before the smallest L are overwritten everywhere at the next step: skip them.
+    start = min(int(last_frozen.min()), steps)
+    latents = sources[start]  # (1, 4, h, w); every entry is frozen at `start` anyway
+
+    def replace(i: int, latents: "torch.Tensor") -> "torch.Tensor":
+        frozen = i <= last_frozen  # (1, 1, h, w) bool, broadcast over the 4 channels
+        replaced = torch.where(frozen, sources[i], latents)  # exact copies, no arithmetic blend
+        if observe is not None:
+            observe(i, latents, replaced)
+        return replaced
+
+    for i in range(start, steps):
+        t = task.timesteps[i]
+        latents = replace(i, latents)  # (1, 4, h, w) at t_i
+        latents = task.step(task.predict(latents, t), t, latents)  # (1, 4, h, w) at t_{i+1}
+        report(i - start + 1, steps - start)
+    return replace(steps, latents)  # m_lat = 0 entries become the clean z_src
+
+
+def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+    import torch
+
+    from engine.latents import LatentInpainting
+
+    task = LatentInpainting(model, job, "txt2img")
+    change = change_map(task, job.params["strength"])  # (1, 1, h, w) float32, CPU
+    last_frozen = torch.from_numpy(last_frozen_step(change.numpy(), task.steps)).to(model.device)  # (1, 1, h, w)
+    with torch.no_grad():
+        sources = noised_sources(task)
+        latents = denoise(task, last_frozen, sources, job.report)
+    return task.output(latents, change_map=change, z_src=task.z_src)
+
+
+TECHNIQUE = register(
+    Technique(
+        name="diffdiff",
+        summary="Differential Diffusion: soft change map, each latent entry frozen to the noised source "
+        "until its own start step",
+        unet="txt2img",
+        schema=SCHEMA,
+        run=run,
+        reference="Levin & Fried, Differential Diffusion: Giving Each Pixel Its Strength, arXiv 2306.00950",
+    )
+)
