@@ -70,6 +70,40 @@ PRESETS: dict[str, ModelPreset] = {
 DEFAULT_MODEL = "tiny"
 TINY_SEED = 0
 
+# Samplers a user can pick for the diffusers pipeline (`vanilla`'s `scheduler` option): name ->
+# (diffusers class, config overrides). All are built from the model's scheduler config, so the
+# noise schedule (betas, offsets, spacing) stays the model's. The hand-written latent loops keep
+# DDIM. Class names as strings keep this table torch-free for the CLI's listings.
+DEFAULT_SCHEDULER = "ddim"
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    # PLMS without the Runge-Kutta warm-up, as SD ships it; PLMS evaluates its second
+    # timestep twice, so N steps cost N + 1 UNet calls.
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),  # needs scipy (diffusers only exports it then)
+}
+
+
+def scheduler_names() -> tuple[str, ...]:
+    """The schedulers usable here (torch-free): all of SCHEDULERS, less `lms` without scipy."""
+    import importlib.util
+
+    has_scipy = importlib.util.find_spec("scipy") is not None
+    return tuple(name for name in SCHEDULERS if name != "lms" or has_scipy)
+
+
+def scheduler_class(name: str):
+    """The diffusers scheduler class for a name in `scheduler_names()`."""
+    import diffusers
+
+    if name not in scheduler_names():
+        raise ValueError(f"unknown scheduler {name!r} (known here: {', '.join(scheduler_names())})")
+    return getattr(diffusers, SCHEDULERS[name][0])
+
 
 def resolve_preset(name: str) -> ModelPreset:
     """A preset by name, or an ad-hoc preset for a local diffusers pipeline folder."""
@@ -178,13 +212,12 @@ class Model:
             self._unets[role] = _to(builder(), self.device, self.dtype)
         return self._unets[role]
 
-    def new_scheduler(self):
-        """A fresh scheduler (schedulers keep per-run state, so never share one)."""
-        from diffusers import DDIMScheduler
+    def new_scheduler(self, name: str = DEFAULT_SCHEDULER):
+        """A fresh scheduler (schedulers keep per-run state, so never share one): DDIM unless
+        `name` picks another from SCHEDULERS, built from the model's own noise schedule."""
+        return scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
 
-        return DDIMScheduler.from_config(self.scheduler_config)
-
-    def inpaint_pipeline(self):
+    def inpaint_pipeline(self, scheduler: str = DEFAULT_SCHEDULER):
         """diffusers' StableDiffusionInpaintPipeline over this model's shared components."""
         from diffusers import StableDiffusionInpaintPipeline
 
@@ -193,7 +226,7 @@ class Model:
             text_encoder=self.text_encoder,
             tokenizer=self.tokenizer,
             unet=self.unet("inpaint"),
-            scheduler=self.new_scheduler(),
+            scheduler=self.new_scheduler(scheduler),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -358,6 +391,9 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
         "set_alpha_to_one": False,
         "steps_offset": 1,
         "prediction_type": "epsilon",
+        # DDIM's default, stated so that other samplers built from this config space their
+        # timesteps as they do from a pretrained SD config (which carries "leading").
+        "timestep_spacing": "leading",
     }
     return {
         "vae": vae,

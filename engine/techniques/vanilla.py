@@ -2,13 +2,27 @@
 
 The baseline every other technique is compared with: the model was trained for inpainting
 (LatentPaint's "pre-conditioned" case). The engine adds nothing to the pipeline: the same
-components, seed and settings give the same pixels as calling diffusers directly (tested).
+components, seed and settings give the same pixels as calling diffusers directly (tested),
+with or without the options below.
+
+Options a diffusers user expects (the negative prompt is a run-level setting):
+- `scheduler`: the sampler, built from the model's own scheduler config (DDIM by default, as
+  every other technique uses). PNDM (PLMS) evaluates one timestep twice: N + 1 UNet calls.
+- `padding_mask_crop` p > 0: diffusers' "inpaint only masked area". The mask's bounding box,
+  grown by p pixels and then widened to the working size's aspect ratio (shifted to stay
+  inside the image), is cropped, inpainted at the full working resolution, resized back and
+  overlaid on the input with the (soft) mask. Outside that crop box, and wherever the 8-bit
+  mask is 0, the output is the input exactly; where the mask is fractional it is the
+  mask-weighted mix. The pipeline's overlay needs its decoded image, so this path has no
+  latent (`latents=None`): post-processing that needs one (background=decoder) encodes the
+  image, and counts that encode.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.models import DEFAULT_SCHEDULER, scheduler_names
 from engine.params import Param, ParamSchema
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
 
@@ -26,46 +40,82 @@ SCHEMA = ParamSchema(
             minimum=0.01,
             maximum=1.0,
         ),
+        Param(
+            "scheduler",
+            "choice",
+            DEFAULT_SCHEDULER,
+            "sampler, built from the model's noise schedule: ddim (the default, as every other "
+            "technique uses), pndm (PLMS, one extra UNet call), euler, euler_ancestral "
+            "(stochastic), dpmpp_2m (DPM-Solver++ 2M), unipc, lms (needs scipy)",
+            choices=scheduler_names(),
+        ),
+        Param(
+            "padding_mask_crop",
+            "int",
+            0,
+            "0 = off. Otherwise inpaint only a crop: the mask's bounding box plus this many "
+            "pixels, widened to the image's aspect ratio, inpainted at full working resolution, "
+            "resized back and overlaid; outside the crop the output is the input (as diffusers)",
+            minimum=0,
+            maximum=4096,
+        ),
     )
 )
 
 
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+    import numpy as np
     import torch
+    from diffusers import AsymmetricAutoencoderKL
 
     from engine.latents import decode_latents
     from engine.techniques.registry import Cost
 
-    pipe = model.inpaint_pipeline()
+    params = job.params
+    pipe = model.inpaint_pipeline(params.get("scheduler", DEFAULT_SCHEDULER))
     width, height = job.sample.size
-    steps_run = 0
+    mask_image = job.sample.mask_image()
+    padding = params.get("padding_mask_crop", 0)
+    unet_calls = 0
 
-    def on_step_end(_pipe, step_index, _timestep, callback_kwargs):
-        nonlocal steps_run
-        steps_run = step_index + 1
-        job.report(steps_run, total)
+    def on_step_end(pipe_, _step_index, _timestep, callback_kwargs):
+        # One callback per loop iteration, and each iteration is one UNet forward (the CFG
+        # pair is batched), whatever the scheduler; the pipeline knows its loop length.
+        nonlocal unet_calls
+        unet_calls += 1
+        job.report(unet_calls, pipe_.num_timesteps)
         return callback_kwargs
 
-    total = max(1, int(job.steps * job.params["strength"]))
-    result = pipe(
+    arguments = dict(
         prompt=job.sample.prompt,
         negative_prompt=job.negative_prompt or None,
         image=job.sample.image,
-        mask_image=job.sample.mask_image(),
+        mask_image=mask_image,
         height=height,
         width=width,
-        strength=job.params["strength"],
+        strength=params["strength"],
         num_inference_steps=job.steps,
         guidance_scale=job.guidance,
         generator=torch.Generator(device=model.device).manual_seed(job.seed),
-        output_type="latent",  # decoded below exactly as the pipeline would, keeping the latent
         callback_on_step_end=on_step_end,
     )
-    latents = result.images
     # The pipeline encodes the masked image, and the image itself when strength < 1.
-    encodes = 1 + (job.params["strength"] < 1.0)
-    cost = Cost(unet_calls=steps_run, vae_encodes=encodes, vae_decodes=1)
-    return TechniqueOutput(image=decode_latents(model, latents), latents=latents, cost=cost)
+    encodes = 1 + (params["strength"] < 1.0)
+    if padding == 0:
+        # Decoded below exactly as the pipeline would, keeping the latent for post-processing.
+        latents = pipe(**arguments, output_type="latent").images
+        cost = Cost(unet_calls=unet_calls, vae_encodes=encodes, vae_decodes=1)
+        return TechniqueOutput(image=decode_latents(model, latents), latents=latents, cost=cost)
+
+    # diffusers only accepts PIL output with padding_mask_crop (its overlay works on PIL
+    # images), so the result is 8-bit: exact as saved, since the runner's rounding keeps it.
+    crop_box = pipe.mask_processor.get_crop_region(mask_image, width, height, pad=padding)
+    overlaid = pipe(**arguments, padding_mask_crop=padding, output_type="pil").images[0]
+    # An asymmetric VAE's decoder is conditioned on the image, which the pipeline encodes again.
+    encodes += isinstance(model.vae, AsymmetricAutoencoderKL)
+    cost = Cost(unet_calls=unet_calls, vae_encodes=encodes, vae_decodes=1)
+    image = np.asarray(overlaid.convert("RGB"), dtype=np.float32) / 255.0
+    return TechniqueOutput(image=image, latents=None, cost=cost, extras={"crop_box": tuple(int(v) for v in crop_box)})
 
 
 TECHNIQUE = register(
