@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.metrics.crop import mask_bounding_box
 from engine.params import Param, ParamSchema
 from engine.seeding import sample_seed
 
@@ -135,13 +136,6 @@ def feather(generated: np.ndarray, source: np.ndarray, mask: np.ndarray, kernel_
     return (weights * generated + (1.0 - weights) * source).astype(np.float32)
 
 
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the mask's bounding box, bottom/right exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def poisson_blend(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Seamless clone of the mask's bounding box Ω: for each pixel p of Ω,
     |N_p|·f_p − Σ_{q∈N_p∩Ω} f_q = Σ_{q∈N_p∖Ω} x_q + Σ_{q∈N_p} (g_p − g_q), with N_p the
@@ -150,9 +144,9 @@ def poisson_blend(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) -
     from scipy.sparse.linalg import splu
 
     height, width = mask.shape
-    top, bottom, left, right = mask_box(mask)
+    box = mask_bounding_box(mask)
     inside = np.zeros((height, width), dtype=bool)
-    inside[top:bottom, left:right] = True
+    inside[box.top : box.bottom, box.left : box.right] = True
     index = -np.ones((height, width), dtype=np.int64)
     ys, xs = np.nonzero(inside)
     index[ys, xs] = np.arange(len(ys))

@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.signal import convolve2d
 
-from engine.postprocess import feather, gaussian_blur, gaussian_kernel, mask_box, paste, poisson_blend
+from engine.metrics.crop import mask_bounding_box
+from engine.postprocess import feather, gaussian_blur, gaussian_kernel, paste, poisson_blend
 from engine.runner import inpaint
 from engine.samples import resize_to, working_size
 from engine.techniques import get_technique
@@ -94,9 +95,9 @@ def test_poisson_keeps_outside_the_box_and_the_generated_gradients_inside():
     mask[10:20, 12:30] = True
     mask[12, 11] = True  # an irregular mask: the box is what is cloned
     out = poisson_blend(generated, source, mask).astype(np.float64)
-    top, bottom, left, right = mask_box(mask)
+    bbox = mask_bounding_box(mask)
     box = np.zeros((h, w), bool)
-    box[top:bottom, left:right] = True
+    box[bbox.top : bbox.bottom, bbox.left : bbox.right] = True
     np.testing.assert_array_equal(out[~box], source[~box].astype(np.float32))
     assert 0 < out.min() and out.max() < 1  # no clipping, so the equation holds exactly below
     inner = box[1:-1, 1:-1]
