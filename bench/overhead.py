@@ -22,7 +22,7 @@ and any difference is what the runner adds around the pipeline call:
 * the progress callback: `callback_on_step_end` on every step, building a `Progress`
   and calling `on_step` (a no-op counter here, as a UI would pass one);
 * output conversion: `to_uint8` rounding and `Image.fromarray` to a PIL image;
-* metrics: `sample_metrics` (background MSE/PSNR against the source);
+* metrics: `sample_metrics` (background MSE, PSNR, SSIM and seam-ring metrics against the source);
 * bookkeeping: peak-memory probe (`getrusage` on CPU), timers, the `SampleResult`.
 
 Why: the runner is the single entry point for notebooks, jobs and the TUI; its throughput

@@ -31,6 +31,14 @@ app.add_typer(samples_app, name="samples")
 app.add_typer(runs_app, name="runs")
 
 JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
+# Columns the human-readable tables show (all values are in --json / --csv).
+KEY_METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "prompt_hit", "kid",
+               "unet_calls", "seconds")
+
+
+def _key_metrics(present, first: str | None = None) -> list[str]:
+    names = [name for name in KEY_METRICS if name in present and name != first]
+    return ([first] if first else []) + names
 
 
 @dataclass
@@ -368,8 +376,9 @@ def runs_show(
         ("error", run.error or "-"),
     ):
         console.print(f"  {label:>24}: {value}", highlight=False)
-    names = sorted({name for s in detail.samples for name in s.metrics})
+    names = _key_metrics({name for s in detail.samples for name in s.metrics})
     table = Table("#", "sample", "status", "seed", *names, "output / error")
+    table.columns[1].no_wrap = True
     for s in detail.samples:
         table.add_row(
             str(s.position), s.sample_name, s.status, str(s.seed), *[_format_number(s.metrics.get(n)) for n in names],
@@ -413,6 +422,7 @@ def _print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> Non
         return
     from rich.table import Table
 
+    names = _key_metrics({n for row in rows for n in row.metrics}, first=metric)
     arrow = "↑" if METRICS[metric].higher_is_better else "↓"
     table = Table("#", "run", "technique", "params", "model", "steps", "set", "n",
                   *[f"{n} {arrow}" if n == metric else n for n in names], title=f"leaderboard by {metric}")

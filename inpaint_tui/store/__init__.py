@@ -6,6 +6,7 @@ from inpaint_tui.store.tables import RunStatus, SampleStatus
 from inpaint_tui.store.views import (
     ImportReport,
     LeaderboardRow,
+    MetricSummary,
     NewRun,
     NewSample,
     RunDetail,
@@ -19,6 +20,7 @@ from inpaint_tui.store.views import (
 __all__ = [
     "ImportReport",
     "LeaderboardRow",
+    "MetricSummary",
     "NewRun",
     "NewSample",
     "NotFound",

@@ -29,6 +29,7 @@ from inpaint_tui.store.tables import (
 from inpaint_tui.store.views import (
     ImportReport,
     LeaderboardRow,
+    MetricSummary,
     NewRun,
     NewSample,
     RunDetail,
@@ -259,7 +260,8 @@ class Store:
             row.finished_at = utcnow()
             session.exec(delete(MetricRecord).where(MetricRecord.run_sample_id == row.id))
             for name, value in metrics.items():
-                session.add(MetricRecord(run_id=run_id, run_sample_id=row.id, name=name, value=float(value)))
+                session.add(MetricRecord(run_id=run_id, run_sample_id=row.id, name=name,
+                                         value=None if value is None else float(value)))
             session.commit()
 
     def finish_run(self, run_id: int, *, error: str | None = None, cancelled: bool = False) -> str:
@@ -336,7 +338,8 @@ class Store:
             for metric in session.exec(
                 select(MetricRecord).where(MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_not(None))
             ).all():
-                per_sample[metric.run_sample_id][metric.name] = metric.value
+                if metric.value is not None:
+                    per_sample[metric.run_sample_id][metric.name] = metric.value
             rows = session.exec(
                 select(RunSampleRecord, SampleRecord.name)
                 .join(SampleRecord, SampleRecord.id == RunSampleRecord.sample_id)
@@ -344,7 +347,8 @@ class Store:
                 .order_by(RunSampleRecord.position)
             ).all()
             samples = [self._run_sample_info(rs, name, per_sample.get(rs.id, {})) for rs, name in rows]
-            return RunDetail(run=run, samples=samples, metrics=self._run_metrics(session, [run_id]).get(run_id, {}))
+            means, summaries = self._run_metrics(session, [run_id])
+            return RunDetail(run=run, samples=samples, metrics=means.get(run_id, {}), summaries=summaries.get(run_id, {}))
 
     def _status_counts(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
         counts: dict[int, dict[str, int]] = defaultdict(dict)
@@ -376,6 +380,7 @@ class Store:
             git_commit=record.git_commit,
             device=record.device,
             command=record.command,
+            eval_config=dict(record.eval_config),
             sample_count=record.sample_count,
             done_count=counts.get(SampleStatus.DONE, 0),
             failed_count=counts.get(SampleStatus.FAILED, 0),
@@ -384,23 +389,85 @@ class Store:
             finished_at=record.finished_at,
         )
 
-    def _run_metrics(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, float]]:
-        """Per run: the mean of each per-sample metric over done samples (failed samples have
-        no metrics), then the set-level metrics stored for the run itself."""
-        result: dict[int, dict[str, float]] = defaultdict(dict)
+    def _run_metrics(
+        self, session: Session, run_ids: list[int]
+    ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, MetricSummary]]]:
+        """Per run: (values, summaries). Stored per-run rows (set-level metrics, aggregates
+        with intervals, missing metrics) win; a per-sample metric without a stored
+        aggregate (a run still going) gets the live mean over its done samples."""
+        values: dict[int, dict[str, float]] = defaultdict(dict)
+        summaries: dict[int, dict[str, MetricSummary]] = defaultdict(dict)
         if not run_ids:
-            return result
-        for run_id, name, mean in session.exec(
-            select(MetricRecord.run_id, MetricRecord.name, func.avg(MetricRecord.value))
+            return values, summaries
+        for run_id, name, mean, count in session.exec(
+            select(MetricRecord.run_id, MetricRecord.name, func.avg(MetricRecord.value), func.count(MetricRecord.value))
             .where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_not(None))
             .group_by(MetricRecord.run_id, MetricRecord.name)
         ).all():
-            result[run_id][name] = float(mean)
+            if count:
+                values[run_id][name] = float(mean)
+                summaries[run_id][name] = MetricSummary(value=float(mean), n=count)
         for metric in session.exec(
             select(MetricRecord).where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_(None))
         ).all():
-            result[metric.run_id][metric.name] = metric.value
-        return result
+            summaries[metric.run_id][metric.name] = MetricSummary(
+                value=metric.value, std=metric.std, ci_low=metric.ci_low, ci_high=metric.ci_high, n=metric.n,
+                note=metric.note,
+            )
+            if metric.value is None:
+                values[metric.run_id].pop(metric.name, None)
+            else:
+                values[metric.run_id][metric.name] = metric.value
+        return values, summaries
+
+    def record_run_metrics(self, run_id: int, summaries: dict[str, MetricSummary]) -> None:
+        """Replace the run's per-run rows for these metric names (one transaction)."""
+        with self.session() as session:
+            self._run(session, run_id)
+            session.exec(
+                delete(MetricRecord).where(
+                    MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_(None),
+                    MetricRecord.name.in_(list(summaries)),
+                )
+            )
+            for name, summary in summaries.items():
+                session.add(MetricRecord(run_id=run_id, run_sample_id=None, name=name, value=summary.value,
+                                         std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high,
+                                         n=summary.n, note=summary.note))
+            session.commit()
+
+    def record_sample_metrics(self, run_id: int, values: dict[int, dict[str, float | None]]) -> None:
+        """Replace some per-sample metrics of a run: {sample id: {name: value}}, one
+        transaction; other metrics of those samples stay as they are."""
+        with self.session() as session:
+            rows = {
+                row.sample_id: row
+                for row in session.exec(select(RunSampleRecord).where(RunSampleRecord.run_id == run_id)).all()
+            }
+            for sample_id, metrics in values.items():
+                row = rows.get(sample_id)
+                if row is None:
+                    raise NotFound(f"run {run_id} has no sample {sample_id}")
+                session.exec(
+                    delete(MetricRecord).where(MetricRecord.run_sample_id == row.id, MetricRecord.name.in_(list(metrics)))
+                )
+                for name, value in metrics.items():
+                    session.add(MetricRecord(run_id=run_id, run_sample_id=row.id, name=name,
+                                             value=None if value is None else float(value)))
+            session.commit()
+
+    def sample_metric_values(self, run_id: int) -> dict[str, dict[int, float]]:
+        """{metric name: {sample id: value}} over the run's samples that have the value."""
+        with self.session() as session:
+            rows = session.exec(
+                select(MetricRecord.name, RunSampleRecord.sample_id, MetricRecord.value)
+                .join(RunSampleRecord, RunSampleRecord.id == MetricRecord.run_sample_id)
+                .where(MetricRecord.run_id == run_id, MetricRecord.value.is_not(None))
+            ).all()
+        result: dict[str, dict[int, float]] = defaultdict(dict)
+        for name, sample_id, value in rows:
+            result[name][sample_id] = value
+        return dict(result)
 
     def leaderboard(
         self, metric: str, *, descending: bool, sample_set: str | None = None, include_unfinished: bool = False
@@ -416,7 +483,7 @@ class Store:
                 query = query.where(RunRecord.status.in_([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
             records = session.exec(query.order_by(RunRecord.id)).all()
             ids = [r.id for r in records]
-            metrics = self._run_metrics(session, ids)
+            metrics, summaries = self._run_metrics(session, ids)
             counts = self._status_counts(session, ids)
         rows = [
             LeaderboardRow(
@@ -430,6 +497,7 @@ class Store:
                 status=r.status,
                 samples_done=counts.get(r.id, {}).get(SampleStatus.DONE, 0),
                 metrics=metrics.get(r.id, {}),
+                summaries=summaries.get(r.id, {}),
             )
             for r in records
         ]

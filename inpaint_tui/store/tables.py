@@ -88,6 +88,7 @@ class RunRecord(SQLModel, table=True):
     git_commit: Optional[str] = None
     device: Optional[str] = None
     command: Optional[str] = None
+    eval_config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     sample_count: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
@@ -117,7 +118,12 @@ class RunSampleRecord(SQLModel, table=True):
 
 
 class MetricRecord(SQLModel, table=True):
-    """A metric value: per sample (run_sample_id set) or per run (set-level, e.g. KID)."""
+    """A metric value, per sample (run_sample_id set) or per run (run_sample_id NULL).
+
+    Per-run rows hold either a set-level metric (KID: value = mean over subsets, std) or the
+    aggregate of a per-sample metric (value = mean over finished samples, ci_low/ci_high its
+    bootstrap interval, n the samples it covers). A metric that could not be computed is a
+    row with value NULL and a `note` saying why: missing, never 0."""
 
     __tablename__ = "metric"
     __table_args__ = (UniqueConstraint("run_id", "run_sample_id", "name", name="uq_metric"),)
@@ -128,4 +134,9 @@ class MetricRecord(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("run_sample.id", ondelete="CASCADE"), nullable=True, index=True)
     )
     name: str = Field(index=True)
-    value: float
+    value: Optional[float] = None
+    std: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    n: Optional[int] = None
+    note: Optional[str] = None

@@ -78,6 +78,19 @@ class SampleSetInfo(_View):
 
 
 @dataclass(frozen=True)
+class MetricSummary(_View):
+    """A per-run metric: the mean (or set-level value) with its interval or std where known.
+    `value` None means missing (the metric could not be computed; `note` says why)."""
+
+    value: float | None
+    std: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class NewRun:
     technique: str
     params: dict[str, Any]
@@ -91,6 +104,7 @@ class NewRun:
     versions: dict[str, Any]
     git_commit: str | None
     command: str | None
+    eval_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,7 @@ class RunInfo(_View):
     git_commit: str | None
     device: str | None
     command: str | None
+    eval_config: dict[str, Any]
     sample_count: int
     done_count: int
     failed_count: int
@@ -137,7 +152,8 @@ class RunSampleInfo(_View):
 class RunDetail(_View):
     run: RunInfo
     samples: list[RunSampleInfo]
-    metrics: dict[str, float]  # per-run: means of per-sample metrics over done samples, plus set-level ones
+    metrics: dict[str, float]  # per run: stored values (see summaries), else live means of per-sample values
+    summaries: dict[str, MetricSummary] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,3 +168,4 @@ class LeaderboardRow(_View):
     status: str
     samples_done: int
     metrics: dict[str, float]
+    summaries: dict[str, MetricSummary] = field(default_factory=dict)
