@@ -414,3 +414,42 @@ __all__ = [
     "prompt_precision",
     "wilson_interval",
 ]
+
+
+def tiny_owl(seed: int = 0) -> tuple[Any, Any]:
+    """A random OWLv2 with tiny towers and a processor built offline (64 px input): for tests
+    and the offline `tiny` evaluation models. Its detections mean nothing."""
+    import torch
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
+
+    try:
+        from transformers import Owlv2ImageProcessorPil as image_processor_class
+    except ImportError:  # transformers 4: the default processor needs no torchvision
+        from transformers import Owlv2ImageProcessor as image_processor_class
+
+    from engine.models import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    config = Owlv2Config(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+            num_hidden_layers=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+            image_size=64, patch_size=16,
+        ),
+        projection_dim=32,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Owlv2ForObjectDetection(config).eval()
+    processor = Owlv2Processor(image_processor=image_processor_class(size={"height": 64, "width": 64}),
+                               tokenizer=tokenizer)
+    return model, processor
+
+
+def tiny_detector(seed: int = 0) -> "OwlDetector":
+    model, processor = tiny_owl(seed)
+    return OwlDetector(model, processor, device="cpu", name=f"tiny-owlv2-{seed}")

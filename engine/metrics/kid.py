@@ -115,13 +115,15 @@ class FeatureExtractor(ABC):
     def __call__(self, images: Any) -> np.ndarray:
         import torch
 
-        batch = _as_unit_nchw(images)
+        batch = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
         if len(batch) == 0:
             raise ValueError("no images to extract features from")
+        step = max(1, int(self.batch_size))
         chunks = []
         with torch.no_grad():
-            for start in range(0, len(batch), max(1, int(self.batch_size))):
-                part = batch[start : start + self.batch_size].to(self.device)
+            for start in range(0, len(batch), step):
+                # Converted chunk by chunk: 1000 crops at 299 px would be 1 GB as float32 at once.
+                part = _as_unit_nchw(batch[start : start + step]).to(self.device)
                 out = self.forward(part)
                 if out.ndim != 2 or out.shape[0] != len(part):
                     raise ValueError(
@@ -171,6 +173,30 @@ class _InceptionExtractor(FeatureExtractor):
 
         # Back to exact uint8: k/255·255 rounds to k, so nothing is lost for 8-bit inputs.
         return self.module((images * 255).round().clamp(0, 255).to(torch.uint8))
+
+
+def tiny_extractor(*, seed: int = 0, input_size: int = 64, channels: int = 16) -> FeatureExtractor:
+    """A fixed random conv net (7×7, stride 4, ReLU, global mean and max pool: 2·channels-d),
+    for offline runs with the tiny model and for benchmarks. Deterministic for a seed, no
+    weights to load; its KID values only show whether the pipeline runs and responds to change,
+    they are not comparable with Inception KID."""
+    import torch
+
+    class RandomConvFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, channels, 7, stride=4)
+            generator = torch.Generator().manual_seed(int(seed))  # not the global RNG
+            with torch.no_grad():
+                self.conv.weight.copy_(0.1 * torch.randn(self.conv.weight.shape, generator=generator))
+                self.conv.bias.zero_()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.conv(2 * x - 1))
+            return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+    name = f"tiny-random-conv-seed{seed}-c{channels}"
+    return ModuleExtractor(RandomConvFeatures(), name=name, input_size=input_size)
 
 
 def inception_extractor(
