@@ -27,8 +27,10 @@ app = typer.Typer(
 )
 samples_app = typer.Typer(help="Import and list samples and sample sets.", no_args_is_help=True)
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+metrics_app = typer.Typer(help="Compute or recompute a run's metrics.", no_args_is_help=True)
 app.add_typer(samples_app, name="samples")
 app.add_typer(runs_app, name="runs")
+app.add_typer(metrics_app, name="metrics")
 
 JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
 # Columns the human-readable tables show (all values are in --json / --csv).
@@ -247,6 +249,24 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
 
 # --- running -----------------------------------------------------------------------------
 
+DEFAULT_METRICS = "background,clip,kid"
+METRICS_HELP = "Metric groups computed for the run: background, clip, precision, kid (comma-separated)."
+EVAL_MODELS_HELP = (
+    "Models the metrics use: real (CLIP ViT-B/16, Inception, OWLv2 from the hub or cache), tiny (random, "
+    "offline: exercises the path, numbers meaningless), auto (tiny with --model tiny, else real)."
+)
+
+
+def _eval_config(metrics: str, eval_models: str, model: str) -> dict:
+    from engine.evaluate import EvalConfig
+
+    groups = tuple(name.strip() for name in metrics.split(",") if name.strip())
+    if eval_models not in ("auto", "real", "tiny"):
+        _fail(f"--eval-models must be auto, real or tiny, not {eval_models!r}", 2)
+    models = ("tiny" if model == "tiny" else "real") if eval_models == "auto" else eval_models
+    return EvalConfig(groups=groups, models=models).to_dict()
+
+
 
 def _execute_with_progress(store, run_ids: list[int], *, device: str | None, dtype: str | None, label=None) -> dict[int, str]:
     """Execute runs in this process with a progress bar on stderr; returns final statuses.
@@ -272,8 +292,12 @@ def _execute_with_progress(store, run_ids: list[int], *, device: str | None, dty
                 detail = f"{p.sample_name or ''} step {p.step}/{p.steps}" if p.sample_name else ""
                 progress.update(task, completed=p.samples_done, detail=detail)
 
+            def message(text: str) -> None:
+                progress.console.print(f"[yellow]{text}[/]", highlight=False)
+
             try:
-                statuses[run_id] = execute_run(store, run_id, device=device, dtype=dtype, on_progress=update)
+                statuses[run_id] = execute_run(store, run_id, device=device, dtype=dtype, on_progress=update,
+                                               on_message=message)
             except KeyboardInterrupt:
                 store.finish_run(run_id, cancelled=True)
                 progress.stop()
@@ -296,6 +320,8 @@ def run(
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: fp16 on CUDA, fp32 on CPU)."),
+    metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
+    eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the finished run's detail as JSON instead of its id."),
 ) -> None:
     """Run a technique over a sample set in the foreground; prints the run id on stdout."""
@@ -309,8 +335,10 @@ def run(
         run_id = queue_run(
             store, technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,
             guidance=guidance, negative_prompt=negative_prompt, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
+            eval_config=_eval_config(metrics, eval_models, model),
         )
-    typer.echo(f"queued run {run_id}: {technique} {_format_params(params)} on {sample_set!r} with {model}", err=True)
+    changed = {k: v for k, v in params.items() if spec.full_schema.defaults().get(k) != v}
+    typer.echo(f"queued run {run_id}: {technique} {_format_params(changed)} on {sample_set!r} with {model}", err=True)
     with _user_errors():
         status = _execute_with_progress(store, [run_id], device=device, dtype=dtype)[run_id]
     if as_json:
@@ -424,12 +452,62 @@ def _print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> Non
 
     names = _key_metrics({n for row in rows for n in row.metrics}, first=metric)
     arrow = "↑" if METRICS[metric].higher_is_better else "↓"
-    table = Table("#", "run", "technique", "params", "model", "steps", "set", "n",
-                  *[f"{n} {arrow}" if n == metric else n for n in names], title=f"leaderboard by {metric}")
+    # Settings every row shares go to the title, so the table keeps room for the metrics.
+    settings = {"model": lambda r: r.model, "steps": lambda r: str(r.steps), "set": lambda r: r.sample_set}
+    shared = {k: get(rows[0]) for k, get in settings.items() if rows and len({get(r) for r in rows}) == 1}
+    varying = [k for k in settings if k not in shared]
+    title = f"leaderboard by {metric}" + "".join(f", {k} {v}" for k, v in shared.items())
+    table = Table("#", "run", "technique", "params", *varying, "n",
+                  *[f"{n} {arrow}" if n == metric else n for n in names], title=title,
+                  caption="mean [95% bootstrap interval]; KID: mean ±std over subsets; best per column in green",
+                  caption_justify="left")
+    best = _best_values(rows, names)
     for i, row in enumerate(rows):
-        table.add_row(str(i + 1), str(row.run_id), row.technique, _format_params(row.params), row.model, str(row.steps),
-                      row.sample_set, str(row.samples_done), *[_format_number(row.metrics.get(n)) for n in names])
+        cells = []
+        for n in names:
+            text = _format_summary(row.summaries.get(n), row.metrics.get(n))
+            cells.append(f"[bold green]{text}[/]" if n in best and row.metrics.get(n) == best[n] else text)
+        table.add_row(str(i + 1), str(row.run_id), row.technique, _format_params(_changed_params(row)),
+                      *[settings[k](row) for k in varying], str(row.samples_done), *cells)
     _console().print(table)
+
+
+def _changed_params(row) -> dict:
+    """Only parameters that differ from the technique's defaults: the table stays readable."""
+    from engine.params import ParamError
+    from engine.techniques import get_technique
+
+    try:
+        defaults = get_technique(row.technique).full_schema.defaults()
+    except ParamError:
+        return row.params
+    return {k: v for k, v in row.params.items() if defaults.get(k, object()) != v}
+
+
+def _best_values(rows, names) -> dict:
+    from engine.metrics import METRICS
+
+    best = {}
+    for name in names:
+        values = [row.metrics[name] for row in rows if name in row.metrics and not math.isnan(row.metrics[name])]
+        if values and name in METRICS:
+            best[name] = max(values) if METRICS[name].higher_is_better else min(values)
+    return best
+
+
+def _format_summary(summary, value) -> str:
+    if summary is None or summary.value is None:
+        return "missing" if summary is not None else _format_number(value)
+    text = _format_number(summary.value)
+    if summary.std is not None:
+        return f"{text} ±{_short(summary.std)}"
+    if summary.ci_low is not None and summary.ci_high is not None:
+        return f"{text} [{_short(summary.ci_low)}–{_short(summary.ci_high)}]"
+    return text
+
+
+def _short(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.3g}"
 
 
 @app.command()
@@ -449,6 +527,107 @@ def leaderboard(
     _print_leaderboard(rows, metric, as_json=as_json, as_csv=as_csv)
 
 
+# --- metrics and comparisons ----------------------------------------------------------------
+
+
+@metrics_app.command("compute")
+def metrics_compute(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    metric: List[str] = typer.Option(
+        [], "--metric", "-m", help="Metric or group to (re)compute; repeatable (default: the run's configured groups)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's per-run metrics as JSON afterwards."),
+) -> None:
+    """Compute a run's metrics from its stored images, replacing only those metrics' values."""
+    from engine.evaluate import EvalConfig, GROUPS
+    from inpaint_tui.jobs.evaluate import evaluate_run
+    from inpaint_tui.jobs.execute import quiet_libraries
+
+    quiet_libraries()
+    with _user_errors():
+        store = _context(ctx).store()
+        run = store.run(run_id)
+        names = list(metric) or list(EvalConfig.from_dict(run.eval_config).groups)
+        for name in names:
+            if name not in GROUPS:
+                from engine.evaluate import group_of
+
+                group_of(name)
+        messages = evaluate_run(store, run_id, metrics=names,
+                                on_message=lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True))
+        detail = store.run_detail(run_id)
+    if as_json:
+        _print_json({name: summary.to_dict() for name, summary in detail.summaries.items()})
+        return
+    console = _console()
+    console.print(f"run {run_id}: computed {', '.join(names)}" + (f" ({len(messages)} skipped)" if messages else ""))
+    for name, summary in sorted(detail.summaries.items()):
+        console.print(f"  {name:>20}: {_format_summary(summary, None)}" + (f"  ({summary.note})" if summary.note else ""),
+                      highlight=False)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    run_a: int = typer.Argument(..., help="Baseline run id."),
+    run_b: int = typer.Argument(..., help="Run compared with the baseline."),
+    metric: List[str] = typer.Option([], "--metric", "-m", help="Metrics to compare (default: all both runs have)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Paired comparison of two runs on their common samples: mean difference (B − A), its
+    95% bootstrap interval and the Wilcoxon signed-rank p-value, per metric."""
+    import numpy as np
+
+    from engine.metrics import METRICS
+    from engine.metrics.stats import paired_comparison
+
+    with _user_errors():
+        store = _context(ctx).store()
+        a_values, b_values = store.sample_metric_values(run_a), store.sample_metric_values(run_b)
+    names = list(metric) or _key_metrics(set(a_values) & set(b_values))
+    results = []
+    for name in names:
+        if name not in a_values or name not in b_values:
+            _fail(f"metric {name!r} is not in both runs", 2)
+        common = sorted(set(a_values[name]) & set(b_values[name]))
+        entry = {"metric": name, "n": len(common),
+                 "higher_is_better": METRICS[name].higher_is_better if name in METRICS else None}
+        if len(common) < 2:
+            entry["note"] = "fewer than 2 common samples"
+        else:
+            try:
+                paired = paired_comparison([a_values[name][s] for s in common], [b_values[name][s] for s in common])
+            except ValueError as error:
+                entry["note"] = str(error)
+            else:
+                entry.update(mean_a=float(np.mean([a_values[name][s] for s in common])),
+                             mean_b=float(np.mean([b_values[name][s] for s in common])),
+                             difference=paired.mean_difference, ci_low=paired.low, ci_high=paired.high,
+                             p_value=paired.p_value, excluded=paired.excluded)
+        results.append(entry)
+    if as_json:
+        _print_json({"run_a": run_a, "run_b": run_b, "comparisons": results})
+        return
+    from rich.table import Table
+
+    table = Table("metric", "n", f"run {run_a}", f"run {run_b}", "B − A", "95% interval", "Wilcoxon p", "verdict",
+                  title=f"run {run_b} vs run {run_a} (paired, common samples)")
+    for entry in results:
+        if "difference" not in entry:
+            table.add_row(entry["metric"], str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", ""))
+            continue
+        verdict = "no clear difference"
+        if entry["p_value"] < 0.05 and not (entry["ci_low"] <= 0 <= entry["ci_high"]):
+            better = (entry["difference"] > 0) == bool(entry["higher_is_better"])
+            verdict = f"run {run_b} {'better' if better else 'worse'}" if entry["higher_is_better"] is not None else "differs"
+        table.add_row(entry["metric"], str(entry["n"]), _format_number(entry["mean_a"]), _format_number(entry["mean_b"]),
+                      _format_number(entry["difference"]),
+                      f"[{_format_number(entry['ci_low'])}, {_format_number(entry['ci_high'])}]",
+                      f"{entry['p_value']:.3g}", verdict)
+    _console().print(table)
+
+
 # --- demo ----------------------------------------------------------------------------------
 
 
@@ -459,6 +638,8 @@ def demo(
     steps: int = typer.Option(20, "--steps", min=1, help="Denoising steps."),
     seed: int = typer.Option(0, "--seed", help="Run seed."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, ..."),
+    metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
+    eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the leaderboard as JSON."),
 ) -> None:
     """Import the demo set if needed, run every technique on it, print the leaderboard."""
@@ -472,7 +653,8 @@ def demo(
         ensure_demo(store)
         run_ids = [
             queue_run(store, technique=name, params=None, model=model, sample_set=DEMO_SET_NAME, seed=seed, steps=steps,
-                      guidance=7.5, command=shlex.join(["inpaint-tui", *sys.argv[1:]]))
+                      guidance=7.5, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
+                      eval_config=_eval_config(metrics, eval_models, model))
             for name in technique_names()
         ]
         _execute_with_progress(store, run_ids, device=device, dtype=None)

@@ -53,8 +53,9 @@ def execute_run(
     device: str | None = None,
     dtype: str | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> str:
-    """Run (or resume) a run to its end; returns the final status."""
+    """Run (or resume) a run to its end, then evaluate it; returns the final status."""
     run = store.run(run_id)
     pending = store.pending_samples(run_id)
     done_before = run.sample_count - len(pending)
@@ -117,7 +118,22 @@ def execute_run(
             )
         samples_done += 1
         report(None, info.name)
+    _evaluate(store, run_id, on_message)
     return store.finish_run(run_id)
+
+
+def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | None) -> None:
+    """The run's set-level and model-based metrics. A failure here is reported and leaves
+    the finished samples and their metrics in place: `metrics compute` can retry it."""
+    from inpaint_tui.jobs.evaluate import evaluate_run
+
+    try:
+        evaluate_run(store, run_id, on_message=on_message)
+    except Exception as error:  # evaluation must never lose a run's generated samples
+        if on_message is not None:
+            on_message(f"evaluation of run {run_id} failed: {type(error).__name__}: {error}; "
+                       f"retry with `inpaint-tui metrics compute {run_id}`")
+        logging.getLogger(__name__).debug("evaluation failed", exc_info=True)
 
 
 __all__ = ["RunProgress", "RunStatus", "execute_run", "quiet_libraries"]

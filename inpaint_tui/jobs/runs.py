@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+from engine.evaluate import EvalConfig
+from engine.params import ParamError
 from engine.models import resolve_preset
 from engine.seeding import sample_seed
 from engine.techniques import get_technique
@@ -63,6 +65,7 @@ def queue_run(
     guidance: float,
     negative_prompt: str = "",
     command: str | None = None,
+    eval_config: Mapping[str, Any] | None = None,
 ) -> int:
     """Validate a run's configuration and queue it; returns the run id. Raises ParamError /
     ModelUnavailable / NotFound with a message naming what is wrong."""
@@ -70,9 +73,10 @@ def queue_run(
     resolved = spec.resolve_params(params)
     resolve_preset(model)
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise ParamError(f"steps must be at least 1, got {steps}")
     if guidance < 0:
-        raise ValueError(f"guidance must be non-negative, got {guidance}")
+        raise ParamError(f"guidance must be non-negative, got {guidance}")
+    evaluation = EvalConfig.from_dict(eval_config).to_dict()
     config = {
         "technique": technique,
         "params": resolved,
@@ -98,6 +102,7 @@ def queue_run(
             versions=library_versions(),
             git_commit=git_commit(),
             command=command,
+            eval_config=evaluation,
         ),
         seeds,
     )

@@ -1,0 +1,203 @@
+"""Evaluating finished samples: the configured metric groups, per sample and per run.
+
+Groups and the metrics they produce:
+- `background`: bg_mse, bg_psnr, bg_ssim, ring_mse, ring_psnr per sample (metrics.background);
+- `clip`: clip_local, clip_global per sample (metrics.clip);
+- `precision`: prompt_hit (1 = the detector found the prompted object in the mask's box)
+  per sample, prompt_precision per run with its Wilson interval (metrics.detection);
+- `kid`: kid per run (mean and std over subsets) on the masked crops (metrics.kid).
+
+Per-run aggregates of per-sample metrics are the mean with a 95% percentile-bootstrap
+interval (`summarize`). A group whose model cannot be loaded is reported as missing with the
+reason, never as 0.
+
+`models="tiny"` swaps every evaluation model for a random offline one (CLIP, Inception
+stand-in, detector): the numbers then mean nothing, but the whole path runs without a hub —
+what tests, CI and the demo on the `tiny` generation model use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from engine.metrics.base import EvalItem, MetricUnavailable
+from engine.metrics.stats import bootstrap_ci
+from engine.params import ParamError
+
+GROUPS = ("background", "clip", "precision", "kid")
+DEFAULT_GROUPS = ("background", "clip", "kid")
+GROUP_METRICS = {
+    "background": ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "ring_psnr"),
+    "clip": ("clip_local", "clip_global"),
+    "precision": ("prompt_hit", "prompt_precision"),
+    "kid": ("kid",),
+}
+
+
+def group_of(metric: str) -> str:
+    for group, names in GROUP_METRICS.items():
+        if metric in names or metric == group:
+            return group
+    known = ", ".join(n for names in GROUP_METRICS.values() for n in names)
+    raise ParamError(f"unknown metric {metric!r} (known: groups {', '.join(GROUPS)}, or {known})")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    models: str = "real"  # "real" or "tiny"
+    ring_width: int = 8
+    clip_model: str = "openai/clip-vit-base-patch16"
+    detector: str = "owlv2"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise ParamError(f"unknown metric group(s) {', '.join(unknown)} (known: {', '.join(GROUPS)})")
+        if self.models not in ("real", "tiny"):
+            raise ParamError(f"evaluation models must be 'real' or 'tiny', not {self.models!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["groups"] = list(self.groups)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "EvalConfig":
+        data = dict(data or {})
+        if "groups" in data:
+            data["groups"] = tuple(data["groups"])
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Summary:
+    """A per-run value: mean (or set-level value), interval or std, count, or missing + why."""
+
+    value: float | None
+    std: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    note: str | None = None
+
+
+@dataclass
+class Evaluation:
+    per_sample: dict[str, dict[str, float]] = field(default_factory=dict)  # sample id -> metric -> value
+    per_run: dict[str, Summary] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+
+def summarize(values: Sequence[float], *, seed: int = 0) -> Summary:
+    """Mean and 95% bootstrap interval of per-sample values. Infinite values (a PSNR of a
+    pasted background) are left out of the interval; if all are infinite the value is that
+    infinity with no interval, and the note says so."""
+    array = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if array.size == 0:
+        return Summary(value=None, n=0, note="no finished sample has this metric")
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return Summary(value=float(array[0]) if np.all(array == array[0]) else math.nan, n=int(array.size),
+                       note="every value is infinite")
+    interval = bootstrap_ci(array, seed=seed)
+    note = None
+    if interval.excluded:
+        note = f"{interval.excluded} infinite value(s) left out of the mean and interval"
+    low = None if math.isnan(interval.low) else float(interval.low)
+    high = None if math.isnan(interval.high) else float(interval.high)
+    return Summary(value=float(interval.mean), ci_low=low, ci_high=high, n=int(interval.n), note=note)
+
+
+def evaluate(
+    items: Sequence[EvalItem],
+    config: EvalConfig,
+    *,
+    groups: Sequence[str] | None = None,
+    kid_cache: Any = None,
+    on_message: Callable[[str], None] | None = None,
+    phrases: dict[str, str] | None = None,
+) -> Evaluation:
+    """Compute the given groups (default: the config's) on finished samples."""
+    result = Evaluation()
+    for item in items:
+        result.per_sample.setdefault(item.sample_id, {})
+
+    def missing(group: str, reason: str) -> None:
+        message = f"{group} metrics skipped: {reason}"
+        result.messages.append(message)
+        if on_message is not None:
+            on_message(message)
+        for name in GROUP_METRICS[group]:
+            result.per_run[name] = Summary(value=None, note=reason)
+
+    for group in groups or config.groups:
+        if not items:
+            break
+        try:
+            if group == "background":
+                _background(items, config, result)
+            elif group == "clip":
+                _clip(items, config, result)
+            elif group == "precision":
+                _precision(items, config, result, phrases or {})
+            elif group == "kid":
+                _kid(items, config, result, kid_cache)
+            else:
+                raise ValueError(f"unknown metric group {group!r}")
+        except MetricUnavailable as error:
+            missing(group, str(error))
+    return result
+
+
+def _background(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
+    from engine.metrics.background import sample_metrics
+
+    for item in items:
+        result.per_sample[item.sample_id].update(
+            sample_metrics(item.output, item.source, item.mask, ring_width=config.ring_width)
+        )
+
+
+def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
+    from engine.metrics.clip import clip_batch_metrics, load_clip_scorer, tiny_clip_scorer
+
+    scorer = tiny_clip_scorer(seed=config.seed) if config.models == "tiny" else load_clip_scorer(config.clip_model)
+    for item, values in zip(items, clip_batch_metrics(items, scorer)):
+        result.per_sample[item.sample_id].update(values)
+
+
+def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, phrases: dict[str, str]) -> None:
+    from engine.metrics.detection import load_detector, prompt_precision, tiny_detector
+
+    detector = tiny_detector(seed=config.seed) if config.models == "tiny" else load_detector(config.detector)
+    outcome = prompt_precision(items, detector, phrases=phrases)
+    for item, hit in zip(items, outcome.per_sample):
+        result.per_sample[item.sample_id]["prompt_hit"] = float(hit)
+    low, high = outcome.interval
+    result.per_run["prompt_precision"] = Summary(value=outcome.precision, ci_low=low, ci_high=high, n=outcome.n)
+
+
+def _kid(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, cache: Any) -> None:
+    from engine.metrics.kid import inception_extractor, kid_on_masked_crop, tiny_extractor
+
+    with_reference = [item for item in items if item.reference is not None]
+    if len(with_reference) < 2:
+        raise MetricUnavailable(f"KID needs at least 2 samples with a reference image, got {len(with_reference)}")
+    feature = tiny_extractor(seed=config.seed) if config.models == "tiny" else inception_extractor()
+    outcome = kid_on_masked_crop(
+        with_reference, feature=feature, subsets=config.kid_subsets, subset_size=config.kid_subset_size,
+        seed=config.seed, cache=cache,
+    )
+    note = "; ".join(outcome.warnings) or None
+    if len(with_reference) < len(items):
+        skipped = f"{len(items) - len(with_reference)} sample(s) without a reference left out"
+        note = f"{note}; {skipped}" if note else skipped
+    result.per_run["kid"] = Summary(value=outcome.mean, std=outcome.std, n=outcome.n, note=note)

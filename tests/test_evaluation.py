@@ -1,0 +1,124 @@
+"""Metrics at the end of a run, recomputation, missing models, and paired comparisons, on
+real runs of the tiny model in a real SQLite store."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from engine.evaluate import EvalConfig, evaluate
+from engine.metrics.kid import MemoryReferenceCache
+from inpaint_tui.cli import app
+from inpaint_tui.jobs.evaluate import eval_items, evaluate_run
+from inpaint_tui.jobs.execute import execute_run
+from inpaint_tui.jobs.runs import queue_run
+from inpaint_tui.jobs.samples import ensure_demo
+
+ALL = ("background", "clip", "precision", "kid")
+
+
+def _run(store, technique="blended", models="tiny", groups=ALL, **params):
+    ensure_demo(store)
+    run_id = queue_run(store, technique=technique, params=params or None, model="tiny", sample_set="demo", seed=0,
+                       steps=2, guidance=7.5, eval_config=EvalConfig(groups=groups, models=models).to_dict())
+    messages = []
+    execute_run(store, run_id, device="cpu", on_message=messages.append)
+    return run_id, messages
+
+
+def test_end_of_run_metrics_are_stored_per_sample_and_per_run(store, tiny_model):
+    run_id, messages = _run(store)
+    assert messages == []
+    detail = store.run_detail(run_id)
+    for sample in detail.samples:
+        assert {"bg_mse", "bg_ssim", "ring_mse", "clip_local", "clip_global", "prompt_hit"} <= set(sample.metrics)
+        assert 0 <= sample.metrics["clip_local"] <= 100 and sample.metrics["prompt_hit"] in (0.0, 1.0)
+    summaries = detail.summaries
+    kid = summaries["kid"]
+    assert kid.value is not None and kid.std is not None and kid.n == 6 and "reduced" in kid.note
+    precision = summaries["prompt_precision"]
+    hits = [s.metrics["prompt_hit"] for s in detail.samples]
+    assert precision.value == pytest.approx(np.mean(hits)) and precision.ci_low <= precision.value <= precision.ci_high
+    for name in ("bg_mse", "clip_local", "seconds"):
+        values = [s.metrics[name] for s in detail.samples]
+        assert summaries[name].value == pytest.approx(np.mean(values)) and summaries[name].n == 6
+        assert summaries[name].ci_low <= summaries[name].value <= summaries[name].ci_high
+    assert detail.metrics["bg_mse"] == summaries["bg_mse"].value
+
+
+def test_unavailable_models_are_recorded_missing_never_zero(store, tiny_model):
+    run_id, messages = _run(store, models="real")
+    assert {m.split(" ")[0] for m in messages} == {"clip", "precision", "kid"}
+    assert any("openai/clip-vit-base-patch16" in m for m in messages)
+    detail = store.run_detail(run_id)
+    for name in ("clip_local", "clip_global", "prompt_hit", "prompt_precision", "kid"):
+        assert detail.summaries[name].value is None and detail.summaries[name].note, name
+        assert name not in detail.metrics
+    assert all("clip_local" not in s.metrics for s in detail.samples)
+    assert detail.run.status == "finished"  # generation results are kept
+    board = store.leaderboard("kid", descending=False)
+    assert board[0].run_id == run_id and "kid" not in board[0].metrics
+
+
+def test_recompute_replaces_only_the_named_metrics(store, tiny_model):
+    run_id, _ = _run(store)
+    first = store.run_detail(run_id)
+    sample_id = first.samples[0].sample_id
+    store.record_sample_metrics(run_id, {sample_id: {"clip_local": -5.0, "bg_mse": 0.5}})
+    evaluate_run(store, run_id, metrics=["clip_local"])
+    again = store.run_detail(run_id)
+    assert again.samples[0].metrics["clip_local"] == first.samples[0].metrics["clip_local"]  # recomputed
+    assert again.samples[0].metrics["bg_mse"] == 0.5  # untouched
+    assert again.summaries["kid"].value == first.summaries["kid"].value
+
+
+def test_recomputing_background_from_files_gives_the_runner_values(store, tiny_model):
+    run_id, _ = _run(store, groups=("background",))
+    before = {s.sample_id: s.metrics for s in store.run_detail(run_id).samples}
+    evaluate_run(store, run_id, metrics=["background"])
+    for s in store.run_detail(run_id).samples:
+        for name in ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse"):
+            assert s.metrics[name] == before[s.sample_id][name]
+
+
+def test_kid_reference_features_are_cached_across_runs(store, tiny_model):
+    first, _ = _run(store, groups=("kid",))
+    second, _ = _run(store, technique="vanilla", groups=("kid",))
+    cache = MemoryReferenceCache()
+    config = EvalConfig(groups=("kid",), models="tiny")
+    items_a, _, _ = eval_items(store, first)
+    items_b, _, _ = eval_items(store, second)
+    value_a = evaluate(items_a, config, kid_cache=cache).per_run["kid"].value
+    assert (cache.hits, cache.misses) == (0, 6)
+    value_b = evaluate(items_b, config, kid_cache=cache).per_run["kid"].value
+    assert (cache.hits, cache.misses) == (6, 6)  # the second run's references come from the cache
+    assert value_a == store.run_detail(first).summaries["kid"].value
+    assert value_b == store.run_detail(second).summaries["kid"].value
+    assert any((store.data_dir / "cache" / "kid").iterdir())  # runs use a cache beside the database
+
+
+def test_cli_compare_and_metrics_compute(tmp_path, tiny_model):
+    runner = CliRunner()
+    db = str(tmp_path / "e.db")
+
+    def cli(*args, expect=0):
+        result = runner.invoke(app, ["--db", db, *args])
+        assert result.exit_code == expect, result.stderr
+        return result
+
+    cli("samples", "import", "demo")
+    cli("run", "-t", "blended", "--steps", "2", "--metrics", "background")
+    cli("run", "-t", "blended", "--steps", "2", "--metrics", "background", "-p", "background=paste")
+    comparison = json.loads(cli("compare", "1", "2", "--json").stdout)["comparisons"]
+    bg = next(c for c in comparison if c["metric"] == "bg_mse")
+    assert bg["n"] == 6 and bg["mean_b"] == 0.0 and bg["difference"] < 0
+    assert bg["ci_high"] < 0 and bg["p_value"] == pytest.approx(2 / 2**6)  # all six pairs improve
+    assert "run 2 better" in cli("compare", "1", "2", "-m", "bg_mse").stdout
+    computed = json.loads(cli("metrics", "compute", "1", "-m", "clip", "--json").stdout)
+    assert computed["clip_local"]["value"] is not None and computed["bg_mse"]["n"] == 6
+    assert "unknown metric 'beauty'" in cli("metrics", "compute", "1", "-m", "beauty", expect=2).stderr
+    board = json.loads(cli("leaderboard", "--json").stdout)
+    assert board[0]["run_id"] == 2 and board[0]["summaries"]["bg_mse"]["value"] == 0.0
+    assert math.isinf(float(board[0]["metrics"]["bg_psnr"])) or board[0]["metrics"]["bg_psnr"] == "inf"
