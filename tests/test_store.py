@@ -109,7 +109,7 @@ def test_run_lifecycle_writes_every_sample_once(store, tiny_model):
     assert detail.metrics["bg_mse"] == pytest.approx(np.mean([s.metrics["bg_mse"] for s in detail.samples]))
     with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
         assert raw.execute("SELECT COUNT(*) FROM run_sample WHERE run_id = ?", (run_id,)).fetchone()[0] == 6
-        assert raw.execute("SELECT COUNT(*) FROM metric WHERE run_id = ? AND name = 'bg_mse'", (run_id,)).fetchone()[0] == 6
+        assert raw.execute("SELECT COUNT(*) FROM metric WHERE run_id = ? AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone()[0] == 6
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
@@ -147,8 +147,10 @@ def test_interrupted_run_resumes_without_redoing_or_duplicating(store, tiny_mode
     outputs = sorted(p.name for p in (store.data_dir / "runs" / str(run_id)).iterdir())
     assert len(outputs) == 6  # no orphan or duplicate files
     with store.engine.connect() as connection:
-        count = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse'"), {"r": run_id})
+        count = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' AND run_sample_id IS NOT NULL"), {"r": run_id})
         assert count.scalar() == 6
+        per_run = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' AND run_sample_id IS NULL"), {"r": run_id})
+        assert per_run.scalar() == 1  # one aggregate, however often the run was evaluated
 
 
 def test_failing_samples_are_recorded_and_the_run_goes_on(store, tiny_model, tmp_path):
