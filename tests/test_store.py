@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from inpaint_tui.jobs.execute import RunProgress, execute_run
 from inpaint_tui.jobs.runs import config_hash, queue_run
-from inpaint_tui.jobs.samples import ensure_demo, import_source, to_engine_sample
+from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
 
 
@@ -39,9 +39,9 @@ def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
 
 
 def test_demo_import_is_idempotent_and_content_addressed(store, demo):
-    first = import_source(store, "demo")
+    first = import_source(store, "demo").report
     files = sorted(p for p in store.data_dir.rglob("*") if p.is_file())
-    second = import_source(store, "demo")
+    second = import_source(store, "demo").report
     assert (first.added, first.total_in_set) == (6, 6)
     assert (second.added, second.already_present, second.total_in_set) == (0, 6, 6)
     assert sorted(p for p in store.data_dir.rglob("*") if p.is_file()) == files
@@ -57,7 +57,7 @@ def test_demo_import_is_idempotent_and_content_addressed(store, demo):
 
 def test_same_samples_in_a_second_set_share_rows(store):
     import_source(store, "demo")
-    report = import_source(store, "demo", set_name="copy")
+    report = import_source(store, "demo", ImportOptions(set_name="copy")).report
     assert report.added == 0 and report.total_in_set == 6
     assert {s.name: s.sample_count for s in store.sample_sets()} == {"copy": 6, "demo": 6}
     assert len(store.samples()) == 6

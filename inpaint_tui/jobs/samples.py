@@ -1,9 +1,16 @@
-"""Between engine samples and stored samples (torch-free)."""
+"""Between engine samples and stored samples, and importing sources (torch-free)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
 from engine.samples import Sample, make_sample, png_bytes
+from engine.sources import ImportPlan
 from inpaint_tui.store import ImportReport, NewSample, SampleInfo, Store, StoreError
+
+PIPE_REPO = "paint-by-inpaint/PIPE"
 
 
 def to_new_sample(sample: Sample, source: str) -> NewSample:
@@ -21,14 +28,93 @@ def to_new_sample(sample: Sample, source: str) -> NewSample:
     )
 
 
-def import_source(store: Store, source: str, set_name: str | None = None) -> ImportReport:
-    """Import a named source into a sample set (default: the source's own name)."""
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read a source; options that do not apply to a source are ignored by it."""
+
+    set_name: str | None = None
+    split: str = "test"
+    limit: int | None = None
+    prompt_column: str | None = None
+    prompt_template: str | None = None
+    image_column: str | None = None
+    mask_column: str | None = None
+    reference_column: str | None = None
+    invert_masks: bool = False
+    resize_mismatched: bool = False
+
+
+@dataclass
+class ImportOutcome:
+    set_name: str
+    source: str
+    plan: ImportPlan
+    report: ImportReport | None = None  # None for a dry run
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[ImportPlan, str, str]:
+    """(plan, default set name, source label) for `demo`, `hf:OWNER/NAME` or a folder."""
     if source == "demo":
         from engine.demo import DEMO_SET_NAME, demo_samples
 
-        samples = demo_samples()
-        return store.import_samples(set_name or DEMO_SET_NAME, [to_new_sample(s, "demo") for s in samples])
-    raise StoreError(f"unknown sample source {source!r}; available now: demo")
+        return ImportPlan(samples=demo_samples()), DEMO_SET_NAME, "demo"
+    if source.startswith("hf:"):
+        repo = source[3:]
+        mismatched = "resize" if options.resize_mismatched else "skip"
+        if repo == PIPE_REPO:
+            from engine.sources.hf import plan_pipe
+
+            plan = plan_pipe(
+                split=options.split, limit=options.limit, prompt_column=options.prompt_column or "Instruction_Class",
+                prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
+            )
+        else:
+            from engine.sources.hf import plan_hf
+
+            missing = [flag for flag, value in (("--image-column", options.image_column),
+                                                ("--mask-column", options.mask_column),
+                                                ("--prompt-column", options.prompt_column)) if not value]
+            if missing:
+                raise StoreError(f"importing {source} needs {', '.join(missing)}")
+            plan = plan_hf(
+                repo, split=options.split, image_column=options.image_column, mask_column=options.mask_column,
+                prompt_column=options.prompt_column, reference_column=options.reference_column, limit=options.limit,
+                prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
+            )
+        return plan, f"{repo.split('/')[-1]}-{options.split}", f"hf:{repo}"
+    path = Path(source).expanduser()
+    if path.is_dir():
+        from engine.sources.folder import plan_folder
+
+        return plan_folder(path, invert_masks=options.invert_masks), path.resolve().name, f"folder:{path.resolve()}"
+    raise StoreError(
+        f"unknown sample source {source!r}: use demo, hf:OWNER/NAME (e.g. hf:{PIPE_REPO}) or an existing folder"
+    )
+
+
+def import_source(
+    store: Store,
+    source: str,
+    options: ImportOptions | None = None,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ImportOutcome:
+    """Plan a source and, unless `dry_run`, import what it can in one transaction."""
+    options = options or ImportOptions()
+    plan, default_set, label = plan_source(source, options)
+    set_name = options.set_name or default_set
+    outcome = ImportOutcome(set_name=set_name, source=label, plan=plan, problems=list(plan.problems))
+    if dry_run or not plan.samples:
+        return outcome
+    names = [sample.id for sample in plan.samples]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise StoreError(f"{label}: duplicate sample names {', '.join(duplicates)}")
+    items = [to_new_sample(sample, label) for sample in plan.samples]
+    outcome.report = store.import_samples(set_name, items, on_progress=on_progress)
+    return outcome
 
 
 def ensure_demo(store: Store) -> None:

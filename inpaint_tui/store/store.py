@@ -8,7 +8,7 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import delete, func
 from sqlalchemy.exc import OperationalError
@@ -87,14 +87,19 @@ class Store:
 
     # --- samples --------------------------------------------------------------------------
 
-    def import_samples(self, set_name: str, items: Sequence[NewSample]) -> ImportReport:
+    def import_samples(
+        self, set_name: str, items: Sequence[NewSample], on_progress: Callable[[int, int], None] | None = None
+    ) -> ImportReport:
         """Add samples (deduplicated by content key) and append them to a set, in one
         transaction: a failure leaves neither new rows nor a partial set. Files are written
-        first under content hashes, so a failed import at most leaves files a retry reuses."""
+        first under content hashes, so a failed import at most leaves files a retry reuses.
+        `on_progress(done, total)` follows the file writes (the slow part)."""
         if not set_name.strip():
             raise StoreError("a sample set needs a non-empty name")
         paths = []
-        for item in items:
+        for index, item in enumerate(items):
+            if on_progress is not None:
+                on_progress(index, len(items))
             image = self._write_content_addressed(item.image_png, ".png")
             mask = self._write_content_addressed(item.mask_png, ".png")
             reference = None if item.reference_png is None else self._write_content_addressed(item.reference_png, ".png")
@@ -159,6 +164,24 @@ class Store:
                     .order_by(SampleSetMember.position)
                 ).all()
             return [self._sample_info(r) for r in records]
+
+    def sample(self, sample_id: int) -> SampleInfo:
+        with self.session() as session:
+            record = session.get(SampleRecord, sample_id)
+            if record is None:
+                raise NotFound(f"no sample with id {sample_id}")
+            return self._sample_info(record)
+
+    def sample_set_names(self, sample_id: int) -> list[str]:
+        with self.session() as session:
+            return list(
+                session.exec(
+                    select(SampleSetRecord.name)
+                    .join(SampleSetMember, SampleSetMember.set_id == SampleSetRecord.id)
+                    .where(SampleSetMember.sample_id == sample_id)
+                    .order_by(SampleSetRecord.name)
+                ).all()
+            )
 
     def _set(self, session: Session, name: str) -> SampleSetRecord:
         found = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == name)).first()
