@@ -87,7 +87,11 @@ def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[
     if path.is_dir():
         from engine.sources.folder import plan_folder
 
-        return plan_folder(path, invert_masks=options.invert_masks), path.resolve().name, f"folder:{path.resolve()}"
+        try:
+            plan = plan_folder(path, invert_masks=options.invert_masks)
+        except (ValueError, OSError) as error:  # nothing recognisable, unreadable folder
+            raise StoreError(str(error)) from None
+        return plan, path.resolve().name, f"folder:{path.resolve()}"
     raise StoreError(
         f"unknown sample source {source!r}: use demo, hf:OWNER/NAME (e.g. hf:{PIPE_REPO}) or an existing folder"
     )
