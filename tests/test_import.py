@@ -75,7 +75,13 @@ def test_cli_rejects_unknown_sources_and_incomplete_hf_options(tmp_path):
     result = runner.invoke(app, ["--db", str(tmp_path / "e.db"), "samples", "import", "nowhere/at/all"])
     assert result.exit_code == 1 and "unknown sample source" in result.stderr
     result = runner.invoke(app, ["--db", str(tmp_path / "e.db"), "samples", "import", "hf:someone/data"])
-    assert result.exit_code == 1 and "--image-column" in result.stderr
+    assert result.exit_code == 2 and "hf:someone/data: needs --image-column" in result.stderr
+
+
+def test_cli_pipe_import_offline_says_why(tmp_path):
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "e.db"), "samples", "import", "hf:paint-by-inpaint/PIPE",
+                                      "--limit", "2"])
+    assert result.exit_code == 1 and "paint-by-inpaint/PIPE" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_folder_with_nothing_recognisable_is_a_clear_error(tmp_path):

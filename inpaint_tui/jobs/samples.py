@@ -60,29 +60,15 @@ def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[
 
         return ImportPlan(samples=demo_samples()), DEMO_SET_NAME, "demo"
     if source.startswith("hf:"):
-        repo = source[3:]
-        mismatched = "resize" if options.resize_mismatched else "skip"
-        if repo == PIPE_REPO:
-            from engine.sources.hf import plan_pipe
+        from engine.params import ParamError
+        from engine.sources.hf import SourceUnavailable
 
-            plan = plan_pipe(
-                split=options.split, limit=options.limit, prompt_column=options.prompt_column or "Instruction_Class",
-                prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
-            )
-        else:
-            from engine.sources.hf import plan_hf
-
-            missing = [flag for flag, value in (("--image-column", options.image_column),
-                                                ("--mask-column", options.mask_column),
-                                                ("--prompt-column", options.prompt_column)) if not value]
-            if missing:
-                raise StoreError(f"importing {source} needs {', '.join(missing)}")
-            plan = plan_hf(
-                repo, split=options.split, image_column=options.image_column, mask_column=options.mask_column,
-                prompt_column=options.prompt_column, reference_column=options.reference_column, limit=options.limit,
-                prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
-            )
-        return plan, f"{repo.split('/')[-1]}-{options.split}", f"hf:{repo}"
+        try:
+            return _plan_hf(source[3:], options)
+        except SourceUnavailable as error:
+            raise StoreError(str(error)) from None
+        except ValueError as error:  # bad column, template or option
+            raise ParamError(f"{source}: {error}") from None
     path = Path(source).expanduser()
     if path.is_dir():
         from engine.sources.folder import plan_folder
@@ -95,6 +81,31 @@ def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[
     raise StoreError(
         f"unknown sample source {source!r}: use demo, hf:OWNER/NAME (e.g. hf:{PIPE_REPO}) or an existing folder"
     )
+
+
+def _plan_hf(repo: str, options: ImportOptions) -> tuple[ImportPlan, str, str]:
+    mismatched = "resize" if options.resize_mismatched else "skip"
+    if repo == PIPE_REPO:
+        from engine.sources.hf import plan_pipe
+
+        plan = plan_pipe(
+            split=options.split, limit=options.limit, prompt_column=options.prompt_column or "Instruction_Class",
+            prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
+        )
+    else:
+        from engine.sources.hf import plan_hf
+
+        missing = [flag for flag, value in (("--image-column", options.image_column),
+                                            ("--mask-column", options.mask_column),
+                                            ("--prompt-column", options.prompt_column)) if not value]
+        if missing:
+            raise ValueError(f"needs {', '.join(missing)}")
+        plan = plan_hf(
+            repo, split=options.split, image_column=options.image_column, mask_column=options.mask_column,
+            prompt_column=options.prompt_column, reference_column=options.reference_column, limit=options.limit,
+            prompt_template=options.prompt_template, mismatched=mismatched, invert_masks=options.invert_masks,
+        )
+    return plan, f"{repo.split('/')[-1]}-{options.split}", f"hf:{repo}"
 
 
 def import_source(
