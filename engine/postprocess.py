@@ -42,6 +42,9 @@ BACKGROUNDS = ("none", "paste", "feather", "poisson", "decoder")
 
 POSTPROCESS_SCHEMA = ParamSchema(
     (
+        Param("resize", "choice", "fit", "how a sample meets the model's resolution: fit (the whole image, longer "
+              "side at the resolution) or crop (a square around the mask, at least the resolution in source pixels, "
+              "then scaled; metrics then see the crop)", choices=("fit", "crop")),
         Param("background", "choice", "none", "background reconstruction applied to the decoded image: "
               "none, paste (hard copy outside the mask), feather (blurred mask growing outward), "
               "poisson (seamless clone of the mask's box), decoder (per-image decoder fine-tuning)",

@@ -23,7 +23,7 @@ from PIL import Image
 
 from engine.metrics import sample_metrics
 from engine.models import Model, load_model
-from engine.samples import Sample, resize_to, working_size
+from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
@@ -126,8 +126,7 @@ def _inpaint_one(
     on_step: Callable[[Progress], None] | None,
     errors: str,
 ) -> SampleResult:
-    size = working_size(sample.size, model.resolution)
-    result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=size)
+    result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=(0, 0))
 
     def report(done: int, total: int) -> None:
         if on_step is not None:
@@ -136,7 +135,8 @@ def _inpaint_one(
     memory = _PeakMemory(model.device)
     started = time.perf_counter()
     try:
-        working = resize_to(sample, size)
+        working = prepare(sample, model.resolution, params.get("resize", "fit"))
+        result.size = working.size
         job = TechniqueJob(working, params, steps, guidance, seed, negative_prompt, report)
         output = postprocess(model, job, technique.run(model, job))
         result.seconds = time.perf_counter() - started
@@ -155,7 +155,7 @@ def _inpaint_one(
             raise
         result.image = None
         result.metrics = {}
-        result.error = _describe(error, model, size)
+        result.error = _describe(error, model, result.size)
         result.traceback = traceback.format_exc()
     return result
 

@@ -237,3 +237,43 @@ def resize_to(sample: Sample, size: tuple[int, int]) -> Sample:
         reference=reference,
         metadata=sample.metadata,
     )
+
+
+RESIZE_POLICIES = ("fit", "crop")
+CROP_MARGIN = 0.25
+
+
+def crop_to(sample: Sample, box) -> Sample:
+    """The sample cut to `box` (an engine.metrics.crop.Box); re-validated, so a crop that is
+    all mask is an error naming the sample."""
+    region = (box.left, box.top, box.right, box.bottom)
+    return Sample(
+        id=sample.id,
+        image=sample.image.crop(region),
+        mask=np.ascontiguousarray(box.cut(sample.mask)),
+        prompt=sample.prompt,
+        reference=None if sample.reference is None else sample.reference.crop(region),
+        metadata=sample.metadata,
+    )
+
+
+def prepare(sample: Sample, resolution: int, policy: str = "fit") -> Sample:
+    """The sample as a technique sees it, at the working size for a model of `resolution`.
+
+    - `fit`: the whole image, longer side scaled to `resolution` (multiples of 8).
+    - `crop`: a square around the mask (its box padded by 25%, at least 16 px, at least
+      `resolution` source pixels where the image allows, shifted to lie inside the image),
+      then scaled like `fit`. Small objects in large photos are then generated at the
+      model's resolution instead of a few latent pixels; the metrics see the crop only.
+
+    The same function serves the runner and the evaluation of stored outputs, so both see
+    exactly the same pixels.
+    """
+    if policy not in RESIZE_POLICIES:
+        raise SampleError(f"unknown resize policy {policy!r} (known: {', '.join(RESIZE_POLICIES)})")
+    if policy == "crop":
+        from engine.metrics.crop import CropRule, crop_box
+
+        box = crop_box(sample.binary_mask, CropRule(margin=CROP_MARGIN, min_padding=16, min_side=resolution))
+        sample = crop_to(sample, box)
+    return resize_to(sample, working_size(sample.size, resolution))

@@ -129,7 +129,7 @@ def test_console_script_json_stdout_is_pure_json_and_env_db_works(tmp_path):
     db = tmp_path / "via-env.db"
     result = _subprocess("samples", "import", "demo", "--json", db=db, env_extra={"INPAINT_TUI_DB": str(db)})
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["added"] == 6
+    assert json.loads(result.stdout)["report"]["added"] == 6
     assert db.is_file() and (tmp_path / "via-env_data").is_dir()
     run = _subprocess("run", "-t", "blended", "--steps", "2", "--json", db=db, env_extra={"INPAINT_TUI_DB": str(db)})
     assert run.returncode == 0, run.stderr

@@ -122,3 +122,15 @@ def test_cli_compare_and_metrics_compute(tmp_path, tiny_model):
     board = json.loads(cli("leaderboard", "--json").stdout)
     assert board[0]["run_id"] == 2 and board[0]["summaries"]["bg_mse"]["value"] == 0.0
     assert math.isinf(float(board[0]["metrics"]["bg_psnr"])) or board[0]["metrics"]["bg_psnr"] == "inf"
+
+
+def test_crop_policy_runs_and_recomputes_on_the_same_pixels(store, tiny_model):
+    run_id, _ = _run(store, groups=("background",), resize="crop")
+    detail = store.run_detail(run_id)
+    assert detail.run.status == "finished" and detail.run.params["resize"] == "crop"
+    before = {s.sample_id: s.metrics["bg_mse"] for s in detail.samples}
+    evaluate_run(store, run_id, metrics=["background"])
+    assert {s.sample_id: s.metrics["bg_mse"] for s in store.run_detail(run_id).samples} == before
+    from PIL import Image
+
+    assert all(Image.open(s.image_path).size == (128, 128) for s in detail.samples)

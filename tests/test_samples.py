@@ -101,3 +101,35 @@ def test_resizing_away_a_tiny_mask_is_an_error():
     sample = make_sample("speck", make_image(512, 512), box_mask(512, 512, (100, 100, 101, 101)), "a speck")
     with pytest.raises(SampleError, match="speck.*empty"):
         resize_to(sample, (64, 64))
+
+
+def test_prepare_fit_is_the_working_size_resize():
+    from engine.samples import prepare
+
+    sample = make_sample("fit", make_image(600, 400), box_mask(600, 400, (100, 100, 200, 200)), "a thing")
+    prepared = prepare(sample, 128, "fit")
+    assert prepared.size == (128, 80)
+
+
+def test_prepare_crop_takes_a_native_square_around_a_small_mask():
+    from engine.samples import prepare
+
+    image = make_image(640, 480)
+    sample = make_sample("crop", image, box_mask(640, 480, (500, 300, 540, 340)), "a thing", reference=image)
+    prepared = prepare(sample, 128, "crop")
+    assert prepared.size == (128, 128)
+    # 40 px mask + 25% (16 px min) padding < 128: a 128 px square of source pixels, no resampling
+    box = (456, 256, 584, 384)  # centred on the mask (520, 320)
+    np.testing.assert_array_equal(np.asarray(prepared.image), np.asarray(image.crop(box)))
+    np.testing.assert_array_equal(prepared.mask, sample.mask[256:384, 456:584])
+    np.testing.assert_array_equal(np.asarray(prepared.reference), np.asarray(image.crop(box)))
+
+
+def test_prepare_crop_at_the_border_and_with_large_masks():
+    from engine.samples import prepare
+
+    sample = make_sample("edge", make_image(640, 480), box_mask(640, 480, (0, 0, 300, 200)), "a thing")
+    prepared = prepare(sample, 128, "crop")
+    assert prepared.size == (128, 128) and prepared.binary_mask.any() and not prepared.binary_mask.all()
+    with pytest.raises(SampleError, match="unknown resize policy 'zoom'"):
+        prepare(sample, 128, "zoom")

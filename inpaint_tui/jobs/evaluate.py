@@ -14,7 +14,8 @@ from PIL import Image
 
 from engine.evaluate import GROUP_METRICS, EvalConfig, Summary, evaluate, group_of, summarize
 from engine.metrics.base import EvalItem
-from engine.samples import resize_to
+from engine.models import resolve_preset
+from engine.samples import prepare
 from inpaint_tui.jobs.samples import to_engine_sample
 from inpaint_tui.store import MetricSummary, SampleStatus, Store
 
@@ -23,6 +24,8 @@ def eval_items(store: Store, run_id: int) -> tuple[list[EvalItem], dict[str, int
     """EvalItems of the run's finished samples (input, mask and reference resized to the
     output's size, as the runner did), their store ids, and explicit object phrases."""
     detail = store.run_detail(run_id)
+    resolution = resolve_preset(detail.run.model).resolution
+    policy = detail.run.params.get("resize", "fit")
     infos = {info.id: info for info in store.samples(detail.run.sample_set)}
     items, ids, phrases = [], {}, {}
     for outcome in detail.samples:
@@ -31,7 +34,10 @@ def eval_items(store: Store, run_id: int) -> tuple[list[EvalItem], dict[str, int
         info = infos[outcome.sample_id]
         with Image.open(outcome.image_path) as opened:
             output = np.asarray(opened.convert("RGB"))
-        working = resize_to(to_engine_sample(info), (output.shape[1], output.shape[0]))
+        working = prepare(to_engine_sample(info), resolution, policy)
+        if working.size != (output.shape[1], output.shape[0]):  # resize_to keeps sizes exact: a mismatch is a bug
+            raise ValueError(f"run {run_id}: output of {info.name} is {output.shape[1]}x{output.shape[0]}, "
+                             f"expected {working.size[0]}x{working.size[1]}")
         items.append(
             EvalItem(
                 sample_id=info.key,

@@ -111,8 +111,8 @@ def execute_run(
                 image_path=image_path,
                 metrics=result.metrics,
                 seconds=result.seconds if result.ok else None,
-                width=result.size[0],
-                height=result.size[1],
+                width=result.size[0] or None,
+                height=result.size[1] or None,
                 error=result.error,
                 traceback=result.traceback,
             )
