@@ -184,14 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as exit_:  # --help / bad arguments: still never fail CI
-        if exit_.code not in (0, None):
-            print(f"overhead benchmark: bad arguments ({exit_.code})", file=sys.stderr)
-    except Exception as error:  # a benchmark never fails CI
-        import traceback
+    from _common import run_benchmark
 
-        traceback.print_exc()
-        print(f"overhead benchmark could not run: {type(error).__name__}: {error}", file=sys.stderr)
-    sys.exit(0)
+    run_benchmark(main, "overhead")

@@ -205,14 +205,6 @@ def print_postprocessing(configs: list[Config], decoder_steps: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit as exit_:  # --help / bad arguments: still never fail CI
-        if exit_.code not in (0, None):
-            print(f"technique benchmark: bad arguments ({exit_.code})", file=sys.stderr)
-    except Exception as error:  # a benchmark never fails CI (e.g. a technique file mid-edit breaks the import)
-        import traceback
+    from _common import run_benchmark
 
-        traceback.print_exc()
-        print(f"technique benchmark could not run: {type(error).__name__}: {error}", file=sys.stderr)
-    sys.exit(0)
+    run_benchmark(main, "techniques")
