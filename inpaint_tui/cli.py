@@ -737,6 +737,9 @@ def demo(
         rows = [row for row in _leaderboard_rows(store, "bg_mse", DEMO_SET_NAME, True) if row.run_id in run_ids]
     _print_leaderboard(rows, "bg_mse", as_json=as_json, as_csv=False)
     if not as_json:
+        if _eval_config(metrics, eval_models, model)["models"] == "tiny":
+            typer.echo("note: the metrics used random offline models (CLIP, KID features): they exercise the "
+                       "pipeline and do not measure quality; the tiny generator's images are noise-like too", err=True)
         typer.echo(f"database: {store.url}  images: {store.data_dir}", err=True)
 
 
