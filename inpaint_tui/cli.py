@@ -333,14 +333,14 @@ EVAL_MODELS_HELP = (
 )
 
 
-def _eval_config(metrics: str, eval_models: str, model: str) -> dict:
+def _eval_config(metrics: str, eval_models: str, model: str, **overrides) -> dict:
     from engine.evaluate import EvalConfig
 
     groups = tuple(name.strip() for name in metrics.split(",") if name.strip())
     if eval_models not in ("auto", "real", "tiny"):
         _fail(f"--eval-models must be auto, real or tiny, not {eval_models!r}", 2)
     models = ("tiny" if model == "tiny" else "real") if eval_models == "auto" else eval_models
-    return EvalConfig(groups=groups, models=models).to_dict()
+    return EvalConfig(groups=groups, models=models, **{k: v for k, v in overrides.items() if v is not None}).to_dict()
 
 
 
@@ -398,6 +398,13 @@ def run(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: fp16 on CUDA, fp32 on CPU)."),
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
     eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
+    clip_model: Optional[str] = typer.Option(
+        None, "--clip-model", help="CLIP for clip_local/clip_global: hub id or folder (default openai/clip-vit-base-patch16)."
+    ),
+    detector: Optional[str] = typer.Option(
+        None, "--detector", help="Detector for prompt precision: owlv2 (default), owlvit, grounding-dino, a hub id or folder."
+    ),
+    ring_width: Optional[int] = typer.Option(None, "--ring-width", min=1, help="Seam ring width in pixels (default 8)."),
     as_json: bool = typer.Option(False, "--json", help="Print the finished run's detail as JSON instead of its id."),
 ) -> None:
     """Run a technique over a sample set in the foreground; prints the run id on stdout."""
@@ -411,7 +418,8 @@ def run(
         run_id = queue_run(
             store, technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,
             guidance=guidance, negative_prompt=negative_prompt, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
-            eval_config=_eval_config(metrics, eval_models, model),
+            eval_config=_eval_config(metrics, eval_models, model, clip_model=clip_model, detector=detector,
+                                     ring_width=ring_width),
         )
     changed = {k: v for k, v in params.items() if spec.full_schema.defaults().get(k) != v}
     typer.echo(f"queued run {run_id}: {technique} {_format_params(changed)} on {sample_set!r} with {model}", err=True)

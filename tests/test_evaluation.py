@@ -134,3 +134,25 @@ def test_crop_policy_runs_and_recomputes_on_the_same_pixels(store, tiny_model):
     from PIL import Image
 
     assert all(Image.open(s.image_path).size == (128, 128) for s in detail.samples)
+
+
+def test_cli_evaluation_settings_are_recorded_with_the_run(tmp_path, tiny_model):
+    runner = CliRunner()
+    db = str(tmp_path / "e.db")
+    assert runner.invoke(app, ["--db", db, "samples", "import", "demo"]).exit_code == 0
+    result = runner.invoke(app, ["--db", db, "run", "-t", "blended", "--steps", "2", "--metrics", "background,clip",
+                                 "--eval-models", "real", "--clip-model", "/nonexistent/clip", "--ring-width", "3",
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    detail = json.loads(result.stdout)
+    config = detail["run"]["eval_config"]
+    assert config["clip_model"] == "/nonexistent/clip" and config["ring_width"] == 3 and config["models"] == "real"
+    from engine.metrics.background import ring_mse
+    from inpaint_tui.store import Store
+
+    store = Store(db)
+    items, ids, _ = eval_items(store, detail["run"]["id"])
+    stored = {s["sample_id"]: s["metrics"]["ring_mse"] for s in detail["samples"]}
+    for item in items:  # the ring width the run asked for, not the default 8
+        assert stored[ids[item.sample_id]] == ring_mse(item.output, item.source, item.mask, 3)
+    assert detail["summaries"]["clip_local"]["value"] is None and "/nonexistent/clip" in detail["summaries"]["clip_local"]["note"]

@@ -63,14 +63,15 @@ def evaluate_run(
 ) -> list[str]:
     """Compute metrics of a run and store them, replacing only those metrics' values.
 
-    `metrics`: metric or group names (default: the run's configured groups except
-    `background`, which the runner already measured as each sample finished). Afterwards
-    every per-sample metric of the run gets its per-run mean and interval. Returns the
-    messages about skipped metrics."""
+    `metrics`: metric or group names (default: the run's configured groups). The runner
+    already measured the background of each sample as it finished (for live progress); this
+    recomputes it from the stored files with the run's settings (e.g. its ring width), so
+    the stored values are always those of the files. Afterwards every per-sample metric of
+    the run gets its per-run mean and interval. Returns the messages about skipped metrics."""
     run = store.run(run_id)
     config = EvalConfig.from_dict(run.eval_config)
     if metrics is None:
-        groups = [g for g in config.groups if g != "background"]
+        groups = list(config.groups)
     else:
         groups = list(dict.fromkeys(group_of(name) for name in metrics))
     items, ids, phrases = eval_items(store, run_id)
