@@ -197,10 +197,6 @@ class Model:
     def resolution(self) -> int:
         return self.preset.resolution
 
-    @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
     def unet(self, role: str):
         """The UNet for `role` ("inpaint": 9 channels, "txt2img": 4 channels)."""
         if role not in self._unets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 DEFAULT_DB = "experiments.db"
@@ -83,6 +83,3 @@ def migrate(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
-
-def table_names(engine: Engine) -> list[str]:
-    return inspect(engine).get_table_names()
