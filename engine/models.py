@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import torch
@@ -188,6 +188,9 @@ class Model:
     scheduler_config: dict[str, Any]
     _unets: dict[str, Any] = field(default_factory=dict)
     _builders: dict[str, Any] = field(default_factory=dict)
+    # Called with each scheduler `new_scheduler` makes, before anyone steps it: the hook for
+    # monitoring every denoising loop (engine.preview) without techniques knowing.
+    scheduler_observers: list[Callable[[Any], None]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -211,7 +214,10 @@ class Model:
     def new_scheduler(self, name: str = DEFAULT_SCHEDULER):
         """A fresh scheduler (schedulers keep per-run state, so never share one): DDIM unless
         `name` picks another from SCHEDULERS, built from the model's own noise schedule."""
-        return scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
+        scheduler = scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
+        for observe in list(self.scheduler_observers):
+            observe(scheduler)
+        return scheduler
 
     def inpaint_pipeline(self, scheduler: str = DEFAULT_SCHEDULER):
         """diffusers' StableDiffusionInpaintPipeline over this model's shared components."""

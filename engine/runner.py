@@ -11,9 +11,11 @@ resumed or reordered run reproduces the same pixels for the same sample.
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -26,6 +28,7 @@ from engine.models import Model, load_model
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess
+from engine.preview import PreviewTap
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
 
 DEFAULT_STEPS = 50
@@ -39,13 +42,19 @@ class RunAborted(Exception):
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a run is: sample `sample_index` of `sample_count` (0-based), `step` of `steps`."""
+    """Where a run is: sample `sample_index` of `sample_count` (0-based), `step` of `steps`.
+
+    `preview(max_side)` decodes the sample's latest predicted clean image (the current latent
+    for schedulers without one; see engine.preview.PreviewTap). It costs a VAE decode (left
+    out of the sample's time and Cost), so call it only for a preview that will be shown.
+    """
 
     sample_index: int
     sample_count: int
     sample_id: str
     step: int
     steps: int
+    preview: Callable[[int], Image.Image | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -127,19 +136,23 @@ def _inpaint_one(
     errors: str,
 ) -> SampleResult:
     result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=(0, 0))
+    tap = PreviewTap(model)
 
     def report(done: int, total: int) -> None:
         if on_step is not None:
-            on_step(Progress(index, count, sample.id, done, total))
+            on_step(Progress(index, count, sample.id, done, total, preview=tap.image))
 
     memory = _PeakMemory(model.device)
     started = time.perf_counter()
+    out_of_memory = False
     try:
         working = prepare(sample, model.resolution, params.get("resize", "fit"))
         result.size = working.size
         job = TechniqueJob(working, params, steps, guidance, seed, negative_prompt, report)
-        output = postprocess(model, job, technique.run(model, job))
-        result.seconds = time.perf_counter() - started
+        # Only a listener can ask for previews; without one the loops run untouched.
+        with tap if on_step is not None else nullcontext():
+            output = postprocess(model, job, technique.run(model, job))
+        result.seconds = time.perf_counter() - started - tap.seconds
         result.peak_memory_mb = memory.peak_mb()
         pixels = to_uint8(output.image)
         result.image = Image.fromarray(pixels, mode="RGB")
@@ -157,7 +170,19 @@ def _inpaint_one(
         result.metrics = {}
         result.error = _describe(error, model, result.size)
         result.traceback = traceback.format_exc()
+        out_of_memory = isinstance(error, torch.cuda.OutOfMemoryError)
+    if out_of_memory:
+        _release_cached_memory()
     return result
+
+
+def _release_cached_memory() -> None:
+    """After an out-of-memory sample, hand its freed blocks back so the next sample can
+    allocate. Runs after the except block: until then the traceback's frames still hold the
+    failed sample's tensors."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _describe(error: Exception, model: Model, size: tuple[int, int]) -> str:

@@ -1,24 +1,39 @@
-"""Executing a queued run with the engine (imports torch: never import this from a face at
+"""Executing a claimed run with the engine (imports torch: never import this from a face at
 module level).
 
 Each finished sample is written in its own short transaction (image file first, then row and
 metrics), so an interruption loses at most the sample in progress; executing the run again
-redoes only samples that are not done, with their recorded seeds.
+redoes only samples that are not done, with their recorded seeds. Every write is made under
+the worker's claim on the run (see `inpaint_tui.store.queue`).
+
+At every denoising step the run's row is read once: a cancel request or a lost claim stops
+the run at that step boundary. Progress goes to the store at most `PROGRESS_INTERVAL` apart.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.runner import Progress, inpaint
 from engine.models import load_model
+from engine.runner import Progress, RunAborted, inpaint
+from engine.samples import SampleError
 from inpaint_tui.jobs.samples import to_engine_sample
 from inpaint_tui.store import RunStatus, Store
-from engine.samples import SampleError
+from inpaint_tui.store.queue import ClaimLost, RunControl
+
+PROGRESS_INTERVAL = 0.25  # seconds between progress writes: a few per second at most
+PREVIEW_SIDE = 256  # longest side of the live preview PNG, in pixels
+CRASH_ENV = "INPAINT_TUI_CRASH_AT"  # fault injection for the crash-recovery tests
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,28 @@ class RunProgress:
     sample_name: str | None
     step: int
     steps: int
+    steps_per_second: float | None = None
+    phase: str = "generating"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a run: its id and the claim counter it got when claiming."""
+
+    worker_id: int
+    claim: int
+
+
+class Cancelled(RunAborted):
+    """The user cancelled the run."""
+
+
+class Stopping(RunAborted):
+    """The worker was asked to stop: the run goes back to the queue."""
+
+
+class Lost(RunAborted):
+    """The run is no longer this worker's."""
 
 
 def quiet_libraries() -> None:
@@ -46,80 +83,203 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="diffusers")
 
 
-def execute_run(
+def crash_point(name: str) -> None:
+    """Die here as `kill -9` would when $INPAINT_TUI_CRASH_AT names this point. Only the
+    crash-recovery tests set it, on worker processes they start."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def execute_run(store: Store, run_id: int, **options) -> str:
+    """Execute (or resume) one run now, in this process, as a foreground worker; returns the
+    final status. A run left running by a dead process is taken up again."""
+    from inpaint_tui.jobs.worker import Worker
+
+    with Worker(store, kind="foreground", device=options.pop("device", None)) as worker:
+        return worker.execute(run_id, **options)
+
+
+def execute_claimed(
     store: Store,
     run_id: int,
+    lease: Lease,
     *,
     device: str | None = None,
     dtype: str | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
     on_message: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> str:
-    """Run (or resume) a run to its end, then evaluate it; returns the final status."""
+    """Run a claimed run to its end, then evaluate it. Returns the final status, or
+    "queued" when the worker was stopped (the run went back to the queue) or "lost" when
+    the run stopped being this worker's."""
+    try:
+        return _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
+    except (ClaimLost, Lost):
+        log.warning("run %s is no longer held by worker %s; leaving it", run_id, lease.worker_id)
+        return "lost"
+
+
+def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop) -> str:
     run = store.run(run_id)
-    pending = store.pending_samples(run_id)
-    done_before = run.sample_count - len(pending)
+    device = device or run.options.get("device")
+    dtype = dtype or run.options.get("dtype")
+    monitor = _Monitor(store, run, lease, on_progress, stop)
+    monitor.phase("loading")
     try:
         model = load_model(run.model, device=device, dtype=dtype)
     except Exception as error:
-        store.start_run(run_id, device or "?")
-        return store.finish_run(run_id, error=f"cannot load model {run.model!r}: {error}")
-    store.start_run(run_id, f"{model.device} ({str(model.dtype).removeprefix('torch.')})")
+        return store.finish_run(run_id, error=f"cannot load model {run.model!r}: {error}", claim=lease.claim)
+    store.set_run_device(run_id, f"{model.device} ({str(model.dtype).removeprefix('torch.')})", claim=lease.claim)
+    _remove_partial_files(store, run_id)
 
-    samples_done = done_before
-
-    def report(progress: Progress | None, name: str | None) -> None:
-        if on_progress is not None:
-            on_progress(
-                RunProgress(
-                    run_id, samples_done, run.sample_count, name,
-                    progress.step if progress else 0, progress.steps if progress else run.steps,
-                )
-            )
-
-    report(None, None)
-    for run_sample, info in pending:
-        store.mark_sample_running(run_id, info.id)
+    monitor.phase("generating")
+    for run_sample, info in store.pending_samples(run_id):
+        store.mark_sample_running(run_id, info.id, claim=lease.claim)
+        monitor.begin_sample(run_sample.position, info.name)
         try:
             sample = to_engine_sample(info)
         except SampleError as error:
-            store.record_sample(run_id, info.id, image_path=None, metrics={}, seconds=None,
-                                width=None, height=None, error=str(error))
-            samples_done += 1
+            store.record_sample(run_id, info.id, image_path=None, metrics={}, seconds=None, width=None, height=None,
+                                error=str(error), claim=lease.claim)
+            monitor.end_sample()
             continue
-        results = inpaint(
-            model,
-            run.technique,
-            [sample],
-            seed=run.seed,
-            params=run.params,
-            steps=run.steps,
-            guidance=run.guidance,
-            negative_prompt=run.negative_prompt,
-            on_step=lambda progress, name=info.name: report(progress, name),
-            seeds={sample.id: run_sample.seed},
+        try:
+            result = next(inpaint(
+                model, run.technique, [sample], seed=run.seed, params=run.params, steps=run.steps,
+                guidance=run.guidance, negative_prompt=run.negative_prompt, on_step=monitor.step,
+                seeds={sample.id: run_sample.seed},
+            ))
+        except Cancelled:
+            store.reset_sample(run_id, info.id, claim=lease.claim)
+            return store.finish_run(run_id, cancelled=True, claim=lease.claim)
+        except Stopping:
+            store.release_run(run_id, lease.claim)
+            return RunStatus.QUEUED
+        image_path = animation_path = None
+        if result.image is not None:
+            buffer = io.BytesIO()
+            result.image.save(buffer, format="PNG")
+            image_path = store.save_output(run_id, run_sample.position, info.name, buffer.getvalue())
+            animation_path = monitor.save_animation(run_sample.position, info.name)
+        store.record_sample(
+            run_id, info.id, image_path=image_path, metrics=result.metrics,
+            seconds=result.seconds if result.ok else None, width=result.size[0] or None,
+            height=result.size[1] or None, error=result.error, traceback=result.traceback,
+            animation_path=animation_path, claim=lease.claim,
         )
-        for result in results:
-            image_path = None
-            if result.image is not None:
-                buffer = io.BytesIO()
-                result.image.save(buffer, format="PNG")
-                image_path = store.save_output(run_id, run_sample.position, info.name, buffer.getvalue())
-            store.record_sample(
-                run_id,
-                info.id,
-                image_path=image_path,
-                metrics=result.metrics,
-                seconds=result.seconds if result.ok else None,
-                width=result.size[0] or None,
-                height=result.size[1] or None,
-                error=result.error,
-                traceback=result.traceback,
-            )
-        samples_done += 1
-        report(None, info.name)
+        monitor.end_sample()
+        crash_point(f"after_sample:{run_sample.position}")
+
+    monitor.phase("evaluating")
+    crash_point("evaluating")
     _evaluate(store, run_id, on_message)
-    return store.finish_run(run_id)
+    return store.finish_run(run_id, claim=lease.claim)
+
+
+class _Monitor:
+    """The worker's side of a run in progress: the per-step cancel/claim check, throttled
+    progress rows, live previews and animation frames, and the caller's progress callback."""
+
+    def __init__(self, store: Store, run, lease: Lease, on_progress, stop: threading.Event | None) -> None:
+        self.store = store
+        self.run = run
+        self.lease = lease
+        self.on_progress = on_progress
+        self.stop = stop
+        self.preview_every = int(run.options.get("preview_every") or 0)
+        self.animation = run.options.get("animation")
+        self.frame_every = self.preview_every or max(1, run.steps // 20)
+        self.samples_done = run.sample_count - len(store.pending_samples(run.id))
+        self.sample_seconds: list[float] = []
+        self.current_phase = "loading"
+        self.position: int | None = None
+        self.name: str | None = None
+        self.frames: list = []
+        self.step_rate: float | None = None
+        self.sample_started = self.last_step = self.last_write = 0.0
+        self.preview_path: str | None = None
+        self.preview_step: int | None = None
+
+    def phase(self, name: str) -> None:
+        self.current_phase = name
+        self._publish(0, self.run.steps, force=True)
+
+    def begin_sample(self, position: int, name: str) -> None:
+        self.position, self.name = position, name
+        self.frames = []
+        self.sample_started = self.last_step = time.perf_counter()
+        self._publish(0, self.run.steps, force=False)
+
+    def end_sample(self) -> None:
+        self.sample_seconds.append(time.perf_counter() - self.sample_started)
+        self.samples_done += 1
+        self._publish(0, self.run.steps, force=False)
+
+    def step(self, progress: Progress) -> None:
+        """The runner's step callback: may raise Cancelled, Stopping or Lost."""
+        if self.stop is not None and self.stop.is_set():
+            raise Stopping()
+        control = self.store.check_claim(self.run.id, self.lease.claim)
+        if control == RunControl.CANCEL:
+            raise Cancelled()
+        if control == RunControl.LOST:
+            raise Lost()
+        crash_point(f"step:{self.position}:{progress.step}")
+        now = time.perf_counter()
+        rate = 1.0 / max(now - self.last_step, 1e-9)
+        self.step_rate = rate if self.step_rate is None else 0.7 * self.step_rate + 0.3 * rate
+        self.last_step = now
+        self._capture(progress)
+        self._publish(progress.step, progress.steps, force=False)
+
+    def _capture(self, progress: Progress) -> None:
+        last = progress.step == progress.steps
+        want_preview = self.preview_every and (progress.step % self.preview_every == 0 or last)
+        want_frame = self.animation and (progress.step % self.frame_every == 0 or last)
+        if not (want_preview or want_frame) or progress.preview is None:
+            return
+        image = progress.preview(PREVIEW_SIDE)
+        if image is None:
+            return
+        if want_frame:
+            self.frames.append(image)
+        if want_preview:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            self.preview_path = self.store.save_run_file(self.run.id, "preview.png", buffer.getvalue())
+            self.preview_step = progress.step
+
+    def save_animation(self, position: int, name: str) -> str | None:
+        if not self.animation or not self.frames:
+            return None
+        from engine.preview import write_animation
+
+        data = write_animation(self.frames, self.animation)
+        return self.store.save_run_file(self.run.id, self.store.output_name(position, name, self.animation), data)
+
+    def _publish(self, step: int, steps: int, *, force: bool) -> None:
+        now = time.monotonic()
+        if force or now - self.last_write >= PROGRESS_INTERVAL:
+            self.last_write = now
+            seconds = sum(self.sample_seconds) / len(self.sample_seconds) if self.sample_seconds else None
+            self.store.write_progress(
+                self.run.id, self.lease.claim, self.lease.worker_id, phase=self.current_phase,
+                samples_done=self.samples_done, sample_count=self.run.sample_count, sample_position=self.position,
+                sample_name=self.name, step=step, steps=steps, steps_per_second=self.step_rate,
+                seconds_per_sample=seconds, preview_path=self.preview_path, preview_step=self.preview_step,
+            )
+        if self.on_progress is not None:
+            self.on_progress(RunProgress(self.run.id, self.samples_done, self.run.sample_count, self.name, step, steps,
+                                         self.step_rate, self.current_phase))
+
+
+def _remove_partial_files(store: Store, run_id: int) -> None:
+    """Temporary files a killed worker left mid-write (finished files have final names)."""
+    folder = store.data_dir / "runs" / str(run_id)
+    if folder.is_dir():
+        for partial in folder.glob(".*.tmp"):
+            partial.unlink(missing_ok=True)
 
 
 def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | None) -> None:
@@ -133,7 +293,7 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
         if on_message is not None:
             on_message(f"evaluation of run {run_id} failed: {type(error).__name__}: {error}; "
                        f"retry with `inpaint-tui metrics compute {run_id}`")
-        logging.getLogger(__name__).debug("evaluation failed", exc_info=True)
+        log.debug("evaluation failed", exc_info=True)
 
 
-__all__ = ["RunProgress", "RunStatus", "execute_run", "quiet_libraries"]
+__all__ = ["Lease", "RunProgress", "RunStatus", "execute_claimed", "execute_run", "quiet_libraries"]

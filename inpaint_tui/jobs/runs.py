@@ -53,7 +53,7 @@ def git_commit() -> str | None:
     return f"{commit}-dirty" if dirty else commit or None
 
 
-def queue_run(
+def prepare_run(
     store: Store,
     *,
     technique: str,
@@ -66,9 +66,10 @@ def queue_run(
     negative_prompt: str = "",
     command: str | None = None,
     eval_config: Mapping[str, Any] | None = None,
-) -> int:
-    """Validate a run's configuration and queue it; returns the run id. Raises ParamError /
-    ModelUnavailable / NotFound with a message naming what is wrong."""
+    options: Mapping[str, Any] | None = None,
+) -> tuple[NewRun, dict[int, int]]:
+    """Validate a run's configuration: (the run to create, each sample's seed). Raises
+    ParamError / ModelUnavailable / NotFound with a message naming what is wrong."""
     spec = get_technique(technique)
     resolved = spec.resolve_params(params)
     resolve_preset(model)
@@ -77,6 +78,7 @@ def queue_run(
     if guidance < 0:
         raise ParamError(f"guidance must be non-negative, got {guidance}")
     evaluation = EvalConfig.from_dict(eval_config).to_dict()
+    run_options = validate_options(options)
     config = {
         "technique": technique,
         "params": resolved,
@@ -88,21 +90,46 @@ def queue_run(
     }
     samples = store.samples(sample_set)
     seeds = {info.id: sample_seed(seed, info.key) for info in samples}
-    return store.create_run(
-        NewRun(
-            technique=technique,
-            params=resolved,
-            model=model,
-            seed=seed,
-            steps=steps,
-            guidance=guidance,
-            negative_prompt=negative_prompt,
-            sample_set=sample_set,
-            config_hash=config_hash(config),
-            versions=library_versions(),
-            git_commit=git_commit(),
-            command=command,
-            eval_config=evaluation,
-        ),
-        seeds,
+    new_run = NewRun(
+        technique=technique,
+        params=resolved,
+        model=model,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        negative_prompt=negative_prompt,
+        sample_set=sample_set,
+        config_hash=config_hash(config),
+        versions=library_versions(),
+        git_commit=git_commit(),
+        command=command,
+        eval_config=evaluation,
+        options=run_options,
     )
+    return new_run, seeds
+
+
+def queue_run(store: Store, *, claimed_by: int | None = None, **settings) -> int:
+    """Validate and queue a run (see `prepare_run` for the settings); returns its id.
+    `claimed_by`: a worker that executes it now (it is never visible as queued)."""
+    new_run, seeds = prepare_run(store, **settings)
+    return store.create_run(new_run, seeds, claimed_by=claimed_by)
+
+
+ANIMATION_FORMATS = ("gif", "webp")  # as engine.preview.ANIMATION_FORMATS, kept torch-free here
+
+
+def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """How a run executes (never what it computes): device, dtype, preview_every, animation."""
+    known = {"device", "dtype", "preview_every", "animation"}
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = set(options) - known
+    if unknown:
+        raise ParamError(f"unknown run option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if "preview_every" in options and (not isinstance(options["preview_every"], int) or options["preview_every"] < 0):
+        raise ParamError(f"preview_every must be a whole number of steps >= 0, got {options['preview_every']!r}")
+    if "animation" in options and options["animation"] not in ANIMATION_FORMATS:
+        raise ParamError(f"animation must be one of {', '.join(ANIMATION_FORMATS)}, got {options['animation']!r}")
+    if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
+        raise ParamError(f"dtype must be fp16, bf16 or fp32, got {options['dtype']!r}")
+    return options

@@ -1,8 +1,9 @@
 """The experiment store: SQLModel schema, database set-up and the queries the faces need."""
 
 from inpaint_tui.store.db import StoreError, database_url
+from inpaint_tui.store.queue import ClaimLost, RunBusy
 from inpaint_tui.store.store import NotFound, Store
-from inpaint_tui.store.tables import RunStatus, SampleStatus
+from inpaint_tui.store.tables import RunStatus, SampleStatus, WorkerStatus
 from inpaint_tui.store.views import (
     ImportReport,
     LeaderboardRow,
@@ -11,13 +12,22 @@ from inpaint_tui.store.views import (
     NewSample,
     RunDetail,
     RunInfo,
+    RunProgressInfo,
     RunSampleInfo,
     SampleInfo,
     SampleSetInfo,
+    SweepInfo,
+    WorkerInfo,
     jsonable,
 )
 
 __all__ = [
+    "ClaimLost",
+    "RunBusy",
+    "RunProgressInfo",
+    "SweepInfo",
+    "WorkerInfo",
+    "WorkerStatus",
     "ImportReport",
     "LeaderboardRow",
     "MetricSummary",

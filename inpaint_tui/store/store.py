@@ -10,13 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from inpaint_tui.store.db import StoreError, data_dir_for, database_url, make_engine, migrate
+from inpaint_tui.store.queue import QueueMixin
+from inpaint_tui.store.sweeps import SweepMixin
 from inpaint_tui.store.tables import (
     MetricRecord,
+    RunProgressRecord,
     RunRecord,
     RunSampleRecord,
     RunStatus,
@@ -44,7 +47,7 @@ class NotFound(StoreError):
     """A run, sample or sample set that does not exist; the message names it."""
 
 
-class Store:
+class Store(QueueMixin, SweepMixin):
     def __init__(self, db: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None) -> None:
         self.url = database_url(db)
         self.data_dir = data_dir_for(self.url, data_dir)
@@ -75,15 +78,19 @@ class Store:
             _atomic_write(target, data)
         return relative
 
-    def run_output_path(self, run_id: int, position: int, sample_name: str) -> tuple[Path, str]:
-        """(absolute, relative) path of a run's output image for one sample."""
-        relative = f"runs/{run_id}/{position:04d}-{_safe(sample_name)}.png"
-        return self.data_dir / relative, relative
+    @staticmethod
+    def output_name(position: int, sample_name: str, extension: str = "png") -> str:
+        """File name of a run's output for one sample (run order first, so `ls` sorts)."""
+        return f"{position:04d}-{_safe(sample_name)}.{extension}"
+
+    def save_run_file(self, run_id: int, name: str, data: bytes) -> str:
+        """Write a file into the run's folder atomically; returns its relative path."""
+        relative = f"runs/{run_id}/{name}"
+        _atomic_write(self.data_dir / relative, data)
+        return relative
 
     def save_output(self, run_id: int, position: int, sample_name: str, png: bytes) -> str:
-        absolute, relative = self.run_output_path(run_id, position, sample_name)
-        _atomic_write(absolute, png)
-        return relative
+        return self.save_run_file(run_id, self.output_name(position, sample_name), png)
 
     # --- samples --------------------------------------------------------------------------
 
@@ -172,6 +179,36 @@ class Store:
                 raise NotFound(f"no sample with id {sample_id}")
             return self._sample_info(record)
 
+    def set_sample_ids(self, set_name: str) -> list[int]:
+        """The set's sample ids in set order."""
+        with self.session() as session:
+            sample_set = self._set(session, set_name)
+            return list(session.exec(
+                select(SampleSetMember.sample_id).where(SampleSetMember.set_id == sample_set.id)
+                .order_by(SampleSetMember.position)
+            ).all())
+
+    def find_identical_run(self, config_hash: str, sample_set: str, eval_config: dict, sample_ids: list[int]) -> int | None:
+        """The newest run with this configuration hash, evaluation settings and exactly these
+        samples that finished cleanly or is still queued or running (a sweep reuses it)."""
+        with self.session() as session:
+            candidates = session.exec(
+                select(RunRecord).where(
+                    RunRecord.config_hash == config_hash, RunRecord.sample_set == sample_set,
+                    RunRecord.status.in_([RunStatus.FINISHED, RunStatus.RUNNING, RunStatus.QUEUED]),
+                ).order_by(RunRecord.id.desc())
+            ).all()
+            for run in candidates:
+                if run.eval_config != eval_config:
+                    continue
+                members = session.exec(
+                    select(RunSampleRecord.sample_id).where(RunSampleRecord.run_id == run.id)
+                    .order_by(RunSampleRecord.position)
+                ).all()
+                if list(members) == list(sample_ids):
+                    return run.id
+        return None
+
     def sample_set_names(self, sample_id: int) -> list[str]:
         with self.session() as session:
             return list(
@@ -207,8 +244,10 @@ class Store:
 
     # --- runs -----------------------------------------------------------------------------
 
-    def create_run(self, spec: NewRun, seeds: dict[int, int]) -> int:
-        """Queue a run over its sample set; `seeds` maps sample id to that sample's seed."""
+    def create_run(self, spec: NewRun, seeds: dict[int, int], *, claimed_by: int | None = None) -> int:
+        """Queue a run over its sample set; `seeds` maps sample id to that sample's seed.
+        The run and its sample rows appear in one transaction, so no worker claims half a run.
+        `claimed_by`: created already claimed (claim 1) by that worker, for execution now."""
         with self.session() as session:
             members = session.exec(
                 select(SampleSetMember).where(SampleSetMember.set_id == self._set(session, spec.sample_set).id)
@@ -217,6 +256,8 @@ class Store:
             if not members:
                 raise StoreError(f"sample set {spec.sample_set!r} is empty")
             run = RunRecord(**vars(spec), status=RunStatus.QUEUED, sample_count=len(members))
+            if claimed_by is not None:
+                run.status, run.worker_id, run.claim = RunStatus.RUNNING, claimed_by, 1
             session.add(run)
             session.flush()
             for position, member in enumerate(members):
@@ -226,14 +267,12 @@ class Store:
             session.commit()
             return run.id
 
-    def start_run(self, run_id: int, device: str) -> None:
+    def set_run_device(self, run_id: int, device: str, *, claim: int | None = None) -> None:
+        """Record where a claimed run executes, and when it first started."""
         with self.session() as session:
-            run = self._run(session, run_id)
-            run.status = RunStatus.RUNNING
+            run = self._held(session, run_id, claim)
             run.device = device
             run.started_at = run.started_at or utcnow()
-            run.finished_at = None
-            run.error = None
             session.commit()
 
     def pending_samples(self, run_id: int) -> list[tuple[RunSampleInfo, SampleInfo]]:
@@ -249,12 +288,23 @@ class Store:
             ).all()
             return [(self._run_sample_info(rs, s.name, {}), self._sample_info(s)) for rs, s in rows]
 
-    def mark_sample_running(self, run_id: int, sample_id: int) -> None:
+    def mark_sample_running(self, run_id: int, sample_id: int, *, claim: int | None = None) -> None:
         with self.session() as session:
+            self._held(session, run_id, claim)
             row = self._run_sample(session, run_id, sample_id)
             row.status = SampleStatus.RUNNING
             row.started_at = utcnow()
+            row.attempts += 1
             session.commit()
+
+    def reset_sample(self, run_id: int, sample_id: int, *, claim: int | None = None) -> None:
+        """An interrupted sample goes back to pending (nothing of it was recorded)."""
+        with self.session() as session:
+            self._held(session, run_id, claim)
+            row = self._run_sample(session, run_id, sample_id)
+            if row.status == SampleStatus.RUNNING:
+                row.status = SampleStatus.PENDING
+                session.commit()
 
     def record_sample(
         self,
@@ -268,11 +318,16 @@ class Store:
         height: int | None,
         error: str | None = None,
         traceback: str | None = None,
+        animation_path: str | None = None,
+        claim: int | None = None,
     ) -> None:
         """Store one sample's outcome and its metrics in one short transaction (replacing
-        any earlier attempt's values, so a retried sample never has two sets of metrics)."""
+        any earlier attempt's values, so a retried sample never has two sets of metrics).
+        With `claim`, raises ClaimLost instead of writing when the run is no longer held."""
         with self.session() as session:
+            self._held(session, run_id, claim)
             row = self._run_sample(session, run_id, sample_id)
+            row.animation_path = animation_path
             row.status = SampleStatus.FAILED if error else SampleStatus.DONE
             row.image_path = image_path
             row.error = error
@@ -287,10 +342,13 @@ class Store:
                                          value=None if value is None else float(value)))
             session.commit()
 
-    def finish_run(self, run_id: int, *, error: str | None = None, cancelled: bool = False) -> str:
-        """Close a run; its status follows from its samples unless it failed or was cancelled."""
+    def finish_run(
+        self, run_id: int, *, error: str | None = None, cancelled: bool = False, claim: int | None = None
+    ) -> str:
+        """Close a run; its status follows from its samples unless it failed or was cancelled.
+        Its live progress row goes (the preview file with it)."""
         with self.session() as session:
-            run = self._run(session, run_id)
+            run = self._held(session, run_id, claim)
             counts = dict(
                 session.exec(
                     select(RunSampleRecord.status, func.count())
@@ -311,6 +369,17 @@ class Store:
                 run.status = RunStatus.FINISHED_WITH_ERRORS
             run.error = error
             run.finished_at = utcnow()
+            run.cancel_requested = False
+            session.exec(
+                update(RunSampleRecord)
+                .where(RunSampleRecord.run_id == run_id, RunSampleRecord.status == SampleStatus.RUNNING)
+                .values(status=SampleStatus.PENDING)
+            )
+            progress = session.get(RunProgressRecord, run_id)
+            if progress is not None:
+                if progress.preview_path:
+                    self.data_dir.joinpath(progress.preview_path).unlink(missing_ok=True)
+                session.delete(progress)
             session.commit()
             return run.status
 
@@ -340,23 +409,33 @@ class Store:
             traceback=row.traceback,
             seconds=row.seconds,
             metrics=metrics,
+            attempts=row.attempts,
+            animation_path=self.path(row.animation_path),
         )
 
-    def runs(self) -> list[RunInfo]:
+    def runs(self, run_ids: Sequence[int] | None = None) -> list[RunInfo]:
+        """All runs (or those named), oldest first, with live progress where running."""
         with self.session() as session:
-            records = session.exec(select(RunRecord).order_by(RunRecord.id)).all()
-            counts = self._status_counts(session, [r.id for r in records])
-            return [self._run_info(r, counts.get(r.id, {})) for r in records]
+            query = select(RunRecord).order_by(RunRecord.id)
+            if run_ids is not None:
+                query = query.where(RunRecord.id.in_(list(run_ids)))
+            records = session.exec(query).all()
+            ids = [r.id for r in records]
+            counts = self._status_counts(session, ids)
+            progress = self._progress_by_run(session, [r.id for r in records if r.status == RunStatus.RUNNING])
+            return [self._run_info(r, counts.get(r.id, {}), progress.get(r.id)) for r in records]
 
     def run(self, run_id: int) -> RunInfo:
         with self.session() as session:
             record = self._run(session, run_id)
-            return self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}))
+            return self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}),
+                                  self._progress_by_run(session, [run_id]).get(run_id))
 
     def run_detail(self, run_id: int) -> RunDetail:
         with self.session() as session:
             record = self._run(session, run_id)
-            run = self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}))
+            run = self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}),
+                                 self._progress_by_run(session, [run_id]).get(run_id))
             per_sample: dict[int, dict[str, float]] = defaultdict(dict)
             for metric in session.exec(
                 select(MetricRecord).where(MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_not(None))
@@ -385,7 +464,7 @@ class Store:
             counts[run_id][status] = count
         return counts
 
-    def _run_info(self, record: RunRecord, counts: dict[str, int]) -> RunInfo:
+    def _run_info(self, record: RunRecord, counts: dict[str, int], progress=None) -> RunInfo:
         return RunInfo(
             id=record.id,
             technique=record.technique,
@@ -410,6 +489,10 @@ class Store:
             created_at=record.created_at,
             started_at=record.started_at,
             finished_at=record.finished_at,
+            options=dict(record.options),
+            worker_id=record.worker_id,
+            cancel_requested=record.cancel_requested,
+            progress=progress,
         )
 
     def _run_metrics(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -22,6 +22,8 @@ class RunStatus:
     FAILED = "failed"
     CANCELLED = "cancelled"
     ENDED = (FINISHED, FINISHED_WITH_ERRORS, FAILED, CANCELLED)
+    # Ended runs `runs resume` can take up again (a finished run has nothing left to do).
+    RESUMABLE = (FINISHED_WITH_ERRORS, FAILED, CANCELLED)
 
 
 class SampleStatus:
@@ -89,10 +91,18 @@ class RunRecord(SQLModel, table=True):
     device: Optional[str] = None
     command: Optional[str] = None
     eval_config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # How to execute, not what to compute (outside the configuration hash): requested
+    # device/dtype, preview_every, animation.
+    options: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}"))
     sample_count: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    # The worker executing the run, and a counter bumped by every claim: a worker writes only
+    # while the run still carries its claim, so one wrongly presumed dead cannot write twice.
+    worker_id: Optional[int] = Field(default=None, index=True)
+    claim: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    cancel_requested: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class RunSampleRecord(SQLModel, table=True):
@@ -115,6 +125,8 @@ class RunSampleRecord(SQLModel, table=True):
     seconds: Optional[float] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # times a worker started it
+    animation_path: Optional[str] = None
 
 
 class MetricRecord(SQLModel, table=True):
@@ -140,3 +152,78 @@ class MetricRecord(SQLModel, table=True):
     ci_high: Optional[float] = None
     n: Optional[int] = None
     note: Optional[str] = None
+
+
+class WorkerStatus:
+    STARTING = "starting"  # spawned, still importing torch / loading
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPED = "stopped"  # exited cleanly
+    LOST = "lost"  # heartbeat went stale: crashed or killed; its run was re-queued
+    LIVE = (STARTING, IDLE, RUNNING)
+
+
+class WorkerRecord(SQLModel, table=True):
+    """A process executing runs (a background worker, or `run` in the foreground).
+    Times are epoch seconds so staleness is one comparison in SQL."""
+
+    __tablename__ = "worker"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    kind: str  # "daemon" or "foreground"
+    host: str
+    pid: Optional[int] = None
+    device: Optional[str] = None
+    status: str = Field(default=WorkerStatus.STARTING, index=True)
+    run_id: Optional[int] = None
+    model: Optional[str] = None
+    log_path: Optional[str] = None
+    started_at: float
+    heartbeat_at: float
+    stopped_at: Optional[float] = None
+
+
+class RunProgressRecord(SQLModel, table=True):
+    """Where a running run is, for any reader (TUI, `runs show`); rewritten a few times a
+    second at most by the worker executing it."""
+
+    __tablename__ = "run_progress"
+
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
+    worker_id: Optional[int] = None
+    phase: str  # loading, generating, evaluating
+    samples_done: int = 0
+    sample_count: int = 0
+    sample_position: Optional[int] = None
+    sample_name: Optional[str] = None
+    step: int = 0
+    steps: int = 0
+    steps_per_second: Optional[float] = None
+    seconds_per_sample: Optional[float] = None
+    preview_path: Optional[str] = None
+    preview_step: Optional[int] = None
+    updated_at: float
+
+
+class SweepRecord(SQLModel, table=True):
+    """A grid of runs queued together (`inpaint-tui sweep`)."""
+
+    __tablename__ = "sweep"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: Optional[str] = None
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    command: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SweepRunRecord(SQLModel, table=True):
+    """A run of a sweep: queued for it, or an identical finished run it reused."""
+
+    __tablename__ = "sweep_run"
+
+    sweep_id: int = Field(sa_column=Column(Integer, ForeignKey("sweep.id", ondelete="CASCADE"), primary_key=True))
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
+    position: int
+    point: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the swept values
+    reused: bool = False

@@ -105,6 +105,72 @@ class NewRun:
     git_commit: str | None
     command: str | None
     eval_config: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunProgressInfo(_View):
+    """A running run's latest progress as its worker wrote it (`updated_at`: epoch seconds)."""
+
+    run_id: int
+    worker_id: int | None
+    phase: str
+    samples_done: int
+    sample_count: int
+    sample_position: int | None
+    sample_name: str | None
+    step: int
+    steps: int
+    steps_per_second: float | None
+    seconds_per_sample: float | None
+    preview_path: Path | None
+    preview_step: int | None
+    updated_at: float
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run's generation done, counting the current sample's steps."""
+        if self.sample_count == 0:
+            return 0.0
+        within = self.step / self.steps if self.steps else 0.0
+        return min(1.0, (self.samples_done + within) / self.sample_count)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left in generation, from this attempt's seconds per sample (None before
+        the first sample of the attempt finished)."""
+        if self.seconds_per_sample is None:
+            return None
+        return max(0.0, self.sample_count - self.samples_done - (self.step / self.steps if self.steps else 0.0)) \
+            * self.seconds_per_sample
+
+
+@dataclass(frozen=True)
+class WorkerInfo(_View):
+    id: int
+    kind: str
+    host: str
+    pid: int | None
+    device: str | None
+    status: str
+    run_id: int | None
+    model: str | None
+    log_path: Path | None
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+
+
+@dataclass(frozen=True)
+class SweepInfo(_View):
+    id: int
+    name: str | None
+    spec: dict[str, Any]
+    command: str | None
+    created_at: datetime
+    run_ids: list[int]
+    points: list[dict[str, Any]]  # the swept values of each run, in run_ids order
+    reused: list[bool]
 
 
 @dataclass(frozen=True)
@@ -132,6 +198,10 @@ class RunInfo(_View):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    options: dict[str, Any] = field(default_factory=dict)
+    worker_id: int | None = None
+    cancel_requested: bool = False
+    progress: RunProgressInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +216,8 @@ class RunSampleInfo(_View):
     traceback: str | None
     seconds: float | None
     metrics: dict[str, float]
+    attempts: int = 0
+    animation_path: Path | None = None
 
 
 @dataclass(frozen=True)

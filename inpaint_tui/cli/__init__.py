@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 samples_app = typer.Typer(help="Import and list samples and sample sets.", no_args_is_help=True)
-runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, inspect, watch, cancel, resume and delete runs.", no_args_is_help=True)
 metrics_app = typer.Typer(help="Compute or recompute a run's metrics.", no_args_is_help=True)
 app.add_typer(samples_app, name="samples")
 app.add_typer(runs_app, name="runs")
@@ -344,43 +344,106 @@ def _eval_config(metrics: str, eval_models: str, model: str, **overrides) -> dic
 
 
 
-def _execute_with_progress(store, run_ids: list[int], *, device: str | None, dtype: str | None, label=None) -> dict[int, str]:
-    """Execute runs in this process with a progress bar on stderr; returns final statuses.
-    Ctrl-C marks the run in progress cancelled (finished samples stay) and exits 130."""
+PREVIEW_HELP = "Every K denoising steps, decode the predicted clean image to runs/ID/preview.png (0: off)."
+ANIMATION_HELP = "Save each sample's denoising as an animation beside its output: gif or webp."
+
+
+@contextmanager
+def _progress_bars():
+    """Progress bars on stderr: samples, the current sample's step, it/s, elapsed, ETA."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from inpaint_tui.jobs.execute import execute_run, quiet_libraries
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+    ) as progress:
+        yield progress
+
+
+def _progress_detail(phase: str, sample_name: str | None, step: int, steps: int) -> str:
+    if phase == "generating" and sample_name:
+        return f"{sample_name} step {step}/{steps}"
+    return phase
+
+
+def _execute_with_progress(store, worker, runs: list[tuple[int, int | None]], *, label=None) -> dict[int, str]:
+    """Execute runs in this process as a foreground worker ((run id, claim or None to claim
+    it now)), with progress bars on stderr; returns final statuses. A run a background worker
+    took first is followed instead. Ctrl-C cancels the run in progress (finished samples
+    stay) and exits 130."""
+    from inpaint_tui.jobs.execute import quiet_libraries
+    from inpaint_tui.store import RunBusy
 
     quiet_libraries()
     statuses: dict[int, str] = {}
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    ) as progress:
-        for run_id in run_ids:
+    with _progress_bars() as progress:
+        for run_id, claim in runs:
             run = store.run(run_id)
             title = label(run) if label else f"run {run_id} {run.technique}"
-            task = progress.add_task(title, total=run.sample_count, detail="loading model")
+            task = progress.add_task(title, total=run.sample_count, detail="loading model", rate="")
 
             def update(p, task=task) -> None:
-                detail = f"{p.sample_name or ''} step {p.step}/{p.steps}" if p.sample_name else ""
-                progress.update(task, completed=p.samples_done, detail=detail)
+                rate = f"{p.steps_per_second:.1f} it/s" if p.steps_per_second else ""
+                progress.update(task, completed=p.samples_done + (p.step / p.steps if p.steps else 0),
+                                detail=_progress_detail(p.phase, p.sample_name, p.step, p.steps), rate=rate)
 
             def message(text: str) -> None:
                 progress.console.print(f"[yellow]{text}[/]", highlight=False)
 
             try:
-                statuses[run_id] = execute_run(store, run_id, device=device, dtype=dtype, on_progress=update,
-                                               on_message=message)
+                statuses[run_id] = worker.execute(run_id, claim, on_progress=update, on_message=message)
+            except RunBusy:
+                statuses.update(_follow(store, [run_id], progress, {run_id: task}))
             except KeyboardInterrupt:
                 store.finish_run(run_id, cancelled=True)
                 progress.stop()
                 typer.secho(f"run {run_id} interrupted: finished samples are kept; status cancelled", err=True)
                 raise typer.Exit(130)
-            progress.update(task, detail=statuses[run_id])
+            progress.update(task, completed=store.run(run_id).done_count, detail=statuses[run_id], rate="")
     return statuses
+
+
+def _follow(store, run_ids: list[int], progress, tasks: dict[int, Any], poll: float = 0.5) -> dict[int, str]:
+    """Follow runs other processes execute, from the store, until each has ended."""
+    import time
+
+    from inpaint_tui.store import RunStatus
+
+    statuses: dict[int, str] = {}
+    while len(statuses) < len(run_ids):
+        for info in store.runs([r for r in run_ids if r not in statuses]):
+            p = info.progress
+            if info.status in RunStatus.ENDED:
+                statuses[info.id] = info.status
+                progress.update(tasks[info.id], completed=info.done_count, detail=info.status, rate="")
+            elif p is not None:
+                rate = f"{p.steps_per_second:.1f} it/s" if p.steps_per_second else ""
+                progress.update(tasks[info.id], completed=p.fraction * info.sample_count, rate=rate,
+                                detail=_progress_detail(p.phase, p.sample_name, p.step, p.steps))
+            else:
+                progress.update(tasks[info.id], detail=info.status + (" (cancelling)" if info.cancel_requested else ""))
+        if len(statuses) < len(run_ids):
+            time.sleep(poll)
+    return statuses
+
+
+@contextmanager
+def _foreground_worker(store, device: str | None, dtype: str | None):
+    from inpaint_tui.jobs.worker import Worker
+
+    with Worker(store, kind="foreground", device=device, dtype=dtype) as worker:
+        yield worker
+
+
+def _announce_detached(store, run_ids: list[int], device: str | None) -> None:
+    from inpaint_tui.jobs.launch import ensure_worker, worker_log_path
+
+    worker_id, started = ensure_worker(store, device=device)
+    what = "started worker" if started else "queued for worker"
+    runs = ", ".join(map(str, run_ids))
+    typer.echo(f"{what} {worker_id} (log: {worker_log_path(store)}); follow with `inpaint-tui runs watch {runs}`",
+               err=True)
 
 
 @app.command()
@@ -405,9 +468,13 @@ def run(
         None, "--detector", help="Detector for prompt precision: owlv2 (default), owlvit, grounding-dino, a hub id or folder."
     ),
     ring_width: Optional[int] = typer.Option(None, "--ring-width", min=1, help="Seam ring width in pixels (default 8)."),
+    preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
+    animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
+    detach: bool = typer.Option(False, "--detach", help="Queue the run for a background worker (started if none runs) "
+                                "and return at once; it survives this terminal closing."),
     as_json: bool = typer.Option(False, "--json", help="Print the finished run's detail as JSON instead of its id."),
 ) -> None:
-    """Run a technique over a sample set in the foreground; prints the run id on stdout."""
+    """Run a technique over a sample set (in the foreground unless --detach); prints the run id on stdout."""
     from engine.techniques import get_technique
     from inpaint_tui.jobs.runs import queue_run
 
@@ -415,16 +482,25 @@ def run(
         spec = get_technique(technique)
         params = spec.full_schema.parse_assignments(param, technique=technique)
         store = _context(ctx).store()
-        run_id = queue_run(
-            store, technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,
+        settings = dict(
+            technique=technique, params=params, model=model, sample_set=sample_set, seed=seed, steps=steps,
             guidance=guidance, negative_prompt=negative_prompt, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
             eval_config=_eval_config(metrics, eval_models, model, clip_model=clip_model, detector=detector,
                                      ring_width=ring_width),
+            options=dict(device=device, dtype=dtype, preview_every=preview_every or None, animation=animation),
         )
-    changed = {k: v for k, v in params.items() if spec.full_schema.defaults().get(k) != v}
-    typer.echo(f"queued run {run_id}: {technique} {_format_params(changed)} on {sample_set!r} with {model}", err=True)
-    with _user_errors():
-        status = _execute_with_progress(store, [run_id], device=device, dtype=dtype)[run_id]
+        changed = {k: v for k, v in params.items() if spec.full_schema.defaults().get(k) != v}
+        description = f"{technique} {_format_params(changed)} on {sample_set!r} with {model}"
+        if detach:
+            run_id = queue_run(store, **settings)
+            typer.echo(f"queued run {run_id}: {description}", err=True)
+            _announce_detached(store, [run_id], device)
+            typer.echo(run_id)
+            return
+        with _foreground_worker(store, device, dtype) as worker:
+            run_id = queue_run(store, claimed_by=worker.id, **settings)
+            typer.echo(f"run {run_id}: {description}", err=True)
+            status = _execute_with_progress(store, worker, [(run_id, 1)])[run_id]
     if as_json:
         _print_json(store.run_detail(run_id).to_dict())
     else:
@@ -741,7 +817,8 @@ def demo(
                       eval_config=_eval_config(metrics, eval_models, model))
             for name in technique_names()
         ]
-        _execute_with_progress(store, run_ids, device=device, dtype=None)
+        with _foreground_worker(store, device, None) as worker:
+            _execute_with_progress(store, worker, [(run_id, None) for run_id in run_ids])
         rows = [row for row in _leaderboard_rows(store, "bg_mse", DEMO_SET_NAME, True) if row.run_id in run_ids]
     _print_leaderboard(rows, "bg_mse", as_json=as_json, as_csv=False)
     if not as_json:
@@ -755,5 +832,5 @@ def run_cli() -> None:
     app()
 
 
-if __name__ == "__main__":
-    run_cli()
+# Commands about the queue live in their own module; importing it registers them.
+from inpaint_tui.cli import queue as _queue_commands  # noqa: E402,F401

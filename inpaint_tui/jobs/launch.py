@@ -1,0 +1,79 @@
+"""Starting a background worker for detached runs (torch-free: the CLI calls it on
+`run --detach` and the TUI on submit).
+
+The worker runs in its own session (`setsid`), with no terminal: closing the SSH connection
+that launched it does not stop it. It writes its log beside the database and exits after
+`idle_exit` seconds without work, freeing the GPU.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy.engine import make_url
+
+from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS, child_command
+from inpaint_tui.store import Store
+from inpaint_tui.store.tables import WorkerStatus
+
+IDLE_EXIT_ENV = "INPAINT_TUI_IDLE_EXIT"
+DEFAULT_IDLE_EXIT = 600.0  # seconds a spawned worker waits for new runs before exiting
+
+
+def worker_log_path(store: Store) -> Path:
+    """`experiments.db` -> `experiments.worker.log` beside it; for server databases, in the
+    data folder."""
+    url = make_url(store.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).with_suffix(".worker.log")
+    return store.data_dir / "worker.log"
+
+
+@contextmanager
+def _spawn_lock(store: Store) -> Iterator[None]:
+    # Two `run --detach` at the same moment must not both decide "no worker" and start two.
+    store.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(store.data_dir / ".spawn.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_worker(
+    store: Store, *, device: str | None = None, stale_after: float = STALE_AFTER_SECONDS
+) -> tuple[int, bool]:
+    """Make sure a background worker serves this database: (worker id, whether one was
+    started now). A live daemon worker (fresh heartbeat) is reused whatever its device."""
+    with _spawn_lock(store):
+        store.reap_stale_workers(stale_after)
+        for worker in store.workers():
+            if worker.kind == "daemon":
+                return worker.id, False
+        return spawn_worker(store, device=device), True
+
+
+def spawn_worker(store: Store, *, device: str | None = None, idle_exit: float | None = None) -> int:
+    """Start a detached worker process; it is listed (status starting) before it has even
+    imported torch, so a second launcher sees it."""
+    if idle_exit is None:
+        idle_exit = float(os.environ.get(IDLE_EXIT_ENV, DEFAULT_IDLE_EXIT))
+    log_path = worker_log_path(store)
+    worker_id = store.register_worker("daemon", device=device or "auto", status=WorkerStatus.STARTING,
+                                      log_path=log_path)
+    arguments = ["--worker-id", str(worker_id), "--idle-exit", str(idle_exit)]
+    if device:
+        arguments += ["--device", device]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            child_command(store, arguments), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    store.heartbeat(worker_id, pid=process.pid)
+    return worker_id

@@ -1,0 +1,149 @@
+"""Sweeps: a grid over techniques, parameter values, steps, guidance and seeds, queued as
+runs of one sweep (torch-free).
+
+A grid point whose configuration (hash, evaluation settings and exact samples) matches a run
+that finished cleanly or is still queued or running reuses that run instead of computing it
+again, unless forced.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from engine.params import ParamError
+from engine.techniques import get_technique, technique_names
+from inpaint_tui.jobs.runs import prepare_run
+from inpaint_tui.store import Store
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    technique: str
+    params: dict[str, Any]
+    seed: int
+    steps: int
+    guidance: float
+    swept: dict[str, Any] = field(default_factory=dict)  # the values that vary across the grid
+
+
+@dataclass(frozen=True)
+class QueuedSweep:
+    sweep_id: int
+    run_ids: list[int]  # one per distinct grid point, in grid order
+    new: list[int]
+    reused: list[int]
+    swept: dict[int, dict[str, Any]]  # run id -> its swept values
+
+
+def split_values(text: str, *, what: str) -> list[str]:
+    """`a,b,c` -> ["a", "b", "c"]; empty items are an error naming `what`."""
+    values = [value.strip() for value in text.split(",")]
+    if not values or any(not value for value in values):
+        raise ParamError(f"{what}: empty value in {text!r} (use comma-separated values, e.g. 0,1,2)")
+    return values
+
+
+def parse_grid(assignments: Sequence[str]) -> dict[str, list[str]]:
+    """`-p name=v1,v2` options to {name: [raw values]}, in the order given."""
+    grid: dict[str, list[str]] = {}
+    for assignment in assignments:
+        name, sep, values = assignment.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParamError(f"parameter {assignment!r} is not name=value[,value...]")
+        if name in grid:
+            raise ParamError(f"parameter {name!r} is given twice; list its values once: {name}=a,b")
+        grid[name] = split_values(values, what=f"parameter {name}")
+    return grid
+
+
+def expand_techniques(names: Sequence[str]) -> list[str]:
+    """Technique names, with `all` meaning every registered technique; duplicates dropped."""
+    result: list[str] = []
+    for name in names:
+        for value in split_values(name, what="technique"):
+            for resolved in (technique_names() if value == "all" else [value]):
+                get_technique(resolved)  # unknown names fail here with the list of known ones
+                if resolved not in result:
+                    result.append(resolved)
+    if not result:
+        raise ParamError("a sweep needs at least one technique (-t NAME, or -t all)")
+    return result
+
+
+def expand_grid(
+    techniques: Sequence[str],
+    grid: Mapping[str, Sequence[str]],
+    *,
+    seeds: Sequence[int],
+    steps: Sequence[int],
+    guidance: Sequence[float],
+) -> list[SweepPoint]:
+    """Every combination, technique-major and seed-minor. Each parameter must belong to
+    every technique swept (a parameter one technique lacks is an error naming it)."""
+    points: list[SweepPoint] = []
+    names = list(grid)
+    for technique in techniques:
+        schema = get_technique(technique).full_schema
+        missing = [name for name in names if schema.get(name) is None]
+        if missing:
+            raise ParamError(f"technique {technique!r} has no parameter {', '.join(map(repr, missing))} "
+                             f"(see `inpaint-tui techniques`)")
+        parsed = [[schema.get(name).parse(value, technique=technique) for value in grid[name]] for name in names]
+        for step_count, scale, values, seed in itertools.product(steps, guidance, itertools.product(*parsed), seeds):
+            params = dict(zip(names, values))
+            swept = {}
+            if len(techniques) > 1:
+                swept["technique"] = technique
+            swept.update({name: value for name, value in params.items() if len(grid[name]) > 1})
+            if len(steps) > 1:
+                swept["steps"] = step_count
+            if len(guidance) > 1:
+                swept["guidance"] = scale
+            if len(seeds) > 1:
+                swept["seed"] = seed
+            points.append(SweepPoint(technique, params, seed, step_count, scale, swept))
+    return points
+
+
+def queue_sweep(
+    store: Store,
+    points: Sequence[SweepPoint],
+    *,
+    model: str,
+    sample_set: str,
+    negative_prompt: str = "",
+    eval_config: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    name: str | None = None,
+    spec: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> QueuedSweep:
+    """Validate every point first (nothing is queued if one is invalid), then queue the new
+    ones and record the sweep."""
+    prepared = [
+        prepare_run(store, technique=p.technique, params=p.params, model=model, sample_set=sample_set, seed=p.seed,
+                    steps=p.steps, guidance=p.guidance, negative_prompt=negative_prompt, command=command,
+                    eval_config=eval_config, options=options)
+        for p in points
+    ]
+    sample_ids = store.set_sample_ids(sample_set)
+    members, new, reused = [], [], []
+    for point, (new_run, seeds) in zip(points, prepared):
+        existing = None if force else store.find_identical_run(new_run.config_hash, sample_set, new_run.eval_config,
+                                                               sample_ids)
+        if existing is not None:
+            members.append((existing, point.swept, True))
+            if existing not in reused:
+                reused.append(existing)
+            continue
+        run_id = store.create_run(new_run, seeds)
+        members.append((run_id, point.swept, False))
+        new.append(run_id)
+    sweep_id = store.create_sweep(name=name, spec=dict(spec or {}), command=command, members=members)
+    run_ids = list(dict.fromkeys(run_id for run_id, _, _ in members))
+    swept = {run_id: point for run_id, point, _ in reversed(members)}
+    return QueuedSweep(sweep_id=sweep_id, run_ids=run_ids, new=new, reused=reused, swept=swept)

@@ -1,0 +1,227 @@
+"""Workers: processes that claim queued runs from the store and execute them.
+
+A worker registers itself, heartbeats from a thread (the main thread is busy in torch), and
+claims runs one at a time, preferring runs on the model it already has loaded. Any worker
+looking for work first declares workers silent for `stale_after` seconds lost and re-queues
+their runs, so a run whose worker was killed is resumed by the next one that looks.
+
+This module imports no torch at import time (the CLI's `--help` stays light); execution
+imports the engine when the first run starts. `supervise` starts one worker process per GPU
+(or per requested CPU process) as fresh interpreters: spawned, never forked after CUDA init.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Sequence
+
+from inpaint_tui.store import RunStatus, Store
+from inpaint_tui.store.tables import WorkerStatus
+
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER_SECONDS = 30.0  # silence after which a worker counts as dead (15 missed heartbeats)
+POLL_SECONDS = 1.0  # how often an idle worker looks at the queue
+
+log = logging.getLogger("inpaint_tui.worker")
+
+
+class Worker:
+    """One worker identity in the store, with its heartbeat; use as a context manager."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        kind: str = "daemon",
+        device: str | None = None,
+        dtype: str | None = None,
+        device_label: str | None = None,
+        worker_id: int | None = None,
+        log_path: str | None = None,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        self.store = store
+        self.kind = kind
+        self.device = device
+        self.dtype = dtype
+        self.device_label = device_label or device or "auto"
+        self.id = worker_id
+        self.log_path = log_path
+        self.heartbeat = heartbeat
+        self.stale_after = stale_after
+        self.stop_requested = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.model: str | None = None
+
+    def __enter__(self) -> "Worker":
+        self.id = self.store.register_worker(
+            self.kind, device=self.device_label, pid=os.getpid(), log_path=self.log_path, worker_id=self.id,
+        )
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.store.stop_worker(self.id)
+
+    def _beat(self) -> None:
+        while not self._halt.wait(self.heartbeat):
+            try:
+                if not self.store.heartbeat(self.id):
+                    log.error("worker %s was declared lost (heartbeat too late); stopping", self.id)
+                    self.stop_requested.set()
+            except Exception:  # a locked or briefly unavailable database must not kill the thread
+                log.warning("heartbeat of worker %s failed", self.id, exc_info=True)
+
+    def request_stop(self) -> None:
+        """Finish at the next denoising step: the run in progress goes back to the queue."""
+        self.stop_requested.set()
+
+    def execute(self, run_id: int, claim: int | None = None, **options) -> str:
+        """Execute one run (claiming it first unless `claim` is given); returns its status."""
+        from inpaint_tui.jobs.execute import Lease, execute_claimed
+
+        if claim is None:
+            self.store.reap_stale_workers(self.stale_after)
+            claim = self.store.claim_run(run_id, self.id)
+        run = self.store.run(run_id)
+        log.info("worker %s: run %s (%s on %s, %d samples)", self.id, run_id, run.technique, run.sample_set,
+                 run.sample_count)
+        started = time.perf_counter()
+        status = execute_claimed(
+            self.store, run_id, Lease(self.id, claim), device=options.pop("device", None) or self.device,
+            dtype=options.pop("dtype", None) or self.dtype, stop=self.stop_requested, **options,
+        )
+        self.model = run.model
+        log.info("worker %s: run %s %s after %.1f s", self.id, run_id, status, time.perf_counter() - started)
+        self.store.heartbeat(self.id, status=WorkerStatus.IDLE, run_id=None, model=self.model)
+        return status
+
+    def serve(
+        self,
+        *,
+        once: bool = False,
+        idle_exit: float | None = None,
+        poll: float = POLL_SECONDS,
+        on_run: Callable[[int, str], None] | None = None,
+    ) -> int:
+        """Execute queued runs until stopped; `once`: until the queue is empty; `idle_exit`:
+        until nothing was queued for that many seconds. Returns the number of runs executed."""
+        executed = 0
+        idle_since = time.monotonic()
+        while not self.stop_requested.is_set():
+            self.store.reap_stale_workers(self.stale_after)
+            claimed = self.store.claim_next_run(self.id, prefer_model=self.model)
+            if claimed is None:
+                if once or (idle_exit is not None and time.monotonic() - idle_since >= idle_exit):
+                    break
+                self.stop_requested.wait(poll)
+                continue
+            run_id, claim = claimed
+            status = self.execute(run_id, claim)
+            executed += 1
+            if on_run is not None:
+                on_run(run_id, status)
+            idle_since = time.monotonic()
+        return executed
+
+
+def worker_main(
+    store: Store,
+    *,
+    once: bool,
+    idle_exit: float | None,
+    device: str | None,
+    dtype: str | None,
+    device_label: str | None = None,
+    worker_id: int | None = None,
+    log_path: str | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    stale_after: float = STALE_AFTER_SECONDS,
+) -> int:
+    """The body of `inpaint-tui worker` for one process. SIGTERM/SIGINT stop it at the next
+    denoising step and hand the run in progress back to the queue; a second one kills."""
+    worker = Worker(store, device=device, dtype=dtype, device_label=device_label, worker_id=worker_id,
+                    log_path=log_path, heartbeat=heartbeat, stale_after=stale_after)
+
+    def stop(signum, _frame) -> None:
+        if worker.stop_requested.is_set():
+            raise KeyboardInterrupt
+        log.info("worker %s: %s received, stopping at the next step", worker.id, signal.Signals(signum).name)
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with worker:
+        log.info("worker %s started (pid %s, device %s)", worker.id, os.getpid(), worker.device_label)
+        from inpaint_tui.jobs.execute import quiet_libraries
+
+        quiet_libraries()
+        executed = worker.serve(once=once, idle_exit=idle_exit)
+        log.info("worker %s exits after %d run(s)", worker.id, executed)
+    return 0
+
+
+def child_command(store: Store, worker_args: Sequence[str]) -> list[str]:
+    """The command line of a worker process on the same database and data folder."""
+    return [sys.executable, "-m", "inpaint_tui.cli", "--db", store.url, "--data-dir", str(store.data_dir),
+            "worker", *worker_args]
+
+
+def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *, once: bool,
+              max_restarts: int = 5) -> int:
+    """Run one worker process per slot (environment, worker arguments), restart one that
+    crashed (unless `once`; at most `max_restarts` times each), pass SIGTERM/SIGINT on, and
+    wait for all. Returns the worst exit code."""
+    children: list[subprocess.Popen | None] = [None] * len(slots)
+    restarts = [0] * len(slots)
+    stopping = threading.Event()
+
+    def start(index: int) -> None:
+        environment, arguments = slots[index]
+        children[index] = subprocess.Popen(child_command(store, arguments), env={**os.environ, **environment})
+        log.info("supervisor: started worker process %s for slot %d", children[index].pid, index)
+
+    def forward(signum, _frame) -> None:
+        stopping.set()
+        for child in children:
+            if child is not None and child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(len(slots)):
+        start(index)
+    worst = 0
+    while True:
+        running = False
+        for index, child in enumerate(children):
+            code = child.poll()
+            if code is None:
+                running = True
+                continue
+            if code != 0 and not once and not stopping.is_set() and restarts[index] < max_restarts:
+                restarts[index] += 1
+                log.warning("supervisor: worker process %s exited with %s; restarting (%d/%d)", child.pid, code,
+                            restarts[index], max_restarts)
+                start(index)
+                running = True
+                continue
+            worst = max(worst, abs(code))
+        if not running:
+            return worst
+        time.sleep(0.5)
+
+
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "RunStatus", "Worker", "supervise", "worker_main"]

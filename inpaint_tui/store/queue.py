@@ -1,0 +1,339 @@
+"""The run queue in the store: workers and their heartbeats, atomic claims, cancellation,
+re-queueing of runs whose worker died, and live progress.
+
+Workers on this host whose process has gone are declared lost at once; elsewhere (a shared
+server database) a heartbeat silent for `stale_after` seconds decides.
+
+Every state change is one short transaction, and every write a worker makes about a run is
+conditional on the run still carrying that worker's claim (a counter bumped by each claim):
+a worker wrongly presumed dead finds its claim gone and stops, so no sample is executed
+twice into the store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import select
+
+from inpaint_tui.store.db import StoreError
+from inpaint_tui.store.tables import (
+    RunProgressRecord,
+    RunRecord,
+    RunSampleRecord,
+    RunStatus,
+    SampleStatus,
+    WorkerRecord,
+    WorkerStatus,
+    utcnow,
+)
+from inpaint_tui.store.views import RunProgressInfo, WorkerInfo
+
+
+class ClaimLost(StoreError):
+    """The run is no longer this worker's (re-queued after a stale heartbeat, or deleted)."""
+
+
+class RunBusy(StoreError):
+    """The run is being executed by a live worker; the message names it."""
+
+
+class RunControl:
+    """What a worker must do about its run at a step boundary."""
+
+    CONTINUE = "continue"
+    CANCEL = "cancel"
+    LOST = "lost"
+
+
+class QueueMixin:
+    """Store methods for the queue; mixed into `Store` (needs `session`, `engine`, `_run`)."""
+
+    # --- workers ---------------------------------------------------------------------------
+
+    def register_worker(
+        self,
+        kind: str,
+        *,
+        device: str | None = None,
+        pid: int | None = None,
+        log_path: str | os.PathLike | None = None,
+        status: str = WorkerStatus.IDLE,
+        worker_id: int | None = None,
+    ) -> int:
+        """Add a worker row (or adopt one pre-registered by the process that spawned it)."""
+        now = time.time()
+        with self.session() as session:
+            record = session.get(WorkerRecord, worker_id) if worker_id is not None else None
+            if record is None:
+                record = WorkerRecord(kind=kind, host=socket.gethostname(), started_at=now, heartbeat_at=now)
+                session.add(record)
+            record.pid = pid if pid is not None else record.pid
+            record.device = device or record.device
+            record.log_path = str(log_path) if log_path is not None else record.log_path
+            record.status = status
+            record.heartbeat_at = now
+            record.stopped_at = None
+            session.commit()
+            return record.id
+
+    def heartbeat(self, worker_id: int, **fields) -> bool:
+        """Refresh a worker's heartbeat (and status/run_id/model if given). False when the
+        worker was meanwhile declared lost: it must then stop touching its run."""
+        with self.session() as session:
+            record = session.get(WorkerRecord, worker_id)
+            if record is None or record.status not in WorkerStatus.LIVE:
+                return False
+            record.heartbeat_at = time.time()
+            for name, value in fields.items():
+                setattr(record, name, value)
+            session.commit()
+            return True
+
+    def stop_worker(self, worker_id: int) -> None:
+        with self.session() as session:
+            record = session.get(WorkerRecord, worker_id)
+            if record is not None:
+                if record.status in WorkerStatus.LIVE:
+                    record.status = WorkerStatus.STOPPED
+                record.run_id = None
+                record.stopped_at = time.time()
+                session.commit()
+
+    def workers(self, *, include_ended: bool = False) -> list[WorkerInfo]:
+        with self.session() as session:
+            query = select(WorkerRecord).order_by(WorkerRecord.id)
+            if not include_ended:
+                query = query.where(WorkerRecord.status.in_(WorkerStatus.LIVE))
+            return [self._worker_info(r) for r in session.exec(query).all()]
+
+    def worker(self, worker_id: int) -> WorkerInfo | None:
+        with self.session() as session:
+            record = session.get(WorkerRecord, worker_id)
+            return None if record is None else self._worker_info(record)
+
+    def _worker_info(self, record: WorkerRecord) -> WorkerInfo:
+        return WorkerInfo(
+            id=record.id, kind=record.kind, host=record.host, pid=record.pid, device=record.device,
+            status=record.status, run_id=record.run_id, model=record.model,
+            log_path=Path(record.log_path) if record.log_path else None, started_at=record.started_at,
+            heartbeat_at=record.heartbeat_at, stopped_at=record.stopped_at,
+        )
+
+    def reap_stale_workers(self, stale_after: float) -> list[int]:
+        """Declare workers silent for `stale_after` seconds lost and put their runs (and
+        running runs without a live worker) back in the queue. Returns the re-queued runs."""
+        cutoff = time.time() - stale_after
+        with self.session() as session:
+            session.exec(
+                update(WorkerRecord)
+                .where(WorkerRecord.status.in_(WorkerStatus.LIVE), WorkerRecord.heartbeat_at < cutoff)
+                .values(status=WorkerStatus.LOST, stopped_at=time.time(), run_id=None)
+            )
+            # On this host a dead process is certain at once: no need to wait for silence.
+            host = socket.gethostname()
+            for record in session.exec(
+                select(WorkerRecord).where(WorkerRecord.status.in_(WorkerStatus.LIVE), WorkerRecord.host == host,
+                                           WorkerRecord.pid.is_not(None))
+            ).all():
+                if not _process_exists(record.pid):
+                    record.status, record.stopped_at, record.run_id = WorkerStatus.LOST, time.time(), None
+            live = select(WorkerRecord.id).where(WorkerRecord.status.in_(WorkerStatus.LIVE))
+            orphans = session.exec(
+                select(RunRecord.id).where(
+                    RunRecord.status == RunStatus.RUNNING,
+                    or_(RunRecord.worker_id.is_(None), RunRecord.worker_id.not_in(live)),
+                )
+            ).all()
+            for run_id in orphans:
+                self._requeue(session, run_id)
+            session.commit()
+            return list(orphans)
+
+    # --- claims -----------------------------------------------------------------------------
+
+    def claim_next_run(self, worker_id: int, *, prefer_model: str | None = None) -> tuple[int, int] | None:
+        """Atomically take the oldest queued run (one using `prefer_model` first, so a loaded
+        model is reused); returns (run id, claim) or None when the queue is empty."""
+        while True:
+            with self.session() as session:
+                order = [RunRecord.id]
+                if prefer_model is not None:
+                    order.insert(0, (RunRecord.model != prefer_model))
+                candidate = session.exec(
+                    select(RunRecord.id).where(RunRecord.status == RunStatus.QUEUED).order_by(*order).limit(1)
+                ).first()
+                if candidate is None:
+                    return None
+                claimed = self._take(session, candidate, worker_id)
+                session.commit()
+                if claimed is not None:
+                    return candidate, claimed
+            # another worker took it between the select and the update: look again
+
+    def claim_run(self, run_id: int, worker_id: int) -> int:
+        """Take one queued run by id (foreground execution, `runs resume`); returns the claim."""
+        with self.session() as session:
+            claim = self._take(session, run_id, worker_id)
+            session.commit()
+        if claim is None:
+            raise RunBusy(f"run {run_id} is not queued any more (status {self.run(run_id).status})")
+        return claim
+
+    def _take(self, session, run_id: int, worker_id: int) -> int | None:
+        # One conditional UPDATE: SQLite serialises writers, so exactly one claimer matches.
+        result = session.exec(
+            update(RunRecord)
+            .where(RunRecord.id == run_id, RunRecord.status == RunStatus.QUEUED)
+            .values(status=RunStatus.RUNNING, worker_id=worker_id, claim=RunRecord.claim + 1)
+        )
+        if result.rowcount != 1:
+            return None
+        session.exec(
+            update(WorkerRecord).where(WorkerRecord.id == worker_id)
+            .values(status=WorkerStatus.RUNNING, run_id=run_id, heartbeat_at=time.time())
+        )
+        return session.exec(select(RunRecord.claim).where(RunRecord.id == run_id)).one()
+
+    def check_claim(self, run_id: int, claim: int) -> str:
+        """A `RunControl` value: carry on, stop because cancelled, or stop because lost.
+        One indexed read, cheap enough for every denoising step."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(RunRecord.claim, RunRecord.status, RunRecord.cancel_requested).where(RunRecord.id == run_id)
+            ).first()
+        if row is None or row.claim != claim or row.status != RunStatus.RUNNING:
+            return RunControl.LOST
+        return RunControl.CANCEL if row.cancel_requested else RunControl.CONTINUE
+
+    def _held(self, session, run_id: int, claim: int | None) -> RunRecord:
+        """The run, checked to still carry `claim` (None: unchecked, single-process use)."""
+        run = self._run(session, run_id)
+        if claim is not None and (run.claim != claim or run.status != RunStatus.RUNNING):
+            raise ClaimLost(f"run {run_id} is no longer held by this worker")
+        return run
+
+    def release_run(self, run_id: int, claim: int) -> None:
+        """Hand a run back to the queue (its worker is stopping); finished samples stay."""
+        with self.session() as session:
+            self._held(session, run_id, claim)
+            self._requeue(session, run_id)
+            session.commit()
+
+    def _requeue(self, session, run_id: int) -> None:
+        session.exec(
+            update(RunRecord).where(RunRecord.id == run_id)
+            .values(status=RunStatus.QUEUED, worker_id=None, finished_at=None)
+        )
+        session.exec(
+            update(RunSampleRecord)
+            .where(RunSampleRecord.run_id == run_id, RunSampleRecord.status == SampleStatus.RUNNING)
+            .values(status=SampleStatus.PENDING)
+        )
+        session.exec(delete(RunProgressRecord).where(RunProgressRecord.run_id == run_id))
+
+    # --- user actions -------------------------------------------------------------------------
+
+    def request_cancel(self, run_id: int) -> str:
+        """Cancel a run: a queued one at once, a running one at its worker's next step
+        (status stays running until then). Returns the status after the request."""
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if run.status in RunStatus.ENDED:
+                raise StoreError(f"run {run_id} has already ended ({run.status})")
+            if run.status == RunStatus.QUEUED:
+                run.status = RunStatus.CANCELLED
+                run.finished_at = utcnow()
+            else:
+                run.cancel_requested = True
+            session.commit()
+            return run.status
+
+    def requeue_for_resume(self, run_id: int, *, stale_after: float) -> None:
+        """Put an ended or orphaned run back in the queue: unfinished samples (pending,
+        interrupted, failed) will be redone with their recorded seeds; done ones stay."""
+        self.reap_stale_workers(stale_after)
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if run.status == RunStatus.RUNNING:
+                raise RunBusy(f"run {run_id} is running on worker {run.worker_id}; cancel it first "
+                              f"(inpaint-tui runs cancel {run_id})")
+            if run.status == RunStatus.FINISHED:
+                raise StoreError(f"run {run_id} finished with every sample done: nothing to resume")
+            self._requeue(session, run_id)
+            run = self._run(session, run_id)
+            run.cancel_requested = False
+            run.error = None
+            session.exec(
+                update(RunSampleRecord)
+                .where(RunSampleRecord.run_id == run_id, RunSampleRecord.status == SampleStatus.FAILED)
+                .values(status=SampleStatus.PENDING)
+            )
+            session.commit()
+
+    def delete_run(self, run_id: int, *, stale_after: float) -> int:
+        """Delete a run's rows (samples, metrics, progress, sweep membership) and its files;
+        returns the number of files removed. A run a live worker holds must be cancelled first."""
+        self.reap_stale_workers(stale_after)
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if run.status == RunStatus.RUNNING:
+                raise RunBusy(f"run {run_id} is running on worker {run.worker_id}; cancel it first "
+                              f"(inpaint-tui runs cancel {run_id})")
+            session.delete(run)
+            session.commit()
+        folder = self.data_dir / "runs" / str(run_id)
+        removed = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+        shutil.rmtree(folder, ignore_errors=True)
+        return removed
+
+    # --- progress -------------------------------------------------------------------------------
+
+    def write_progress(self, run_id: int, claim: int, worker_id: int, **fields) -> None:
+        """Replace the run's progress row; ignored once the claim is gone."""
+        with self.session() as session:
+            self._held(session, run_id, claim)
+            record = session.get(RunProgressRecord, run_id)
+            if record is None:
+                record = RunProgressRecord(run_id=run_id, phase=fields.get("phase", "loading"), updated_at=0.0)
+                session.add(record)
+            for name, value in fields.items():
+                setattr(record, name, value)
+            record.worker_id = worker_id
+            record.updated_at = time.time()
+            session.commit()
+
+    def run_progress(self, run_id: int) -> RunProgressInfo | None:
+        with self.session() as session:
+            record = session.get(RunProgressRecord, run_id)
+            return None if record is None else self._progress_info(record)
+
+    def _progress_info(self, record: RunProgressRecord) -> RunProgressInfo:
+        return RunProgressInfo(
+            run_id=record.run_id, worker_id=record.worker_id, phase=record.phase, samples_done=record.samples_done,
+            sample_count=record.sample_count, sample_position=record.sample_position, sample_name=record.sample_name,
+            step=record.step, steps=record.steps, steps_per_second=record.steps_per_second,
+            seconds_per_sample=record.seconds_per_sample, preview_path=self.path(record.preview_path),
+            preview_step=record.preview_step, updated_at=record.updated_at,
+        )
+
+    def _progress_by_run(self, session, run_ids: list[int]) -> dict[int, RunProgressInfo]:
+        if not run_ids:
+            return {}
+        records = session.exec(select(RunProgressRecord).where(RunProgressRecord.run_id.in_(run_ids))).all()
+        return {r.run_id: self._progress_info(r) for r in records}
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
