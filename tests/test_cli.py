@@ -104,6 +104,17 @@ def test_techniques_and_models_listings(cli):
         (["samples", "import", "somewhere"], 1, "unknown sample source 'somewhere'"),
         (["runs", "show", "abc"], 2, ""),
         (["frobnicate"], 2, ""),
+        (["runs", "cancel", "99"], 1, "no run with id 99"),
+        (["runs", "resume", "99"], 1, "no run with id 99"),
+        (["runs", "delete", "99", "--yes"], 1, "no run with id 99"),
+        (["run", "-t", "blended", "--animation", "mp4"], 2, "animation must be one of gif, webp"),
+        (["sweep", "-t", "magic"], 2, "unknown technique 'magic'"),
+        (["sweep", "-t", "blended", "-p", "shrink=0,1"], 2, "technique 'blended' has no parameter 'shrink'"),
+        (["sweep", "-t", "blended", "-p", "progressive_shrink=0,x"], 2, "expected an integer"),
+        (["sweep", "-t", "blended", "--steps", "2,,3"], 2, "--steps: empty value"),
+        (["sweep", "-t", "blended", "--seeds", "a"], 2, "whole numbers"),
+        (["sweeps", "show", "5"], 1, "no sweep with id 5"),
+        (["worker", "--gpus", "a,b"], 2, "--gpus must list GPU indices"),
     ],
 )
 def test_misuse_exits_non_zero_with_a_clear_message(cli, args, code, message):
@@ -170,3 +181,47 @@ def test_every_option_runs_from_the_cli(cli, option):
     extra = ["-p", "decoder_steps=2"] if option.endswith("decoder") else []
     run_id = int(cli("run", "-t", "blended", "-p", option, *extra, "--steps", "2").stdout.strip())
     assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
+
+
+def test_sweep_queues_the_grid_runs_it_and_reuses_finished_runs(cli):
+    cli("samples", "import", "demo")
+    grid = ["sweep", "-t", "blended", "-p", "progressive_shrink=0,1", "-p", "blend_start=0,0.25", "--steps", "2",
+            "--metrics", "background", "--json"]
+    dry = cli(*grid[:-1], "--dry-run").stdout
+    assert dry.count("blended") == 4 and json.loads(cli("runs", "list", "--json").stdout) == []
+
+    first = json.loads(cli(*grid).stdout)
+    assert len(first["new"]) == 4 and first["reused"] == []
+    runs = {r["id"]: r for r in json.loads(cli("runs", "list", "--json").stdout)}
+    assert {r["status"] for r in runs.values()} == {"finished"}
+    assert sorted((r["params"]["progressive_shrink"], r["params"]["blend_start"]) for r in runs.values()) == [
+        (0, 0.0), (0, 0.25), (1, 0.0), (1, 0.25)]
+
+    again = json.loads(cli(*grid).stdout)
+    assert again["new"] == [] and again["reused"] == first["new"]
+    forced = json.loads(cli(*grid, "--force").stdout)
+    assert len(forced["new"]) == 4 and not set(forced["new"]) & set(first["new"])
+
+    sweeps = json.loads(cli("sweeps", "list", "--json").stdout)
+    assert [len(s["run_ids"]) for s in sweeps] == [4, 4, 4] and [sum(s["reused"]) for s in sweeps] == [0, 4, 0]
+    shown = cli("sweeps", "show", str(sweeps[0]["id"])).stdout
+    assert "progressive_shrink=1 blend_start=0.25" in shown and "finished" in shown
+    every = cli("sweep", "-t", "all", "--steps", "2", "--dry-run").stdout
+    assert all(name in every for name in ("vanilla", "blended", "tdpaint", "repaint", "latentpaint", "diffdiff"))
+
+
+def test_runs_cancel_delete_and_workers_from_the_cli(cli, tmp_path):
+    cli("samples", "import", "demo")
+    run_id = cli("run", "-t", "blended", "--steps", "2", "--metrics", "background").stdout.strip()
+    assert "already ended (finished)" in cli("runs", "cancel", run_id, expect=1).stderr
+    assert "nothing to resume" in cli("runs", "resume", run_id, expect=1).stderr
+    # The foreground run was its own worker, listed once it stopped.
+    assert json.loads(cli("workers", "--json").stdout) == []
+    ended = json.loads(cli("workers", "--all", "--json").stdout)
+    assert [(w["kind"], w["status"]) for w in ended] == [("foreground", "stopped")]
+    assert json.loads(cli("runs", "show", run_id, "--json").stdout)["run"]["worker_id"] == ended[0]["id"]
+
+    assert "needs confirmation: pass --yes" in cli("runs", "delete", run_id, expect=2).stderr
+    assert "deleted (6 files)" in cli("runs", "delete", run_id, "--yes").stderr
+    assert json.loads(cli("runs", "list", "--json").stdout) == []
+    assert not (tmp_path / "experiments_data" / "runs" / run_id).exists()

@@ -523,14 +523,32 @@ def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         return
     from rich.table import Table
 
-    table = Table("run", "status", "technique", "params", "model", "steps", "seed", "samples", "done", "failed", "created")
+    table = Table("run", "status", "technique", "params", "model", "steps", "seed", "samples", "done", "failed",
+                  "progress", "created")
     for info in infos:
         table.add_row(
-            str(info.id), info.status, info.technique, _format_params(info.params), info.model, str(info.steps),
-            str(info.seed), info.sample_set, f"{info.done_count}/{info.sample_count}", str(info.failed_count),
+            str(info.id), info.status + (" (cancelling)" if info.cancel_requested else ""), info.technique,
+            _format_params(info.params), info.model, str(info.steps), str(info.seed), info.sample_set,
+            f"{info.done_count}/{info.sample_count}", str(info.failed_count), _format_progress(info.progress),
             info.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     _console().print(table)
+
+
+def _format_progress(progress) -> str:
+    """`sample 3/6 step 12/50 4.1 it/s ETA 1m05s` for a running run; "-" otherwise."""
+    if progress is None:
+        return "-"
+    if progress.phase != "generating":
+        return progress.phase
+    text = f"sample {min(progress.samples_done + 1, progress.sample_count)}/{progress.sample_count} " \
+           f"step {progress.step}/{progress.steps}"
+    if progress.steps_per_second:
+        text += f" {progress.steps_per_second:.1f} it/s"
+    if progress.eta_seconds is not None:
+        minutes, seconds = divmod(int(progress.eta_seconds), 60)
+        text += f" ETA {minutes}m{seconds:02d}s"
+    return text
 
 
 @runs_app.command("show")
@@ -557,6 +575,9 @@ def runs_show(
         ("steps / guidance / seed", f"{run.steps} / {run.guidance} / {run.seed}"),
         ("negative prompt", run.negative_prompt or "-"),
         ("device", run.device or "-"),
+        ("worker", str(run.worker_id or "-")),
+        ("progress", _format_progress(run.progress) + (" (cancel requested)" if run.cancel_requested else "")),
+        ("options", _format_params(run.options)),
         ("config hash", run.config_hash[:16]),
         ("git commit", run.git_commit or "-"),
         ("versions", " ".join(f"{k}={v}" for k, v in run.versions.items())),
