@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import shlex
 import sys
 from contextlib import contextmanager
@@ -16,6 +15,18 @@ from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional
 
 import typer
+
+from inpaint_tui.present import (
+    best_values as _best_values,
+    changed_params,
+    compare_runs,
+    verdict,
+    format_number as _format_number,
+    format_params as _format_params,
+    format_progress as _format_progress,
+    format_summary as _format_summary,
+    key_metrics as _key_metrics,
+)
 
 app = typer.Typer(
     name="inpaint-tui",
@@ -33,15 +44,6 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(metrics_app, name="metrics")
 
 JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
-# Columns the human-readable tables show (all values are in --json / --csv).
-KEY_METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "prompt_hit", "kid",
-               "unet_calls", "seconds")
-
-
-def _key_metrics(present, first: str | None = None) -> list[str]:
-    names = [name for name in KEY_METRICS if name in present and name != first]
-    return ([first] if first else []) + names
-
 
 @dataclass
 class Context:
@@ -116,20 +118,6 @@ def _user_errors() -> Iterator[None]:
         _fail(str(error), 2)
     except (StoreError, SampleError) as error:
         _fail(str(error), 1)
-
-
-def _format_number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.3e}"
-    return f"{value:.4f}"
-
-
-def _format_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
 # --- samples -----------------------------------------------------------------------------
@@ -535,22 +523,6 @@ def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
     _console().print(table)
 
 
-def _format_progress(progress) -> str:
-    """`sample 3/6 step 12/50 4.1 it/s ETA 1m05s` for a running run; "-" otherwise."""
-    if progress is None:
-        return "-"
-    if progress.phase != "generating":
-        return progress.phase
-    text = f"sample {min(progress.samples_done + 1, progress.sample_count)}/{progress.sample_count} " \
-           f"step {progress.step}/{progress.steps}"
-    if progress.steps_per_second:
-        text += f" {progress.steps_per_second:.1f} it/s"
-    if progress.eta_seconds is not None:
-        minutes, seconds = divmod(int(progress.eta_seconds), 60)
-        text += f" ETA {minutes}m{seconds:02d}s"
-    return text
-
-
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
@@ -648,47 +620,9 @@ def _print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> Non
         for n in names:
             text = _format_summary(row.summaries.get(n), row.metrics.get(n))
             cells.append(f"[bold green]{text}[/]" if n in best and row.metrics.get(n) == best[n] else text)
-        table.add_row(str(i + 1), str(row.run_id), row.technique, _format_params(_changed_params(row)),
+        table.add_row(str(i + 1), str(row.run_id), row.technique, _format_params(changed_params(row.technique, row.params)),
                       *[settings[k](row) for k in varying], str(row.samples_done), *cells)
     _console().print(table)
-
-
-def _changed_params(row) -> dict:
-    """Only parameters that differ from the technique's defaults: the table stays readable."""
-    from engine.params import ParamError
-    from engine.techniques import get_technique
-
-    try:
-        defaults = get_technique(row.technique).full_schema.defaults()
-    except ParamError:
-        return row.params
-    return {k: v for k, v in row.params.items() if defaults.get(k, object()) != v}
-
-
-def _best_values(rows, names) -> dict:
-    from engine.metrics import METRICS
-
-    best = {}
-    for name in names:
-        values = [row.metrics[name] for row in rows if name in row.metrics and not math.isnan(row.metrics[name])]
-        if values and name in METRICS:
-            best[name] = max(values) if METRICS[name].higher_is_better else min(values)
-    return best
-
-
-def _format_summary(summary, value) -> str:
-    if summary is None or summary.value is None:
-        return "missing" if summary is not None else _format_number(value)
-    text = _format_number(summary.value)
-    if summary.std is not None:
-        return f"{text} ±{_short(summary.std)}"
-    if summary.ci_low is not None and summary.ci_high is not None:
-        return f"{text} [{_short(summary.ci_low)}–{_short(summary.ci_high)}]"
-    return text
-
-
-def _short(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.3g}"
 
 
 @app.command()
@@ -758,35 +692,12 @@ def compare(
 ) -> None:
     """Paired comparison of two runs on their common samples: mean difference (B − A), its
     95% bootstrap interval and the Wilcoxon signed-rank p-value, per metric."""
-    import numpy as np
-
-    from engine.metrics import METRICS
-    from engine.metrics.stats import paired_comparison
-
     with _user_errors():
         store = _context(ctx).store()
-        a_values, b_values = store.sample_metric_values(run_a), store.sample_metric_values(run_b)
-    names = list(metric) or _key_metrics(set(a_values) & set(b_values))
-    results = []
-    for name in names:
-        if name not in a_values or name not in b_values:
-            _fail(f"metric {name!r} is not in both runs", 2)
-        common = sorted(set(a_values[name]) & set(b_values[name]))
-        entry = {"metric": name, "n": len(common),
-                 "higher_is_better": METRICS[name].higher_is_better if name in METRICS else None}
-        if len(common) < 2:
-            entry["note"] = "fewer than 2 common samples"
-        else:
-            try:
-                paired = paired_comparison([a_values[name][s] for s in common], [b_values[name][s] for s in common])
-            except ValueError as error:
-                entry["note"] = str(error)
-            else:
-                entry.update(mean_a=float(np.mean([a_values[name][s] for s in common])),
-                             mean_b=float(np.mean([b_values[name][s] for s in common])),
-                             difference=paired.mean_difference, ci_low=paired.low, ci_high=paired.high,
-                             p_value=paired.p_value, excluded=paired.excluded)
-        results.append(entry)
+        try:
+            results = compare_runs(store, run_a, run_b, metric)
+        except KeyError as error:
+            _fail(error.args[0], 2)
     if as_json:
         _print_json({"run_a": run_a, "run_b": run_b, "comparisons": results})
         return
@@ -798,14 +709,10 @@ def compare(
         if "difference" not in entry:
             table.add_row(entry["metric"], str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", ""))
             continue
-        verdict = "no clear difference"
-        if entry["p_value"] < 0.05 and not (entry["ci_low"] <= 0 <= entry["ci_high"]):
-            better = (entry["difference"] > 0) == bool(entry["higher_is_better"])
-            verdict = f"run {run_b} {'better' if better else 'worse'}" if entry["higher_is_better"] is not None else "differs"
         table.add_row(entry["metric"], str(entry["n"]), _format_number(entry["mean_a"]), _format_number(entry["mean_b"]),
                       _format_number(entry["difference"]),
                       f"[{_format_number(entry['ci_low'])}, {_format_number(entry['ci_high'])}]",
-                      f"{entry['p_value']:.3g}", verdict)
+                      f"{entry['p_value']:.3g}", verdict(entry, run_b))
     _console().print(table)
 
 
