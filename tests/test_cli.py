@@ -221,6 +221,13 @@ def test_runs_cancel_delete_and_workers_from_the_cli(cli, tmp_path):
     assert [(w["kind"], w["status"]) for w in ended] == [("foreground", "stopped")]
     assert json.loads(cli("runs", "show", run_id, "--json").stdout)["run"]["worker_id"] == ended[0]["id"]
 
+    cli("runs", "tag", run_id, "paper", "draft", "-r", "nothing")
+    cli("runs", "tag", run_id, "baseline", "--remove", "draft")
+    cli("runs", "note", run_id, "  first try; seams visible  ")
+    shown = json.loads(cli("runs", "show", run_id, "--json").stdout)["run"]
+    assert (shown["tags"], shown["note"]) == (["baseline", "paper"], "first try; seams visible")
+    assert "single words" in cli("runs", "tag", run_id, "two words", expect=1).stderr
+
     assert "needs confirmation: pass --yes" in cli("runs", "delete", run_id, expect=2).stderr
     assert "deleted (6 files)" in cli("runs", "delete", run_id, "--yes").stderr
     assert json.loads(cli("runs", "list", "--json").stdout) == []

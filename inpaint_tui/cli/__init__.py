@@ -550,6 +550,8 @@ def runs_show(
         ("worker", str(run.worker_id or "-")),
         ("progress", _format_progress(run.progress) + (" (cancel requested)" if run.cancel_requested else "")),
         ("options", _format_params(run.options)),
+        ("tags", " ".join(run.tags) or "-"),
+        ("note", run.note or "-"),
         ("config hash", run.config_hash[:16]),
         ("git commit", run.git_commit or "-"),
         ("versions", " ".join(f"{k}={v}" for k, v in run.versions.items())),

@@ -187,6 +187,32 @@ def runs_delete(
             typer.echo(f"run {info.id} deleted ({removed} files)", err=True)
 
 
+@runs_app.command("tag")
+def runs_tag(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    add: List[str] = typer.Argument(None, help="Tags to add."),
+    remove: List[str] = typer.Option([], "--remove", "-r", help="Tag to remove; repeatable."),
+) -> None:
+    """Add or remove a run's tags (e.g. `runs tag 7 paper -r draft`)."""
+    with _user_errors():
+        store = _context(ctx).store()
+        tags = (set(store.run(run_id).tags) | set(add or [])) - set(remove)
+        store.annotate_run(run_id, tags=sorted(tags))
+        typer.echo(f"run {run_id} tags: {' '.join(store.run(run_id).tags) or '-'}", err=True)
+
+
+@runs_app.command("note")
+def runs_note(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    text: str = typer.Argument(..., help="The note (replaces the previous one; \"\" clears it)."),
+) -> None:
+    """Set a run's free-text note."""
+    with _user_errors():
+        _context(ctx).store().annotate_run(run_id, note=text)
+
+
 @runs_app.command("watch")
 def runs_watch(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., help="Run ids.")) -> None:
     """Follow runs that workers execute, until they end (Ctrl-C stops watching, not the runs)."""

@@ -452,6 +452,20 @@ class Store(QueueMixin, SweepMixin):
             means, summaries = self._run_metrics(session, [run_id])
             return RunDetail(run=run, samples=samples, metrics=means.get(run_id, {}), summaries=summaries.get(run_id, {}))
 
+    def annotate_run(self, run_id: int, *, tags: Sequence[str] | None = None, note: str | None = None) -> None:
+        """Set a run's tags (replacing them; sorted, without duplicates) and/or its note."""
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if tags is not None:
+                cleaned = sorted({tag.strip() for tag in tags if tag.strip()})
+                bad = [tag for tag in cleaned if any(c.isspace() for c in tag) or "," in tag]
+                if bad:
+                    raise StoreError(f"tags are single words without commas: {', '.join(map(repr, bad))}")
+                run.tags = cleaned
+            if note is not None:
+                run.note = note.strip()
+            session.commit()
+
     def _status_counts(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
         counts: dict[int, dict[str, int]] = defaultdict(dict)
         if not run_ids:
@@ -493,6 +507,8 @@ class Store(QueueMixin, SweepMixin):
             worker_id=record.worker_id,
             cancel_requested=record.cancel_requested,
             progress=progress,
+            tags=list(record.tags),
+            note=record.note,
         )
 
     def _run_metrics(

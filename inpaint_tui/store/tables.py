@@ -103,6 +103,9 @@ class RunRecord(SQLModel, table=True):
     worker_id: Optional[int] = Field(default=None, index=True)
     claim: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     cancel_requested: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # The researcher's own labels, never part of the configuration.
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    note: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class RunSampleRecord(SQLModel, table=True):

@@ -202,6 +202,8 @@ class RunInfo(_View):
     worker_id: int | None = None
     cancel_requested: bool = False
     progress: RunProgressInfo | None = None
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 @dataclass(frozen=True)
