@@ -54,3 +54,32 @@ def box_mask(width: int, height: int, box: tuple[int, int, int, int]) -> np.ndar
     left, top, right, bottom = box
     mask[top:bottom, left:right] = 1.0
     return mask
+
+
+@pytest.fixture(scope="session")
+def tui_template(tmp_path_factory):
+    """The TUI test database, built once (tests/tui_database.py); tests get copies."""
+    import tui_database
+
+    folder = tmp_path_factory.mktemp("tui-template")
+    store = tui_database.build(folder / "experiments.db")
+    ids = store.ids
+    store.close()
+    return folder, ids
+
+
+@pytest.fixture
+def tui_store(tui_template, tmp_path):
+    """A fresh copy of the TUI test database (file + images), with `.ids` naming its runs."""
+    import shutil
+
+    from inpaint_tui.store import Store
+
+    folder, ids = tui_template
+    shutil.copy(folder / "experiments.db", tmp_path / "experiments.db")
+    shutil.copytree(folder / "experiments_data", tmp_path / "experiments_data")
+    store = Store(tmp_path / "experiments.db")
+    store.ids = ids
+    store.heartbeat(ids["worker"])  # its worker is alive now, whenever the template was built
+    yield store
+    store.close()

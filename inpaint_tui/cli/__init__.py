@@ -49,6 +49,7 @@ JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
 class Context:
     db: str | None
     data_dir: str | None
+    image_protocol: str = "auto"
 
     def store(self):
         from inpaint_tui.store import Store
@@ -69,16 +70,29 @@ def main(
     data_dir: Optional[str] = typer.Option(
         None, "--data-dir", envvar="INPAINT_TUI_DATA", help="Folder for images (default: beside the database)."
     ),
+    image_protocol: str = typer.Option(
+        "auto", "--image-protocol", help="How the TUI draws images: auto, kitty, sixel, halfcell, unicode."
+    ),
 ) -> None:
-    """Without a command, opens the TUI."""
-    ctx.obj = Context(db=db, data_dir=data_dir)
+    """Without a command, opens the TUI on the database."""
+    ctx.obj = Context(db=db, data_dir=data_dir, image_protocol=image_protocol)
     if ctx.invoked_subcommand is None:
-        typer.echo(
-            "The TUI is not built yet. Use the commands below (inpaint-tui --help), "
-            "e.g. `inpaint-tui demo`.",
-            err=True,
-        )
-        typer.echo(ctx.get_help())
+        _open_tui(ctx.obj)
+
+
+def _open_tui(context: "Context", start_screen: str | None = None) -> None:
+    from inpaint_tui.tui import IMAGE_PROTOCOLS
+
+    if context.image_protocol not in IMAGE_PROTOCOLS:
+        _fail(f"--image-protocol must be one of {', '.join(IMAGE_PROTOCOLS)}, not {context.image_protocol!r}", 2)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _fail("the TUI needs a terminal (run `inpaint-tui` in one, e.g. over SSH or in tmux); "
+              "for scripts use the commands: inpaint-tui --help", 2)
+    from inpaint_tui.tui import run_tui
+
+    with _user_errors():
+        code = run_tui(context.db, context.data_dir, image_protocol=context.image_protocol, start_screen=start_screen)
+    raise typer.Exit(code)
 
 
 # --- output helpers ----------------------------------------------------------------------
@@ -731,8 +745,10 @@ def demo(
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
     eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the leaderboard as JSON."),
+    no_tui: bool = typer.Option(False, "--no-tui", help="Print the leaderboard even in a terminal."),
 ) -> None:
-    """Import the demo set if needed, run every technique on it, print the leaderboard."""
+    """Import the demo set if needed, run every technique on it, then open the TUI on the
+    leaderboard (in a terminal) or print it."""
     from engine.demo import DEMO_SET_NAME
     from engine.techniques import technique_names
     from inpaint_tui.jobs.runs import queue_run
@@ -750,6 +766,8 @@ def demo(
         with _foreground_worker(store, device, None) as worker:
             _execute_with_progress(store, worker, [(run_id, None) for run_id in run_ids])
         rows = [row for row in _leaderboard_rows(store, "bg_mse", DEMO_SET_NAME, True) if row.run_id in run_ids]
+    if not as_json and not no_tui and sys.stdin.isatty() and sys.stdout.isatty():
+        _open_tui(_context(ctx), start_screen="leaderboard")
     _print_leaderboard(rows, "bg_mse", as_json=as_json, as_csv=False)
     if not as_json:
         if _eval_config(metrics, eval_models, model)["models"] == "tiny":

@@ -89,11 +89,20 @@ def evaluate_run(
     for group in groups:
         for name in GROUP_METRICS[group]:
             summaries.setdefault(name, MetricSummary(value=None, note="not computed: no finished sample"))
-    for name, values in store.sample_metric_values(run_id).items():
-        if name not in evaluation.per_run:
-            summaries[name] = _as_view(summarize(list(values.values()), seed=config.seed))
     store.record_run_metrics(run_id, summaries)
+    summarize_samples(store, run_id, skip=set(evaluation.per_run), seed=config.seed)
     return evaluation.messages
+
+
+def summarize_samples(store: Store, run_id: int, *, skip: set[str] = frozenset(), seed: int = 0) -> None:
+    """Store each per-sample metric's per-run mean and bootstrap interval (except `skip`)."""
+    summaries = {
+        name: _as_view(summarize(list(values.values()), seed=seed))
+        for name, values in store.sample_metric_values(run_id).items()
+        if name not in skip
+    }
+    if summaries:
+        store.record_run_metrics(run_id, summaries)
 
 
 def _as_view(summary: Summary) -> MetricSummary:

@@ -413,12 +413,24 @@ class Store(QueueMixin, SweepMixin):
             animation_path=self.path(row.animation_path),
         )
 
-    def runs(self, run_ids: Sequence[int] | None = None) -> list[RunInfo]:
-        """All runs (or those named), oldest first, with live progress where running."""
+    def runs(
+        self,
+        run_ids: Sequence[int] | None = None,
+        *,
+        statuses: Sequence[str] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[RunInfo]:
+        """All runs (or those named / with these statuses), oldest first unless
+        `newest_first`, at most `limit`, with live progress where running."""
         with self.session() as session:
-            query = select(RunRecord).order_by(RunRecord.id)
+            query = select(RunRecord).order_by(RunRecord.id.desc() if newest_first else RunRecord.id)
             if run_ids is not None:
                 query = query.where(RunRecord.id.in_(list(run_ids)))
+            if statuses is not None:
+                query = query.where(RunRecord.status.in_(list(statuses)))
+            if limit is not None:
+                query = query.limit(limit)
             records = session.exec(query).all()
             ids = [r.id for r in records]
             counts = self._status_counts(session, ids)
@@ -541,6 +553,15 @@ class Store(QueueMixin, SweepMixin):
             else:
                 values[metric.run_id][metric.name] = metric.value
         return values, summaries
+
+    def run_count(self) -> int:
+        with self.session() as session:
+            return session.exec(select(func.count()).select_from(RunRecord)).one()
+
+    def run_metric_values(self, run_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+        """Per run, its per-run metric values (stored, else the live mean of its samples)."""
+        with self.session() as session:
+            return dict(self._run_metrics(session, list(run_ids))[0])
 
     def record_run_metrics(self, run_id: int, summaries: dict[str, MetricSummary]) -> None:
         """Replace the run's per-run rows for these metric names (one transaction)."""

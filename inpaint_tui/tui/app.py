@@ -1,0 +1,107 @@
+"""The app: one mode per area (dashboard, samples, new run, runs, leaderboard, sweeps), each
+with its own screen stack (run detail and compare are pushed on top), bindings with ids, a
+command palette, and errors shown once as notifications instead of tracebacks."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from inpaint_tui.store import Store
+
+
+def _screen(module: str, name: str) -> Callable[[], Screen]:
+    """A mode's screen, imported when first shown (the app starts on the dashboard fast)."""
+
+    def make() -> Screen:
+        from importlib import import_module
+
+        return getattr(import_module(f"inpaint_tui.tui.screens.{module}"), name)()
+
+    return make
+
+
+class InpaintApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "inpaint-tui"
+    MODES = {
+        "dashboard": _screen("dashboard", "DashboardScreen"),
+        "samples": _screen("samples", "SamplesScreen"),
+        "new_run": _screen("new_run", "NewRunScreen"),
+        "runs": _screen("runs", "RunsScreen"),
+        "leaderboard": _screen("leaderboard", "LeaderboardScreen"),
+        "sweeps": _screen("sweep_plot", "SweepPlotScreen"),
+    }
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = [
+        Binding("d", "switch_mode('dashboard')", "Dashboard", id="go.dashboard"),
+        Binding("s", "switch_mode('samples')", "Samples", id="go.samples"),
+        Binding("n", "switch_mode('new_run')", "New run", id="go.new_run"),
+        Binding("r", "switch_mode('runs')", "Runs", id="go.runs"),
+        Binding("l", "switch_mode('leaderboard')", "Leaderboard", id="go.leaderboard"),
+        Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        image_class=None,
+        start_screen: str | None = None,
+        refresh_seconds: float = 1.0,
+        offer_demo: bool = True,
+    ) -> None:
+        super().__init__()
+        from inpaint_tui.tui.commands import InpaintCommands
+
+        self.COMMANDS = App.COMMANDS | {InpaintCommands}
+        self.store = store
+        if image_class is None:
+            from inpaint_tui.tui.images import image_widget_class
+
+            image_class = image_widget_class("auto")
+        self.image_class = image_class
+        self.start_screen = start_screen
+        self.refresh_seconds = refresh_seconds
+        self.offer_demo = offer_demo
+        self.sub_title = store.url.removeprefix("sqlite:///")
+
+    def on_mount(self) -> None:
+        if self.start_screen and self.start_screen != self.DEFAULT_MODE:
+            self.switch_mode(self.start_screen)
+        if self.offer_demo:
+            self._offer_demo_if_empty()
+
+    def _offer_demo_if_empty(self) -> None:
+        if self.store.sample_sets():
+            return
+        from inpaint_tui.tui.screens.dialogs import FirstStartScreen
+
+        self.push_screen(FirstStartScreen())
+
+    def action_help(self) -> None:
+        from inpaint_tui.tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def open_run(self, run_id: int) -> None:
+        from inpaint_tui.tui.screens.run_detail import RunDetailScreen
+
+        self.push_screen(RunDetailScreen(run_id))
+
+    def open_compare(self, run_a: int, run_b: int) -> None:
+        from inpaint_tui.tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_a, run_b))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any background task that failed is reported once, readably; the app goes on."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title="error", severity="error", timeout=8)

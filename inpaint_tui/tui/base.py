@@ -1,0 +1,108 @@
+"""What every screen shares: loading from the store on a thread, live refresh while shown,
+tables updated in place (the cursor stays where the user left it), captioned image strips."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from PIL import Image as PILImage
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Label, Static
+from textual.worker import get_current_worker
+
+
+class LiveScreen(Screen):
+    """A screen that fetches its data on a thread (`fetch`, never touching widgets) and
+    shows it on the event loop (`show`). It reloads every `app.refresh_seconds` while it is
+    the current screen, so progress refresh never blocks input."""
+
+    live = True
+
+    def on_mount(self) -> None:
+        self.reload()
+        if self.live:
+            self.set_interval(self.app.refresh_seconds, self._tick)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def _tick(self) -> None:
+        if self.is_current:
+            self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load(self) -> None:
+        data = self.fetch()
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, data)
+
+    def _show(self, data: Any) -> None:
+        if self.is_attached:
+            self.show(data)
+
+    def fetch(self) -> Any:  # on a thread: store calls only
+        raise NotImplementedError
+
+    def show(self, data: Any) -> None:  # on the event loop: widgets only
+        raise NotImplementedError
+
+
+def sync_table(table: DataTable, rows: Sequence[tuple[Any, Sequence[Any]]]) -> None:
+    """Make `table` show `rows` ((key, cells) in order). Same keys in the same order: cells
+    are updated in place; otherwise the rows are rebuilt and the cursor returns to the row
+    it was on."""
+    keys = [str(key) for key, _ in rows]
+    current = [row_key.value for row_key in table.rows]
+    if keys == current:
+        columns = list(table.columns)
+        for key, cells in rows:
+            for column, cell in zip(columns, cells):
+                if table.get_cell(str(key), column) != cell:
+                    table.update_cell(str(key), column, cell, update_width=True)
+        return
+    selected = selected_key(table)
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=str(key))
+    if selected in keys:
+        table.move_cursor(row=keys.index(selected), animate=False)
+
+
+def selected_key(table: DataTable) -> str | None:
+    """The key of the row under the cursor, or None for an empty table."""
+    if table.row_count == 0:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except Exception:  # cursor beyond the rows while the table is being rebuilt
+        return None
+
+
+class ImageStrip(Horizontal):
+    """Images side by side, each with a caption (input | mask | output | reference ...)."""
+
+    DEFAULT_CSS = """
+    ImageStrip { height: 1fr; }
+    ImageStrip > Vertical { width: 1fr; height: 1fr; }
+    ImageStrip Label { width: 1fr; text-align: center; color: $text-muted; }
+    ImageStrip .image { width: 1fr; height: 1fr; }
+    """
+
+    def set_images(self, items: Iterable[tuple[str, PILImage.Image | None]]) -> None:
+        """Replace the strip's content; a missing image shows as a dash under its caption."""
+        self.remove_children()
+        image_class = self.app.image_class
+        columns = []
+        for caption, image in items:
+            body = image_class(image, classes="image") if image is not None else Static("-", classes="image")
+            columns.append(Vertical(Label(caption), body))
+        self.mount_all(columns)
+
+    def compose(self) -> ComposeResult:
+        yield from ()

@@ -1,0 +1,227 @@
+"""Every run: status, technique, key parameters, progress, headline metrics; filter and
+sort; cancel, resume, clone with edits, delete, tags and a note."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input
+
+from inpaint_tui.present import changed_params, format_number, format_params, format_progress
+from inpaint_tui.store import RunInfo, RunStatus
+from inpaint_tui.tui.base import LiveScreen, selected_key, sync_table
+
+HEADLINE = ("bg_mse", "clip_local")
+SORTS = ("id", "status", "technique", "bg_mse", "clip_local")
+
+
+@dataclass(frozen=True)
+class RunsData:
+    runs: list[RunInfo]
+    metrics: dict[int, dict[str, float]]
+
+
+class RunsScreen(LiveScreen):
+    BINDINGS = [
+        Binding("enter", "open", "Open", id="runs.open", show=False),
+        Binding("o", "cycle_sort", "Sort", id="runs.sort"),
+        Binding("c", "cancel", "Cancel", id="runs.cancel"),
+        Binding("R", "resume", "Resume", id="runs.resume"),
+        Binding("e", "clone", "Clone + edit", id="runs.clone"),
+        Binding("t", "tags", "Tags", id="runs.tags"),
+        Binding("N", "note", "Note", id="runs.note"),
+        Binding("x", "delete", "Delete", id="runs.delete"),
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sort = "id"
+        self.data: RunsData | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: technique, status, parameter, tag, note…", id="filter", classes="filter")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#runs", DataTable).add_columns(
+            "run", "status", "technique", "params", "set", "model", "done", "progress", *HEADLINE, "tags", "note")
+        super().on_mount()
+        self.query_one("#runs", DataTable).focus()
+
+    def fetch(self) -> RunsData:
+        store = self.app.store
+        runs = store.runs()
+        return RunsData(runs=runs, metrics=store.run_metric_values([r.id for r in runs]))
+
+    def show(self, data: RunsData) -> None:
+        self.data = data
+        needle = self.query_one("#filter", Input).value.strip().lower()
+        runs = [run for run in data.runs if not needle or needle in _haystack(run)]
+        runs.sort(key=self._sort_key(data), reverse=self.sort == "id")
+        rows = []
+        for run in runs:
+            values = data.metrics.get(run.id, {})
+            status = run.status + (" (cancelling)" if run.cancel_requested else "")
+            rows.append((run.id, [
+                str(run.id), status, run.technique, format_params(changed_params(run.technique, run.params)),
+                run.sample_set, run.model, f"{run.done_count}/{run.sample_count}" + (
+                    f" ({run.failed_count} failed)" if run.failed_count else ""),
+                format_progress(run.progress) if run.status == RunStatus.RUNNING else "-",
+                *[format_number(values.get(name)) for name in HEADLINE], " ".join(run.tags), run.note[:40],
+            ]))
+        sync_table(self.query_one("#runs", DataTable), rows)
+
+    def _sort_key(self, data: RunsData):
+        """Newest first by id; by a metric best first (its direction), runs without it last."""
+        if self.sort in HEADLINE:
+            from inpaint_tui.present import higher_is_better
+
+            sign = -1 if higher_is_better(self.sort) else 1
+
+            def by_metric(run: RunInfo):
+                value = data.metrics.get(run.id, {}).get(self.sort)
+                return (value is None, 0.0 if value is None else sign * value, run.id)
+
+            return by_metric
+        if self.sort == "id":
+            return lambda run: run.id
+        return lambda run: (getattr(run, self.sort), run.id)
+
+    @property
+    def row_run_ids(self) -> list[int]:
+        return [int(key.value) for key in self.query_one("#runs", DataTable).rows]
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        if self.data is not None:
+            self.show(self.data)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#runs", DataTable).focus()
+
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.notify(f"sorted by {self.sort}", timeout=2)
+        if self.data is not None:
+            self.show(self.data)
+
+    def _selected(self) -> int | None:
+        key = selected_key(self.query_one("#runs", DataTable))
+        return None if key is None else int(key)
+
+    @on(DataTable.RowSelected, "#runs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(int(event.row_key.value))
+
+    def action_open(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.app.open_run(run_id)
+
+    def action_cancel(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self._act(run_id, "cancel")
+
+    def action_resume(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self._act(run_id, "resume")
+
+    def action_delete(self) -> None:
+        run_id = self._selected()
+        if run_id is None:
+            return
+        from inpaint_tui.tui.screens.dialogs import ConfirmScreen
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self._act(run_id, "delete")
+
+        self.app.push_screen(ConfirmScreen(f"Delete run {run_id}, its metrics and its image files?", "Delete"),
+                             confirmed)
+
+    def action_tags(self) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+        from inpaint_tui.tui.screens.dialogs import TextScreen
+
+        def entered(text: str | None) -> None:
+            if text is not None:
+                self._act(run.id, "tags", text.split())
+
+        self.app.push_screen(TextScreen(f"Tags of run {run.id} (space-separated)", " ".join(run.tags)), entered)
+
+    def action_note(self) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+        from inpaint_tui.tui.screens.dialogs import TextScreen
+
+        def entered(text: str | None) -> None:
+            if text is not None:
+                self._act(run.id, "note", text)
+
+        self.app.push_screen(TextScreen(f"Note on run {run.id}", run.note), entered)
+
+    def action_clone(self) -> None:
+        run = self._selected_run()
+        if run is None:
+            return
+        self.app.switch_mode("new_run")
+        screen = self.app.screen
+        if hasattr(screen, "prefill"):
+            screen.prefill(run)
+
+    def _selected_run(self) -> RunInfo | None:
+        run_id = self._selected()
+        if run_id is None or self.data is None:
+            return None
+        return next((run for run in self.data.runs if run.id == run_id), None)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _act(self, run_id: int, action: str, value=None) -> None:
+        """Store actions off the event loop; a refused one (e.g. resume of a finished run)
+        comes back as a notification, not a traceback."""
+        from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS
+        from inpaint_tui.store import StoreError
+
+        store = self.app.store
+        try:
+            if action == "cancel":
+                status = store.request_cancel(run_id)
+                message = f"run {run_id} " + ("cancelled" if status == RunStatus.CANCELLED else
+                                              "cancel requested: its worker stops at the next step")
+            elif action == "resume":
+                from inpaint_tui.jobs.launch import ensure_worker
+
+                store.requeue_for_resume(run_id, stale_after=STALE_AFTER_SECONDS)
+                worker_id, started = ensure_worker(store)
+                message = f"run {run_id} re-queued; worker {worker_id} " + ("started" if started else "takes it up")
+            elif action == "delete":
+                removed = store.delete_run(run_id, stale_after=STALE_AFTER_SECONDS)
+                message = f"run {run_id} deleted ({removed} files)"
+            elif action == "tags":
+                store.annotate_run(run_id, tags=value)
+                message = f"run {run_id} tags: {' '.join(store.run(run_id).tags) or '-'}"
+            else:
+                store.annotate_run(run_id, note=value)
+                message = f"run {run_id} note saved"
+        except StoreError as error:
+            self.app.call_from_thread(self.notify, str(error), severity="warning")
+            return
+        self.app.call_from_thread(self.notify, message)
+        self.app.call_from_thread(self.reload)
+
+
+def _haystack(run: RunInfo) -> str:
+    return " ".join([str(run.id), run.status, run.technique, run.sample_set, run.model, format_params(run.params),
+                     *run.tags, run.note]).lower()
