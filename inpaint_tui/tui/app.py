@@ -101,7 +101,11 @@ class InpaintApp(App):
         self.push_screen(CompareScreen(run_a, run_b))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Any background task that failed is reported once, readably; the app goes on."""
+        self.report_worker_error(event)
+
+    def report_worker_error(self, event: Worker.StateChanged) -> None:
+        """A background task that failed is reported once, readably; the app goes on.
+        (Worker state messages do not bubble: screens forward theirs here.)"""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.notify(f"{type(error).__name__}: {error}", title="error", severity="error", timeout=8)

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 
 class LiveScreen(Screen):
@@ -45,6 +45,9 @@ class LiveScreen(Screen):
     def _show(self, data: Any) -> None:
         if self.is_attached:
             self.show(data)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.app.report_worker_error(event)
 
     def fetch(self) -> Any:  # on a thread: store calls only
         raise NotImplementedError

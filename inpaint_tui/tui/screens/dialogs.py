@@ -80,6 +80,9 @@ class FirstStartScreen(_Dialog):
                 yield Button("Start empty", id="empty")
                 yield Button("Import and run the demo", id="demo", variant="primary")
 
+    def on_worker_state_changed(self, event) -> None:
+        self.app.report_worker_error(event)
+
     @on(Button.Pressed, "#empty")
     def empty(self) -> None:
         self.dismiss(False)

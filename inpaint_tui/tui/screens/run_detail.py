@@ -91,7 +91,6 @@ class RunDetailScreen(LiveScreen):
     def show(self, data: DetailData) -> None:
         self.data = data
         run = data.detail.run
-        self.title = f"run {run.id} · {run.technique} · {run.status}"
         self.query_one("#config", Static).update("\n".join(line for line in [
             f"[b]run {run.id}[/b] {run.technique} — [b]{run.status}[/b]"
             + (" (cancel requested)" if run.cancel_requested else ""),
