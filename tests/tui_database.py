@@ -98,6 +98,8 @@ def build(path) -> Store:
         connection.execute(text("UPDATE run SET created_at = :t, started_at = :t, finished_at = "
                                 "CASE WHEN finished_at IS NULL THEN NULL ELSE :t END"), {"t": CREATED})
         connection.execute(text("UPDATE worker SET started_at = :now, heartbeat_at = :now"), {"now": time.time()})
+        connection.execute(text("UPDATE run SET git_commit = '0123456789abcdef', versions = :v"),
+                           {"v": '{"python": "3.11", "inpaint-tui": "0.1.0", "torch": "2.x", "diffusers": "0.x"}'})
     store.ids = dict(finished=finished, failed=failed, with_errors=with_errors, cancelled=cancelled, running=running,
                      queued=queued, swept=swept.new, sweep=swept.sweep_id, worker=worker)
     return store

@@ -70,7 +70,10 @@ class InpaintApp(App):
         self.start_screen = start_screen
         self.refresh_seconds = refresh_seconds
         self.offer_demo = offer_demo
-        self.sub_title = store.url.removeprefix("sqlite:///")
+        from sqlalchemy.engine import make_url
+
+        url = make_url(store.url)
+        self.sub_title = url.database.rsplit("/", 1)[-1] if url.get_backend_name() == "sqlite" else url.render_as_string()
 
     def on_mount(self) -> None:
         if self.start_screen and self.start_screen != self.DEFAULT_MODE:

@@ -92,18 +92,33 @@ class ImageStrip(Horizontal):
 
     DEFAULT_CSS = """
     ImageStrip { height: 1fr; }
-    ImageStrip > Vertical { width: 1fr; height: 1fr; }
+    ImageStrip > Vertical { width: 1fr; height: 1fr; align-horizontal: center; }
     ImageStrip Label { width: 1fr; text-align: center; color: $text-muted; }
     ImageStrip .image { width: 1fr; height: 1fr; }
     """
 
     def set_images(self, items: Iterable[tuple[str, PILImage.Image | None]]) -> None:
-        """Replace the strip's content; a missing image shows as a dash under its caption."""
+        """Replace the strip's content; a missing image shows as a dash under its caption.
+        Each image is sized to fit its column whole, keeping its aspect ratio (terminal cells
+        are about twice as tall as wide)."""
+        items = list(items)
+        if not (self.size.width and self.size.height):  # not laid out yet: size after the next refresh
+            self.call_after_refresh(self.set_images, items)
+            return
         self.remove_children()
         image_class = self.app.image_class
+        box_width = max(1, self.size.width // max(1, len(items)) - 1)
+        box_height = max(1, self.size.height - 1)  # one line for the caption
         columns = []
         for caption, image in items:
-            body = image_class(image, classes="image") if image is not None else Static("-", classes="image")
+            if image is None:
+                body = Static("-", classes="image")
+            else:
+                body = image_class(image, classes="image")
+                aspect = image.width / max(1, image.height)
+                height = max(1, min(box_height, round(box_width / (2 * aspect))))
+                body.styles.width = max(1, min(box_width, round(2 * aspect * height)))
+                body.styles.height = height
             columns.append(Vertical(Label(caption), body))
         self.mount_all(columns)
 

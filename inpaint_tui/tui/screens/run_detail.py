@@ -92,7 +92,7 @@ class RunDetailScreen(LiveScreen):
         self.data = data
         run = data.detail.run
         self.query_one("#config", Static).update("\n".join(line for line in [
-            f"[b]run {run.id}[/b] {run.technique} — [b]{run.status}[/b]"
+            f"[b]run {run.id}[/b] · {run.technique} · [b]{run.status}[/b]"
             + (" (cancel requested)" if run.cancel_requested else ""),
             f"parameters  {format_params(changed_params(run.technique, run.params))} (others default)",
             f"model {run.model} · steps {run.steps} · guidance {run.guidance} · seed {run.seed} · set {run.sample_set}",
