@@ -41,11 +41,6 @@ def heartbeat_text(worker: WorkerInfo, now: float) -> str:
 
 class DashboardScreen(LiveScreen):
     BINDINGS = [Binding("enter", "open", "Open run", id="dashboard.open", show=False)]
-    DEFAULT_CSS = """
-    DashboardScreen #active { height: 2fr; }
-    DashboardScreen #workers { height: 1fr; max-height: 8; }
-    DashboardScreen #recent { height: 2fr; }
-    """
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -1,0 +1,88 @@
+"""End to end in a real terminal: `inpaint-tui` in tmux on a database with a running run;
+navigate to the leaderboard and to a run's detail; read the screen with `capture-pane`.
+
+Run by hand to refresh the README's capture:
+    INPAINT_TUI_CAPTURE=docs/tui-capture.txt pytest tests/test_tmux_e2e.py
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).with_name("inpaint-tui")
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def _screen(session: str) -> str:
+    return _tmux("capture-pane", "-p", "-t", session)
+
+
+def _wait_for_text(session: str, *needles: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        screen = _screen(session)
+        if all(needle in screen for needle in needles):
+            return screen
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{needles} not on screen:\n{screen}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def session(tui_store):
+    name = f"inpaint-{uuid.uuid4().hex[:8]}"
+    db = tui_store.url.removeprefix("sqlite:///")
+    command = f"{BIN} --db {db} --image-protocol halfcell"
+    # COLUMNS/LINES as pytest may have set them would override the pane's real size.
+    env = {"HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    _tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40",
+          *[item for key, value in env.items() for item in ("-e", f"{key}={value}")], command)
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def test_tui_in_tmux_dashboard_leaderboard_and_run_detail(session, tui_store):
+    ids = tui_store.ids
+    _wait_for_text(session, "Active runs", "chelsea-eyes", "7/20", "queued", "alive", "Latest results")
+
+    _tmux("send-keys", "-t", session, "l")
+    board = _wait_for_text(session, "bg_mse", "tdpaint", "vanilla")
+    best = tui_store.leaderboard("bg_mse", descending=False)[0]
+    assert f"{best.metrics['bg_mse']:.4f}" in board
+
+    _tmux("send-keys", "-t", session, "r")
+    _wait_for_text(session, "filter:", "finished_with_errors")
+    time.sleep(0.5)
+    _tmux("send-keys", "-t", session, "/")
+    time.sleep(0.5)  # the filter has focus: letters go into it, not to the app's bindings
+    _tmux("send-keys", "-t", session, "latentpaint")
+    _wait_for_text(session, "latentpaint  ")
+    _tmux("send-keys", "-t", session, "Enter")
+    time.sleep(0.5)
+    _tmux("send-keys", "-t", session, "Enter")
+    detail = _wait_for_text(session, "reproduce", "input + mask", "RuntimeError: boom")
+    assert f"run {ids['with_errors']}" in detail and "camera-tripod" in detail
+    capture = os.environ.get("INPAINT_TUI_CAPTURE")
+    if capture:
+        _tmux("send-keys", "-t", session, "d")
+        Path(capture).write_text(_wait_for_text(session, "Active runs", "chelsea-eyes"))
+
+    _tmux("send-keys", "-t", session, "q")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0:
+            break  # the app quit and its session closed
+        time.sleep(0.2)
+    else:
+        raise AssertionError("inpaint-tui did not quit on q")
