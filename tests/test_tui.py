@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage
 

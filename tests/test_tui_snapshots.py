@@ -47,10 +47,10 @@ def test_run_detail_snapshot(snap_compare, tui_store):
         pilot.app.open_run(tui_store.ids["with_errors"])
         await pilot.pause(0.2)
         await _settle(pilot, "#samples", 6)
-        for _ in range(100):
-            if pilot.app.screen.query("ImageStrip Label"):
+        for _ in range(200):
+            if len(pilot.app.screen.query("ImageStrip HalfcellImage")) == 4:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await pilot.pause(0.5)
 
     assert snap_compare(_app(tui_store), terminal_size=(120, 45), run_before=opened)

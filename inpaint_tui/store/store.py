@@ -147,6 +147,40 @@ class Store(QueueMixin, SweepMixin):
             session.commit()
         return ImportReport(set_name=set_name, added=added, already_present=present, total_in_set=len(members))
 
+    def create_sample_set(self, name: str, sample_ids: Sequence[int]) -> ImportReport:
+        """Make a sample set of existing samples, or append them to an existing set (after its
+        current members, in the order given; samples already in it keep their place), in one
+        transaction. StoreError for an empty name or no samples, NotFound for unknown ids."""
+        name = name.strip()
+        if not name:
+            raise StoreError("a sample set needs a non-empty name")
+        ids = list(dict.fromkeys(int(sample_id) for sample_id in sample_ids))
+        if not ids:
+            raise StoreError(f"sample set {name!r}: no samples given")
+        with self.session() as session:
+            known = set(session.exec(select(SampleRecord.id).where(SampleRecord.id.in_(ids))).all())
+            missing = [sample_id for sample_id in ids if sample_id not in known]
+            if missing:
+                raise NotFound(f"no sample with id {', '.join(map(str, missing))}")
+            sample_set = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == name)).first()
+            if sample_set is None:
+                sample_set = SampleSetRecord(name=name)
+                session.add(sample_set)
+                session.flush()
+            in_set = SampleSetMember.set_id == sample_set.id
+            members = set(session.exec(select(SampleSetMember.sample_id).where(in_set)).all())
+            last = session.exec(select(func.max(SampleSetMember.position)).where(in_set)).one()
+            position = 0 if last is None else last + 1
+            added = 0
+            for sample_id in ids:
+                if sample_id not in members:
+                    session.add(SampleSetMember(set_id=sample_set.id, sample_id=sample_id, position=position))
+                    position += 1
+                    added += 1
+            session.commit()
+        return ImportReport(set_name=name, added=added, already_present=len(ids) - added,
+                            total_in_set=len(members) + added)
+
     def sample_sets(self) -> list[SampleSetInfo]:
         with self.session() as session:
             rows = session.exec(
@@ -424,16 +458,17 @@ class Store(QueueMixin, SweepMixin):
         """All runs (or those named / with these statuses), oldest first unless
         `newest_first`, at most `limit`, with live progress where running."""
         with self.session() as session:
-            query = select(RunRecord).order_by(RunRecord.id.desc() if newest_first else RunRecord.id)
+            query = select(RunRecord.__table__).order_by(RunRecord.id.desc() if newest_first else RunRecord.id)
             if run_ids is not None:
                 query = query.where(RunRecord.id.in_(list(run_ids)))
             if statuses is not None:
                 query = query.where(RunRecord.status.in_(list(statuses)))
             if limit is not None:
                 query = query.limit(limit)
-            records = session.exec(query).all()
+            records = session.connection().execute(query).all()
             ids = [r.id for r in records]
-            counts = self._status_counts(session, ids)
+            counts = self._status_counts(session, ids if run_ids is not None or statuses is not None or limit is not None
+                                         else select(RunRecord.id).scalar_subquery())
             progress = self._progress_by_run(session, [r.id for r in records if r.status == RunStatus.RUNNING])
             return [self._run_info(r, counts.get(r.id, {}), progress.get(r.id)) for r in records]
 
@@ -478,11 +513,12 @@ class Store(QueueMixin, SweepMixin):
                 run.note = note.strip()
             session.commit()
 
-    def _status_counts(self, session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    def _status_counts(self, session: Session, run_ids) -> dict[int, dict[str, int]]:
+        """{run id: {sample status: count}}; `run_ids` is a list or a subquery."""
         counts: dict[int, dict[str, int]] = defaultdict(dict)
-        if not run_ids:
+        if isinstance(run_ids, list) and not run_ids:
             return counts
-        for run_id, status, count in session.exec(
+        for run_id, status, count in session.connection().execute(
             select(RunSampleRecord.run_id, RunSampleRecord.status, func.count())
             .where(RunSampleRecord.run_id.in_(run_ids))
             .group_by(RunSampleRecord.run_id, RunSampleRecord.status)
@@ -524,34 +560,41 @@ class Store(QueueMixin, SweepMixin):
         )
 
     def _run_metrics(
-        self, session: Session, run_ids: list[int]
+        self, session: Session, run_ids
     ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, MetricSummary]]]:
-        """Per run: (values, summaries). Stored per-run rows (set-level metrics, aggregates
-        with intervals, missing metrics) win; a per-sample metric without a stored
-        aggregate (a run still going) gets the live mean over its done samples."""
+        """Per run: (values, summaries); `run_ids` is a list or a subquery of run ids.
+
+        Stored per-run rows (set-level metrics, aggregates with intervals, missing metrics)
+        win. A run that ended cleanly has an aggregate for every per-sample metric (the jobs
+        layer writes them even when evaluation fails); other runs (running, cancelled) get
+        the live mean over their done samples. Rows are read as plain tuples: building ORM
+        objects for 10 000 runs' metrics would take seconds."""
         values: dict[int, dict[str, float]] = defaultdict(dict)
         summaries: dict[int, dict[str, MetricSummary]] = defaultdict(dict)
-        if not run_ids:
+        if isinstance(run_ids, list) and not run_ids:
             return values, summaries
-        for run_id, name, mean, count in session.exec(
-            select(MetricRecord.run_id, MetricRecord.name, func.avg(MetricRecord.value), func.count(MetricRecord.value))
-            .where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_not(None))
-            .group_by(MetricRecord.run_id, MetricRecord.name)
+        metric = MetricRecord.__table__.c
+        unsettled = select(RunRecord.id).where(
+            RunRecord.id.in_(run_ids), RunRecord.status.not_in([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
+        connection = session.connection()  # core results: no ORM row processing
+        for run_id, name, mean, count in connection.execute(
+            select(metric.run_id, metric.name, func.avg(metric.value), func.count(metric.value))
+            .where(metric.run_id.in_(unsettled), metric.run_sample_id.is_not(None))
+            .group_by(metric.run_id, metric.name)
         ).all():
             if count:
                 values[run_id][name] = float(mean)
                 summaries[run_id][name] = MetricSummary(value=float(mean), n=count)
-        for metric in session.exec(
-            select(MetricRecord).where(MetricRecord.run_id.in_(run_ids), MetricRecord.run_sample_id.is_(None))
+        for run_id, name, value, std, low, high, n, note in connection.execute(
+            select(metric.run_id, metric.name, metric.value, metric.std, metric.ci_low, metric.ci_high, metric.n,
+                   metric.note)
+            .where(metric.run_id.in_(run_ids), metric.run_sample_id.is_(None))
         ).all():
-            summaries[metric.run_id][metric.name] = MetricSummary(
-                value=metric.value, std=metric.std, ci_low=metric.ci_low, ci_high=metric.ci_high, n=metric.n,
-                note=metric.note,
-            )
-            if metric.value is None:
-                values[metric.run_id].pop(metric.name, None)
+            summaries[run_id][name] = MetricSummary(value=value, std=std, ci_low=low, ci_high=high, n=n, note=note)
+            if value is None:
+                values[run_id].pop(name, None)
             else:
-                values[metric.run_id][metric.name] = metric.value
+                values[run_id][name] = value
         return values, summaries
 
     def run_count(self) -> int:
@@ -618,16 +661,18 @@ class Store(QueueMixin, SweepMixin):
         """Runs ranked by `metric` (best first given its direction); runs without the metric
         come last. Only finished runs unless `include_unfinished`."""
         with self.session() as session:
-            query = select(RunRecord)
+            table = RunRecord.__table__.c
+            query = select(table.id, table.technique, table.params, table.model, table.steps, table.seed,
+                           table.guidance, table.sample_set, table.status)  # plain rows: see _run_metrics
             if sample_set is not None:
                 self._set(session, sample_set)
                 query = query.where(RunRecord.sample_set == sample_set)
             if not include_unfinished:
                 query = query.where(RunRecord.status.in_([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
-            records = session.exec(query.order_by(RunRecord.id)).all()
-            ids = [r.id for r in records]
-            metrics, summaries = self._run_metrics(session, ids)
-            counts = self._status_counts(session, ids)
+            records = session.connection().execute(query.order_by(RunRecord.id)).all()
+            chosen = query.with_only_columns(RunRecord.id).scalar_subquery()
+            metrics, summaries = self._run_metrics(session, chosen)
+            counts = self._status_counts(session, chosen)
         rows = [
             LeaderboardRow(
                 run_id=r.id,
@@ -636,6 +681,7 @@ class Store(QueueMixin, SweepMixin):
                 model=r.model,
                 steps=r.steps,
                 seed=r.seed,
+                guidance=r.guidance,
                 sample_set=r.sample_set,
                 status=r.status,
                 samples_done=counts.get(r.id, {}).get(SampleStatus.DONE, 0),

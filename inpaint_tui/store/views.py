@@ -243,3 +243,4 @@ class LeaderboardRow(_View):
     samples_done: int
     metrics: dict[str, float]
     summaries: dict[str, MetricSummary] = field(default_factory=dict)
+    guidance: float | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from PIL import Image as PILImage
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -30,7 +31,10 @@ class LiveScreen(Screen):
         self.reload()
 
     def _tick(self) -> None:
-        if self.is_current:
+        # A load slower than the interval is left to finish rather than restarted forever.
+        busy = any(worker.node is self and worker.group == "load" and not worker.is_finished
+                   for worker in self.workers)
+        if self.is_current and not busy:
             self.reload()
 
     def reload(self) -> None:
@@ -59,9 +63,10 @@ class LiveScreen(Screen):
 def sync_table(table: DataTable, rows: Sequence[tuple[Any, Sequence[Any]]]) -> None:
     """Make `table` show `rows` ((key, cells) in order). Same keys in the same order: cells
     are updated in place; otherwise the rows are rebuilt and the cursor returns to the row
-    it was on."""
+    it was on. Strings are shown as they are, never read as Rich markup (a tag "[x]")."""
+    rows = [(key, [Text(cell) if isinstance(cell, str) else cell for cell in cells]) for key, cells in rows]
     keys = [str(key) for key, _ in rows]
-    current = [row_key.value for row_key in table.rows]
+    current = [row.key.value for row in table.ordered_rows]  # display order (table.rows: insertion order)
     if keys == current:
         columns = list(table.columns)
         for key, cells in rows:

@@ -59,7 +59,6 @@ class DashboardScreen(LiveScreen):
             "worker", "kind", "status", "device", "run", "model", "heartbeat", "GPU use", "GPU memory")
         self.query_one("#recent", DataTable).add_columns("run", "technique", "params", "set", "status", "done",
                                                          *HEADLINE)
-        super().on_mount()
 
     def fetch(self) -> DashboardData:
         store = self.app.store

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from inpaint_tui.present import (
@@ -80,7 +80,6 @@ class RunDetailScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one("#samples", DataTable).focus()
 
     def fetch(self) -> DetailData:

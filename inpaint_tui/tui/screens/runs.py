@@ -51,7 +51,6 @@ class RunsScreen(LiveScreen):
     def on_mount(self) -> None:
         self.query_one("#runs", DataTable).add_columns(
             "run", "status", "technique", "params", "set", "model", "done", "progress", *HEADLINE, "tags", "note")
-        super().on_mount()
         self.query_one("#runs", DataTable).focus()
 
     def fetch(self) -> RunsData:

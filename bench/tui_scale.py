@@ -1,0 +1,153 @@
+"""The TUI on a large database: 10 000 runs and about 500 000 metric values.
+
+What is measured
+----------------
+A database is generated with the store's schema (through migrations) and filled in bulk:
+`--runs` finished runs over the 6 demo samples, each with 8 per-sample metrics (48 values a
+run) plus the 8 per-run aggregates with intervals (56 values a run: 560 000 for 10 000 runs).
+Then, each the median of `--repeats`:
+
+* store: `Store.leaderboard("bg_mse")`, `Store.runs()` and the dashboard's queries alone;
+* app: the Textual app started headless (`App.run_test`) on the database, `l` pressed, until
+  the leaderboard table holds every run: what a user waits for (target: under 1 s);
+* input while refreshing: with the runs screen refreshing every 0.2 s, the time a key press
+  takes to be handled (the screen loads on a thread, so input should not wait for it).
+
+Times are printed; nothing is asserted (benchmarks report, tests check behaviour).
+
+Usage: python bench/tui_scale.py [--runs 10000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from bench._common import run_benchmark  # noqa: E402
+
+METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "unet_calls", "seconds")
+TECHNIQUES = ("vanilla", "blended", "tdpaint", "repaint", "latentpaint", "diffdiff")
+
+
+def build(path: Path, runs: int):
+    """The database, filled with executemany in a few transactions (minutes otherwise)."""
+    import random
+
+    from inpaint_tui.jobs.samples import ensure_demo
+    from inpaint_tui.store import Store
+
+    store = Store(path)
+    ensure_demo(store)
+    sample_ids = store.set_sample_ids("demo")
+    rng = random.Random(0)
+    created = "2026-11-20 09:30:00.000000+00:00"
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.executemany(
+            "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
+            "config_hash, versions, eval_config, options, sample_count, created_at, started_at, finished_at, claim, "
+            "cancel_requested, tags, note) VALUES (?, ?, ?, 'tiny', ?, 20, 7.5, '', 'demo', 'finished', ?, '{}', '{}', "
+            "'{}', 6, ?, ?, ?, 1, 0, '[]', '')",
+            [(i, TECHNIQUES[i % 6], json.dumps({"progressive_shrink": i % 3}), i, f"hash{i}", created, created, created)
+             for i in range(1, runs + 1)])
+        rows, metrics = [], []
+        row_id = 0
+        for run_id in range(1, runs + 1):
+            for position, sample_id in enumerate(sample_ids):
+                row_id += 1
+                rows.append((row_id, run_id, sample_id, position, position, "done", created, created))
+                metrics.extend((run_id, row_id, name, rng.random()) for name in METRICS)
+        cursor.executemany("INSERT INTO run_sample (id, run_id, sample_id, position, seed, status, started_at, "
+                           "finished_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)", rows)
+        cursor.executemany("INSERT INTO metric (run_id, run_sample_id, name, value) VALUES (?, ?, ?, ?)", metrics)
+        cursor.executemany(
+            "INSERT INTO metric (run_id, run_sample_id, name, value, ci_low, ci_high, n) VALUES (?, NULL, ?, ?, ?, ?, 6)",
+            [(run_id, name, 0.5, 0.4, 0.6) for run_id in range(1, runs + 1) for name in METRICS])
+        raw.commit()
+    finally:
+        raw.close()
+    return store
+
+
+def timed(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def app_to_leaderboard(store, runs: int) -> float:
+    from textual.widgets import DataTable
+    from textual_image.widget import HalfcellImage
+
+    from inpaint_tui.tui.app import InpaintApp
+
+    app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=3600, offer_demo=False)
+    started = time.perf_counter()
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("l")
+        while True:
+            tables = app.screen.query(DataTable) if type(app.screen).__name__ == "LeaderboardScreen" else []
+            if tables and tables.first().row_count >= runs:
+                return time.perf_counter() - started
+            await pilot.pause(0.01)
+
+
+async def key_latency_while_refreshing(store) -> float:
+    from textual_image.widget import HalfcellImage
+
+    from inpaint_tui.tui.app import InpaintApp
+
+    app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=0.2, offer_demo=False, start_screen="runs")
+    latencies = []
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause(2.0)  # refreshes are now going on
+        for _ in range(10):
+            started = time.perf_counter()
+            await pilot.press("question_mark")  # open help ...
+            latencies.append(time.perf_counter() - started)
+            await pilot.press("escape")  # ... and close it
+            await pilot.pause(0.1)
+    return statistics.median(latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-tui-"))
+    started = time.perf_counter()
+    store = build(folder / "big.db", args.runs)
+    with store.engine.connect() as connection:
+        from sqlalchemy import text
+
+        values = connection.execute(text("SELECT COUNT(*) FROM metric")).scalar()
+    print(f"database: {args.runs} runs, {values} metric values, built in {time.perf_counter() - started:.1f} s")
+
+    print(f"  store.leaderboard('bg_mse')   {timed(lambda: store.leaderboard('bg_mse', descending=False), args.repeats):.3f} s")
+    print(f"  store.runs()                  {timed(store.runs, args.repeats):.3f} s")
+    print(f"  dashboard queries             "
+          f"{timed(lambda: (store.runs(statuses=['running', 'queued']), store.runs(statuses=['finished'], limit=8, newest_first=True), store.workers()), args.repeats):.3f} s")
+    times = [asyncio.run(app_to_leaderboard(store, args.runs)) for _ in range(args.repeats)]
+    print(f"  app start -> leaderboard shown {statistics.median(times):.3f} s  (target < 1 s; runs: "
+          + ", ".join(f"{t:.2f}" for t in times) + ")")
+    print(f"  key press handled while the runs screen refreshes every 0.2 s: "
+          f"{asyncio.run(key_latency_while_refreshing(store)) * 1000:.0f} ms (median of 10)")
+
+
+if __name__ == "__main__":
+    run_benchmark(main, "tui_scale")

@@ -1,0 +1,580 @@
+"""The leaderboard: one row per run (or per configuration, seeds pooled), metrics as
+mean [95% CI], the best value of each column highlighted, sorted by any metric best first;
+filter by sample set, include unfinished runs, mark two runs and compare them.
+
+Everything that scales with the number of runs (the SQL, sorting, grouping, formatting) runs
+on a thread; the event loop only fills the table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Label, Select
+from textual.widgets.data_table import ColumnKey
+from textual.worker import get_current_worker
+
+from inpaint_tui.present import (
+    best_values,
+    changed_params,
+    format_params,
+    format_summary,
+    higher_is_better,
+    key_metrics,
+)
+from inpaint_tui.store import LeaderboardRow, MetricSummary, NotFound, RunStatus
+from inpaint_tui.tui.base import LiveScreen, selected_key
+
+ALL_SETS = "\x00all"  # the Select value for "all sets" (no set can be named so)
+DEFAULT_SORT = "bg_mse"
+FINISHED = (RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS)
+BEST_STYLE = "bold green"
+PARAMS_WIDTH = 40
+CHUNK = 250  # rows added per event-loop turn
+INFO_COLUMNS = (("mark", " "), ("rank", "#"), ("run", "run"), ("technique", "technique"), ("params", "params"),
+                ("set", "set"), ("done", "n done"))
+STATUS_NOTE = {RunStatus.FINISHED: "", RunStatus.FINISHED_WITH_ERRORS: " (errors)"}
+
+
+@dataclass(frozen=True)
+class BoardState:
+    """What the user chose; the view built for it says which state it shows."""
+
+    sort: str | None = None  # None: the first key metric present
+    grouped: bool = False
+    include_unfinished: bool = False
+    sample_set: str | None = None
+
+
+@dataclass(repr=False)
+class BoardView:
+    """Everything the table shows, built off the event loop."""
+
+    state: BoardState
+    sort: str | None  # the metric actually sorted by
+    metrics: list[str]  # the metric columns, in order
+    columns: tuple[tuple[str, str], ...]  # (key, label) after the mark column
+    rows: list[tuple[str, tuple[Any, ...]]]  # (row key, cells after the mark column)
+    members: list[tuple[int, ...]]  # run ids behind each row, in row order
+    signature: int  # equal signatures: the table already shows this
+    row_signatures: dict[str, int] = field(default_factory=dict, repr=False)  # per row: changed or not
+    key_of: dict[int, str] = field(default_factory=dict, repr=False)  # run id -> its row's key
+    raw: list[LeaderboardRow] = field(default_factory=list, repr=False)  # to rebuild without SQL
+    sets: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.rows]
+
+    def __repr__(self) -> str:  # short: workers put their arguments' repr in their description
+        return f"BoardView({len(self.rows)} rows, sort={self.sort!r}, {self.state})"
+
+
+def _has_value(value: float | None) -> bool:
+    """A value to rank by: present and not NaN (inf is a value: a PSNR of an exact copy)."""
+    return value is not None and not math.isnan(value)
+
+
+def _spread(values: list[float]) -> float | None:
+    """The standard deviation of run means (None for one value, or with an infinite one)."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return None
+    return statistics.stdev(values)
+
+
+def _params_key(params: dict[str, Any]) -> Any:
+    try:
+        return tuple(sorted(params.items()))
+    except TypeError:  # unorderable or unhashable values
+        return json.dumps(params, sort_keys=True, default=str)
+
+
+def _group_key(row: LeaderboardRow) -> tuple:
+    """Everything that defines a configuration except the seed (guidance where the row has it)."""
+    return (row.technique, _params_key(row.params), row.model, row.steps, row.sample_set,
+            getattr(row, "guidance", None))
+
+
+class _Entry:
+    """A table row before formatting: one run, or a group of runs differing only in seed."""
+
+    __slots__ = ("runs", "metrics", "summaries", "first", "finished")
+
+    def __init__(self, runs: list[LeaderboardRow], metrics: dict[str, float],
+                 summaries: dict[str, MetricSummary]) -> None:
+        self.runs, self.metrics, self.summaries = runs, metrics, summaries
+        self.first = runs[0]
+        self.finished = all(run.status in FINISHED for run in runs)
+
+
+def _entries(rows: Sequence[LeaderboardRow], grouped: bool) -> list[_Entry]:
+    if not grouped:
+        return [_Entry([row], row.metrics, row.summaries) for row in rows]
+    groups: dict[tuple, list[LeaderboardRow]] = {}
+    for row in sorted(rows, key=lambda r: r.run_id):
+        groups.setdefault(_group_key(row), []).append(row)
+    entries = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            entries.append(_Entry(runs, runs[0].metrics, runs[0].summaries))
+            continue
+        metrics, summaries = {}, {}
+        for name in {name for run in runs for name in (*run.metrics, *run.summaries)}:
+            values = [run.metrics[name] for run in runs if _has_value(run.metrics.get(name))]
+            if not values:
+                summaries[name] = MetricSummary(value=None, note="missing in every run")
+                continue
+            mean = statistics.fmean(values)
+            metrics[name] = mean
+            summaries[name] = MetricSummary(value=mean, std=_spread(values), n=len(values))
+        entries.append(_Entry(runs, metrics, summaries))
+    return entries
+
+
+def _sort_entries(entries: list[_Entry], metric: str | None) -> None:
+    """Best first given the metric's direction (lower first when unknown); entries without a
+    value last; ties by run id."""
+    if metric is None:
+        entries.sort(key=lambda e: e.first.run_id)
+        return
+    sign = -1.0 if higher_is_better(metric) else 1.0
+
+    def key(entry: _Entry):
+        value = entry.metrics.get(metric)
+        if not _has_value(value):
+            return (1, 0.0, entry.first.run_id)
+        return (0, sign * value, entry.first.run_id)
+
+    entries.sort(key=key)
+
+
+def _sort_label(metric: str, sort: str | None) -> str:
+    """The metric's header: its sort arrow when sorted by it (▲: lower first, ▼: higher
+    first), else room for one, so a new sort never changes column widths."""
+    if metric != sort:
+        return f"{metric}  "
+    return f"{metric} {'▼' if higher_is_better(metric) else '▲'}"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _run_cell(entry: _Entry) -> str:
+    if len(entry.runs) == 1:
+        return str(entry.first.run_id)
+    return _clip(f"{len(entry.runs)} runs: " + ",".join(str(run.run_id) for run in entry.runs), 22)
+
+
+def _params_cell(entry: _Entry, cache: dict) -> str:
+    run = entry.first
+    key = (run.technique, _params_key(run.params))
+    if key not in cache:
+        cache[key] = format_params(changed_params(run.technique, run.params))
+    text = cache[key]
+    if len(entry.runs) > 1:
+        text = ("" if text == "-" else text + " ") + "seeds " + ",".join(str(r.seed) for r in entry.runs)
+    return _clip(text, PARAMS_WIDTH)
+
+
+def _done_cell(entry: _Entry) -> str:
+    done = sum(run.samples_done for run in entry.runs)
+    statuses = {run.status for run in entry.runs}
+    if len(statuses) == 1:
+        status = statuses.pop()
+        return f"{done}{STATUS_NOTE.get(status, ' ' + status)}"
+    return f"{done} (mixed)"
+
+
+def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence[str] = ()) -> BoardView:
+    """The table content for `state` from the store's rows (plain data, no widgets)."""
+    entries = _entries(rows, state.grouped)
+    present = {name for e in entries for name in (*e.metrics, *e.summaries)}
+    metrics = key_metrics(present)
+    sort = state.sort if state.sort in metrics else (metrics[0] if metrics else None)
+    _sort_entries(entries, sort)
+    finished = [e for e in entries if e.finished]
+    best = best_values(finished, metrics)
+    for name in list(best):  # a value every row shares says nothing: no highlight
+        values = {e.metrics[name] for e in finished if _has_value(e.metrics.get(name))}
+        if len(values) == 1 and sum(_has_value(e.metrics.get(name)) for e in finished) > 1:
+            del best[name]
+    columns = INFO_COLUMNS[1:] + tuple((name, _sort_label(name, sort)) for name in metrics)
+    params_cache: dict = {}
+    out_rows, members, plain, key_of = [], [], [], {}
+    rank = 0
+    for entry in entries:
+        has_value = sort is not None and _has_value(entry.metrics.get(sort))
+        rank += has_value
+        info = [str(rank) if has_value else "-", _run_cell(entry), entry.first.technique,
+                _params_cell(entry, params_cache), entry.first.sample_set, _done_cell(entry)]
+        cells: list[Any] = [Text(text) for text in info]
+        flags = []
+        for name in metrics:
+            value = entry.metrics.get(name)
+            text = format_summary(entry.summaries.get(name), value)
+            is_best = entry.finished and name in best and _has_value(value) and value == best[name]
+            cells.append(Text(text, style=BEST_STYLE if is_best else ""))
+            flags.append((text, is_best))
+        ids = tuple(run.run_id for run in entry.runs)
+        key = str(ids[0]) if len(ids) == 1 and not state.grouped else f"g{ids[0]}"
+        out_rows.append((key, tuple(cells)))
+        members.append(ids)
+        plain.append((key, tuple(info), tuple(flags)))
+        key_of.update((run_id, key) for run_id in ids)
+    row_signatures = {row[0]: hash(row) for row in plain}
+    signature = hash((columns, tuple(plain)))
+    return BoardView(state=state, sort=sort, metrics=metrics, columns=columns, rows=out_rows, members=members,
+                     signature=signature, row_signatures=row_signatures, key_of=key_of, raw=list(rows),
+                     sets=list(sets))
+
+
+class MarkCell(Text):
+    """The mark column's cell ("A", "B", "●" or empty); it carries its row's key, so rows can
+    be reordered in place (`DataTable.sort`)."""
+
+    def __init__(self, row_key: str, index: int | None = None) -> None:
+        mark = "" if index is None else "AB"[index] if index < 2 else "●"
+        super().__init__(mark, style="bold reverse" if mark else "")
+        self.row_key = row_key
+
+
+class LeaderboardScreen(LiveScreen):
+    BINDINGS = [
+        Binding("enter", "open", "Open run", id="leaderboard.open", show=False),
+        Binding("s", "cycle_sort", "Sort", id="leaderboard.sort"),
+        Binding("g", "toggle_group", "Group seeds", id="leaderboard.group"),
+        Binding("a", "toggle_unfinished", "Unfinished", id="leaderboard.unfinished"),
+        Binding("m", "mark", "Mark", id="leaderboard.mark"),
+        Binding("c", "compare", "Compare A/B", id="leaderboard.compare"),
+    ]
+    DEFAULT_CSS = """
+    LeaderboardScreen #bar { height: 3; }
+    LeaderboardScreen #bar Select { width: 30; }
+    LeaderboardScreen #status { width: 1fr; height: 3; content-align: left middle; padding: 0 2; color: $text-muted; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = BoardState()
+        self.marked: list[int] = []  # run ids, in the order marked (A, B)
+        self.view: BoardView | None = None
+        self._shown: tuple | None = None
+        self._columns: tuple | None = None
+        self._sets: list[str] | None = None
+        self._marked_keys: set[str] = set()
+        self._applied: BoardView | None = None  # what the table holds (or is being filled with)
+        self._populated = True
+        self._fetch_seconds = 0.0  # how long the last load took (on its thread)
+        self._last_tick = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="bar"):
+            yield Select([("all sets", ALL_SETS)], value=ALL_SETS, allow_blank=False, id="set", prompt="sample set")
+            yield Label("", id="status")
+        yield DataTable(id="board", cursor_type="row", zebra_stripes=True, fixed_columns=3)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#board", DataTable).focus()
+
+    # --- data -------------------------------------------------------------------------------
+
+    def fetch(self) -> BoardView:
+        started = time.monotonic()
+        state = self.state
+        store = self.app.store
+        sets = [info.name for info in store.sample_sets()]
+        metric = state.sort or DEFAULT_SORT
+        try:
+            rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)), sample_set=state.sample_set,
+                                     include_unfinished=state.include_unfinished)
+        except NotFound:  # the chosen set is gone: show all sets
+            state = BoardState(state.sort, state.grouped, state.include_unfinished, None)
+            rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)),
+                                     include_unfinished=state.include_unfinished)
+        view = build_view(rows, state, sets)
+        self._fetch_seconds = time.monotonic() - started
+        return view
+
+    def _tick(self) -> None:
+        """Live refresh, slowed down where a load is costly (thousands of runs): at most one
+        load at a time, and idle at least four times as long as the last one took."""
+        if not self.is_current or any(worker.group == "load" and not worker.is_finished
+                                      for worker in self.workers if worker.node is self):
+            return
+        now = time.monotonic()
+        if now - self._last_tick < 4 * self._fetch_seconds:
+            return
+        self._last_tick = now
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="rebuild", exit_on_error=False)
+    def _rebuild(self, view: BoardView) -> None:
+        """The same rows for a new state (sort, grouping): no SQL, off the event loop."""
+        built = build_view(view.raw, self.state, view.sets)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, built)
+
+    def _refresh_view(self) -> None:
+        if self.view is not None:
+            self._rebuild(self.view)
+
+    def show(self, view: BoardView) -> None:
+        if self.state.sample_set is not None and view.state.sample_set is None \
+                and self.state.sample_set not in view.sets:  # the chosen set was deleted
+            self._set_state(sample_set=None)
+        self._update_sets(view.sets)
+        if view.state != self.state:
+            # built for an older choice: same SQL filter -> re-sort/re-group; else fetch again
+            if (view.state.sample_set, view.state.include_unfinished) == (self.state.sample_set,
+                                                                          self.state.include_unfinished):
+                self._rebuild(view)
+            else:
+                self.reload()
+            return
+        self.view = view
+        self._update_status(view)
+        shown = (view.signature, tuple(self.marked))
+        if shown == self._shown:
+            return
+        self._shown = shown
+        table = self.query_one("#board", DataTable)
+        columns = (("mark", " "),) + view.columns
+        previous = self._applied
+        if previous is not None and self._populated and self._columns is not None \
+                and [key for key, _ in columns] == [key for key, _ in self._columns] \
+                and len(previous.rows) == len(view.rows) and set(previous.keys) == set(view.keys):
+            self._update_in_place(table, columns, previous, view)
+        else:
+            self._rebuild_table(table, columns, view)
+        self._applied = view
+
+    def _update_in_place(self, table: DataTable, columns: tuple, previous: BoardView, view: BoardView) -> None:
+        """The same rows (a refresh, a new sort): header labels, the cells of rows that
+        changed, and the order through `DataTable.sort`, without re-adding (and re-measuring)
+        every row."""
+        relabelled = False
+        for (key, label), (_, old) in zip(columns, self._columns):
+            if label != old:
+                table.columns[ColumnKey(key)].label = Text(label)
+                relabelled = True
+        self._columns = columns
+        old = previous.row_signatures
+        column_keys = [key for key, _ in view.columns]
+        for key, cells in view.rows:
+            if old.get(key) != view.row_signatures[key]:
+                for column, cell in zip(column_keys, cells):
+                    if table.get_cell(key, column) != cell:
+                        table.update_cell(key, column, cell)
+        if relabelled or previous.keys != view.keys:
+            selected = selected_key(table)
+            position = {key: index for index, key in enumerate(view.keys)}
+            table.sort("mark", key=lambda cell: position[cell.row_key])
+            if selected is not None:
+                table.move_cursor(row=position[selected], animate=False)
+
+    def _rebuild_table(self, table: DataTable, columns: tuple, view: BoardView) -> None:
+        """New rows or a new order: the first rows now, the rest in chunks that leave the
+        event loop free between them (10 000 runs never freeze the screen)."""
+        self.workers.cancel_group(self, "populate")
+        selected = selected_key(table)
+        if columns != self._columns:
+            table.clear(columns=True)
+            for key, label in columns:
+                table.add_column(label, key=key)
+            self._columns = columns
+        else:
+            table.clear()
+        self._marked_keys = set()
+        self._populated = False
+        self._add_rows(table, view, 0, CHUNK, selected)
+        if len(view.rows) > CHUNK:
+            self._populate(view, selected)
+        else:
+            self._populated = True
+
+    def _add_rows(self, table: DataTable, view: BoardView, start: int, stop: int, selected: str | None) -> None:
+        marks = self._marks(view)
+        for key, cells in view.rows[start:stop]:
+            table.add_row(MarkCell(key, marks.get(key)), *cells, key=key)
+        self._marked_keys |= {key for key in marks if key in table.rows}
+        if selected is not None and selected in table.rows:
+            position = view.keys.index(selected)
+            if start <= position < stop:
+                table.move_cursor(row=position, animate=False)
+
+    @work(exclusive=True, group="populate", exit_on_error=False)
+    async def _populate(self, view: BoardView, selected: str | None) -> None:
+        table = self.query_one("#board", DataTable)
+        for start in range(CHUNK, len(view.rows), CHUNK):
+            await asyncio.sleep(0)  # the table measures the last chunk; keys are handled
+            self._add_rows(table, view, start, start + CHUNK, selected)
+            self._update_status(view, loaded=min(start + CHUNK, len(view.rows)))
+        self._populated = True
+        self._update_status(view)
+
+    def _marks(self, view: BoardView) -> dict[str, int]:
+        """Row key -> index of its mark (0: A, 1: B, ...)."""
+        marks = {}
+        for index, run_id in enumerate(self.marked):
+            key = view.key_of.get(run_id)
+            if key is not None:
+                marks[key] = index
+        return marks
+
+    def _update_sets(self, sets: list[str]) -> None:
+        if sets == self._sets:
+            return
+        self._sets = sets
+        select = self.query_one("#set", Select)
+        current = self.state.sample_set
+        with select.prevent(Select.Changed):
+            select.set_options([("all sets", ALL_SETS)] + [(name, name) for name in sets])
+            select.value = current if current in sets else ALL_SETS
+
+    def _update_status(self, view: BoardView, loaded: int | None = None) -> None:
+        parts = [f"{len(view.rows)} {'configurations' if view.state.grouped else 'runs'}"]
+        if loaded is not None:
+            parts[0] += f" (showing {loaded})"
+        if view.sort:
+            parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better)")
+        parts.append("unfinished included" if view.state.include_unfinished else "finished only")
+        if self.marked:
+            parts.append("marked " + ", ".join(f"{'AB'[i] if i < 2 else '+'}={run}"
+                                               for i, run in enumerate(self.marked)))
+        self.query_one("#status", Label).update(" · ".join(parts))
+
+    # --- what tests and other code read -------------------------------------------------------
+
+    @property
+    def row_keys(self) -> list[str]:
+        return [row.key.value for row in self.query_one("#board", DataTable).ordered_rows]
+
+    @property
+    def row_members(self) -> list[tuple[int, ...]]:
+        """The run ids behind each shown row, in table order."""
+        if self.view is None:
+            return []
+        members = dict(zip((key for key, _ in self.view.rows), self.view.members))
+        return [members[key] for key in self.row_keys if key in members]
+
+    @property
+    def row_run_ids(self) -> list[int]:
+        """The shown rows' runs in table order (a group row: its first run)."""
+        return [ids[0] for ids in self.row_members]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the table holds every row of the current view (it fills in chunks)."""
+        return self.view is not None and self._applied is self.view and self._populated
+
+    @property
+    def sort_metric(self) -> str | None:
+        return self.view.sort if self.view is not None else None
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _set_state(self, **changes) -> None:
+        values = dict(sort=self.state.sort, grouped=self.state.grouped,
+                      include_unfinished=self.state.include_unfinished, sample_set=self.state.sample_set)
+        values.update(changes)
+        self.state = BoardState(**values)
+
+    def action_cycle_sort(self) -> None:
+        if self.view is None or not self.view.metrics:
+            return
+        metrics = self.view.metrics
+        current = self.view.sort
+        following = metrics[(metrics.index(current) + 1) % len(metrics)] if current in metrics else metrics[0]
+        self._sort_by(following)
+
+    def _sort_by(self, metric: str) -> None:
+        self._set_state(sort=metric)
+        self.notify(f"sorted by {metric}, {'higher' if higher_is_better(metric) else 'lower'} first is best",
+                    timeout=2)
+        self._refresh_view()
+
+    @on(DataTable.HeaderSelected, "#board")
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if self.view is not None and event.column_key.value in self.view.metrics:
+            self._sort_by(event.column_key.value)
+
+    def action_toggle_group(self) -> None:
+        self._set_state(grouped=not self.state.grouped)
+        self._refresh_view()
+
+    def action_toggle_unfinished(self) -> None:
+        self._set_state(include_unfinished=not self.state.include_unfinished)
+        self.reload()
+
+    @on(Select.Changed, "#set")
+    def _set_changed(self, event: Select.Changed) -> None:
+        sample_set = None if event.value in (ALL_SETS, Select.NULL) else event.value
+        if sample_set != self.state.sample_set:
+            self._set_state(sample_set=sample_set)
+            self.reload()
+
+    def _cursor_members(self) -> tuple[int, ...] | None:
+        key = selected_key(self.query_one("#board", DataTable))
+        if key is None or self.view is None:
+            return None
+        for row_key, ids in zip((k for k, _ in self.view.rows), self.view.members):
+            if row_key == key:
+                return ids
+        return None
+
+    def action_mark(self) -> None:
+        ids = self._cursor_members()
+        if ids is None:
+            return
+        if len(ids) > 1:
+            self.notify("this row pools several runs: press g to list runs one by one, then mark",
+                        severity="warning")
+            return
+        run_id = ids[0]
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self._update_marks()
+
+    def _update_marks(self) -> None:
+        """Only the mark cells that change are touched (cheap with many rows)."""
+        if self.view is None:
+            return
+        table = self.query_one("#board", DataTable)
+        marks = self._marks(self.view)
+        for key in set(marks) | self._marked_keys:
+            if key in table.rows:
+                table.update_cell(key, "mark", MarkCell(key, marks.get(key)))
+        self._marked_keys = {key for key in marks if key in table.rows}
+        self._shown = (self.view.signature, tuple(self.marked))
+        self._update_status(self.view)
+
+    def action_compare(self) -> None:
+        if len(self.marked) != 2:
+            self.notify(f"mark exactly two runs with m to compare them ({len(self.marked)} marked)",
+                        severity="warning")
+            return
+        self.app.open_compare(*self.marked)
+
+    @on(DataTable.RowSelected, "#board")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        ids = self._cursor_members()
+        if ids is not None:
+            self.app.open_run(ids[0])

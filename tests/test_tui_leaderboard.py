@@ -1,0 +1,470 @@
+"""The leaderboard, compare and sweep-plot screens, driven with Textual's Pilot on the TUI
+test database (tests/tui_database.py), checked against the store's own numbers; snapshots
+of the leaderboard and the compare screen."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from sqlalchemy import text
+from textual.widgets import DataTable, Select
+from textual_image.widget import HalfcellImage
+
+from inpaint_tui.jobs.runs import queue_run
+from inpaint_tui.present import compare_runs, format_summary, key_metrics
+from inpaint_tui.store import LeaderboardRow, MetricSummary, NewSample, RunStatus
+from inpaint_tui.tui.app import InpaintApp
+from inpaint_tui.tui.screens.leaderboard import ALL_SETS, BoardState, build_view
+
+SIZE = (120, 40)
+
+
+def make_app(store, **options) -> InpaintApp:
+    options.setdefault("offer_demo", False)
+    return InpaintApp(store, image_class=HalfcellImage, refresh_seconds=60, **options)
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0, what: str = "condition"):
+    """Let the app work (thread loads) until `condition()` holds, at most `timeout` seconds."""
+    waited = 0.0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"{what} not met in the app within {timeout} s")
+        await pilot.pause(0.05)
+        waited += 0.05
+
+
+async def open_leaderboard(app, pilot):
+    await pilot.press("l")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "LeaderboardScreen", what="leaderboard shown")
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.view is not None and board(screen).row_count > 0, what="leaderboard rows")
+    return screen
+
+
+def board(screen) -> DataTable:
+    return screen.query_one("#board", DataTable)
+
+
+def column(screen, name: str) -> list:
+    """The cells of one column (by key), in display order."""
+    table = board(screen)
+    return [table.get_cell(key, name) for key in screen.row_keys]
+
+
+def label(screen, name: str) -> str:
+    table = board(screen)
+    return next(str(c.label).strip() for key, c in table.columns.items() if key.value == name)
+
+
+def bold_green(cell) -> bool:
+    return isinstance(cell, Text) and "bold" in str(cell.style) and "green" in str(cell.style)
+
+
+def finish(store, technique: str, quality: float, *, seed: int = 0, sample_set: str = "demo", **params) -> int:
+    """Queue a run and finish it with deterministic metrics, as tests/tui_database.py does."""
+    import tui_database
+
+    run_id = queue_run(store, technique=technique, params=params or None, model="tiny", sample_set=sample_set,
+                       seed=seed, steps=20, guidance=7.5, eval_config=tui_database.EVAL)
+    tui_database._finish(store, run_id, store.ids["worker"], quality)
+    return run_id
+
+
+# --- leaderboard ----------------------------------------------------------------------------------
+
+
+async def test_leaderboard_ranks_finished_runs_by_each_metric_best_first_and_highlights_the_best(tui_store):
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+
+        expected = tui_store.leaderboard("bg_mse", descending=False)
+        assert screen.row_run_ids == [row.run_id for row in expected]
+        ids = tui_store.ids
+        assert set(screen.row_run_ids) == {*ids["finished"], ids["with_errors"], *ids["swept"]}
+        assert screen.sort_metric == "bg_mse" and label(screen, "bg_mse") == "bg_mse ▲"
+        assert [str(c) for c in column(screen, "rank")] == [str(i) for i in range(1, len(expected) + 1)]
+        assert [str(c) for c in column(screen, "run")] == [str(row.run_id) for row in expected]
+        # the columns are the metrics present, key order; values are mean [95% CI] from the store
+        assert [key.value for key in board(screen).columns][7:] == key_metrics(expected[0].metrics)
+        for name in ("bg_mse", "bg_psnr"):
+            assert [str(c) for c in column(screen, name)] == [format_summary(row.summaries[name]) for row in expected]
+        assert "[" in str(column(screen, "bg_mse")[0])  # the interval is shown
+        # the best cell of each column (its direction known) is highlighted, and only that one
+        mse, psnr = column(screen, "bg_mse"), column(screen, "bg_psnr")
+        assert bold_green(mse[0]) and not any(bold_green(c) for c in mse[1:])
+        assert bold_green(psnr[0]) and not any(bold_green(c) for c in psnr[1:])
+        assert not any(bold_green(c) for c in column(screen, "unet_calls"))  # all equal: nothing stands out
+        # finished with errors is shown as such
+        errors = screen.row_run_ids.index(ids["with_errors"])
+        assert str(column(screen, "done")[errors]) == "5 (errors)"
+
+        await pilot.press("s")  # next metric: bg_psnr, higher is better
+        expected = tui_store.leaderboard("bg_psnr", descending=True)
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="sorted by bg_psnr")
+        assert screen.row_run_ids == [row.run_id for row in expected]
+        values = [row.metrics["bg_psnr"] for row in expected]
+        assert values == sorted(values, reverse=True)
+        assert label(screen, "bg_psnr") == "bg_psnr ▼" and label(screen, "bg_mse") == "bg_mse"
+        assert bold_green(column(screen, "bg_psnr")[0])
+
+        await pilot.press("s", "s")  # unet_calls, seconds (lower is better), then back to bg_mse
+        await wait_for(pilot, lambda: screen.sort_metric == "seconds", what="sorted by seconds")
+        expected = tui_store.leaderboard("seconds", descending=False)
+        assert [row.metrics["seconds"] for row in expected] == sorted(row.metrics["seconds"] for row in expected)
+        assert screen.row_run_ids == sorted(screen.row_run_ids, key=lambda i: (
+            next(r.metrics["seconds"] for r in expected if r.run_id == i), i))
+        assert bold_green(column(screen, "seconds")[0])
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_mse", what="sort cycles back")
+
+        # clicking a metric's header sorts by it
+        table = board(screen)
+        index = [key.value for key in table.columns].index("bg_psnr")
+        table.post_message(DataTable.HeaderSelected(table, list(table.columns)[index], index, Text("bg_psnr")))
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="header click sorts")
+        assert screen.row_run_ids == [row.run_id for row in tui_store.leaderboard("bg_psnr", descending=True)]
+
+
+async def test_leaderboard_filters_by_sample_set_and_adds_unfinished_runs_on_demand(tui_store):
+    # a second set (three demo samples) with one finished run
+    demo = tui_store.samples("demo")[:3]
+    tui_store.import_samples("trio", [
+        NewSample(key=s.key, name=s.name, prompt=s.prompt, image_png=s.image_path.read_bytes(),
+                  mask_png=s.mask_path.read_bytes(), reference_png=None, width=s.width, height=s.height,
+                  source=s.source) for s in demo])
+    trio_run = finish(tui_store, "vanilla", 0.5, sample_set="trio")
+    ids = tui_store.ids
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        everything = [row.run_id for row in tui_store.leaderboard("bg_mse", descending=False)]
+        assert screen.row_run_ids == everything and screen.row_run_ids[0] == trio_run
+
+        select = screen.query_one("#set", Select)
+        assert select.value == ALL_SETS
+        select.value = "trio"  # an option (a value that is not one raises)
+        await wait_for(pilot, lambda: screen.row_run_ids == [trio_run], what="set filter trio")
+        assert str(column(screen, "set")[0]) == "trio" and str(column(screen, "done")[0]) == "3"
+        select.value = "demo"
+        demo_runs = [row.run_id for row in tui_store.leaderboard("bg_mse", descending=False, sample_set="demo")]
+        await wait_for(pilot, lambda: screen.row_run_ids == demo_runs, what="set filter demo")
+        assert trio_run not in demo_runs and len(demo_runs) == len(everything) - 1
+        select.value = ALL_SETS
+        await wait_for(pilot, lambda: screen.row_run_ids == everything, what="all sets again")
+
+        await pilot.press("a")  # unfinished runs too: running (live mean), queued, failed, cancelled
+        expected = [row.run_id for row in tui_store.leaderboard("bg_mse", descending=False, include_unfinished=True)]
+        await wait_for(pilot, lambda: screen.row_run_ids == expected, what="unfinished included")
+        assert {ids["running"], ids["queued"], ids["failed"], ids["cancelled"]} <= set(screen.row_run_ids)
+        done = dict(zip(screen.row_run_ids, (str(c) for c in column(screen, "done"))))
+        assert done[ids["running"]] == "2 running" and done[ids["queued"]] == "0 queued"
+        assert done[ids["failed"]] == "0 failed"
+        ranks = dict(zip(screen.row_run_ids, (str(c) for c in column(screen, "rank"))))
+        assert ranks[ids["queued"]] == ranks[ids["failed"]] == "-"  # without the metric: unranked, last
+        assert set(screen.row_run_ids[-3:]) == {ids["queued"], ids["failed"], ids["cancelled"]}
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen.row_run_ids == everything, what="finished only again")
+
+
+def test_an_unfinished_runs_partial_mean_is_ranked_but_never_the_highlighted_best():
+    def row(run_id, status, mse):
+        return LeaderboardRow(run_id=run_id, technique="vanilla", params={}, model="tiny", steps=20, seed=run_id,
+                              sample_set="demo", status=status, samples_done=6, metrics={"bg_mse": mse},
+                              summaries={"bg_mse": MetricSummary(value=mse, n=6)})
+
+    view = build_view([row(1, RunStatus.FINISHED, 0.03), row(2, RunStatus.RUNNING, 0.01),
+                       row(3, RunStatus.FINISHED, 0.02)], BoardState(include_unfinished=True))
+    assert view.members == [(2,), (3,), (1,)]
+    mse = [cells[-1] for _, cells in view.rows]
+    assert [bold_green(cell) for cell in mse] == [False, True, False]
+
+
+async def test_grouping_pools_runs_differing_only_in_seed_not_the_sweep_points(tui_store):
+    ids = tui_store.ids
+    vanilla = ids["finished"][0]
+    other_seed = finish(tui_store, "vanilla", 3.5, seed=5)
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        ungrouped = list(screen.row_members)
+        assert len(ungrouped) == 7 and all(len(m) == 1 for m in ungrouped)
+
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.row_members) == 6, what="grouped rows")
+        members = screen.row_members
+        assert (vanilla, other_seed) in members
+        # the two sweep points differ in blend_start: not pooled; nor with blended progressive_shrink=2
+        assert (ids["swept"][0],) in members and (ids["swept"][1],) in members and (ids["finished"][1],) in members
+        row = members.index((vanilla, other_seed))
+        values = tui_store.run_metric_values([vanilla, other_seed])
+        pooled = (values[vanilla]["bg_mse"] + values[other_seed]["bg_mse"]) / 2
+        cell = str(column(screen, "bg_mse")[row])
+        assert cell.startswith(f"{pooled:.4f} ±"), cell  # mean of the run means, ± their spread
+        assert str(column(screen, "run")[row]).startswith("2 runs")
+        assert "seeds 0,5" in str(column(screen, "params")[row])
+        assert str(column(screen, "done")[row]) == "12"
+        # still ranked by the pooled value, best first
+        pooled_values = [float(str(c).split()[0]) for c in column(screen, "bg_mse")]
+        assert pooled_values == sorted(pooled_values)
+
+        board(screen).move_cursor(row=row)
+        await pilot.press("m")  # a pooled row cannot be marked
+        await wait_for(pilot, lambda: any("pools several runs" in n.message for n in app._notifications),
+                       what="warning on marking a group")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: len(screen.row_members) == 7, what="ungrouped again")
+        assert screen.row_members == ungrouped
+
+
+async def test_marking_two_runs_and_c_opens_compare_with_the_paired_statistics(tui_store):
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        order = screen.row_run_ids
+        await pilot.press("m")
+        await pilot.press("c")  # only one marked: a warning, no screen
+        await wait_for(pilot, lambda: any("exactly two" in n.message for n in app._notifications),
+                       what="warning with one mark")
+        assert type(app.screen).__name__ == "LeaderboardScreen"
+        await pilot.press("down", "down", "m")
+        run_a, run_b = order[0], order[2]
+        assert screen.marked == [run_a, run_b]
+        assert [str(c) for c in column(screen, "mark")][:3] == ["A", "", "B"]
+        await pilot.press("m")  # unmark B, mark again
+        assert screen.marked == [run_a] and str(column(screen, "mark")[2]) == ""
+        await pilot.press("m")
+        await pilot.press("s")  # re-sorting keeps the marks on their runs
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="resorted")
+        marks = dict(zip(screen.row_run_ids, (str(c) for c in column(screen, "mark"))))
+        assert marks[run_a] == "A" and marks[run_b] == "B" and list(marks.values()).count("") == len(marks) - 2
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", what="compare shown")
+        compare = app.screen
+        assert (compare.run_a, compare.run_b) == (run_a, run_b)
+        await wait_for(pilot, lambda: compare.data is not None, what="compare loaded")
+        expected = compare_runs(tui_store, run_a, run_b)
+        assert compare.statistics == expected
+        stats = compare.query_one("#statistics", DataTable)
+        assert stats.row_count == len(expected)
+        first = [str(c) for c in stats.get_row_at(0)]
+        entry = expected[0]
+        assert first[0] == entry["metric"] == "bg_mse" and first[1] == "6"
+        assert first[4] == f"{entry['difference']:.4f}" and first[6] == f"{entry['p_value']:.3g}"
+        assert first[7] == f"run {run_b} worse"  # run_b (3rd by bg_mse) has the larger error
+
+        per_sample = compare.query_one("#per-sample", DataTable)
+        await wait_for(pilot, lambda: per_sample.row_count == 6, what="per-sample rows")
+        a_values = tui_store.sample_metric_values(run_a)["bg_mse"]
+        b_values = tui_store.sample_metric_values(run_b)["bg_mse"]
+        for key in per_sample.rows:
+            sample_id = int(key.value)
+            row = [str(c) for c in per_sample.get_row(key)]
+            assert row[1] == f"{a_values[sample_id]:.4f}" and row[2] == f"{b_values[sample_id]:.4f}"
+            assert row[3] == f"{b_values[sample_id] - a_values[sample_id]:.4f}"
+        await pilot.press("s")
+        assert compare.metric == "bg_psnr"
+        first_sample = int(next(iter(per_sample.rows)).value)
+        assert str(per_sample.get_row_at(0)[1]) == \
+            f"{tui_store.sample_metric_values(run_a)['bg_psnr'][first_sample]:.4f}"
+        # the highlighted sample's images: input with mask, both outputs, the reference
+        strip = compare.query_one("#images")
+        await wait_for(pilot, lambda: len(strip.query(HalfcellImage)) == 4, what="four images")
+        captions = [str(lbl.render()) for lbl in strip.query("Label")]
+        assert captions == ["input + mask", f"A: run {run_a}", f"B: run {run_b}", "reference"]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: compare._image_key is not None and "0001-" in str(compare._image_key[2]),
+                       what="images follow the cursor")
+
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "LeaderboardScreen", what="back")
+        assert app.screen is screen and screen.marked == [run_a, run_b]
+
+
+async def test_compare_pairs_only_common_samples_shows_failures_and_swaps(tui_store):
+    ids = tui_store.ids
+    run_a, run_b = ids["with_errors"], ids["finished"][0]  # A failed one sample
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_leaderboard(app, pilot)
+        app.open_compare(run_a, run_b)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen" and app.screen.data is not None,
+                       what="compare loaded")
+        compare = app.screen
+        assert compare.statistics == compare_runs(tui_store, run_a, run_b)
+        assert [entry["n"] for entry in compare.statistics] == [5, 5, 5, 5]  # the failed sample is left out
+        per_sample = compare.query_one("#per-sample", DataTable)
+        await wait_for(pilot, lambda: per_sample.row_count == 6, what="per-sample rows")
+        failed = [[str(c) for c in per_sample.get_row_at(i)] for i in range(6) if str(per_sample.get_row_at(i)[1])
+                  == "failed"]
+        assert len(failed) == 1 and failed[0][3] == "-"
+        await pilot.press("x")  # swap: B − A the other way round
+        await wait_for(pilot, lambda: compare.data is not None and (compare.run_a, compare.run_b) == (run_b, run_a),
+                       what="swapped")
+        assert compare.statistics == compare_runs(tui_store, run_b, run_a)
+        assert compare.statistics[0]["difference"] == -compare_runs(tui_store, run_a, run_b)[0]["difference"]
+
+
+async def test_enter_opens_the_run_detail(tui_store):
+    app = make_app(tui_store)
+    opened = []
+    original = app.open_run
+
+    def open_run(run_id: int) -> None:
+        opened.append(run_id)
+        original(run_id)
+
+    app.open_run = open_run
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        await pilot.press("down", "enter")
+        assert opened == [screen.row_run_ids[1]]
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen", what="run detail shown")
+        assert app.screen.run_id == screen.row_run_ids[1]
+
+
+async def test_leaderboard_handles_ten_thousand_runs(tui_store, monkeypatch):
+    """Rows are built on a thread; the table shows them all and re-sorts them."""
+    rows = []
+    for i in range(10_000):
+        mse = ((i * 7919) % 10_007) / 1e5
+        metrics = {"bg_mse": mse, "bg_psnr": math.inf if i == 5 else 20 + ((i * 104_729) % 10_007) / 1000}
+        rows.append(LeaderboardRow(
+            run_id=i + 1, technique=("vanilla", "blended", "tdpaint")[i % 3], params={}, model="tiny", steps=20,
+            seed=i, sample_set="demo", status=RunStatus.FINISHED, samples_done=6, metrics=metrics,
+            summaries={n: MetricSummary(value=v, ci_low=v * 0.9, ci_high=v * 1.1, n=6) for n, v in metrics.items()}))
+    monkeypatch.setattr(type(tui_store), "leaderboard", lambda self, metric, **kw: list(rows))
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        counts = []
+
+        def complete() -> bool:
+            counts.append(board(screen).row_count)
+            return screen.complete
+
+        await wait_for(pilot, complete, timeout=60, what="10 000 rows")
+        assert board(screen).row_count == 10_000
+        assert any(0 < count < 10_000 for count in counts)  # filled in chunks: the first rows show at once
+        by_mse = sorted(rows, key=lambda r: (r.metrics["bg_mse"], r.run_id))
+        assert screen.row_run_ids == [r.run_id for r in by_mse]
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr" and screen.complete, timeout=60,
+                       what="resorted 10 000")
+        assert label(screen, "bg_psnr") == "bg_psnr ▼"
+        by_psnr = sorted(rows, key=lambda r: (-r.metrics["bg_psnr"], r.run_id))
+        assert screen.row_run_ids == [r.run_id for r in by_psnr] and by_psnr[0].run_id == 6  # inf first
+        assert str(column(screen, "bg_psnr")[0]).startswith("inf") and bold_green(column(screen, "bg_psnr")[0])
+        assert [str(c) for c in column(screen, "rank")[:3]] == ["1", "2", "3"]
+
+
+# --- sweep plot -----------------------------------------------------------------------------------
+
+
+async def test_sweep_plot_shows_the_sweep_points_and_draws(tui_store):
+    ids = tui_store.ids
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SweepPlotScreen", what="sweeps shown")
+        screen = app.screen
+        points = screen.query_one("#points", DataTable)
+        await wait_for(pilot, lambda: points.row_count == 2, what="two points")
+        assert screen.query_one("#sweep", Select).value == ids["sweep"]
+        assert (screen.metric, screen.x) == ("bg_mse", "blend_start")
+        values = tui_store.run_metric_values(ids["swept"])
+        rows = [[str(c) for c in points.get_row_at(i)] for i in range(2)]
+        assert [r[0] for r in rows] == [str(i) for i in ids["swept"]]
+        assert [r[2] for r in rows] == ["0.0", "0.25"]
+        assert [r[-1] for r in rows] == [f"{values[i]['bg_mse']:.4f}" for i in ids["swept"]]
+        (series,) = screen.series
+        assert series.label == "blended" and series.xs == [0.0, 0.25]
+        assert series.ys == [values[i]["bg_mse"] for i in ids["swept"]]
+        plot = screen.query_one("#plot")
+        drawn = plot.render().plain
+        assert "bg_mse against blend_start" in drawn and "blended" in drawn
+
+        await pilot.press("m")  # next metric
+        assert screen.metric == "bg_psnr" and screen.query_one("#metric", Select).value == "bg_psnr"
+        assert screen.series[0].ys == [values[i]["bg_psnr"] for i in ids["swept"]]
+        await pilot.pause()
+        assert "bg_psnr against blend_start" in plot.render().plain
+        assert [str(points.get_row_at(i)[-1]) for i in range(2)] == [f"{values[i]['bg_psnr']:.4f}"
+                                                                      for i in ids["swept"]]
+
+
+def test_sweep_series_pool_seeds_and_use_categories_for_non_numeric_axes():
+    from datetime import datetime
+
+    from inpaint_tui.store import SweepInfo
+    from inpaint_tui.tui.screens.sweep_plot import SweepData, axis_values, build_series
+
+    sweep = SweepInfo(id=1, name=None, spec={}, command=None, created_at=datetime(2026, 1, 1), run_ids=[1, 2, 3, 4, 5],
+                      points=[{"technique": "blended", "post_condition": False, "seed": 0},
+                              {"technique": "blended", "post_condition": False, "seed": 1},
+                              {"technique": "blended", "post_condition": True, "seed": 0},
+                              {"technique": "tdpaint", "post_condition": True, "seed": 0},
+                              {"technique": "tdpaint", "post_condition": False, "seed": 0}],
+                      reused=[False] * 5)
+    values = {1: {"bg_mse": 1.0}, 2: {"bg_mse": 3.0}, 3: {"bg_mse": 5.0}, 4: {"bg_mse": 7.0}, 5: {}}
+    series, axis, numeric = build_series(SweepData([sweep], sweep, {}, values), "bg_mse", "post_condition")
+    assert axis == [False, True] and not numeric
+    assert [(s.label, s.xs, s.ys) for s in series] == [("blended", [False, True], [2.0, 5.0]),
+                                                       ("tdpaint", [True], [7.0])]
+    assert axis_values([50.0, math.inf, 10.0]) == ([10.0, 50.0, math.inf], False)  # inf: a category
+    assert axis_values([0.5, 0, 0.25]) == ([0, 0.25, 0.5], True)
+
+
+async def test_sweep_screen_says_so_when_there_are_no_sweeps(tui_store):
+    with tui_store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM sweep_run"))
+        connection.execute(text("DELETE FROM sweep"))
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SweepPlotScreen", what="sweeps shown")
+        screen = app.screen
+        empty = screen.query_one("#empty")
+        await wait_for(pilot, lambda: screen.data is not None, what="sweeps loaded")
+        assert empty.display and not screen.query_one("#body").display
+        assert "No sweeps yet" in str(empty.render())
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+
+def _stable(app) -> None:
+    app.sub_title = "experiments.db"  # not the temporary path
+
+
+def test_leaderboard_snapshot(tui_store, snap_compare):
+    app = make_app(tui_store, start_screen="leaderboard")
+
+    async def ready(pilot):
+        _stable(app)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "LeaderboardScreen" and app.screen.view
+                       is not None and board(app.screen).row_count > 0, what="leaderboard rows")
+        await pilot.press("down", "down", "m", "up", "up", "m")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+def test_compare_snapshot(tui_store, snap_compare):
+    ids = tui_store.ids
+    app = make_app(tui_store, start_screen="leaderboard")
+
+    async def ready(pilot):
+        _stable(app)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "LeaderboardScreen", what="leaderboard")
+        app.open_compare(ids["finished"][0], ids["finished"][1])
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen" and app.screen.data is not None,
+                       what="compare loaded")
+        strip = app.screen.query_one("#images")
+        await wait_for(pilot, lambda: len(strip.query(HalfcellImage)) == 4, what="images")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=ready)
