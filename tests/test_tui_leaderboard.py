@@ -101,7 +101,7 @@ async def test_leaderboard_ranks_finished_runs_by_each_metric_best_first_and_hig
         errors = screen.row_run_ids.index(ids["with_errors"])
         assert str(column(screen, "done")[errors]) == "5 (errors)"
 
-        await pilot.press("s")  # next metric: bg_psnr, higher is better
+        await pilot.press("o")  # next metric: bg_psnr, higher is better
         expected = tui_store.leaderboard("bg_psnr", descending=True)
         await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="sorted by bg_psnr")
         assert screen.row_run_ids == [row.run_id for row in expected]
@@ -110,14 +110,14 @@ async def test_leaderboard_ranks_finished_runs_by_each_metric_best_first_and_hig
         assert label(screen, "bg_psnr") == "bg_psnr ▼" and label(screen, "bg_mse") == "bg_mse"
         assert bold_green(column(screen, "bg_psnr")[0])
 
-        await pilot.press("s", "s")  # unet_calls, seconds (lower is better), then back to bg_mse
+        await pilot.press("o", "o")  # unet_calls, seconds (lower is better), then back to bg_mse
         await wait_for(pilot, lambda: screen.sort_metric == "seconds", what="sorted by seconds")
         expected = tui_store.leaderboard("seconds", descending=False)
         assert [row.metrics["seconds"] for row in expected] == sorted(row.metrics["seconds"] for row in expected)
         assert screen.row_run_ids == sorted(screen.row_run_ids, key=lambda i: (
             next(r.metrics["seconds"] for r in expected if r.run_id == i), i))
         assert bold_green(column(screen, "seconds")[0])
-        await pilot.press("s")
+        await pilot.press("o")
         await wait_for(pilot, lambda: screen.sort_metric == "bg_mse", what="sort cycles back")
 
         # clicking a metric's header sorts by it
@@ -236,7 +236,7 @@ async def test_marking_two_runs_and_c_opens_compare_with_the_paired_statistics(t
         await pilot.press("m")  # unmark B, mark again
         assert screen.marked == [run_a] and str(column(screen, "mark")[2]) == ""
         await pilot.press("m")
-        await pilot.press("s")  # re-sorting keeps the marks on their runs
+        await pilot.press("o")  # re-sorting keeps the marks on their runs
         await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="resorted")
         marks = dict(zip(screen.row_run_ids, (str(c) for c in column(screen, "mark"))))
         assert marks[run_a] == "A" and marks[run_b] == "B" and list(marks.values()).count("") == len(marks) - 2
@@ -265,7 +265,7 @@ async def test_marking_two_runs_and_c_opens_compare_with_the_paired_statistics(t
             row = [str(c) for c in per_sample.get_row(key)]
             assert row[1] == f"{a_values[sample_id]:.4f}" and row[2] == f"{b_values[sample_id]:.4f}"
             assert row[3] == f"{b_values[sample_id] - a_values[sample_id]:.4f}"
-        await pilot.press("s")
+        await pilot.press("o")
         assert compare.metric == "bg_psnr"
         first_sample = int(next(iter(per_sample.rows)).value)
         assert str(per_sample.get_row_at(0)[1]) == \
@@ -351,7 +351,7 @@ async def test_leaderboard_handles_ten_thousand_runs(tui_store, monkeypatch):
         assert any(0 < count < 10_000 for count in counts)  # filled in chunks: the first rows show at once
         by_mse = sorted(rows, key=lambda r: (r.metrics["bg_mse"], r.run_id))
         assert screen.row_run_ids == [r.run_id for r in by_mse]
-        await pilot.press("s")
+        await pilot.press("o")
         await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr" and screen.complete, timeout=60,
                        what="resorted 10 000")
         assert label(screen, "bg_psnr") == "bg_psnr ▼"

@@ -81,7 +81,7 @@ class CompareScreen(LiveScreen):
     live = False  # two runs' statistics: loaded when shown, not every second (the bootstrap costs)
     BINDINGS = [
         Binding("escape", "back", "Back", id="compare.back"),
-        Binding("s", "cycle_metric", "Metric", id="compare.metric"),
+        Binding("o", "cycle_metric", "Metric", id="compare.metric"),
         Binding("x", "swap", "Swap A/B", id="compare.swap"),
     ]
     DEFAULT_CSS = """

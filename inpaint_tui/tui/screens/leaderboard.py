@@ -252,7 +252,7 @@ class MarkCell(Text):
 class LeaderboardScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open run", id="leaderboard.open", show=False),
-        Binding("s", "cycle_sort", "Sort", id="leaderboard.sort"),
+        Binding("o", "cycle_sort", "Sort", id="leaderboard.sort"),
         Binding("g", "toggle_group", "Group seeds", id="leaderboard.group"),
         Binding("a", "toggle_unfinished", "Unfinished", id="leaderboard.unfinished"),
         Binding("m", "mark", "Mark", id="leaderboard.mark"),
