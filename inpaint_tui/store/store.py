@@ -454,21 +454,24 @@ class Store(QueueMixin, SweepMixin):
         statuses: Sequence[str] | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        newer_than: int | None = None,
     ) -> list[RunInfo]:
-        """All runs (or those named / with these statuses), oldest first unless
-        `newest_first`, at most `limit`, with live progress where running."""
+        """All runs (or those named / with these statuses / with ids above `newer_than`),
+        oldest first unless `newest_first`, at most `limit`, with live progress where running."""
         with self.session() as session:
             query = select(RunRecord.__table__).order_by(RunRecord.id.desc() if newest_first else RunRecord.id)
             if run_ids is not None:
                 query = query.where(RunRecord.id.in_(list(run_ids)))
             if statuses is not None:
                 query = query.where(RunRecord.status.in_(list(statuses)))
+            if newer_than is not None:
+                query = query.where(RunRecord.id > newer_than)
             if limit is not None:
                 query = query.limit(limit)
             records = session.connection().execute(query).all()
             ids = [r.id for r in records]
-            counts = self._status_counts(session, ids if run_ids is not None or statuses is not None or limit is not None
-                                         else select(RunRecord.id).scalar_subquery())
+            everything = run_ids is None and statuses is None and limit is None and newer_than is None
+            counts = self._status_counts(session, select(RunRecord.id).scalar_subquery() if everything else ids)
             progress = self._progress_by_run(session, [r.id for r in records if r.status == RunStatus.RUNNING])
             return [self._run_info(r, counts.get(r.id, {}), progress.get(r.id)) for r in records]
 

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from inpaint_tui.present import changed_params, format_number, format_params, format_progress
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, selected_key, sync_table
 
 HEADLINE = ("bg_mse", "clip_local")
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+FULL_EVERY = 30  # ticks between full reloads (they also catch runs deleted elsewhere)
+DISPLAY_LIMIT = 1000  # rows shown after filter and sort; formatting 10 000 would stall input
 SORTS = ("id", "status", "technique", "bg_mse", "clip_local")
 
 
@@ -41,10 +44,13 @@ class RunsScreen(LiveScreen):
         super().__init__()
         self.sort = "id"
         self.data: RunsData | None = None
+        self._ticks = 0
+        self._full = True
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: technique, status, parameter, tag, note…", id="filter", classes="filter")
+        yield Label("", id="shown", classes="hint")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
@@ -54,15 +60,39 @@ class RunsScreen(LiveScreen):
         self.query_one("#runs", DataTable).focus()
 
     def fetch(self) -> RunsData:
+        """Everything on first load, on return to the screen and every FULL_EVERY ticks;
+        otherwise only what can have changed: runs that were active, are active now, or are
+        new. With 10 000 runs a refresh then reads a handful of rows, not all of them."""
         store = self.app.store
-        runs = store.runs()
-        return RunsData(runs=runs, metrics=store.run_metric_values([r.id for r in runs]))
+        previous = self.data
+        self._ticks += 1
+        if previous is None or self._full or self._ticks % FULL_EVERY == 0:
+            self._full = False
+            runs = store.runs()
+            return RunsData(runs=runs, metrics=store.run_metric_values([r.id for r in runs]))
+        was_active = [r.id for r in previous.runs if r.status in ACTIVE]
+        newest = max((r.id for r in previous.runs), default=0)
+        changed = {r.id: r for r in store.runs(was_active)}
+        changed.update({r.id: r for r in store.runs(statuses=list(ACTIVE))})
+        changed.update({r.id: r for r in store.runs(newer_than=newest)})
+        metrics = dict(previous.metrics)
+        metrics.update(store.run_metric_values(list(changed)))
+        runs = [changed.pop(r.id, r) for r in previous.runs] + sorted(changed.values(), key=lambda r: r.id)
+        return RunsData(runs=runs, metrics=metrics)
+
+    def on_screen_resume(self) -> None:
+        self._full = True
+        super().on_screen_resume()
 
     def show(self, data: RunsData) -> None:
         self.data = data
         needle = self.query_one("#filter", Input).value.strip().lower()
         runs = [run for run in data.runs if not needle or needle in _haystack(run)]
         runs.sort(key=self._sort_key(data), reverse=self.sort == "id")
+        self.query_one("#shown", Label).update(
+            f"{len(runs)} runs" + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
+                                   else "") + f" · sorted by {self.sort}")
+        runs = runs[:DISPLAY_LIMIT]
         rows = []
         for run in runs:
             values = data.metrics.get(run.id, {})
@@ -110,7 +140,6 @@ class RunsScreen(LiveScreen):
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.notify(f"sorted by {self.sort}", timeout=2)
         if self.data is not None:
             self.show(self.data)
 
@@ -217,6 +246,7 @@ class RunsScreen(LiveScreen):
         except StoreError as error:
             self.app.call_from_thread(self.notify, str(error), severity="warning")
             return
+        self._full = True
         self.app.call_from_thread(self.notify, message)
         self.app.call_from_thread(self.reload)
 
