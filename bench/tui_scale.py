@@ -10,7 +10,7 @@ Then, each the median of `--repeats`:
 * store: `Store.leaderboard("bg_mse")`, `Store.runs()` and the dashboard's queries alone;
 * app: the Textual app started headless (`App.run_test`) on the database, `l` pressed, until
   the best runs are on screen (what a user waits for; target under 1 s) and until the table
-  holds every run (it fills in chunks while the first rows are already usable);
+  holds every row it shows (the top 1000 of the ranking, filled in chunks);
 * input while refreshing: with the runs screen refreshing every 0.2 s, the time a key press
   takes to be handled (the screen loads on a thread, so input should not wait for it).
 
@@ -101,12 +101,13 @@ async def app_to_leaderboard(store, runs: int) -> float:
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("l")
         while True:
-            tables = app.screen.query(DataTable) if type(app.screen).__name__ == "LeaderboardScreen" else []
+            screen = app.screen
+            tables = screen.query(DataTable) if type(screen).__name__ == "LeaderboardScreen" else []
             count = tables.first().row_count if tables else 0
             if count and first is None:
                 first = time.perf_counter() - started  # the best runs are on screen
-            if count >= runs:
-                return first, time.perf_counter() - started
+            if count and screen.complete:  # every row it shows (the top DISPLAY_LIMIT) is in
+                return first, time.perf_counter() - started, count
             await pilot.pause(0.01)
 
 
@@ -149,7 +150,7 @@ def main() -> None:
           f"{timed(lambda: (store.runs(statuses=['running', 'queued']), store.runs(statuses=['finished'], limit=8, newest_first=True), store.workers()), args.repeats):.3f} s")
     times = [asyncio.run(app_to_leaderboard(store, args.runs)) for _ in range(args.repeats)]
     print(f"  app start -> leaderboard's first rows on screen {statistics.median(t[0] for t in times):.3f} s "
-          f"(target < 1 s), all {args.runs} rows in the table {statistics.median(t[1] for t in times):.3f} s")
+          f"(target < 1 s); all {times[0][2]} rows it shows in the table {statistics.median(t[1] for t in times):.3f} s")
     print(f"  key press handled while the runs screen refreshes every 0.2 s: "
           f"{asyncio.run(key_latency_while_refreshing(store)) * 1000:.0f} ms (median of 10)")
 
