@@ -28,14 +28,17 @@ class LiveScreen(Screen):
             self.set_interval(self.app.refresh_seconds, self._tick)
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        if not self._loading():  # a screen shown for the first time is already loading (on_mount)
+            self.reload()
 
     def _tick(self) -> None:
         # A load slower than the interval is left to finish rather than restarted forever.
-        busy = any(worker.node is self and worker.group == "load" and not worker.is_finished
-                   for worker in self.workers)
-        if self.is_current and not busy:
+        if self.is_current and not self._loading():
             self.reload()
+
+    def _loading(self) -> bool:
+        return any(worker.node is self and worker.group == "load" and not worker.is_finished
+                   for worker in self.workers)
 
     def reload(self) -> None:
         self._load()

@@ -3,6 +3,7 @@ sort; cancel, resume, clone with edits, delete, tags and a note."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from textual import on, work
@@ -16,7 +17,7 @@ from inpaint_tui.tui.base import LiveScreen, selected_key, sync_table
 
 HEADLINE = ("bg_mse", "clip_local")
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
-FULL_EVERY = 30  # ticks between full reloads (they also catch runs deleted elsewhere)
+FULL_EVERY = 30.0  # seconds between full reloads (they also catch runs deleted elsewhere)
 DISPLAY_LIMIT = 1000  # rows shown after filter and sort; formatting 10 000 would stall input
 SORTS = ("id", "status", "technique", "bg_mse", "clip_local")
 
@@ -44,7 +45,7 @@ class RunsScreen(LiveScreen):
         super().__init__()
         self.sort = "id"
         self.data: RunsData | None = None
-        self._ticks = 0
+        self._last_full = 0.0
         self._full = True
 
     def compose(self) -> ComposeResult:
@@ -60,14 +61,14 @@ class RunsScreen(LiveScreen):
         self.query_one("#runs", DataTable).focus()
 
     def fetch(self) -> RunsData:
-        """Everything on first load, on return to the screen and every FULL_EVERY ticks;
+        """Everything on first load, on return to the screen and every FULL_EVERY seconds;
         otherwise only what can have changed: runs that were active, are active now, or are
         new. With 10 000 runs a refresh then reads a handful of rows, not all of them."""
         store = self.app.store
         previous = self.data
-        self._ticks += 1
-        if previous is None or self._full or self._ticks % FULL_EVERY == 0:
+        if previous is None or self._full or time.monotonic() - self._last_full >= FULL_EVERY:
             self._full = False
+            self._last_full = time.monotonic()
             runs = store.runs()
             return RunsData(runs=runs, metrics=store.run_metric_values([r.id for r in runs]))
         was_active = [r.id for r in previous.runs if r.status in ACTIVE]
@@ -81,8 +82,7 @@ class RunsScreen(LiveScreen):
         return RunsData(runs=runs, metrics=metrics)
 
     def on_screen_resume(self) -> None:
-        self._full = True
-        super().on_screen_resume()
+        self._full = True  # then LiveScreen's handler reloads (Textual calls both)
 
     def show(self, data: RunsData) -> None:
         self.data = data
