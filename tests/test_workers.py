@@ -198,7 +198,6 @@ def test_cancel_from_another_process_stops_the_worker_at_a_step(database):
     assert detail.run.status == RunStatus.CANCELLED
     statuses = [s.status for s in detail.samples]
     assert "running" not in statuses and statuses[-1] == "pending"
-    assert (store.data_dir / "runs" / str(run_id)).is_dir() or statuses.count("done") == 0
     assert len(list((store.data_dir / "runs" / str(run_id)).glob("*.png"))) == statuses.count("done")
 
 

@@ -299,4 +299,4 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
         log.debug("evaluation failed", exc_info=True)
 
 
-__all__ = ["Lease", "RunProgress", "RunStatus", "execute_claimed", "execute_run", "quiet_libraries"]
+__all__ = ["Lease", "RunProgress", "execute_claimed", "execute_run", "quiet_libraries"]

@@ -116,11 +116,10 @@ def queue_run(store: Store, *, claimed_by: int | None = None, **settings) -> int
     return store.create_run(new_run, seeds, claimed_by=claimed_by)
 
 
-ANIMATION_FORMATS = ("gif", "webp")  # as engine.preview.ANIMATION_FORMATS, kept torch-free here
-
-
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """How a run executes (never what it computes): device, dtype, preview_every, animation."""
+    from engine.preview import ANIMATION_FORMATS  # torch-free
+
     known = {"device", "dtype", "preview_every", "animation"}
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = set(options) - known

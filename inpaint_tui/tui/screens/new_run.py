@@ -19,6 +19,7 @@ from textual.widgets import Button, Footer, Header, Label, Select, SelectionList
 from engine.evaluate import DEFAULT_GROUPS, GROUPS, EvalConfig
 from engine.models import DEFAULT_MODEL, PRESETS
 from engine.params import ParamError
+from engine.preview import ANIMATION_FORMATS
 from engine.techniques import get_technique, technique_names
 from inpaint_tui.store import RunInfo
 from inpaint_tui.tui.base import LiveScreen
@@ -33,7 +34,7 @@ from inpaint_tui.tui.forms import (
 )
 
 COMMAND = "inpaint-tui (new run form)"
-ANIMATIONS = ("none", "gif", "webp")
+ANIMATIONS = ("none", *ANIMATION_FORMATS)
 
 
 def unet_calls_per_image(technique: str, params: Mapping[str, Any], steps: int) -> tuple[int, bool]:
