@@ -83,3 +83,53 @@ def tui_store(tui_template, tmp_path):
     store.heartbeat(ids["worker"])  # its worker is alive now, whenever the template was built
     yield store
     store.close()
+
+
+def _svg_screen_lines(svg: str, styled: bool = False) -> list[str]:
+    """The characters of a Textual SVG screenshot, one string per terminal line; with `styled`,
+    each run of text also names its colours, and background runs are listed after the line
+    (class names in the SVG are numbered per export, so they cannot be compared directly)."""
+    import html
+    import re
+
+    styles = dict(re.findall(r"\.(terminal-(?:\d+-)?r\d+) \{([^}]*)\}", svg))
+    cell_height = 24.4
+    lines: dict[int, list[tuple[float, str]]] = {}
+    for css_class, x, y, content in re.findall(
+            r'<text class="([^"]*)" x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', svg):
+        text = html.unescape(content).replace("\xa0", " ").rstrip("\n")
+        if styled:
+            text = f"{text}{{{styles.get(css_class, css_class).strip()}}}"
+        lines.setdefault(round(float(y) / cell_height), []).append((float(x), text))
+    if styled:
+        for fill, x, y, width in re.findall(r'<rect fill="([^"]*)" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)"', svg):
+            lines.setdefault(round((float(y) + 18.5) / cell_height), []).append(
+                (1e9 + float(x), f" [bg {fill} at {float(x) / 12.2:.0f}+{float(width) / 12.2:.0f}]"))
+    return ["".join(text for _, text in sorted(parts)) for _, parts in sorted(lines.items())]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a snapshot differs, put the difference in the test report itself: CI keeps only the
+    console output, not the HTML snapshot report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "snap_compare" not in getattr(item, "fixturenames", ()):
+        return
+    import difflib
+    import pickle
+
+    from pytest_textual_snapshot import node_to_report_path
+
+    path = node_to_report_path(item)
+    if not path.exists():
+        return
+    expected, actual = pickle.loads(path.read_bytes())[1:3]
+    text_diff = list(difflib.unified_diff(_svg_screen_lines(expected or ""), _svg_screen_lines(actual or ""),
+                                          "snapshot", "actual", lineterm=""))
+    report.sections.append(("snapshot difference (screen text)", "\n".join(text_diff) or "(same text)"))
+    if not text_diff:
+        style_diff = difflib.unified_diff(_svg_screen_lines(expected or "", styled=True),
+                                          _svg_screen_lines(actual or "", styled=True), "snapshot", "actual",
+                                          lineterm="", n=0)
+        report.sections.append(("snapshot difference (colours)", "\n".join(list(style_diff)[:60])))

@@ -13,11 +13,14 @@ def _app(store, **options):
 
 
 async def _settle(pilot, table_selector: str, rows: int) -> None:
-    for _ in range(200):
-        tables = pilot.app.screen.query(table_selector)
-        if tables and tables.first(DataTable).row_count >= rows:
+    """Wait for the rows and for no load in flight (a slow CI machine may still be showing one)."""
+    for _ in range(400):
+        screen = pilot.app.screen
+        tables = screen.query(table_selector)
+        if tables and tables.first(DataTable).row_count >= rows and not screen._loading():
             break
         await pilot.pause(0.05)
+    await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
 
 
