@@ -11,8 +11,9 @@ Then, each the median of `--repeats`:
 * app: the Textual app started headless (`App.run_test`) on the database, `l` pressed, until
   the best runs are on screen (what a user waits for; target under 1 s) and until the table
   holds every row it shows (the top 1000 of the ranking, filled in chunks);
-* input while refreshing: with the runs screen refreshing every 0.2 s, the time a key press
-  takes to be handled (the screen loads on a thread, so input should not wait for it).
+* input while refreshing: the time a cursor key in the runs table takes to be handled (as
+  Pilot sees it: its own waits set the floor) with the screen refreshing every 0.2 s, against
+  the same app never refreshing; the screen loads on a thread, so the ratio should be near 1.
 
 Times are printed; nothing is asserted (benchmarks report, tests check behaviour).
 
@@ -96,35 +97,48 @@ async def app_to_leaderboard(store, runs: int) -> float:
     from inpaint_tui.tui.app import InpaintApp
 
     app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=3600, offer_demo=False)
-    started = time.perf_counter()
-    first = None
-    async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.press("l")
+    seen: dict[str, float] = {}
+
+    async def watch() -> None:
+        # Polls beside the key press: Pilot.press returns only once the app is idle, which is
+        # after the whole ranking is in, so timing after it would hide when the first rows came.
         while True:
             screen = app.screen
             tables = screen.query(DataTable) if type(screen).__name__ == "LeaderboardScreen" else []
             count = tables.first().row_count if tables else 0
-            if count and first is None:
-                first = time.perf_counter() - started  # the best runs are on screen
+            if count:
+                seen.setdefault("first", time.perf_counter() - started)  # the best runs are on screen
             if count and screen.complete:  # every row it shows (the top DISPLAY_LIMIT) is in
-                return first, time.perf_counter() - started, count
-            await pilot.pause(0.01)
+                seen["all"] = time.perf_counter() - started
+                seen["count"] = count
+                return
+            await asyncio.sleep(0.01)
+
+    started = time.perf_counter()
+    async with app.run_test(size=(160, 50)) as pilot:
+        watcher = asyncio.create_task(watch())
+        await pilot.press("l")
+        await watcher
+    return seen["first"], seen["all"], seen["count"]
 
 
-async def key_latency_while_refreshing(store) -> float:
+async def key_latency(store, refresh_seconds: float) -> float:
+    """Median time for a cursor move (down, then up) in the runs table to be handled, with
+    the screen reloading every `refresh_seconds` (3600: never, the baseline)."""
     from textual_image.widget import HalfcellImage
 
     from inpaint_tui.tui.app import InpaintApp
 
-    app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=0.2, offer_demo=False, start_screen="runs")
+    app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=refresh_seconds, offer_demo=False,
+                     start_screen="runs")
     latencies = []
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause(2.0)  # refreshes are now going on
+        await pilot.pause(3.0)  # the first (full) load is done; refreshes are now going on
         for _ in range(10):
-            started = time.perf_counter()
-            await pilot.press("question_mark")  # open help ...
-            latencies.append(time.perf_counter() - started)
-            await pilot.press("escape")  # ... and close it
+            for key in ("down", "up"):
+                started = time.perf_counter()
+                await pilot.press(key)
+                latencies.append(time.perf_counter() - started)
             await pilot.pause(0.1)
     return statistics.median(latencies)
 
@@ -150,9 +164,11 @@ def main() -> None:
           f"{timed(lambda: (store.runs(statuses=['running', 'queued']), store.runs(statuses=['finished'], limit=8, newest_first=True), store.workers()), args.repeats):.3f} s")
     times = [asyncio.run(app_to_leaderboard(store, args.runs)) for _ in range(args.repeats)]
     print(f"  app start -> leaderboard's first rows on screen {statistics.median(t[0] for t in times):.3f} s "
-          f"(target < 1 s); all {times[0][2]} rows it shows in the table {statistics.median(t[1] for t in times):.3f} s")
-    print(f"  key press handled while the runs screen refreshes every 0.2 s: "
-          f"{asyncio.run(key_latency_while_refreshing(store)) * 1000:.0f} ms (median of 10)")
+          f"(target < 1 s; each: {', '.join(f'{t[0]:.2f}' for t in times)}); all {times[0][2]} rows it shows in the table {statistics.median(t[1] for t in times):.3f} s")
+    quiet = asyncio.run(key_latency(store, 3600))
+    busy = asyncio.run(key_latency(store, 0.2))
+    print(f"  cursor key handled in the runs table: {quiet * 1000:.0f} ms without refresh, {busy * 1000:.0f} ms "
+          f"while it refreshes every 0.2 s; ratio {busy / quiet:.2f} (target: close to 1)")
 
 
 if __name__ == "__main__":

@@ -184,3 +184,24 @@ def test_leaderboard_orders_by_direction(store, tiny_model):
     assert [r.metrics["bg_mse"] for r in low_first] == sorted(r.metrics["bg_mse"] for r in low_first)
     assert [r.metrics["bg_psnr"] for r in high_first] == sorted((r.metrics["bg_psnr"] for r in high_first), reverse=True)
     assert {r.technique for r in low_first} == {"vanilla", "blended"}
+
+
+def test_leaderboard_head_is_the_start_of_the_full_ranking(tui_store):
+    """`limit` ranks in SQLite; it must give exactly the first rows of the Python ranking,
+    with ties (by run id), missing values (last, by id) and a sample-set filter."""
+    from inpaint_tui.store import MetricSummary
+
+    store = tui_store
+    ended = [run.id for run in store.runs(statuses=list(RunStatus.ENDED))]
+    assert len(ended) >= 6
+    for index, run_id in enumerate(ended):
+        value = None if index % 4 == 3 else [0.5, 0.25, 0.5][index % 3]  # ties and a missing value
+        store.record_run_metrics(run_id, {"bg_mse": MetricSummary(value=value, note=None if value else "failed")})
+    for descending in (False, True):
+        for filters in ({}, {"sample_set": "demo"}):
+            full = store.leaderboard("bg_mse", descending=descending, **filters)
+            assert len(full) >= 4 and any("bg_mse" not in row.metrics for row in full)
+            for limit in range(1, len(full) + 2):
+                head = store.leaderboard("bg_mse", descending=descending, limit=limit, **filters)
+                assert [row.run_id for row in head] == [row.run_id for row in full[:limit]]
+                assert head == full[:limit]

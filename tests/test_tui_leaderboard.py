@@ -465,3 +465,27 @@ def test_compare_snapshot(tui_store, snap_compare):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
+
+
+async def test_first_load_shows_the_head_of_the_ranking_then_the_whole(tui_store, monkeypatch):
+    """On a large database the best runs are shown before the whole ranking is read: the
+    head must be exactly the top of the full view, with no "best" highlight (the best of a
+    column may lie further down), and be replaced by the full view."""
+    from inpaint_tui.tui.screens import leaderboard
+
+    monkeypatch.setattr(leaderboard, "HEAD_ROWS", 2)
+    shown = []
+    original = leaderboard.LeaderboardScreen.show
+    monkeypatch.setattr(leaderboard.LeaderboardScreen, "show", lambda self, view: (shown.append(view), original(self, view)))
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        await wait_for(pilot, lambda: screen.complete, what="the full ranking")
+        head, full = shown[0], shown[-1]
+        assert head.partial and not full.partial
+        assert len(head.rows) == 2 and len(full.rows) > 2
+        assert head.keys == full.keys[:2]
+        assert not any(cell.style == leaderboard.BEST_STYLE for _, cells in head.rows for cell in cells)
+        assert any(cell.style == leaderboard.BEST_STYLE for _, cells in full.rows for cell in cells)
+        assert screen.row_keys == full.keys
+        assert "loading" not in str(screen.query_one("#status").render())

@@ -44,6 +44,7 @@ CHUNK = 250  # rows added per event-loop turn
 # Rows formatted and shown: the top of the ranking. Formatting and measuring 10 000 rows of
 # mean [CI] cells takes seconds; a set filter or grouping narrows to the rest.
 DISPLAY_LIMIT = 1000
+HEAD_ROWS = 60  # shown first on a large database: more than a tall terminal holds
 INFO_COLUMNS = (("mark", " "), ("rank", "#"), ("run", "run"), ("technique", "technique"), ("params", "params"),
                 ("set", "set"), ("done", "n done"))
 STATUS_NOTE = {RunStatus.FINISHED: "", RunStatus.FINISHED_WITH_ERRORS: " (errors)"}
@@ -75,6 +76,7 @@ class BoardView:
     raw: list[LeaderboardRow] = field(default_factory=list, repr=False)  # to rebuild without SQL
     sets: list[str] = field(default_factory=list)
     total: int = 0  # rows before the display limit
+    partial: bool = False  # only the head of the ranking, shown while the whole loads
 
     @property
     def keys(self) -> list[str]:
@@ -200,15 +202,17 @@ def _done_cell(entry: _Entry) -> str:
     return f"{done} (mixed)"
 
 
-def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence[str] = ()) -> BoardView:
-    """The table content for `state` from the store's rows (plain data, no widgets)."""
+def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence[str] = (),
+               partial: bool = False) -> BoardView:
+    """The table content for `state` from the store's rows (plain data, no widgets). A
+    `partial` view (the head of the ranking) marks no best values: they may lie further down."""
     entries = _entries(rows, state.grouped)
     present = {name for e in entries for name in (*e.metrics, *e.summaries)}
     metrics = key_metrics(present)
     sort = state.sort if state.sort in metrics else (metrics[0] if metrics else None)
     _sort_entries(entries, sort)
     finished = [e for e in entries if e.finished]
-    best = best_values(finished, metrics)
+    best = {} if partial else best_values(finished, metrics)
     for name in list(best):  # a value every row shares says nothing: no highlight
         values = {e.metrics[name] for e in finished if _has_value(e.metrics.get(name))}
         if len(values) == 1 and sum(_has_value(e.metrics.get(name)) for e in finished) > 1:
@@ -240,7 +244,7 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     signature = hash((columns, tuple(plain)))
     return BoardView(state=state, sort=sort, metrics=metrics, columns=columns, rows=out_rows, members=members,
                      signature=signature, row_signatures=row_signatures, key_of=key_of, raw=list(rows),
-                     sets=list(sets), total=len(entries))
+                     sets=list(sets), total=len(entries), partial=partial)
 
 
 class MarkCell(Text):
@@ -299,8 +303,10 @@ class LeaderboardScreen(LiveScreen):
         started = time.monotonic()
         state = self.state
         store = self.app.store
-        sets = [info.name for info in store.sample_sets()]
         metric = state.sort or DEFAULT_SORT
+        if self.view is None and not state.grouped and not state.include_unfinished and state.sample_set is None:
+            self._show_head(store, state, metric)
+        sets = [info.name for info in store.sample_sets()]
         try:
             rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)), sample_set=state.sample_set,
                                      include_unfinished=state.include_unfinished)
@@ -311,6 +317,14 @@ class LeaderboardScreen(LiveScreen):
         view = build_view(rows, state, sets)
         self._fetch_seconds = time.monotonic() - started
         return view
+
+    def _show_head(self, store, state: BoardState, metric: str) -> None:
+        """On the first load, the best HEAD_ROWS runs (ranked by SQLite, milliseconds) go on
+        screen before the whole ranking is read and formatted (seconds with 10 000 runs)."""
+        head = store.leaderboard(metric, descending=bool(higher_is_better(metric)), limit=HEAD_ROWS)
+        view = build_view(head, state, partial=True)  # the set choices come with the full load
+        if view.sort == metric and len(head) == HEAD_ROWS and not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, view)
 
     def _tick(self) -> None:
         """Live refresh, slowed down where a load is costly (thousands of runs): at most one
@@ -332,7 +346,9 @@ class LeaderboardScreen(LiveScreen):
             self.app.call_from_thread(self._show, built)
 
     def _refresh_view(self) -> None:
-        if self.view is not None:
+        if self.view is not None and self.view.partial:  # only the head is here: the full load follows
+            self.reload()
+        elif self.view is not None:
             self._rebuild(self.view)
 
     def show(self, view: BoardView) -> None:
@@ -450,7 +466,9 @@ class LeaderboardScreen(LiveScreen):
 
     def _update_status(self, view: BoardView, loaded: int | None = None) -> None:
         parts = [f"{len(view.rows)} {'configurations' if view.state.grouped else 'runs'}"]
-        if view.total > len(view.rows):
+        if view.partial:
+            parts[0] = f"top {len(view.rows)} runs (loading the rest)"
+        elif view.total > len(view.rows):
             parts[0] = f"top {len(view.rows)} of {view.total} {'configurations' if view.state.grouped else 'runs'}"
         if loaded is not None:
             parts[0] += f" (showing {loaded})"
@@ -484,7 +502,7 @@ class LeaderboardScreen(LiveScreen):
     @property
     def complete(self) -> bool:
         """Whether the table holds every row of the current view (it fills in chunks)."""
-        return self.view is not None and self._applied is self.view and self._populated
+        return self.view is not None and not self.view.partial and self._applied is self.view and self._populated
 
     @property
     def sort_metric(self) -> str | None:

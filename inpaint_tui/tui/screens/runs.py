@@ -61,9 +61,10 @@ class RunsScreen(LiveScreen):
         self.query_one("#runs", DataTable).focus()
 
     def fetch(self) -> RunsData:
-        """Everything on first load, on return to the screen and every FULL_EVERY seconds;
+        """Everything on first load, after an action here and every FULL_EVERY seconds;
         otherwise only what can have changed: runs that were active, are active now, or are
-        new. With 10 000 runs a refresh then reads a handful of rows, not all of them."""
+        new. With 10 000 runs a refresh then reads a handful of rows, not all of them; so
+        does the reload on return to the screen (closing help must not cost a full read)."""
         store = self.app.store
         previous = self.data
         if previous is None or self._full or time.monotonic() - self._last_full >= FULL_EVERY:
@@ -80,9 +81,6 @@ class RunsScreen(LiveScreen):
         metrics.update(store.run_metric_values(list(changed)))
         runs = [changed.pop(r.id, r) for r in previous.runs] + sorted(changed.values(), key=lambda r: r.id)
         return RunsData(runs=runs, metrics=metrics)
-
-    def on_screen_resume(self) -> None:
-        self._full = True  # then LiveScreen's handler reloads (Textual calls both)
 
     def show(self, data: RunsData) -> None:
         self.data = data
