@@ -106,8 +106,9 @@ async def app_to_leaderboard(store, runs: int) -> float:
             screen = app.screen
             tables = screen.query(DataTable) if type(screen).__name__ == "LeaderboardScreen" else []
             count = tables.first().row_count if tables else 0
-            if count:
-                seen.setdefault("first", time.perf_counter() - started)  # the best runs are on screen
+            if count and "first" not in seen:  # the best runs are on screen
+                seen["first"] = time.perf_counter() - started
+                seen["from_key"] = time.perf_counter() - seen["pressed"]
             if count and screen.complete:  # every row it shows (the top DISPLAY_LIMIT) is in
                 seen["all"] = time.perf_counter() - started
                 seen["count"] = count
@@ -116,10 +117,12 @@ async def app_to_leaderboard(store, runs: int) -> float:
 
     started = time.perf_counter()
     async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause()  # the dashboard is up
+        seen["pressed"] = time.perf_counter()
         watcher = asyncio.create_task(watch())
         await pilot.press("l")
         await watcher
-    return seen["first"], seen["all"], seen["count"]
+    return seen["first"], seen["all"], seen["count"], seen["from_key"]
 
 
 async def key_latency(store, refresh_seconds: float) -> float:
@@ -164,7 +167,8 @@ def main() -> None:
           f"{timed(lambda: (store.runs(statuses=['running', 'queued']), store.runs(statuses=['finished'], limit=8, newest_first=True), store.workers()), args.repeats):.3f} s")
     times = [asyncio.run(app_to_leaderboard(store, args.runs)) for _ in range(args.repeats)]
     print(f"  app start -> leaderboard's first rows on screen {statistics.median(t[0] for t in times):.3f} s "
-          f"(target < 1 s; each: {', '.join(f'{t[0]:.2f}' for t in times)}); all {times[0][2]} rows it shows in the table {statistics.median(t[1] for t in times):.3f} s")
+          f"(target < 1 s; each: {', '.join(f'{t[0]:.2f}' for t in times)}), {statistics.median(t[3] for t in times):.3f} s "
+          f"after pressing l; all {times[0][2]} rows it shows in the table {statistics.median(t[1] for t in times):.3f} s")
     quiet = asyncio.run(key_latency(store, 3600))
     busy = asyncio.run(key_latency(store, 0.2))
     print(f"  cursor key handled in the runs table: {quiet * 1000:.0f} ms without refresh, {busy * 1000:.0f} ms "
