@@ -782,3 +782,4 @@ def run_cli() -> None:
 
 # Commands about the queue live in their own module; importing it registers them.
 from inpaint_tui.cli import queue as _queue_commands  # noqa: E402,F401
+from inpaint_tui.cli import results as _results_commands  # noqa: E402,F401
