@@ -117,3 +117,73 @@ def test_cli_export_runs_and_a_sweep(tui_store, tmp_path):
 
 def read_export_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_tui_exports_the_runs_each_screen_shows(tui_store, tmp_path):
+    """`E` on the runs screen and on the leaderboard writes the runs they show, in their order."""
+    from textual.widgets import DataTable, Input
+    from textual_image.widget import HalfcellImage
+
+    from inpaint_tui.tui.app import InpaintApp
+
+    app = InpaintApp(tui_store, image_class=HalfcellImage, refresh_seconds=60, offer_demo=False)
+
+    async def wait_for(pilot, condition, what):
+        for _ in range(300):
+            if condition():
+                return
+            await pilot.pause(0.05)
+        raise AssertionError(f"{what} not met")
+
+    async def export_from(pilot, screen_name, out):
+        await wait_for(pilot, lambda: type(app.screen).__name__ == screen_name, f"{screen_name} shown")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query(DataTable).first().row_count > 0, "rows")
+        await pilot.pause(0.3)
+        await pilot.press("E")
+        await wait_for(pilot, lambda: app.screen.query("#text"), "the export dialog")
+        app.screen.query_one("#text", Input).value = str(out)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: summary_path(out).exists(), f"{out} written")
+        await wait_for(pilot, lambda: not [w for w in screen.workers if w.group == "export" and not w.is_finished],
+                       "the export worker done")
+        return screen
+
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("r")
+        runs_screen = await export_from(pilot, "RunsScreen", tmp_path / "runs.jsonl")
+        shown = [int(row.key.value) for row in runs_screen.query_one("#runs", DataTable).ordered_rows]
+        assert [row["run_id"] for row in read_export(tmp_path / "runs.runs.jsonl")] == shown
+        assert len(shown) == len(tui_store.runs())
+
+        await pilot.press("l")
+        board = await export_from(pilot, "LeaderboardScreen", tmp_path / "board.csv")
+        ranked = [run_id for ids in board.view.members for run_id in ids]
+        assert [row["run_id"] for row in read_export(tmp_path / "board.runs.csv")] == ranked
+        finished = [r.id for r in tui_store.runs(statuses=[RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS])]
+        assert sorted(ranked) == sorted(finished)
+
+
+async def test_tui_export_to_a_bad_name_is_one_notification(tui_store, tmp_path):
+    from textual.widgets import DataTable, Input
+    from textual_image.widget import HalfcellImage
+
+    from inpaint_tui.tui.app import InpaintApp
+
+    app = InpaintApp(tui_store, image_class=HalfcellImage, refresh_seconds=60, offer_demo=False, start_screen="runs")
+    async with app.run_test(size=(140, 40)) as pilot:
+        for _ in range(200):
+            if type(app.screen).__name__ == "RunsScreen" and app.screen.query_one("#runs", DataTable).row_count:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("E")
+        await pilot.pause(0.2)
+        app.screen.query_one("#text", Input).value = str(tmp_path / "results.xlsx")
+        await pilot.press("enter")
+        for _ in range(200):
+            if any(n.title == "export failed" for n in app._notifications):
+                break
+            await pilot.pause(0.05)
+        (failure,) = [n for n in app._notifications if n.title == "export failed"]
+        assert "--format" in failure.message and app.is_running
+        assert not list(tmp_path.glob("results*"))

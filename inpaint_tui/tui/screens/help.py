@@ -25,7 +25,8 @@ GUIDE = """\
 | `?` | This help |
 | `q` | Quit (runs go on in their workers) |
 
-In tables: `enter` opens the row; the footer shows each screen's own keys.
+In tables: `enter` opens the row; the footer shows each screen's own keys. On the runs and
+leaderboard screens `E` exports the runs shown (CSV, JSON lines or Parquet; see the README).
 
 Generation runs in background worker processes (`inpaint-tui worker`), never in this app:
 closing it, or losing the SSH connection, stops nothing.

@@ -265,6 +265,7 @@ class LeaderboardScreen(LiveScreen):
         Binding("a", "toggle_unfinished", "Unfinished", id="leaderboard.unfinished"),
         Binding("m", "mark", "Mark", id="leaderboard.mark"),
         Binding("c", "compare", "Compare A/B", id="leaderboard.compare"),
+        Binding("E", "export", "Export", id="leaderboard.export"),
     ]
     DEFAULT_CSS = """
     LeaderboardScreen #bar { height: 3; }
@@ -586,6 +587,15 @@ class LeaderboardScreen(LiveScreen):
         self._marked_keys = {key for key in marks if key in table.rows}
         self._shown = (self.view.signature, tuple(self.marked))
         self._update_status(self.view)
+
+    def action_export(self) -> None:
+        """The runs behind the rows shown, in ranking order (every seed of a grouped row)."""
+        from inpaint_tui.tui.actions import export_runs
+
+        if self.view is None or self.view.partial:
+            self.notify("the ranking is still loading", severity="warning")
+        else:
+            export_runs(self, [run_id for ids in self.view.members for run_id in ids], "the ranked runs")
 
     def action_compare(self) -> None:
         if len(self.marked) != 2:

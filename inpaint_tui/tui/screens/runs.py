@@ -38,6 +38,7 @@ class RunsScreen(LiveScreen):
         Binding("t", "tags", "Tags", id="runs.tags"),
         Binding("N", "note", "Note", id="runs.note"),
         Binding("x", "delete", "Delete", id="runs.delete"),
+        Binding("E", "export", "Export", id="runs.export"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
     ]
 
@@ -197,6 +198,13 @@ class RunsScreen(LiveScreen):
                 self._act(run.id, "note", text)
 
         self.app.push_screen(TextScreen(f"Note on run {run.id}", run.note), entered)
+
+    def action_export(self) -> None:
+        """Every run the table shows (the filter applies), in its order."""
+        from inpaint_tui.tui.actions import export_runs
+
+        table = self.query_one("#runs", DataTable)
+        export_runs(self, [int(row.key.value) for row in table.ordered_rows], "the runs shown")
 
     def action_clone(self) -> None:
         run = self._selected_run()
