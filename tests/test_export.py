@@ -184,6 +184,6 @@ async def test_tui_export_to_a_bad_name_is_one_notification(tui_store, tmp_path)
             if any(n.title == "export failed" for n in app._notifications):
                 break
             await pilot.pause(0.05)
-        (failure,) = [n for n in app._notifications if n.title == "export failed"]
+        (failure,) = [n for n in app._notifications if n.title == "export failed"]  # one, no traceback
         assert "--format" in failure.message and app.is_running
         assert not list(tmp_path.glob("results*"))

@@ -150,3 +150,35 @@ def test_report_of_a_tiny_sweep_from_the_cli(tmp_path, tiny_model):
     assert "nope" in invoke("report", "--set", "nope", "--out", str(out), expect=1).stderr
     invoke("report", "99", "--out", str(out), expect=1)
     invoke("report", "--sweep", str(swept["sweep_id"]), "--baseline", "99", "--out", str(out), expect=2)
+
+
+async def test_tui_report_on_the_runs_shown_with_the_selected_run_as_baseline(tui_store, tmp_path):
+    from textual.widgets import DataTable, Input
+    from textual_image.widget import HalfcellImage
+
+    from inpaint_tui.tui.app import InpaintApp
+
+    app = InpaintApp(tui_store, image_class=HalfcellImage, refresh_seconds=60, offer_demo=False, start_screen="runs")
+    out = tmp_path / "from-tui"
+    async with app.run_test(size=(140, 40)) as pilot:
+        for _ in range(200):
+            if type(app.screen).__name__ == "RunsScreen" and app.screen.query_one("#runs", DataTable).row_count:
+                break
+            await pilot.pause(0.05)
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        table.move_cursor(row=2)
+        baseline = int(table.ordered_rows[2].key.value)
+        await pilot.press("P")
+        await pilot.pause(0.2)
+        app.screen.query_one("#text", Input).value = str(out)
+        await pilot.press("enter")
+        for _ in range(400):
+            if any(n.title in ("report written", "report failed") for n in app._notifications):
+                break
+            await pilot.pause(0.05)
+        (done,) = [n for n in app._notifications if n.title.startswith("report")]
+        assert done.title == "report written", done.message
+    page = _parse(out / "index.html")
+    assert f"Paired comparisons against run {baseline}" in (out / "report.md").read_text()
+    assert sorted(int(row[0][0]) for row in page.tables[0][1:]) == sorted(r.id for r in tui_store.runs())

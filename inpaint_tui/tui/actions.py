@@ -9,38 +9,60 @@ from typing import Sequence
 from textual.screen import Screen
 
 
-def default_export_path(store) -> Path:
-    """exports/runs-<time>.csv beside the database's data folder (the project folder)."""
-    return Path(store.data_dir).resolve().parent / "exports" / time.strftime("runs-%Y%m%d-%H%M%S.csv")
+def default_export_path(store, folder: str = "exports", name: str = "runs-%Y%m%d-%H%M%S.csv") -> Path:
+    """<folder>/<name with the time> beside the database's data folder (the project folder)."""
+    return Path(store.data_dir).resolve().parent / folder / time.strftime(name)
 
 
 def export_runs(screen: Screen, run_ids: Sequence[int], what: str) -> None:
     """Ask for a file (its extension picks csv, jsonl or parquet), then write the export on a
-    thread and say where it went; a bad name or a failure is one notification."""
-    from inpaint_tui.tui.screens.dialogs import TextScreen
+    thread and say where it went."""
 
-    run_ids = list(run_ids)
-    if not run_ids:
-        screen.notify("no runs to export", severity="warning")
-        return
-    store = screen.app.store
-
-    def write(out: Path) -> None:
+    def write(out: Path) -> str:
         from inpaint_tui.jobs.export import write_export
 
+        samples_path, runs_path = write_export(screen.app.store, run_ids, out)
+        return f"{len(run_ids)} run(s): {samples_path} and {runs_path.name}"
+
+    _ask_and_write(screen, list(run_ids), f"Export {what} to (.csv, .jsonl or .parquet)",
+                   default_export_path(screen.app.store), write, "export")
+
+
+def report_runs(screen: Screen, run_ids: Sequence[int], what: str) -> None:
+    """Ask for a folder, then write the HTML + Markdown report there on a thread (the first
+    run is the baseline of the paired comparisons)."""
+
+    def write(out: Path) -> str:
+        from inpaint_tui.jobs.report import write_report
+
+        files = write_report(screen.app.store, run_ids, out)
+        return f"{len(run_ids)} run(s): {files.html}"
+
+    _ask_and_write(screen, list(run_ids), f"Report on {what} (baseline: run {run_ids[0] if run_ids else '-'}) "
+                   "into the folder", default_export_path(screen.app.store, "reports", "report-%Y%m%d-%H%M%S"),
+                   write, "report")
+
+
+def _ask_and_write(screen: Screen, run_ids: list[int], question: str, default: Path, write, verb: str) -> None:
+    """The dialog, the thread, and one notification either way (a failure never a traceback)."""
+    from inpaint_tui.tui.screens.dialogs import TextScreen
+
+    if not run_ids:
+        screen.notify(f"no runs to {verb}", severity="warning")
+        return
+
+    def work(out: Path) -> None:
         try:
-            samples_path, runs_path = write_export(store, run_ids, out)
+            message = write(out)
         except Exception as error:  # shown, never a traceback: the app goes on
-            screen.app.call_from_thread(screen.notify, f"{type(error).__name__}: {error}", title="export failed",
+            screen.app.call_from_thread(screen.notify, f"{type(error).__name__}: {error}", title=f"{verb} failed",
                                         severity="error", timeout=10)
             return
-        screen.app.call_from_thread(screen.notify, f"{len(run_ids)} run(s): {samples_path} and {runs_path.name}",
-                                    title="exported", timeout=10)
+        screen.app.call_from_thread(screen.notify, message, title=f"{verb} written", timeout=10)
 
     def entered(text: str | None) -> None:
         if text and text.strip():
-            screen.run_worker(lambda: write(Path(text.strip()).expanduser()), thread=True, group="export",
+            screen.run_worker(lambda: work(Path(text.strip()).expanduser()), thread=True, group=verb,
                               exit_on_error=False)
 
-    screen.app.push_screen(TextScreen(f"Export {what} to (.csv, .jsonl or .parquet)",
-                                      str(default_export_path(store))), entered)
+    screen.app.push_screen(TextScreen(question, str(default)), entered)

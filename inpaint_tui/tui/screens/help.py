@@ -26,7 +26,8 @@ GUIDE = """\
 | `q` | Quit (runs go on in their workers) |
 
 In tables: `enter` opens the row; the footer shows each screen's own keys. On the runs and
-leaderboard screens `E` exports the runs shown (CSV, JSON lines or Parquet; see the README).
+leaderboard screens `E` exports the runs shown (CSV, JSON lines or Parquet; see the README)
+and `P` writes an HTML + Markdown report on them.
 
 Generation runs in background worker processes (`inpaint-tui worker`), never in this app:
 closing it, or losing the SSH connection, stops nothing.

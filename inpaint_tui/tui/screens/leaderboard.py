@@ -266,6 +266,7 @@ class LeaderboardScreen(LiveScreen):
         Binding("m", "mark", "Mark", id="leaderboard.mark"),
         Binding("c", "compare", "Compare A/B", id="leaderboard.compare"),
         Binding("E", "export", "Export", id="leaderboard.export"),
+        Binding("P", "report", "Report", id="leaderboard.report"),
     ]
     DEFAULT_CSS = """
     LeaderboardScreen #bar { height: 3; }
@@ -592,10 +593,25 @@ class LeaderboardScreen(LiveScreen):
         """The runs behind the rows shown, in ranking order (every seed of a grouped row)."""
         from inpaint_tui.tui.actions import export_runs
 
+        ranked = self._ranked_runs()
+        if ranked:
+            export_runs(self, ranked, "the ranked runs")
+
+    def action_report(self) -> None:
+        """A report on the ranked runs: the marked runs only where two or more are marked, the
+        first marked (A) as baseline; else every ranked run, the best first."""
+        from inpaint_tui.tui.actions import report_runs
+
+        ranked = self._ranked_runs()
+        if ranked:
+            report_runs(self, self.marked if len(self.marked) >= 2 else ranked,
+                        "the marked runs" if len(self.marked) >= 2 else "the ranked runs")
+
+    def _ranked_runs(self) -> list[int]:
         if self.view is None or self.view.partial:
             self.notify("the ranking is still loading", severity="warning")
-        else:
-            export_runs(self, [run_id for ids in self.view.members for run_id in ids], "the ranked runs")
+            return []
+        return [run_id for ids in self.view.members for run_id in ids]
 
     def action_compare(self) -> None:
         if len(self.marked) != 2:

@@ -39,6 +39,7 @@ class RunsScreen(LiveScreen):
         Binding("N", "note", "Note", id="runs.note"),
         Binding("x", "delete", "Delete", id="runs.delete"),
         Binding("E", "export", "Export", id="runs.export"),
+        Binding("P", "report", "Report", id="runs.report"),
         Binding("slash", "filter", "Filter", id="runs.filter"),
     ]
 
@@ -203,8 +204,21 @@ class RunsScreen(LiveScreen):
         """Every run the table shows (the filter applies), in its order."""
         from inpaint_tui.tui.actions import export_runs
 
-        table = self.query_one("#runs", DataTable)
-        export_runs(self, [int(row.key.value) for row in table.ordered_rows], "the runs shown")
+        export_runs(self, self._shown_run_ids(), "the runs shown")
+
+    def action_report(self) -> None:
+        """A report on the runs shown; the selected run is the baseline."""
+        from inpaint_tui.tui.actions import report_runs
+
+        shown = self._shown_run_ids()
+        selected = self._selected_run()
+        if selected is not None and selected.id in shown:
+            shown.remove(selected.id)
+            shown.insert(0, selected.id)
+        report_runs(self, shown, "the runs shown")
+
+    def _shown_run_ids(self) -> list[int]:
+        return [int(row.key.value) for row in self.query_one("#runs", DataTable).ordered_rows]
 
     def action_clone(self) -> None:
         run = self._selected_run()
