@@ -16,6 +16,7 @@ from inpaint_tui.present import compare_runs, format_summary, key_metrics
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NewSample, RunStatus
 from inpaint_tui.tui.app import InpaintApp
 from inpaint_tui.tui.screens.leaderboard import ALL_SETS, BoardState, build_view
+from tui_helpers import settle_tables
 
 SIZE = (120, 40)
 
@@ -444,8 +445,10 @@ def test_leaderboard_snapshot(tui_store, snap_compare):
         _stable(app)
         await wait_for(pilot, lambda: type(app.screen).__name__ == "LeaderboardScreen" and app.screen.view
                        is not None and board(app.screen).row_count > 0, what="leaderboard rows")
+        await wait_for(pilot, lambda: app.screen.complete, what="the whole ranking")
         await pilot.press("down", "down", "m", "up", "up", "m")
         await pilot.pause()
+        await settle_tables(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 
@@ -463,6 +466,7 @@ def test_compare_snapshot(tui_store, snap_compare):
         strip = app.screen.query_one("#images")
         await wait_for(pilot, lambda: len(strip.query(HalfcellImage)) == 4, what="images")
         await pilot.pause(0.2)
+        await settle_tables(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ready)
 

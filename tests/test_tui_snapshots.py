@@ -6,6 +6,7 @@ from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage
 
 from inpaint_tui.tui.app import InpaintApp
+from tui_helpers import settle_tables
 
 
 def _app(store, **options):
@@ -22,6 +23,7 @@ async def _settle(pilot, table_selector: str, rows: int) -> None:
         await pilot.pause(0.05)
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
+    await settle_tables(pilot)
 
 
 def test_dashboard_snapshot(snap_compare, tui_store):
@@ -55,5 +57,6 @@ def test_run_detail_snapshot(snap_compare, tui_store):
                 break
             await pilot.pause(0.05)
         await pilot.pause(0.5)
+        await settle_tables(pilot)
 
     assert snap_compare(_app(tui_store), terminal_size=(120, 45), run_before=opened)

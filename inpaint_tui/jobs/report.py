@@ -2,8 +2,9 @@
 images sit beside it, no network needed to view it), `report.md` with the same content, and
 `images/`. Sections:
 
-* leaderboard: per run, each key metric as mean [95% CI] (or ± std for set-level metrics),
-  the best value per column in bold, knowing whether lower or higher is better;
+* leaderboard: per run, its parameters that differ from the technique's defaults and each
+  key metric as mean [95% CI] (or ± std for set-level metrics), the best value per column in
+  bold, knowing whether lower or higher is better (none where every run has the same value);
 * paired comparisons of every other run against a baseline run (mean difference with its
   bootstrap interval, Wilcoxon p-value, verdict), from `inpaint_tui.present.compare_runs`;
 * per-sample image grids: the input with the mask outlined, each run's output, the reference;
@@ -27,6 +28,7 @@ from PIL import Image, ImageChops, ImageFilter
 
 from inpaint_tui.present import (
     best_values,
+    changed_params,
     compare_runs,
     format_number,
     format_params,
@@ -79,7 +81,12 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
 
     rows = [_Row(detail=d, metrics={k: v for k, v in d.metrics.items() if v is not None}) for d in details]
     metrics = key_metrics({name for d in details for name in (*d.metrics, *d.summaries)})
-    best = best_values([r for r in rows if r.detail.run.done_count], metrics)
+    finished = [r for r in rows if r.detail.run.done_count]
+    best = best_values(finished, metrics)
+    for name in list(best):  # a value every run shares says nothing: no bold (as in the TUI)
+        values = [r.metrics[name] for r in finished if name in r.metrics]
+        if len(values) > 1 and len(set(values)) == 1:
+            del best[name]
     board = _leaderboard(rows, metrics, best)
     comparisons = _comparisons(store, baseline, [d for d in details if d.run.id != baseline])
     chosen = _grid_samples(details, baseline, metrics, sample_names, grid_samples)
@@ -117,7 +124,8 @@ def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float]) -
     body = []
     for row in sorted(rows, key=rank_key):
         run = row.detail.run
-        info = [(str(run.id), False), (run.technique, False), (format_params(run.params) or "-", False),
+        info = [(str(run.id), False), (run.technique, False),
+                (format_params(changed_params(run.technique, run.params)) or "defaults", False),
                 (run.sample_set, False), (f"{run.done_count}/{run.sample_count}", False)]
         cells = []
         for name in metrics:
@@ -246,10 +254,6 @@ def _mask_outlined(image_path: Path, mask_path: Path, target: Path) -> None:
 # --- writers -----------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> str:
-    return format_number(value) if isinstance(value, float) else str(value)
-
-
 def _markdown(title, board, baseline, comparisons, grid, animations, reproduce, out_dir) -> str:
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         escape = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -299,9 +303,10 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 td.best { font-weight: bold; background: #eaf6ea; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .grid img { width: 200px; image-rendering: pixelated; display: block; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
+.wide { overflow-x: auto; }
 .caption { max-width: 220px; }
 """
 
@@ -312,7 +317,7 @@ def _html(title, board, baseline, comparisons, grid, animations, reproduce, out_
              f"<style>{STYLE}</style></head><body>", f"<h1>{e(title)}</h1>", "<h2>Leaderboard</h2>",
              "<p>Mean over each run's finished samples [95% bootstrap interval], or ± std for set-level metrics; "
              "the best value per column in bold (↓ lower is better, ↑ higher).</p>",
-             "<table id=\"leaderboard\"><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in board["header"])
+             "<div class=\"wide\"><table id=\"leaderboard\"><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in board["header"])
              + "</tr></thead><tbody>"]
     info_columns = len(board["header"]) - len(board["metrics"])
     for row in board["rows"]:
@@ -321,7 +326,7 @@ def _html(title, board, baseline, comparisons, grid, animations, reproduce, out_
             classes = " ".join(filter(None, ["num" if index >= info_columns else "", "best" if is_best else ""]))
             cells.append(f"<td class=\"{classes}\">{e(text)}</td>" if classes else f"<td>{e(text)}</td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</tbody></table>")
+    parts.append("</tbody></table></div>")
     parts.append(f"<h2>Paired comparisons against run {baseline}</h2>")
     if not comparisons:
         parts.append("<p>Only one run: nothing to compare.</p>")
