@@ -135,6 +135,8 @@ def test_report_of_a_tiny_sweep_from_the_cli(tmp_path, tiny_model):
     page = _parse(out / "index.html")
     assert page.images and all((out / source).is_file() for source in page.images)
     assert sum(source.endswith(".gif") for source in page.images) == 2 * 6  # every sample's denoising
+    plots = [source for source in page.images if "/sweep-" in source]
+    assert len(plots) == 4 and all("-vs-progressive_shrink" in source for source in plots)  # 4 leading metrics
     store = Store(db)
     board = page.tables[0]
     metrics = [h.split()[0] for h, _ in board[0][5:]]

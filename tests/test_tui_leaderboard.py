@@ -398,7 +398,7 @@ def test_sweep_series_pool_seeds_and_use_categories_for_non_numeric_axes():
     from datetime import datetime
 
     from inpaint_tui.store import SweepInfo
-    from inpaint_tui.tui.screens.sweep_plot import SweepData, axis_values, build_series
+    from inpaint_tui.sweep_series import SweepData, axis_values, build_series
 
     sweep = SweepInfo(id=1, name=None, spec={}, command=None, created_at=datetime(2026, 1, 1), run_ids=[1, 2, 3, 4, 5],
                       points=[{"technique": "blended", "post_condition": False, "seed": 0},

@@ -73,7 +73,7 @@ def report(
         names = [name.strip() for name in samples.split(",") if name.strip()] if samples else []
         try:
             files = write_report(store, list(dict.fromkeys(chosen)), out, baseline=baseline, sample_names=names,
-                                 grid_samples=grid, title=title)
+                                 grid_samples=grid, title=title, sweep_id=sweep)
         except ReportError as error:
             _fail(str(error), 2)
     typer.echo(f"wrote {files.html} and {files.markdown} ({len(files.images)} images)")

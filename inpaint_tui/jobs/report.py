@@ -10,6 +10,8 @@ images sit beside it, no network needed to view it), `report.md` with the same c
 * per-sample image grids: the input with the mask outlined, each run's output, the reference;
   the samples chosen by the caller, else those where the baseline ranks worst and best on the
   leaderboard's first metric;
+* for a sweep, a metric against each swept parameter (PNG, one line per technique, the mean
+  over seeds) for the leading metrics;
 * the denoising animations where runs saved them;
 * reproducibility: per run its configuration hash, parameters, versions, device, git commit
   and the command that reruns it.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from inpaint_tui.present import (
     best_values,
@@ -38,8 +40,13 @@ from inpaint_tui.present import (
     verdict,
 )
 from inpaint_tui.store import RunDetail, SampleStatus, Store
+from inpaint_tui.sweep_series import Series, SweepData, build_series, sweep_axes, tick_label
 
 GRID_SAMPLES = 6
+PLOTTED_METRICS = 4  # sweep plots for the leading key metrics
+PLOT_SIZE = (720, 420)
+PLOT_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                (227, 119, 194), (127, 127, 127))
 THUMBNAIL = 256  # longest side of grid images, in pixels
 MASK_OUTLINE = (255, 48, 48)
 
@@ -65,9 +72,9 @@ class _Row:
 
 def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: str | None = None,
                  baseline: int | None = None, sample_names: Sequence[str] = (),
-                 grid_samples: int = GRID_SAMPLES) -> ReportFiles:
+                 grid_samples: int = GRID_SAMPLES, sweep_id: int | None = None) -> ReportFiles:
     """Write the report of `run_ids` into `out_dir` (created; files of an older report there
-    are replaced)."""
+    are replaced). With `sweep_id`, plots of that sweep's metrics against its parameters."""
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         raise ReportError("no runs to report")
@@ -91,13 +98,15 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
     comparisons = _comparisons(store, baseline, [d for d in details if d.run.id != baseline])
     chosen = _grid_samples(details, baseline, metrics, sample_names, grid_samples)
     grid, images = _grid(store, details, chosen, out_dir, images_dir)
+    plots = _sweep_plots(store, sweep_id, metrics[:PLOTTED_METRICS], out_dir, images_dir) if sweep_id else []
+    images += [path for _, _, path in plots]
     animations = _animations(details, out_dir, images_dir)
     images += [path for _, _, path in animations]
     reproduce = _reproducibility(details)
 
     title = title or f"inpaint-tui report: runs {', '.join(map(str, run_ids))}"
-    markdown = _markdown(title, board, baseline, comparisons, grid, animations, reproduce, out_dir)
-    page = _html(title, board, baseline, comparisons, grid, animations, reproduce, out_dir)
+    markdown = _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce)
+    page = _html(title, board, baseline, comparisons, grid, plots, animations, reproduce)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "index.html").write_text(page)
     return ReportFiles(html=out_dir / "index.html", markdown=out_dir / "report.md", images=images)
@@ -229,6 +238,86 @@ def _reproducibility(details: list[RunDetail]) -> list[dict[str, Any]]:
     } for d in details]
 
 
+def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
+                 images_dir: Path) -> list[tuple[str, str, Path]]:
+    """(caption, path relative to out_dir, file) per (swept parameter, metric)."""
+    sweep = store.sweep(sweep_id)
+    data = SweepData(sweeps=[sweep], sweep=sweep, runs={run.id: run for run in store.runs(sweep.run_ids)},
+                     values=store.run_metric_values(sweep.run_ids))
+    out = []
+    for axis in sweep_axes(sweep):
+        for metric in metrics:
+            series, xs, numeric = build_series(data, metric, axis)
+            if not any(s.ys for s in series):
+                continue
+            target = images_dir / f"sweep-{sweep_id}-{_safe(metric)}-vs-{_safe(axis)}.png"
+            direction = higher_is_better(metric)
+            caption = f"{metric} ({'higher' if direction else 'lower' if direction is False else '?'} is better) " \
+                      f"against {axis}, sweep {sweep_id}; mean over seeds"
+            _plot(series, xs, numeric, axis, metric, caption, target)
+            out.append((caption, target.relative_to(out_dir).as_posix(), target))
+    return out
+
+
+def _axis_number(value: float, step: float) -> str:
+    """Enough decimals that neighbouring ticks `step` apart read differently."""
+    decimals = max(0, 1 - math.floor(math.log10(step))) if step > 0 else 4
+    return f"{value:.3e}" if decimals > 7 or abs(value) >= 1e6 else f"{value:.{decimals}f}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_label: str, title: str,
+          target: Path) -> None:
+    """A line chart drawn with Pillow (no plotting library needed): axes with ticks, one
+    coloured line with markers per series, a legend."""
+    width, height = PLOT_SIZE
+    left, right, top, bottom = 80, 20, 40, 60
+    font = ImageFont.load_default(size=13)
+    image = Image.new("RGB", PLOT_SIZE, "white")
+    draw = ImageDraw.Draw(image)
+    ys = [y for s in series for y in s.ys if math.isfinite(y)]
+    low, high = min(ys), max(ys)
+    pad = (high - low) * 0.08 or abs(high) * 0.08 or 1.0
+    low, high = low - pad, high + pad
+    if numeric and len(xs) > 1:
+        x_low, x_high = float(min(xs)), float(max(xs))
+        position = {x: (float(x) - x_low) / (x_high - x_low) for x in xs}
+    else:  # categories (or one value): evenly spaced
+        position = {x: (i + 0.5) / len(xs) for i, x in enumerate(xs)}
+
+    def to_pixel(x: Any, y: float) -> tuple[float, float]:
+        plot_width, plot_height = width - left - right, height - top - bottom
+        return (left + 20 + position[x] * (plot_width - 40), top + (high - y) / (high - low) * plot_height)
+
+    draw.text((left, 10), title, fill="black", font=font)
+    draw.line([(left, top), (left, height - bottom), (width - right, height - bottom)], fill="black")
+    for i in range(5):
+        value = low + (high - low) * i / 4
+        _, y = to_pixel(xs[0], value)
+        draw.line([(left - 4, y), (left, y)], fill="black")
+        draw.line([(left + 1, y), (width - right, y)], fill=(235, 235, 235))
+        draw.text((left - 8, y), _axis_number(value, (high - low) / 4), fill="black", font=font, anchor="rm")
+    for x in xs:
+        px, _ = to_pixel(x, low)
+        draw.line([(px, height - bottom), (px, height - bottom + 4)], fill="black")
+        draw.text((px, height - bottom + 8), tick_label(x), fill="black", font=font, anchor="mt")
+    draw.text(((left + width - right) / 2, height - 18), x_label, fill="black", font=font, anchor="mm")
+    for index, line in enumerate(series):
+        colour = PLOT_COLOURS[index % len(PLOT_COLOURS)]
+        points = [to_pixel(x, y) for x, y in zip(line.xs, line.ys) if math.isfinite(y)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for px, py in points:
+            draw.ellipse([(px - 4, py - 4), (px + 4, py + 4)], fill=colour)
+        draw.rectangle([(width - right - 170, top + 8 + 18 * index), (width - right - 158, top + 20 + 18 * index)],
+                       fill=colour)
+        draw.text((width - right - 152, top + 14 + 18 * index), line.label, fill="black", font=font, anchor="lm")
+    image.save(target)
+
+
 # --- images ------------------------------------------------------------------------------------
 
 
@@ -254,7 +343,7 @@ def _mask_outlined(image_path: Path, mask_path: Path, target: Path) -> None:
 # --- writers -----------------------------------------------------------------------------------
 
 
-def _markdown(title, board, baseline, comparisons, grid, animations, reproduce, out_dir) -> str:
+def _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce) -> str:
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         escape = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         return (["| " + " | ".join(map(escape, header)) + " |", "|" + " --- |" * len(header)]
@@ -278,6 +367,8 @@ def _markdown(title, board, baseline, comparisons, grid, animations, reproduce, 
     lines += ["## Samples", ""]
     lines += table(["sample"] + grid["columns"], [
         [row["caption"]] + [f"![]({cell})" if cell else "-" for cell in row["cells"]] for row in grid["rows"]])
+    if plots:
+        lines += ["", "## Sweep", ""] + [f"![{caption}]({path})" for caption, path, _ in plots]
     if animations:
         lines += ["", "## Denoising", ""] + [f"- {caption}: ![]({path})" for caption, path, _ in animations]
     lines += ["", "## Reproducibility", ""]
@@ -311,7 +402,7 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 """
 
 
-def _html(title, board, baseline, comparisons, grid, animations, reproduce, out_dir) -> str:
+def _html(title, board, baseline, comparisons, grid, plots, animations, reproduce) -> str:
     e = html.escape
     parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
              f"<style>{STYLE}</style></head><body>", f"<h1>{e(title)}</h1>", "<h2>Leaderboard</h2>",
@@ -347,6 +438,10 @@ def _html(title, board, baseline, comparisons, grid, animations, reproduce, out_
                         for cell, column in zip(row["cells"], grid["columns"]))
         parts.append(f"<tr><td class=\"caption\">{e(row['caption'])}</td>{cells}</tr>")
     parts.append("</table>")
+    if plots:
+        parts.append("<h2>Sweep</h2>" + "".join(
+            f"<figure><img src=\"{e(path)}\" alt=\"{e(caption)}\"><figcaption>{e(caption)}</figcaption></figure>"
+            for caption, path, _ in plots))
     if animations:
         parts.append("<h2>Denoising</h2>" + "".join(
             f"<figure><img src=\"{e(path)}\" alt=\"{e(caption)}\"><figcaption>{e(caption)}</figcaption></figure>"
