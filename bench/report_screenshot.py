@@ -65,7 +65,7 @@ def main() -> None:
     write_export(store, run_ids, folder / "export" / "runs.csv")
     export_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    files = write_report(store, run_ids, folder / "report", baseline=baseline)
+    files = write_report(store, run_ids, folder / "report", baseline=baseline, sweep_id=swept.sweep_id)
     report_seconds = time.perf_counter() - started
     print(f"report of {len(run_ids)} runs: {report_seconds:.2f} s; export of the same runs {export_seconds:.2f} s; "
           f"ratio {report_seconds / export_seconds:.1f}")

@@ -94,6 +94,11 @@ def test_report_numbers_images_and_sections(tui_store, tmp_path):
     for needle in ("## Leaderboard", f"## Paired comparisons against run {run_ids[0]}", "## Samples",
                    "## Reproducibility", details[run_ids[0]].run.config_hash):
         assert needle in markdown
+    for run_id, detail in details.items():  # a command that reruns each run, recorded or rebuilt
+        run = detail.run
+        assert (run.command or f"inpaint-tui run -t {run.technique}") in markdown
+        if run.command is None:
+            assert f"--samples {run.sample_set} --model {run.model} --steps {run.steps}" in markdown
     for source in re.findall(r"!\[\]\(([^)]+)\)", markdown):
         assert (files.markdown.parent / source).exists()
 

@@ -234,8 +234,27 @@ def _reproducibility(details: list[RunDetail]) -> list[dict[str, Any]]:
         "seed": d.run.seed, "set": d.run.sample_set, "device": d.run.device or "-",
         "git_commit": d.run.git_commit or "-",
         "versions": ", ".join(f"{k} {v}" for k, v in sorted(d.run.versions.items())) or "-",
-        "command": d.run.command or "-",
+        "command": d.run.command or _rerun_command(d),
     } for d in details]
+
+
+def _rerun_command(detail: RunDetail) -> str:
+    """A command that queues the same configuration, for runs created without one (from the
+    TUI's form or the Python API); parameters at their defaults are left out."""
+    import shlex
+
+    run = detail.run
+    parts = ["inpaint-tui", "run", "-t", run.technique]
+    for name, value in changed_params(run.technique, run.params).items():
+        parts += ["-p", f"{name}={value}"]
+    parts += ["--samples", run.sample_set, "--model", run.model, "--steps", str(run.steps), "--guidance",
+              str(run.guidance), "--seed", str(run.seed)]
+    if run.negative_prompt:
+        parts += ["--negative-prompt", run.negative_prompt]
+    groups = run.eval_config.get("groups")
+    if groups:
+        parts += ["--metrics", ",".join(groups)]
+    return shlex.join(parts)
 
 
 def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
@@ -398,6 +417,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .grid img { width: 200px; image-rendering: pixelated; display: block; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 .wide { overflow-x: auto; }
+.animations { display: flex; flex-wrap: wrap; gap: 0.5em; }
+.animations img { width: 160px; image-rendering: pixelated; }
+.animations figure { margin: 0; font-size: 0.85em; }
 .caption { max-width: 220px; }
 """
 
@@ -443,9 +465,9 @@ def _html(title, board, baseline, comparisons, grid, plots, animations, reproduc
             f"<figure><img src=\"{e(path)}\" alt=\"{e(caption)}\"><figcaption>{e(caption)}</figcaption></figure>"
             for caption, path, _ in plots))
     if animations:
-        parts.append("<h2>Denoising</h2>" + "".join(
+        parts.append("<h2>Denoising</h2><div class=\"animations\">" + "".join(
             f"<figure><img src=\"{e(path)}\" alt=\"{e(caption)}\"><figcaption>{e(caption)}</figcaption></figure>"
-            for caption, path, _ in animations))
+            for caption, path, _ in animations) + "</div>")
     parts.append("<h2>Reproducibility</h2>")
     for entry in reproduce:
         parts.append(
