@@ -246,7 +246,7 @@ async def main():
         await pilot.pause(0.5)
         app.open_compare(*{tui_store.ids["finished"][:2]})
         await pilot.pause(0.5)
-        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+        print(json.dumps(sorted({{m.split(".")[0] for m in list(sys.modules)}})))  # threads may be importing
 
 asyncio.run(main())
 """
