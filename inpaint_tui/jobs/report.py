@@ -39,7 +39,7 @@ from inpaint_tui.present import (
     key_metrics,
     verdict,
 )
-from inpaint_tui.store import RunDetail, SampleStatus, Store
+from inpaint_tui.store import RunDetail, SampleStatus, Store, safe_file_stem
 from inpaint_tui.sweep_series import Series, SweepData, build_series, sweep_axes, tick_label
 
 GRID_SAMPLES = 6
@@ -269,7 +269,7 @@ def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
             series, xs, numeric = build_series(data, metric, axis)
             if not any(s.ys for s in series):
                 continue
-            target = images_dir / f"sweep-{sweep_id}-{_safe(metric)}-vs-{_safe(axis)}.png"
+            target = images_dir / f"sweep-{sweep_id}-{safe_file_stem(metric)}-vs-{safe_file_stem(axis)}.png"
             direction = higher_is_better(metric)
             caption = f"{metric} ({'higher' if direction else 'lower' if direction is False else '?'} is better) " \
                       f"against {axis}, sweep {sweep_id}; mean over seeds"
@@ -282,10 +282,6 @@ def _axis_number(value: float, step: float) -> str:
     """Enough decimals that neighbouring ticks `step` apart read differently."""
     decimals = max(0, 1 - math.floor(math.log10(step))) if step > 0 else 4
     return f"{value:.3e}" if decimals > 7 or abs(value) >= 1e6 else f"{value:.{decimals}f}"
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_label: str, title: str,

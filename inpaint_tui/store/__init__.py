@@ -2,7 +2,7 @@
 
 from inpaint_tui.store.db import StoreError, database_url
 from inpaint_tui.store.queue import ClaimLost, RunBusy
-from inpaint_tui.store.store import NotFound, Store
+from inpaint_tui.store.store import NotFound, Store, safe_file_stem
 from inpaint_tui.store.tables import RunStatus, SampleStatus, WorkerStatus
 from inpaint_tui.store.views import (
     ImportReport,
@@ -22,6 +22,7 @@ from inpaint_tui.store.views import (
 )
 
 __all__ = [
+    "safe_file_stem",
     "ClaimLost",
     "RunBusy",
     "RunProgressInfo",

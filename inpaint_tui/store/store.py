@@ -81,7 +81,7 @@ class Store(QueueMixin, SweepMixin):
     @staticmethod
     def output_name(position: int, sample_name: str, extension: str = "png") -> str:
         """File name of a run's output for one sample (run order first, so `ls` sorts)."""
-        return f"{position:04d}-{_safe(sample_name)}.{extension}"
+        return f"{position:04d}-{safe_file_stem(sample_name)}.{extension}"
 
     def save_run_file(self, run_id: int, name: str, data: bytes) -> str:
         """Write a file into the run's folder atomically; returns its relative path."""
@@ -731,7 +731,8 @@ class Store(QueueMixin, SweepMixin):
         return list(ranked)
 
 
-def _safe(name: str) -> str:
+def safe_file_stem(name: str) -> str:
+    """`name` as a portable file-name part (letters, digits, - _ . only; at most 80 characters)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "sample"
 
 
