@@ -65,8 +65,8 @@ def test_export_round_trips_the_stored_values(tui_store, tmp_path, fmt):
 
 
 def test_export_keeps_awkward_values(tui_store, tmp_path):
-    """Text that looks like a number stays text; a note with a comma, quotes and a newline and
-    an infinite PSNR survive CSV."""
+    """A note with a comma, quotes and a newline, quoted and non-ASCII tags, and an infinite
+    PSNR survive every format; text columns come back as text."""
     from inpaint_tui.store import MetricSummary
 
     store = tui_store
