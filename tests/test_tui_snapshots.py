@@ -34,9 +34,6 @@ def test_dashboard_snapshot(snap_compare, tui_store):
     assert snap_compare(_app(tui_store), terminal_size=(120, 40), run_before=loaded)
 
 
-@pytest.mark.skip(reason="order-dependent: after other TUI tests in the same process its tables are sometimes "
-                         "drawn with columns as narrow as their headers although measured wider (CI, stops 10-11); "
-                         "under investigation, see the issue 7 note")
 def test_dashboard_at_80x24_snapshot(snap_compare, tui_store):
     async def loaded(pilot):
         await _settle(pilot, "#recent", 8)

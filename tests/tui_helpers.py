@@ -18,9 +18,10 @@ def _narrow_columns(table: DataTable) -> list[str]:
 
 async def settle_tables(pilot, timeout: float = 20.0) -> None:
     """Wait until every table on the screen has measured its columns. DataTable measures new
-    rows when its message queue goes idle; on a loaded machine a snapshot taken before shows
-    columns as narrow as their headers (seen in CI: "runnin" for "running"). Each wait nudges
-    the tables' idle processing; a table still unmeasured after `timeout` fails here, by name."""
+    rows when its message queue goes idle; a snapshot taken before shows columns as narrow as
+    their headers. (Cells painted before the measurement and kept at the old width afterwards
+    were Textual's cache, fixed in `tui.base.Table`.) Each wait nudges the tables' idle
+    processing; a table still unmeasured after `timeout` fails here, by name."""
     waited = 0.0
     while True:
         tables = list(pilot.app.screen.query(DataTable))

@@ -63,6 +63,27 @@ class LiveScreen(Screen):
         raise NotImplementedError
 
 
+class Table(DataTable):
+    """The DataTable every screen uses: cells are redrawn when their column is re-measured.
+
+    Textual (8.2) caches a rendered cell by row, column, style and update count but not by
+    width, and measures columns only when the table goes idle, without counting that as an
+    update. A paint between `update_cell` and that measurement (likely on a busy machine)
+    caches cells at the old width, and they stay cut ("runnin" for "running") until the
+    table's next update, forever on a quiet screen. Counting a change of width as an update
+    makes those cache entries unreachable."""
+
+    _measured_widths: tuple[int, ...] = ()
+
+    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
+        super()._update_dimensions(new_rows)
+        widths = (self._label_column.content_width, *(c.content_width for c in self.ordered_columns))
+        if widths != self._measured_widths:
+            self._measured_widths = widths
+            self._update_count += 1
+            self.refresh()
+
+
 def sync_table(table: DataTable, rows: Sequence[tuple[Any, Sequence[Any]]]) -> None:
     """Make `table` show `rows` ((key, cells) in order). Same keys in the same order: only
     the cells that changed since the last call are updated (a refresh of 10 000 rows costs a

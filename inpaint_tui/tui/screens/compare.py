@@ -24,7 +24,7 @@ from inpaint_tui.present import (
     verdict,
 )
 from inpaint_tui.store import NotFound, RunDetail, SampleInfo
-from inpaint_tui.tui.base import ImageStrip, LiveScreen, selected_key, sync_table
+from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 
 BETTER, WORSE = "bold green", "bold red"
 
@@ -102,9 +102,9 @@ class CompareScreen(LiveScreen):
         yield Header()
         yield Label(f"A = run {self.run_a}   B = run {self.run_b}", id="runs")
         yield Label("Paired statistics on the common samples (B − A)", classes="section-title")
-        yield DataTable(id="statistics", cursor_type="row", zebra_stripes=True)
+        yield Table(id="statistics", cursor_type="row", zebra_stripes=True)
         yield Label("Per sample", id="per-sample-title", classes="section-title")
-        yield DataTable(id="per-sample", cursor_type="row", zebra_stripes=True)
+        yield Table(id="per-sample", cursor_type="row", zebra_stripes=True)
         yield ImageStrip(id="images")
         yield Footer()
 

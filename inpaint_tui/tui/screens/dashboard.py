@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 
 from inpaint_tui.present import format_duration, format_number, format_params
 from inpaint_tui.store import RunInfo, RunStatus, WorkerInfo
-from inpaint_tui.tui.base import LiveScreen, selected_key, sync_table
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.gpu import GpuInfo, gpu_status
 
 RECENT = 8
@@ -45,11 +45,11 @@ class DashboardScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("Active runs", classes="section-title")
-        yield DataTable(id="active", cursor_type="row", zebra_stripes=True)
+        yield Table(id="active", cursor_type="row", zebra_stripes=True)
         yield Label("Workers", classes="section-title")
-        yield DataTable(id="workers", cursor_type="row")
+        yield Table(id="workers", cursor_type="row")
         yield Label("Latest results", classes="section-title")
-        yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
+        yield Table(id="recent", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

@@ -33,7 +33,7 @@ from inpaint_tui.present import (
     key_metrics,
 )
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NotFound, RunStatus
-from inpaint_tui.tui.base import LiveScreen, selected_key
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key
 
 ALL_SETS = "\x00all"  # the Select value for "all sets" (no set can be named so)
 DEFAULT_SORT = "bg_mse"
@@ -293,7 +293,7 @@ class LeaderboardScreen(LiveScreen):
         with Horizontal(id="bar"):
             yield Select([("all sets", ALL_SETS)], value=ALL_SETS, allow_blank=False, id="set", prompt="sample set")
             yield Label("", id="status")
-        yield DataTable(id="board", cursor_type="row", zebra_stripes=True, fixed_columns=3)
+        yield Table(id="board", cursor_type="row", zebra_stripes=True, fixed_columns=3)
         yield Footer()
 
     def on_mount(self) -> None:

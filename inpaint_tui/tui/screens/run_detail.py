@@ -22,7 +22,7 @@ from inpaint_tui.present import (
     key_metrics,
 )
 from inpaint_tui.store import RunDetail, RunStatus, SampleInfo
-from inpaint_tui.tui.base import ImageStrip, LiveScreen, selected_key, sync_table
+from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.images import load, with_mask
 
 
@@ -74,7 +74,7 @@ class RunDetailScreen(LiveScreen):
         with Horizontal(id="top"):
             yield Static(id="config")
             yield Static(id="summary")
-        yield DataTable(id="samples", cursor_type="row", zebra_stripes=True)
+        yield Table(id="samples", cursor_type="row", zebra_stripes=True)
         yield Static(id="error")
         yield ImageStrip(id="images")
         yield Footer()

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from inpaint_tui.present import changed_params, format_number, format_params, format_progress
 from inpaint_tui.store import RunInfo, RunStatus
-from inpaint_tui.tui.base import LiveScreen, selected_key, sync_table
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 
 HEADLINE = ("bg_mse", "clip_local")
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -54,7 +54,7 @@ class RunsScreen(LiveScreen):
         yield Header()
         yield Input(placeholder="filter: technique, status, parameter, tag, note…", id="filter", classes="filter")
         yield Label("", id="shown", classes="hint")
-        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Table(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:

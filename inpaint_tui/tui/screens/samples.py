@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from inpaint_tui.store import ImportReport, SampleInfo, SampleSetInfo, StoreError
-from inpaint_tui.tui.base import ImageStrip, LiveScreen, selected_key, sync_table
+from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 
 ALL = "all"  # the sets table's key of "all samples"; a set's key is "set:" + its name
 MARK = "●"
@@ -71,12 +71,12 @@ class SamplesScreen(LiveScreen):
         with Horizontal():
             with Vertical(id="sets-pane"):
                 yield Label("Sample sets", classes="section-title")
-                yield DataTable(id="sets", cursor_type="row", zebra_stripes=True)
+                yield Table(id="sets", cursor_type="row", zebra_stripes=True)
             with Vertical(id="samples-pane"):
                 with Horizontal(id="filter-row"):
                     yield Input(placeholder="filter by name or prompt (/)", id="filter", classes="filter")
                     yield Label("0 marked", id="marked")
-                yield DataTable(id="samples", cursor_type="row", zebra_stripes=True)
+                yield Table(id="samples", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="prompt", markup=False)
                 yield ImageStrip(id="preview")
         yield Footer()

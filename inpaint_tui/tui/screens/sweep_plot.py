@@ -16,7 +16,7 @@ from textual_plotext import PlotextPlot
 from inpaint_tui.present import format_number, higher_is_better, key_metrics
 from inpaint_tui.store import SweepInfo
 from inpaint_tui.sweep_series import SweepData, Series, build_series, point_of, sweep_axes, tick_label
-from inpaint_tui.tui.base import LiveScreen, sync_table
+from inpaint_tui.tui.base import LiveScreen, Table, sync_table
 
 NO_SWEEPS = ("No sweeps yet. Queue one from the command line, e.g.\n"
              "  inpaint-tui sweep -t blended,tdpaint -p blend_start=0,0.25,0.5 --seeds 0,1\n"
@@ -56,7 +56,7 @@ class SweepPlotScreen(LiveScreen):
                 yield Select([], id="x", prompt="x parameter", allow_blank=True)
             yield PlotextPlot(id="plot")
             yield Label("", id="summary", classes="hint")
-            yield DataTable(id="points", cursor_type="row", zebra_stripes=True)
+            yield Table(id="points", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
