@@ -2,7 +2,6 @@
 drawn as half-blocks so the pictures are deterministic. Update after an intended change with
 `pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
-import pytest
 from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage
 
