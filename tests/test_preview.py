@@ -213,5 +213,8 @@ def test_out_of_memory_frees_the_cache_and_the_run_goes_on(tiny_model, demo, oom
     width, height = failed.size
     assert failed.error.startswith(f"out of GPU memory at {width}x{height} on cpu (torch.float32)")
     assert failed.image is None and "OutOfMemoryError" in failed.traceback
-    assert emptied == [True]  # once, for the failed sample only
+    assert emptied == [True, True]  # after the warm-up's OOM and the failed sample's, not the passing one's
     assert passed.ok and passed.image is not None and passed.image.size == passed.size
+    emptied.clear()
+    list(inpaint(tiny_model, "test_oom", demo[:2], seed=0, steps=STEPS, warm_up=False))
+    assert emptied == [True]

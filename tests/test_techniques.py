@@ -132,6 +132,41 @@ def test_a_failing_sample_is_recorded_and_the_run_goes_on(tiny_model, two_sample
         list(inpaint(tiny_model, "blended", [speck], steps=2, errors="raise"))
 
 
+@pytest.mark.parametrize("technique", ["vanilla", "blended", "diffdiff", "latentpaint", "repaint", "tdpaint"])
+def test_the_untimed_warm_up_changes_no_pixel(tiny_model, two_samples, technique):
+    tiny_model.warmed.clear()
+    warmed = [np.asarray(r.image) for r in inpaint(tiny_model, technique, two_samples, steps=2, errors="raise")]
+    assert [name for name, _size in tiny_model.warmed] == [technique]
+    tiny_model.warmed.clear()
+    cold = [np.asarray(r.image) for r in inpaint(tiny_model, technique, two_samples, steps=2, errors="raise",
+                                                 warm_up=False)]
+    assert not tiny_model.warmed
+    for a, b in zip(warmed, cold):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_warm_up_runs_one_step_once_per_technique_and_size(tiny_model, two_samples):
+    """Counted on the real UNet: one extra call the first time, none after (a worker that
+    keeps the model warms each technique once), and again after a failed warm-up."""
+    calls = []
+    hook = tiny_model.unet("inpaint").register_forward_hook(lambda *_: calls.append(1))
+    try:
+        tiny_model.warmed.clear()
+        list(inpaint(tiny_model, "vanilla", two_samples[:1], steps=2))
+        assert len(calls) == 1 + 2
+        calls.clear()
+        list(inpaint(tiny_model, "vanilla", two_samples[:1], steps=2))
+        assert len(calls) == 2
+    finally:
+        hook.remove()
+
+    tiny_model.warmed.clear()
+    speck = make_sample("speck", make_image(512, 512), box_mask(512, 512, (10, 10, 11, 11)), "a speck")
+    [failed] = inpaint(tiny_model, "vanilla", [speck], steps=2)
+    assert not failed.ok and "empty" in failed.error  # the timed sample records what the warm-up met
+    assert not tiny_model.warmed
+
+
 def test_outputs_have_the_working_size_and_metrics(tiny_model, two_samples):
     for sample, result in zip(two_samples, inpaint(tiny_model, "vanilla", two_samples, steps=2)):
         assert result.image.size == working_size(sample.size, 128) == result.size

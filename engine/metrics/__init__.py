@@ -41,7 +41,7 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("ring_psnr", "10·log10(1 / ring_mse) in dB (inf when the ring is identical)", True, "dB"),
         MetricInfo("clip_local", "CLIP score max(100·cos, 0) of the crop around the mask against the prompt", True),
         MetricInfo("clip_global", "CLIP score max(100·cos, 0) of the whole output against the prompt", True),
-        MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O)", False, "s"),
+        MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O; after a warm-up)", False, "s"),
         MetricInfo("peak_memory_mb", "peak CUDA memory allocated, or growth of the process's peak RSS on CPU", False, "MB"),
         MetricInfo("unet_calls", "UNet forward passes per image (a batched CFG pair counts once)", False),
         MetricInfo("vae_encodes", "VAE encoder passes per image", False),
