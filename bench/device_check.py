@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/ off the path: its queue.py would shadow the stdlib
 
 
 def main() -> None:
@@ -53,6 +53,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from _common import run_benchmark
+    from bench._common import run_benchmark
 
     run_benchmark(main, "device check")

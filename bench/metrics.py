@@ -40,7 +40,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/ off the path: its queue.py would shadow the stdlib
 
 SUBSETS = 100
 SUBSET_SIZE = 1000  # reduced to N by the metric (the warning is printed once)
@@ -156,6 +156,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from _common import run_benchmark
+    from bench._common import run_benchmark
 
     run_benchmark(main, "metrics")

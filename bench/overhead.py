@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/ off the path: its queue.py would shadow the stdlib
 
 TARGET_RATIO = 0.95
 GUIDANCE = 7.5
@@ -184,6 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from _common import run_benchmark
+    from bench._common import run_benchmark
 
     run_benchmark(main, "overhead")

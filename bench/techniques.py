@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/ off the path: its queue.py would shadow the stdlib
 
 GUIDANCE = 7.5
 RUN_SEED = 0
@@ -205,6 +205,6 @@ def print_postprocessing(configs: list[Config], decoder_steps: int) -> None:
 
 
 if __name__ == "__main__":
-    from _common import run_benchmark
+    from bench._common import run_benchmark
 
     run_benchmark(main, "techniques")
