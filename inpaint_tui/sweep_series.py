@@ -1,6 +1,7 @@
 """A sweep's runs as plot series: a metric against one swept parameter, one line per
 technique (and per value of any other swept key but the seed), the mean over seeds at each
-point. Shared by the TUI's sweep plot and the report's PNG plots."""
+point, with an error bar where one is known. Shared by the TUI's sweep plot and the
+report's PNG plots."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inpaint_tui.present import format_number
-from inpaint_tui.store import RunInfo, SweepInfo
+from inpaint_tui.store import MetricSummary, RunInfo, SweepInfo
 
 NOT_AXES = ("technique", "seed")
 
@@ -21,6 +22,7 @@ class SweepData:
     sweep: SweepInfo | None
     runs: dict[int, RunInfo] = field(default_factory=dict)
     values: dict[int, dict[str, float]] = field(default_factory=dict)
+    summaries: dict[int, dict[str, MetricSummary]] = field(default_factory=dict)  # for error bars
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class Series:
     label: str
     xs: list[Any]  # parameter values, in axis order
     ys: list[float]  # the metric: mean over the runs (seeds) at each x
+    # The bar at each x, (low, high) or None: one run there, its 95% bootstrap interval over
+    # samples; several (seeds), the lowest and highest of their means.
+    bars: list[tuple[float, float] | None] = field(default_factory=list)
+    pooled: bool = False  # some x has several runs (seeds)
 
 
 def sweep_axes(sweep: SweepInfo) -> list[str]:
@@ -69,6 +75,7 @@ def build_series(data: SweepData, metric: str, x: str) -> tuple[list[Series], li
         return [], [], True
     others = [key for key in sweep_axes(sweep) if key != x]
     groups: dict[tuple, dict[Any, list[float]]] = {}
+    intervals: dict[tuple, dict[Any, list[tuple[float, float] | None]]] = {}
     xs_all = []
     for index, run_id in enumerate(sweep.run_ids):
         point = point_of(sweep, data.runs.get(run_id), index)
@@ -80,12 +87,33 @@ def build_series(data: SweepData, metric: str, x: str) -> tuple[list[Series], li
         per_x = groups.setdefault(label, {})
         if value is not None and not math.isnan(value):
             per_x.setdefault(point[x], []).append(value)
+            summary = data.summaries.get(run_id, {}).get(metric)
+            known = summary is not None and summary.ci_low is not None and summary.ci_high is not None
+            intervals.setdefault(label, {}).setdefault(point[x], []).append(
+                (summary.ci_low, summary.ci_high) if known else None)
     axis, numeric = axis_values(xs_all)
     series = []
     for label, per_x in groups.items():
         xs = [value for value in axis if value in per_x]
-        series.append(Series(" ".join(label), xs, [statistics.fmean(per_x[v]) for v in xs]))
+        bars = [_bar(per_x[v], intervals[label][v]) for v in xs]
+        pooled = any(len(per_x[v]) > 1 for v in xs)
+        series.append(Series(" ".join(label), xs, [statistics.fmean(per_x[v]) for v in xs], bars, pooled))
     return series, axis, numeric
+
+
+def _bar(means: list[float], intervals: list[tuple[float, float] | None]) -> tuple[float, float] | None:
+    if len(means) > 1:
+        return min(means), max(means)
+    return intervals[0]
+
+
+def bar_caption(series: list[Series]) -> str:
+    """What a plot's bars are, for its caption ('' when it has none)."""
+    if not any(bar is not None for s in series for bar in s.bars):
+        return ""
+    if any(s.pooled for s in series):
+        return "bars: lowest to highest mean over seeds"
+    return "bars: 95% bootstrap interval over samples"
 
 
 def tick_label(value: Any) -> str:

@@ -7,7 +7,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inpaint_tui.cli import app
-from inpaint_tui.jobs.samples import ImportOptions, import_source
+from inpaint_tui.jobs.samples import import_source
 from tests.conftest import box_mask, make_image
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html.parser
 import re
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
@@ -142,6 +140,7 @@ def test_report_of_a_tiny_sweep_from_the_cli(tmp_path, tiny_model):
     assert sum(source.endswith(".gif") for source in page.images) == 2 * 6  # every sample's denoising
     plots = [source for source in page.images if "/sweep-" in source]
     assert len(plots) == 4 and all("-vs-progressive_shrink" in source for source in plots)  # 4 leading metrics
+    assert (out / "index.html").read_text().count("bars: 95% bootstrap interval over samples</figcaption>") == 4
     store = Store(db)
     board = page.tables[0]
     metrics = [h.split()[0] for h, _ in board[0][5:]]

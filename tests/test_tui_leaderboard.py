@@ -416,6 +416,34 @@ def test_sweep_series_pool_seeds_and_use_categories_for_non_numeric_axes():
     assert axis_values([0.5, 0, 0.25]) == ([0, 0.25, 0.5], True)
 
 
+def test_sweep_series_bars_are_the_run_interval_or_the_spread_over_seeds():
+    from datetime import datetime
+
+    from inpaint_tui.store import MetricSummary, SweepInfo
+    from inpaint_tui.sweep_series import SweepData, bar_caption, build_series
+
+    def sweep_of(points):
+        return SweepInfo(id=1, name=None, spec={}, command=None, created_at=datetime(2026, 1, 1),
+                         run_ids=list(range(1, len(points) + 1)), points=points, reused=[False] * len(points))
+
+    summaries = {1: {"bg_mse": MetricSummary(value=2.0, ci_low=1.5, ci_high=2.5, n=6)},
+                 2: {"bg_mse": MetricSummary(value=4.0, ci_low=3.0, ci_high=5.0, n=6)},
+                 3: {"bg_mse": MetricSummary(value=6.0, n=6)}}  # no interval stored: no bar
+    values = {run_id: {"bg_mse": s["bg_mse"].value} for run_id, s in summaries.items()}
+    one_seed = sweep_of([{"technique": "blended", "blend_start": b} for b in (0, 0.25, 0.5)])
+    [line], _, _ = build_series(SweepData([one_seed], one_seed, {}, values, summaries), "bg_mse", "blend_start")
+    assert line.bars == [(1.5, 2.5), (3.0, 5.0), None] and not line.pooled
+    assert bar_caption([line]) == "bars: 95% bootstrap interval over samples"
+
+    seeds = sweep_of([{"technique": "blended", "blend_start": 0, "seed": seed} for seed in (0, 1, 2)])
+    [line], _, _ = build_series(SweepData([seeds], seeds, {}, values, summaries), "bg_mse", "blend_start")
+    assert line.ys == [4.0] and line.bars == [(2.0, 6.0)] and line.pooled
+    assert bar_caption([line]) == "bars: lowest to highest mean over seeds"
+
+    [line], _, _ = build_series(SweepData([one_seed], one_seed, {}, values), "bg_mse", "blend_start")
+    assert line.bars == [None, None, None] and bar_caption([line]) == ""
+
+
 async def test_sweep_screen_says_so_when_there_are_no_sweeps(tui_store):
     with tui_store.engine.begin() as connection:
         connection.execute(text("DELETE FROM sweep_run"))

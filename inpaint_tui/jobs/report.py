@@ -40,7 +40,7 @@ from inpaint_tui.present import (
     verdict,
 )
 from inpaint_tui.store import RunDetail, SampleStatus, Store, safe_file_stem
-from inpaint_tui.sweep_series import Series, SweepData, build_series, sweep_axes, tick_label
+from inpaint_tui.sweep_series import Series, SweepData, bar_caption, build_series, sweep_axes, tick_label
 
 GRID_SAMPLES = 6
 PLOTTED_METRICS = 4  # sweep plots for the leading key metrics
@@ -261,8 +261,11 @@ def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
                  images_dir: Path) -> list[tuple[str, str, Path]]:
     """(caption, path relative to out_dir, file) per (swept parameter, metric)."""
     sweep = store.sweep(sweep_id)
+    summaries = store.run_metric_summaries(sweep.run_ids)
+    values = {run_id: {name: summary.value for name, summary in per_run.items() if summary.value is not None}
+              for run_id, per_run in summaries.items()}
     data = SweepData(sweeps=[sweep], sweep=sweep, runs={run.id: run for run in store.runs(sweep.run_ids)},
-                     values=store.run_metric_values(sweep.run_ids))
+                     values=values, summaries=summaries)
     out = []
     for axis in sweep_axes(sweep):
         for metric in metrics:
@@ -272,7 +275,10 @@ def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
             target = images_dir / f"sweep-{sweep_id}-{safe_file_stem(metric)}-vs-{safe_file_stem(axis)}.png"
             direction = higher_is_better(metric)
             caption = f"{metric} ({'higher' if direction else 'lower' if direction is False else '?'} is better) " \
-                      f"against {axis}, sweep {sweep_id}; mean over seeds"
+                      f"against {axis}, sweep {sweep_id}"
+            caption += "; mean over seeds" if any(s.pooled for s in series) else ""
+            bars = bar_caption(series)
+            caption += f"; {bars}" if bars else ""
             _plot(series, xs, numeric, axis, metric, caption, target)
             out.append((caption, target.relative_to(out_dir).as_posix(), target))
     return out
@@ -287,13 +293,15 @@ def _axis_number(value: float, step: float) -> str:
 def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_label: str, title: str,
           target: Path) -> None:
     """A line chart drawn with Pillow (no plotting library needed): axes with ticks, one
-    coloured line with markers per series, a legend."""
+    coloured line with markers and error bars per series, a legend."""
     width, height = PLOT_SIZE
     left, right, top, bottom = 80, 20, 40, 60
     font = ImageFont.load_default(size=13)
     image = Image.new("RGB", PLOT_SIZE, "white")
     draw = ImageDraw.Draw(image)
+    # The bars count in the range: a slope smaller than its intervals must look it.
     ys = [y for s in series for y in s.ys if math.isfinite(y)]
+    ys += [end for s in series for bar in s.bars if bar is not None for end in bar if math.isfinite(end)]
     low, high = min(ys), max(ys)
     pad = (high - low) * 0.08 or abs(high) * 0.08 or 1.0
     low, high = low - pad, high + pad
@@ -307,7 +315,8 @@ def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_la
         plot_width, plot_height = width - left - right, height - top - bottom
         return (left + 20 + position[x] * (plot_width - 40), top + (high - y) / (high - low) * plot_height)
 
-    draw.text((left, 10), title, fill="black", font=font)
+    for row, text in enumerate(_wrap(draw, title, font, width - left - right)[:2]):
+        draw.text((left, 6 + 16 * row), text, fill="black", font=font)
     draw.line([(left, top), (left, height - bottom), (width - right, height - bottom)], fill="black")
     for i in range(5):
         value = low + (high - low) * i / 4
@@ -322,6 +331,12 @@ def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_la
     draw.text(((left + width - right) / 2, height - 18), x_label, fill="black", font=font, anchor="mm")
     for index, line in enumerate(series):
         colour = PLOT_COLOURS[index % len(PLOT_COLOURS)]
+        for x, bar in zip(line.xs, line.bars):
+            if bar is not None and all(math.isfinite(end) for end in bar):
+                (px, bar_low), (_, bar_high) = to_pixel(x, bar[0]), to_pixel(x, bar[1])
+                draw.line([(px, bar_low), (px, bar_high)], fill=colour, width=1)
+                draw.line([(px - 5, bar_low), (px + 5, bar_low)], fill=colour, width=1)
+                draw.line([(px - 5, bar_high), (px + 5, bar_high)], fill=colour, width=1)
         points = [to_pixel(x, y) for x, y in zip(line.xs, line.ys) if math.isfinite(y)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
@@ -331,6 +346,18 @@ def _plot(series: list[Series], xs: list[Any], numeric: bool, x_label: str, y_la
                        fill=colour)
         draw.text((width - right - 152, top + 14 + 18 * index), line.label, fill="black", font=font, anchor="lm")
     image.save(target)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> list[str]:
+    """`text` in lines no wider than `width`, broken after its '; ' separators."""
+    lines: list[str] = []
+    for part in text.split("; "):
+        joined = f"{lines[-1]}; {part}" if lines else part
+        if lines and draw.textlength(joined, font=font) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return lines
 
 
 # --- images ------------------------------------------------------------------------------------

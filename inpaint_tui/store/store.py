@@ -609,6 +609,11 @@ class Store(QueueMixin, SweepMixin):
         with self.session() as session:
             return dict(self._run_metrics(session, list(run_ids))[0])
 
+    def run_metric_summaries(self, run_ids: Sequence[int]) -> dict[int, dict[str, MetricSummary]]:
+        """Per run, its per-run metrics with their intervals where stored."""
+        with self.session() as session:
+            return dict(self._run_metrics(session, list(run_ids))[1])
+
     def record_run_metrics(self, run_id: int, summaries: dict[str, MetricSummary]) -> None:
         """Replace the run's per-run rows for these metric names (one transaction)."""
         with self.session() as session:
