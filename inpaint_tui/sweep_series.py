@@ -8,10 +8,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inpaint_tui.present import format_number
 from inpaint_tui.store import MetricSummary, RunInfo, SweepInfo
+
+if TYPE_CHECKING:
+    from inpaint_tui.store import Store
 
 NOT_AXES = ("technique", "seed")
 
@@ -34,6 +37,15 @@ class Series:
     # samples; several (seeds), the lowest and highest of their means.
     bars: list[tuple[float, float] | None] = field(default_factory=list)
     pooled: bool = False  # some x has several runs (seeds)
+
+
+def load_sweep_data(store: "Store", sweep: SweepInfo, sweeps: list[SweepInfo] | None = None) -> SweepData:
+    """A sweep's runs and per-run metrics (values and intervals) read from the store."""
+    summaries = store.run_metric_summaries(sweep.run_ids)
+    values = {run_id: {name: summary.value for name, summary in per_run.items() if summary.value is not None}
+              for run_id, per_run in summaries.items()}
+    return SweepData(sweeps=sweeps if sweeps is not None else [sweep], sweep=sweep,
+                     runs={run.id: run for run in store.runs(sweep.run_ids)}, values=values, summaries=summaries)
 
 
 def sweep_axes(sweep: SweepInfo) -> list[str]:

@@ -381,6 +381,9 @@ async def test_sweep_plot_shows_the_sweep_points_and_draws(tui_store):
         (series,) = screen.series
         assert series.label == "blended" and series.xs == [0.0, 0.25]
         assert series.ys == [values[i]["bg_mse"] for i in ids["swept"]]
+        summaries = tui_store.run_metric_summaries(ids["swept"])
+        assert series.bars == [(summaries[i]["bg_mse"].ci_low, summaries[i]["bg_mse"].ci_high) for i in ids["swept"]]
+        assert "bars: 95% bootstrap interval over samples" in str(screen.query_one("#summary").render())
         plot = screen.query_one("#plot")
         drawn = plot.render().plain
         assert "bg_mse against blend_start" in drawn and "blended" in drawn

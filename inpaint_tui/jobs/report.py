@@ -40,7 +40,7 @@ from inpaint_tui.present import (
     verdict,
 )
 from inpaint_tui.store import RunDetail, SampleStatus, Store, safe_file_stem
-from inpaint_tui.sweep_series import Series, SweepData, bar_caption, build_series, sweep_axes, tick_label
+from inpaint_tui.sweep_series import Series, bar_caption, build_series, load_sweep_data, sweep_axes, tick_label
 
 GRID_SAMPLES = 6
 PLOTTED_METRICS = 4  # sweep plots for the leading key metrics
@@ -261,11 +261,7 @@ def _sweep_plots(store: Store, sweep_id: int, metrics: list[str], out_dir: Path,
                  images_dir: Path) -> list[tuple[str, str, Path]]:
     """(caption, path relative to out_dir, file) per (swept parameter, metric)."""
     sweep = store.sweep(sweep_id)
-    summaries = store.run_metric_summaries(sweep.run_ids)
-    values = {run_id: {name: summary.value for name, summary in per_run.items() if summary.value is not None}
-              for run_id, per_run in summaries.items()}
-    data = SweepData(sweeps=[sweep], sweep=sweep, runs={run.id: run for run in store.runs(sweep.run_ids)},
-                     values=values, summaries=summaries)
+    data = load_sweep_data(store, sweep)
     out = []
     for axis in sweep_axes(sweep):
         for metric in metrics:

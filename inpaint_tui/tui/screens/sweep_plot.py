@@ -15,9 +15,11 @@ from textual_plotext import PlotextPlot
 
 from inpaint_tui.present import format_number, higher_is_better, key_metrics
 from inpaint_tui.store import SweepInfo
-from inpaint_tui.sweep_series import SweepData, Series, build_series, point_of, sweep_axes, tick_label
+from inpaint_tui.sweep_series import (SweepData, Series, bar_caption, build_series, load_sweep_data, point_of,
+                                     sweep_axes, tick_label)
 from inpaint_tui.tui.base import LiveScreen, Table, sync_table
 
+PLOT_COLOURS = ("blue+", "orange+", "green+", "red+", "magenta+", "cyan+")  # a line and its bars share one
 NO_SWEEPS = ("No sweeps yet. Queue one from the command line, e.g.\n"
              "  inpaint-tui sweep -t blended,tdpaint -p blend_start=0,0.25,0.5 --seeds 0,1\n"
              "or from New run (n) with comma lists in parameter fields.")
@@ -71,8 +73,7 @@ class SweepPlotScreen(LiveScreen):
             return SweepData([], None)
         by_id = {sweep.id: sweep for sweep in sweeps}
         sweep = by_id.get(self.sweep_id) or sweeps[-1]
-        runs = {run.id: run for run in store.runs(sweep.run_ids)}
-        return SweepData(sweeps, sweep, runs, store.run_metric_values(sweep.run_ids))
+        return load_sweep_data(store, sweep, sweeps)
 
     def show(self, data: SweepData) -> None:
         if data.sweep is not None and self.sweep_id is not None and data.sweep.id != self.sweep_id \
@@ -145,7 +146,7 @@ class SweepPlotScreen(LiveScreen):
         data, metric, x = self.data, self.metric, self.x
         sweep = data.sweep
         series, axis, numeric = build_series(data, metric, x) if metric and x else ([], [], True)
-        drawn = (sweep.id, metric, x, tuple((s.label, tuple(s.xs), tuple(s.ys)) for s in series))
+        drawn = (sweep.id, metric, x, tuple((s.label, tuple(s.xs), tuple(s.ys), tuple(s.bars)) for s in series))
         self._draw_table(sweep)
         if drawn == self._drawn:
             return
@@ -159,15 +160,22 @@ class SweepPlotScreen(LiveScreen):
             self._summary(series, metric)
             return
         position = {value: index + 1 for index, value in enumerate(axis)}
-        for line in series:
+        for index, line in enumerate(series):
             if not line.xs:
                 continue
+            colour = PLOT_COLOURS[index % len(PLOT_COLOURS)]
             xs = list(line.xs) if numeric else [position[value] for value in line.xs]
-            plt.plot(xs, line.ys, label=line.label, marker="braille")
-            plt.scatter(xs, line.ys, marker="dot")
+            plt.plot(xs, line.ys, label=line.label, marker="braille", color=colour)
+            plt.scatter(xs, line.ys, marker="dot", color=colour)
+            for x_at, bar in zip(xs, line.bars):
+                if bar is not None:
+                    plt.plot([x_at, x_at], list(bar), marker="braille", color=colour)
         if axis:
             if numeric:
                 plt.xticks(axis, [tick_label(value) for value in axis])
+                span = float(max(axis)) - float(min(axis))
+                if span > 0:  # a margin, so the end points' bars are not drawn on the frame
+                    plt.xlim(float(min(axis)) - 0.04 * span, float(max(axis)) + 0.04 * span)
             else:
                 plt.xticks(list(position.values()), [tick_label(value) for value in axis])
                 plt.xlim(0.5, len(axis) + 0.5)
@@ -184,6 +192,8 @@ class SweepPlotScreen(LiveScreen):
         text = f"{len(series)} line{'s' if len(series) != 1 else ''}, {points} point{'s' if points != 1 else ''}"
         if metric:
             text += f" with {metric}; the mean over seeds where the sweep has several"
+        bars = bar_caption(series)
+        text += f"; {bars}" if bars else ""
         self.query_one("#summary", Label).update(text)
 
     def _draw_table(self, sweep: SweepInfo) -> None:
