@@ -431,11 +431,13 @@ def kid_from_features(
     if available < 2:
         raise ValueError(f"KID needs at least 2 samples on each side, got {len(y)} reference and {len(x)} output")
     m = subset_size
+    every_subset_whole = False
     if m > available:
         m = available
+        every_subset_whole = len(x) == len(y) == m
         notes.append(
             f"subset_size {subset_size} reduced to {m}, the number of samples"
-            + ("; every subset is the whole set, so std is 0" if len(x) == len(y) == m else "")
+            + ("; every subset is the whole set, so std is 0" if every_subset_whole else "")
         )
     reference_index, output_index = draw_subsets(len(y), len(x), subsets=subsets, subset_size=m, seed=seed)
     d = x.shape[1]
@@ -467,7 +469,9 @@ def kid_from_features(
         scores = np.asarray(values, dtype=np.float64)
     return KidResult(
         mean=float(scores.mean()),
-        std=float(scores.std()),  # population std, as torchmetrics
+        # Population std, as torchmetrics. Identical subsets differ only in summation order
+        # (scores 1e-16 apart): their std is exactly 0, not rounding noise shown as ±4.44e-16.
+        std=0.0 if every_subset_whole else float(scores.std()),
         subset_size=m,
         n=available,
         warnings=tuple(notes),
