@@ -101,6 +101,23 @@ def test_report_numbers_images_and_sections(tui_store, tmp_path):
         assert (files.markdown.parent / source).exists()
 
 
+def test_an_inline_report_is_one_file_with_the_same_images(tui_store, tmp_path):
+    import base64
+    import io
+
+    run_ids = [*tui_store.ids["finished"], tui_store.ids["with_errors"]]
+    beside = _parse(write_report(tui_store, run_ids, tmp_path / "beside").html)
+    inline = write_report(tui_store, run_ids, tmp_path / "inline", inline=True)
+    page = _parse(inline.html)
+    assert len(page.images) == len(beside.images)
+    for source, file in zip(page.images, beside.images):
+        kind, _, data = source.partition(";base64,")
+        assert kind == "data:" + {"png": "image/png", "gif": "image/gif"}[file.rsplit(".", 1)[1]]
+        assert base64.b64decode(data) == (tmp_path / "beside" / file).read_bytes()
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.verify()
+
+
 def test_report_refuses_bad_requests(tui_store, tmp_path):
     with pytest.raises(ReportError, match="no runs"):
         write_report(tui_store, [], tmp_path)

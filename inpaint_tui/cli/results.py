@@ -52,6 +52,7 @@ def report(
                                                                    "grid (default: the baseline's worst and best)."),
     grid: int = typer.Option(6, "--grid", min=1, help="How many samples the image grid shows by default."),
     title: Optional[str] = typer.Option(None, "--title", help="Title of the report."),
+    inline: bool = typer.Option(False, "--inline", help="Embed the images in index.html: one file to share."),
 ) -> None:
     """Write a self-contained HTML report and its Markdown version: leaderboard with 95%
     intervals, paired comparisons against a baseline, image grids, denoising animations and
@@ -73,7 +74,7 @@ def report(
         names = [name.strip() for name in samples.split(",") if name.strip()] if samples else []
         try:
             files = write_report(store, list(dict.fromkeys(chosen)), out, baseline=baseline, sample_names=names,
-                                 grid_samples=grid, title=title, sweep_id=sweep)
+                                 grid_samples=grid, title=title, sweep_id=sweep, inline=inline)
         except ReportError as error:
             _fail(str(error), 2)
     typer.echo(f"wrote {files.html} and {files.markdown} ({len(files.images)} images)")

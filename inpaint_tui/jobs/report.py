@@ -72,9 +72,11 @@ class _Row:
 
 def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: str | None = None,
                  baseline: int | None = None, sample_names: Sequence[str] = (),
-                 grid_samples: int = GRID_SAMPLES, sweep_id: int | None = None) -> ReportFiles:
+                 grid_samples: int = GRID_SAMPLES, sweep_id: int | None = None, inline: bool = False) -> ReportFiles:
     """Write the report of `run_ids` into `out_dir` (created; files of an older report there
-    are replaced). With `sweep_id`, plots of that sweep's metrics against its parameters."""
+    are replaced). With `sweep_id`, plots of that sweep's metrics against its parameters.
+    `inline` embeds the images in index.html (one file to mail or attach; report.md keeps
+    pointing at images/)."""
     run_ids = list(dict.fromkeys(run_ids))
     if not run_ids:
         raise ReportError("no runs to report")
@@ -107,6 +109,8 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
     title = title or f"inpaint-tui report: runs {', '.join(map(str, run_ids))}"
     markdown = _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce)
     page = _html(title, board, baseline, comparisons, grid, plots, animations, reproduce)
+    if inline:
+        page = _inline_images(page, out_dir)
     (out_dir / "report.md").write_text(markdown)
     (out_dir / "index.html").write_text(page)
     return ReportFiles(html=out_dir / "index.html", markdown=out_dir / "report.md", images=images)
@@ -441,6 +445,23 @@ pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 .animations figure { margin: 0; font-size: 0.85em; }
 .caption { max-width: 220px; }
 """
+
+
+IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif", ".webp": "image/webp", ".jpg": "image/jpeg",
+               ".jpeg": "image/jpeg"}
+
+
+def _inline_images(page: str, out_dir: Path) -> str:
+    """Every `src` of the page's images (paths under out_dir) replaced by a data: URI."""
+    import base64
+    import re
+
+    def embed(match: re.Match) -> str:
+        path = out_dir / html.unescape(match.group(1))
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'src="data:{IMAGE_TYPES[path.suffix.lower()]};base64,{data}"'
+
+    return re.sub(r'src="([^"]+)"', embed, page)
 
 
 def _html(title, board, baseline, comparisons, grid, plots, animations, reproduce) -> str:
