@@ -191,8 +191,8 @@ class Model:
     # Called with each scheduler `new_scheduler` makes, before anyone steps it: the hook for
     # monitoring every denoising loop (engine.preview) without techniques knowing.
     scheduler_observers: list[Callable[[Any], None]] = field(default_factory=list, compare=False, repr=False)
-    # (technique, working size) already run once untimed on this model: engine.runner's warm-up.
-    warmed: set[tuple[str, tuple[int, int]]] = field(default_factory=set, compare=False, repr=False)
+    # Techniques already run once untimed on this model: engine.runner's warm-up.
+    warmed: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def name(self) -> str:

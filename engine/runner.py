@@ -184,21 +184,20 @@ def _inpaint_one(
 def _warm_up(model: Model, technique: Technique, params: Mapping[str, Any], sample: Sample, guidance: float,
              negative_prompt: str) -> None:
     """One untimed single-step pass, discarded, before the first timed sample of a technique
-    at a working size on this model. Without it the first sample's `seconds` carries one-time
+    on this model. Without it the first sample's `seconds` carries one-time
     costs the others do not: a UNet read from disk on first use, CUDA kernels loaded lazily,
     allocator growth; on CPU the first tiny sample took 0.89 s against 0.22-0.26 s for the next
     five. A worker keeping the model warms each technique once, so the first run on it is not
     penalised against later ones. The pass has its own generator: no sample's pixels change.
     A failure is left for the timed sample to meet and record (and the next call tries again)."""
+    if technique.name in model.warmed:  # checked first: a worker calls this once per sample
+        return
     out_of_memory = False
     try:
         working = prepare(sample, model.resolution, params.get("resize", "fit"))
-        key = (technique.name, working.size)
-        if key in model.warmed:
-            return
         job = TechniqueJob(working, params, 1, guidance, 0, negative_prompt)
         postprocess(model, job, technique.run(model, job))
-        model.warmed.add(key)
+        model.warmed.add(technique.name)
     except Exception as error:
         out_of_memory = isinstance(error, torch.cuda.OutOfMemoryError)
     if out_of_memory:

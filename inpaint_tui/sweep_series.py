@@ -41,9 +41,7 @@ class Series:
 
 def load_sweep_data(store: "Store", sweep: SweepInfo, sweeps: list[SweepInfo] | None = None) -> SweepData:
     """A sweep's runs and per-run metrics (values and intervals) read from the store."""
-    summaries = store.run_metric_summaries(sweep.run_ids)
-    values = {run_id: {name: summary.value for name, summary in per_run.items() if summary.value is not None}
-              for run_id, per_run in summaries.items()}
+    values, summaries = store.run_metrics(sweep.run_ids)
     return SweepData(sweeps=sweeps if sweeps is not None else [sweep], sweep=sweep,
                      runs={run.id: run for run in store.runs(sweep.run_ids)}, values=values, summaries=summaries)
 
@@ -86,8 +84,8 @@ def build_series(data: SweepData, metric: str, x: str) -> tuple[list[Series], li
     if sweep is None:
         return [], [], True
     others = [key for key in sweep_axes(sweep) if key != x]
-    groups: dict[tuple, dict[Any, list[float]]] = {}
-    intervals: dict[tuple, dict[Any, list[tuple[float, float] | None]]] = {}
+    # label -> x -> (run mean, its interval or None) per run
+    groups: dict[tuple, dict[Any, list[tuple[float, tuple[float, float] | None]]]] = {}
     xs_all = []
     for index, run_id in enumerate(sweep.run_ids):
         point = point_of(sweep, data.runs.get(run_id), index)
@@ -98,25 +96,18 @@ def build_series(data: SweepData, metric: str, x: str) -> tuple[list[Series], li
         label = (point.get("technique", "?"),) + tuple(f"{key}={point.get(key)}" for key in others)
         per_x = groups.setdefault(label, {})
         if value is not None and not math.isnan(value):
-            per_x.setdefault(point[x], []).append(value)
             summary = data.summaries.get(run_id, {}).get(metric)
             known = summary is not None and summary.ci_low is not None and summary.ci_high is not None
-            intervals.setdefault(label, {}).setdefault(point[x], []).append(
-                (summary.ci_low, summary.ci_high) if known else None)
+            per_x.setdefault(point[x], []).append((value, (summary.ci_low, summary.ci_high) if known else None))
     axis, numeric = axis_values(xs_all)
     series = []
     for label, per_x in groups.items():
         xs = [value for value in axis if value in per_x]
-        bars = [_bar(per_x[v], intervals[label][v]) for v in xs]
-        pooled = any(len(per_x[v]) > 1 for v in xs)
-        series.append(Series(" ".join(label), xs, [statistics.fmean(per_x[v]) for v in xs], bars, pooled))
+        means = [[mean for mean, _ in per_x[v]] for v in xs]
+        bars = [(min(m), max(m)) if len(m) > 1 else per_x[v][0][1] for v, m in zip(xs, means)]
+        series.append(Series(" ".join(label), xs, [statistics.fmean(m) for m in means], bars,
+                             pooled=any(len(m) > 1 for m in means)))
     return series, axis, numeric
-
-
-def _bar(means: list[float], intervals: list[tuple[float, float] | None]) -> tuple[float, float] | None:
-    if len(means) > 1:
-        return min(means), max(means)
-    return intervals[0]
 
 
 def bar_caption(series: list[Series]) -> str:

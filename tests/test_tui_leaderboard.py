@@ -381,7 +381,7 @@ async def test_sweep_plot_shows_the_sweep_points_and_draws(tui_store):
         (series,) = screen.series
         assert series.label == "blended" and series.xs == [0.0, 0.25]
         assert series.ys == [values[i]["bg_mse"] for i in ids["swept"]]
-        summaries = tui_store.run_metric_summaries(ids["swept"])
+        summaries = tui_store.run_metrics(ids["swept"])[1]
         assert series.bars == [(summaries[i]["bg_mse"].ci_low, summaries[i]["bg_mse"].ci_high) for i in ids["swept"]]
         assert "bars: 95% bootstrap interval over samples" in str(screen.query_one("#summary").render())
         plot = screen.query_one("#plot")

@@ -609,10 +609,13 @@ class Store(QueueMixin, SweepMixin):
         with self.session() as session:
             return dict(self._run_metrics(session, list(run_ids))[0])
 
-    def run_metric_summaries(self, run_ids: Sequence[int]) -> dict[int, dict[str, MetricSummary]]:
-        """Per run, its per-run metrics with their intervals where stored."""
+    def run_metrics(
+        self, run_ids: Sequence[int]
+    ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, MetricSummary]]]:
+        """Per run, its per-run metric values and their summaries (intervals where stored)."""
         with self.session() as session:
-            return dict(self._run_metrics(session, list(run_ids))[1])
+            values, summaries = self._run_metrics(session, list(run_ids))
+            return dict(values), dict(summaries)
 
     def record_run_metrics(self, run_id: int, summaries: dict[str, MetricSummary]) -> None:
         """Replace the run's per-run rows for these metric names (one transaction)."""
