@@ -41,18 +41,19 @@ from bench._common import run_benchmark  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SETTINGS = dict(technique="blended", params=None, model="tiny", sample_set="demo", guidance=7.5,
-                eval_config={"groups": ["background"], "models": "tiny"})
+EVALUATION = {"groups": ["background"], "models": "tiny"}
 
 
 def _fresh_store(folder: Path, name: str, runs: int, steps: int):
+    from engine.spec import RunSpec
     from inpaint_tui.jobs.runs import queue_run
     from inpaint_tui.jobs.samples import ensure_demo
     from inpaint_tui.store import Store
 
     store = Store(folder / f"{name}.db")
     ensure_demo(store)
-    ids = [queue_run(store, seed=seed, steps=steps, **SETTINGS) for seed in range(runs)]
+    ids = [queue_run(store, RunSpec.build("blended", seed=seed, steps=steps, evaluation=EVALUATION), sample_set="demo")
+           for seed in range(runs)]
     return store, ids
 
 

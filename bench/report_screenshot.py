@@ -42,6 +42,7 @@ def main() -> None:
     from inpaint_tui.jobs.execute import execute_run
     from inpaint_tui.jobs.export import write_export
     from inpaint_tui.jobs.report import write_report
+    from engine.spec import RunSpec
     from inpaint_tui.jobs.runs import queue_run
     from inpaint_tui.jobs.samples import ensure_demo
     from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
@@ -51,11 +52,11 @@ def main() -> None:
     store = Store(folder / "experiments.db")
     ensure_demo(store)
     evaluation = {"groups": ["background", "clip", "kid"], "models": "tiny"}
-    baseline = queue_run(store, technique="vanilla", params=None, sample_set="demo", model="tiny", seed=0,
-                         steps=args.steps, guidance=7.5, eval_config=evaluation, options={"animation": "gif"})
+    baseline = queue_run(store, RunSpec.build("vanilla", steps=args.steps, evaluation=evaluation), sample_set="demo",
+                         options={"animation": "gif"})
     points = expand_grid(["blended"], parse_grid(["progressive_shrink=0,2"]), seeds=[0], steps=[args.steps],
                          guidance=[7.5])
-    swept = queue_sweep(store, points, model="tiny", sample_set="demo", eval_config=evaluation,
+    swept = queue_sweep(store, points, model="tiny", sample_set="demo", evaluation=evaluation,
                         options={"animation": "gif"})
     run_ids = [baseline, *swept.run_ids]
     for run_id in run_ids:

@@ -19,62 +19,37 @@ what tests, CI and the demo on the `tiny` generation model use.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from engine.metrics.base import EvalItem, MetricUnavailable
+from engine.metrics.catalogue import GROUP_METRICS, METRIC_GROUPS
 from engine.metrics.stats import bootstrap_ci
-from engine.params import ParamError
-
-GROUPS = ("background", "clip", "precision", "kid")
-DEFAULT_GROUPS = ("background", "clip", "kid")
-GROUP_METRICS = {
-    "background": ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "ring_psnr"),
-    "clip": ("clip_local", "clip_global"),
-    "precision": ("prompt_hit", "prompt_precision"),
-    "kid": ("kid",),
-}
+from engine.spec import EvalConfig
 
 
-def group_of(metric: str) -> str:
-    for group, names in GROUP_METRICS.items():
-        if metric in names or metric == group:
-            return group
-    known = ", ".join(n for names in GROUP_METRICS.values() for n in names)
-    raise ParamError(f"unknown metric {metric!r} (known: groups {', '.join(GROUPS)}, or {known})")
+def generation_groups(config: EvalConfig) -> tuple[str, ...]:
+    """The run's groups computed per sample as it finishes (cheap, no model: live tables
+    show them); `final_groups` are computed once at the end of the run."""
+    return tuple(g for g in config.groups if METRIC_GROUPS[g].at_generation)
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    groups: tuple[str, ...] = DEFAULT_GROUPS
-    models: str = "real"  # "real" or "tiny"
-    ring_width: int = 8
-    clip_model: str = "openai/clip-vit-base-patch16"
-    detector: str = "owlv2"
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    seed: int = 0
+def final_groups(config: EvalConfig) -> tuple[str, ...]:
+    return tuple(g for g in config.groups if not METRIC_GROUPS[g].at_generation)
 
-    def __post_init__(self) -> None:
-        unknown = [g for g in self.groups if g not in GROUPS]
-        if unknown:
-            raise ParamError(f"unknown metric group(s) {', '.join(unknown)} (known: {', '.join(GROUPS)})")
-        if self.models not in ("real", "tiny"):
-            raise ParamError(f"evaluation models must be 'real' or 'tiny', not {self.models!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["groups"] = list(self.groups)
-        return data
+def sample_time_metrics(output: np.ndarray, source: np.ndarray, mask: np.ndarray,
+                        config: EvalConfig) -> dict[str, float]:
+    """The generation-time metrics of one finished sample (uint8 output and input at the
+    working size, bool mask), with the run's settings: only the groups it asked for."""
+    values: dict[str, float] = {}
+    if "background" in config.groups:
+        from engine.metrics.background import sample_metrics
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "EvalConfig":
-        data = dict(data or {})
-        if "groups" in data:
-            data["groups"] = tuple(data["groups"])
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        values.update(sample_metrics(output, source, mask, ring_width=config.ring_width))
+    return values
 
 
 @dataclass
@@ -116,6 +91,23 @@ def summarize(values: Sequence[float], *, seed: int = 0) -> Summary:
     return Summary(value=float(interval.mean), ci_low=low, ci_high=high, n=int(interval.n), note=note)
 
 
+def summarize_per_sample(values: dict[str, dict[Any, float]], *, seed: int = 0) -> dict[str, Summary]:
+    """Per-run summaries of per-sample metrics ({name: {sample id: value}}): the bootstrap
+    mean and interval, drawn over the values in sample-id order so the interval does not
+    depend on the order a database returned them. Metrics whose per-run summary is another
+    catalogue entry (prompt_hit: prompt_precision) and per-run metrics are not summarised here;
+    a name the catalogue does not know is an error."""
+    from engine.metrics.catalogue import SAMPLE, metric_info
+
+    summaries = {}
+    for name, by_sample in values.items():
+        info = metric_info(name)
+        if info.level != SAMPLE or info.summarised_as is not None:
+            continue
+        summaries[name] = summarize([by_sample[key] for key in sorted(by_sample)], seed=seed)
+    return summaries
+
+
 def evaluate(
     items: Sequence[EvalItem],
     config: EvalConfig,
@@ -138,7 +130,7 @@ def evaluate(
         for name in GROUP_METRICS[group]:
             result.per_run[name] = Summary(value=None, note=reason)
 
-    for group in groups or config.groups:
+    for group in config.groups if groups is None else groups:
         if not items:
             break
         try:

@@ -67,7 +67,6 @@ PRESETS: dict[str, ModelPreset] = {
     )
 }
 
-DEFAULT_MODEL = "tiny"
 TINY_SEED = 0
 
 # Samplers a user can pick for the diffusers pipeline (`vanilla`'s `scheduler` option): name ->
@@ -239,7 +238,7 @@ class Model:
         return pipe
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str | None = None, dtype: "torch.dtype | str | None" = None) -> Model:
+def load_model(name: str, *, device: str | None = None, dtype: "torch.dtype | str | None" = None) -> Model:
     """Load a preset (or a local pipeline folder). Reuses an already loaded identical model."""
     device = device or default_device()
     torch_dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(device)

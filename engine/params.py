@@ -156,12 +156,19 @@ class ParamSchema:
             )
         return values
 
-    def parse_assignments(self, assignments: Sequence[str], *, technique: str) -> dict[str, Any]:
-        """`["key=value", ...]` from the command line to validated values (defaults included)."""
+    def split_assignments(self, assignments: Sequence[str], *, technique: str) -> dict[str, str]:
+        """`["key=value", ...]` from the command line to {key: raw value}; a key given twice
+        is an error (the last one silently winning would hide a typo)."""
         given: dict[str, str] = {}
         for item in assignments:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
                 raise ParamError(f"{technique}: expected key=value, got {item!r}")
+            if key.strip() in given:
+                raise ParamError(f"{technique}: parameter {key.strip()!r} is given twice")
             given[key.strip()] = value
-        return self.resolve(given, technique=technique)
+        return given
+
+    def parse_assignments(self, assignments: Sequence[str], *, technique: str) -> dict[str, Any]:
+        """`["key=value", ...]` from the command line to validated values (defaults included)."""
+        return self.resolve(self.split_assignments(assignments, technique=technique), technique=technique)

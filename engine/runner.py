@@ -23,16 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.metrics import sample_metrics
+from engine.evaluate import sample_time_metrics
 from engine.models import Model, load_model
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess
 from engine.preview import PreviewTap
+from engine.spec import DEFAULTS, EvalConfig, RunSpec
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
-
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 7.5
 
 
 class RunAborted(Exception):
@@ -89,57 +87,95 @@ def inpaint(
     technique: Technique | str,
     samples: Iterable[Sample],
     *,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     params: Mapping[str, Any] | None = None,
-    steps: int = DEFAULT_STEPS,
-    guidance: float = DEFAULT_GUIDANCE,
+    steps: int = DEFAULTS.steps,
+    guidance: float = DEFAULTS.guidance,
     negative_prompt: str = "",
+    evaluation: EvalConfig | None = None,
     on_step: Callable[[Progress], None] | None = None,
     errors: str = "record",
     warm_up: bool = True,
     seeds: Mapping[str, int] | None = None,
 ) -> Iterator[SampleResult]:
-    """Inpaint each sample, yielding results one by one as they finish.
+    """Inpaint each sample, yielding results one by one as they finish (a loop over
+    `Generation.sample`, the per-sample entry the worker calls).
 
     `errors="record"` turns a failing sample into a result with `error` set and goes on;
     `errors="raise"` re-raises. `RunAborted` from `on_step` always propagates.
     `seeds` may fix a sample's seed by id (a resumed run passes the recorded ones); the
-    default is `sample_seed(seed, sample.id)`.
-    `warm_up` first runs the technique once, untimed, for one step (see `_warm_up`), so that
-    the `seconds` of the first sample is comparable with the others.
+    default is `sample_seed(seed, sample.id)`. `evaluation` chooses the generation-time
+    metrics (default: EvalConfig(), i.e. the catalogue's default groups).
     """
-    if errors not in ("record", "raise"):
-        raise ValueError(f"errors must be 'record' or 'raise', not {errors!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    model = load_model(model) if isinstance(model, str) else model
-    technique = get_technique(technique) if isinstance(technique, str) else technique
-    resolved = technique.resolve_params(params)
+    generation = Generation(model, technique, params=params, steps=steps, guidance=guidance,
+                            negative_prompt=negative_prompt, evaluation=evaluation, warm_up=warm_up)
     sample_list = list(samples)
-    if warm_up and sample_list:
-        _warm_up(model, technique, resolved, sample_list[0], guidance, negative_prompt)
     for index, sample in enumerate(sample_list):
         sample_seed_value = seeds[sample.id] if seeds and sample.id in seeds else sample_seed(seed, sample.id)
-        yield _inpaint_one(
-            model, technique, resolved, sample, index, len(sample_list), sample_seed_value, steps, guidance,
-            negative_prompt, on_step, errors,
-        )
+        yield generation.sample(sample, seed=sample_seed_value, index=index, count=len(sample_list),
+                                on_step=on_step, errors=errors)
+
+
+class Generation:
+    """One run's generation, prepared once: the model, the technique and its validated
+    parameters, steps, guidance, negative prompt and evaluation settings. `sample` inpaints
+    one sample; the first call on a model also warms the technique up (see `_warm_up`)."""
+
+    def __init__(
+        self,
+        model: Model | str,
+        technique: Technique | str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        steps: int = DEFAULTS.steps,
+        guidance: float = DEFAULTS.guidance,
+        negative_prompt: str = "",
+        evaluation: EvalConfig | None = None,
+        warm_up: bool = True,
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        self.model = load_model(model) if isinstance(model, str) else model
+        self.technique = get_technique(technique) if isinstance(technique, str) else technique
+        self.params = self.technique.resolve_params(params)
+        self.steps = steps
+        self.guidance = guidance
+        self.negative_prompt = negative_prompt
+        self.evaluation = evaluation if evaluation is not None else EvalConfig()
+        self.warm_up = warm_up
+
+    @classmethod
+    def from_spec(cls, model: Model, spec: RunSpec, **options: Any) -> "Generation":
+        return cls(model, spec.technique, params=spec.params, steps=spec.steps, guidance=spec.guidance,
+                   negative_prompt=spec.negative_prompt, evaluation=spec.evaluation, **options)
+
+    def sample(
+        self,
+        sample: Sample,
+        *,
+        seed: int,
+        index: int = 0,
+        count: int = 1,
+        on_step: Callable[[Progress], None] | None = None,
+        errors: str = "record",
+    ) -> SampleResult:
+        if errors not in ("record", "raise"):
+            raise ValueError(f"errors must be 'record' or 'raise', not {errors!r}")
+        if self.warm_up:
+            _warm_up(self.model, self.technique, self.params, sample, self.guidance, self.negative_prompt)
+        return _inpaint_one(self, sample, index, count, seed, on_step, errors)
 
 
 def _inpaint_one(
-    model: Model,
-    technique: Technique,
-    params: Mapping[str, Any],
+    generation: Generation,
     sample: Sample,
     index: int,
     count: int,
     seed: int,
-    steps: int,
-    guidance: float,
-    negative_prompt: str,
     on_step: Callable[[Progress], None] | None,
     errors: str,
 ) -> SampleResult:
+    model, technique, params = generation.model, generation.technique, generation.params
     result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=(0, 0))
     tap = PreviewTap(model)
 
@@ -153,7 +189,8 @@ def _inpaint_one(
     try:
         working = prepare(sample, model.resolution, params.get("resize", "fit"))
         result.size = working.size
-        job = TechniqueJob(working, params, steps, guidance, seed, negative_prompt, report)
+        job = TechniqueJob(working, params, generation.steps, generation.guidance, seed, generation.negative_prompt,
+                           report)
         # Only a listener can ask for previews; without one the loops run untouched.
         with tap if on_step is not None else nullcontext():
             output = postprocess(model, job, technique.run(model, job))
@@ -162,7 +199,8 @@ def _inpaint_one(
         pixels = to_uint8(output.image)
         result.image = Image.fromarray(pixels, mode="RGB")
         result.cost = output.cost
-        result.metrics = sample_metrics(pixels, np.asarray(working.image), working.binary_mask)
+        result.metrics = sample_time_metrics(pixels, np.asarray(working.image), working.binary_mask,
+                                             generation.evaluation)
         result.metrics["seconds"] = result.seconds
         result.metrics["peak_memory_mb"] = result.peak_memory_mb
         result.metrics.update(output.cost.as_metrics())
@@ -190,7 +228,7 @@ def _warm_up(model: Model, technique: Technique, params: Mapping[str, Any], samp
     five. A worker keeping the model warms each technique once, so the first run on it is not
     penalised against later ones. The pass has its own generator: no sample's pixels change.
     A failure is left for the timed sample to meet and record (and the next call tries again)."""
-    if technique.name in model.warmed:  # checked first: a worker calls this once per sample
+    if technique.name in model.warmed:  # checked first: called once per sample
         return
     out_of_memory = False
     try:

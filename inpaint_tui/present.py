@@ -7,16 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
-# Metric columns the tables show first (all values stay in --json / exports).
-KEY_METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "prompt_hit", "kid",
-               "unet_calls", "seconds")
-
-
-def key_metrics(present: Iterable[str], first: str | None = None) -> list[str]:
-    present = set(present)
-    names = [name for name in KEY_METRICS if name in present and name != first]
-    return ([first] if first else []) + names
-
+from engine.metrics.catalogue import higher_is_better, key_metrics, metric_info
 
 def format_number(value: float | None) -> str:
     if value is None:
@@ -62,12 +53,6 @@ def format_summary(summary, value: float | None = None) -> str:
     return text
 
 
-def higher_is_better(metric: str) -> bool | None:
-    from engine.metrics import METRICS
-
-    return METRICS[metric].higher_is_better if metric in METRICS else None
-
-
 def best_values(rows: Sequence[Any], names: Iterable[str]) -> dict[str, float]:
     """Per metric, the best value among rows (`row.metrics`), knowing its direction."""
     best = {}
@@ -103,12 +88,14 @@ def format_progress(progress) -> str:
 def compare_runs(store, run_a: int, run_b: int, metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Paired comparison on the samples both runs finished: per metric the means, the mean
     difference B − A with its 95% bootstrap interval, and the Wilcoxon signed-rank p-value.
-    Raises KeyError naming a requested metric not in both runs."""
-    import numpy as np
-
+    Means, difference and n cover the pairs actually compared (both values finite);
+    `excluded` counts the pairs left out for an infinite value. Raises KeyError naming a
+    requested metric not in both runs, UnknownMetric for a name not in the catalogue."""
     from engine.metrics.stats import paired_comparison
 
     a_values, b_values = store.sample_metric_values(run_a), store.sample_metric_values(run_b)
+    for name in metrics:
+        metric_info(name)
     names = list(metrics) or key_metrics(set(a_values) & set(b_values))
     results = []
     for name in names:
@@ -126,19 +113,21 @@ def compare_runs(store, run_a: int, run_b: int, metrics: Sequence[str] = ()) -> 
             except ValueError as error:
                 entry["note"] = str(error)
             else:
-                entry.update(mean_a=float(np.mean(a)), mean_b=float(np.mean(b)), difference=paired.mean_difference,
-                             ci_low=paired.low, ci_high=paired.high, p_value=paired.p_value, excluded=paired.excluded)
+                entry.update(n=paired.n, mean_a=paired.mean_a, mean_b=paired.mean_b,
+                             difference=paired.mean_difference, ci_low=paired.low, ci_high=paired.high,
+                             p_value=paired.p_value, excluded=paired.excluded)
         results.append(entry)
     return results
 
 
 def verdict(entry: dict[str, Any], run_b: int) -> str:
-    """In words: whether run B is better, worse, or not clearly different from A."""
+    """In words: whether run B is better, worse, or not clearly different from A. "Better" or
+    "worse" needs both the Wilcoxon p below 0.05 and the 95% bootstrap interval of B − A
+    excluding 0; either alone (they can disagree on small or skewed samples) is "no clear
+    difference". Better or worse follows the metric's direction in the catalogue."""
     if "difference" not in entry:
         return entry.get("note", "")
     if entry["p_value"] < 0.05 and not (entry["ci_low"] <= 0 <= entry["ci_high"]):
-        if entry["higher_is_better"] is None:
-            return "differs"
         better = (entry["difference"] > 0) == bool(entry["higher_is_better"])
         return f"run {run_b} {'better' if better else 'worse'}"
     return "no clear difference"

@@ -133,3 +133,13 @@ def pytest_runtest_makereport(item, call):
                                           _svg_screen_lines(actual or "", styled=True), "snapshot", "actual",
                                           lineterm="", n=0)
         report.sections.append(("snapshot difference (colours)", "\n".join(list(style_diff)[:60])))
+
+
+def queue(store, technique: str = "blended", *, sample_set: str = "demo", options=None, claimed_by=None,
+          command=None, eval_config=None, **spec_fields) -> int:
+    """Queue a run the way the faces do: a validated RunSpec (engine.spec) on a sample set."""
+    from engine.spec import RunSpec
+    from inpaint_tui.jobs.runs import queue_run
+
+    spec = RunSpec.build(technique, spec_fields.pop("params", None), evaluation=eval_config, **spec_fields)
+    return queue_run(store, spec, sample_set=sample_set, options=options, claimed_by=claimed_by, command=command)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from engine.evaluate import EvalConfig, evaluate
+from engine.evaluate import evaluate
+from engine.spec import EvalConfig
 from engine.metrics.kid import MemoryReferenceCache
 from inpaint_tui.cli import app
 from inpaint_tui.jobs.evaluate import eval_items, evaluate_run
 from inpaint_tui.jobs.execute import execute_run
-from inpaint_tui.jobs.runs import queue_run
+from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
 
 ALL = ("background", "clip", "precision", "kid")
@@ -21,7 +22,7 @@ ALL = ("background", "clip", "precision", "kid")
 
 def _run(store, technique="blended", models="tiny", groups=ALL, **params):
     ensure_demo(store)
-    run_id = queue_run(store, technique=technique, params=params or None, model="tiny", sample_set="demo", seed=0,
+    run_id = queue(store, technique=technique, params=params or None, model="tiny", sample_set="demo", seed=0,
                        steps=2, guidance=7.5, eval_config=EvalConfig(groups=groups, models=models).to_dict())
     messages = []
     execute_run(store, run_id, device="cpu", on_message=messages.append)
@@ -156,3 +157,46 @@ def test_cli_evaluation_settings_are_recorded_with_the_run(tmp_path, tiny_model)
     for item in items:  # the ring width the run asked for, not the default 8
         assert stored[ids[item.sample_id]] == ring_mse(item.output, item.source, item.mask, 3)
     assert detail["summaries"]["clip_local"]["value"] is None and "/nonexistent/clip" in detail["summaries"]["clip_local"]["note"]
+
+
+def test_every_stored_metric_is_in_the_catalogue(store, tiny_model):
+    """Whatever any code path stores (generation-time, end-of-run, summaries), the catalogue
+    knows it: its direction, level and group are never guessed."""
+    from engine.metrics.catalogue import METRICS
+
+    run_id, _ = _run(store)
+    with store.engine.connect() as connection:
+        from sqlalchemy import text
+
+        names = {row[0] for row in connection.execute(text("SELECT name FROM metric UNION SELECT name FROM run_metric"))}
+    assert {"bg_mse", "clip_local", "prompt_hit", "prompt_precision", "kid", "seconds", "unet_calls"} <= names
+    assert names <= set(METRICS), names - set(METRICS)
+    assert "prompt_hit" not in store.run_detail(run_id).summaries  # summarised as prompt_precision, not twice
+
+
+def test_only_the_groups_asked_for_are_computed_once_with_the_runs_settings(store, tiny_model):
+    """The defects: the runner computed background metrics live with the default ring width and
+    the evaluation again with the run's --ring-width, overwriting; a `--metrics clip` run
+    still stored background metrics."""
+    from engine.metrics.background import sample_metrics
+
+    ensure_demo(store)
+    clip_only, _ = _run(store, groups=("clip",))
+    for sample in store.run_detail(clip_only).samples:
+        assert not any(name.startswith(("bg_", "ring_")) for name in sample.metrics), sample.metrics
+        assert "clip_local" in sample.metrics and "seconds" in sample.metrics  # cost is always recorded
+    ring3 = queue(store, "blended", steps=2, eval_config=EvalConfig(groups=("background",), models="tiny",
+                                                                     ring_width=3))
+    seen = []
+    # The values stored as each sample finishes are already those of the run's ring width.
+    execute_run(store, ring3, device="cpu", on_progress=lambda p: seen.append(
+        {s.sample_name: s.metrics.get("ring_mse") for s in store.run_detail(ring3).samples if s.status == "done"}))
+    items, _, _ = eval_items(store, ring3)
+    stored = {s.sample_name: s.metrics["ring_mse"] for s in store.run_detail(ring3).samples}
+    by_key = {info.key: info.name for info in store.samples("demo")}
+    for item in items:
+        width3 = sample_metrics(item.output, item.source, item.mask, ring_width=3)["ring_mse"]
+        width8 = sample_metrics(item.output, item.source, item.mask, ring_width=8)["ring_mse"]
+        assert stored[by_key[item.sample_id]] == width3 != width8
+    live = [values for values in seen if values]
+    assert live and all(stored[name] == value for values in live for name, value in values.items())

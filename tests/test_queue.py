@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from engine.params import ParamError
 from inpaint_tui.jobs.execute import RunProgress, execute_run
-from inpaint_tui.jobs.runs import queue_run
+from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep
 from inpaint_tui.jobs.worker import Worker
@@ -27,7 +27,7 @@ def _queue(store, technique="blended", **overrides):
     settings = dict(technique=technique, params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
                     eval_config=BACKGROUND_ONLY)
     settings.update(overrides)
-    return queue_run(store, **settings)
+    return queue(store, **settings)
 
 
 def _images(store, run_id):
@@ -299,7 +299,7 @@ def test_sweep_grid_order_swept_values_and_errors():
 def test_a_sweep_reuses_identical_runs_unless_forced(store, tiny_model):
     ensure_demo(store)
     points = expand_grid(["blended"], parse_grid(["blend_start=0,0.5"]), seeds=[0], steps=[2], guidance=[7.5])
-    settings = dict(model="tiny", sample_set="demo", eval_config=BACKGROUND_ONLY)
+    settings = dict(model="tiny", sample_set="demo", evaluation=BACKGROUND_ONLY)
     first = queue_sweep(store, points, **settings)
     assert len(first.new) == 2 and first.reused == []
     for run_id in first.new:
@@ -310,13 +310,13 @@ def test_a_sweep_reuses_identical_runs_unless_forced(store, tiny_model):
     forced = queue_sweep(store, points, force=True, **settings)
     assert len(forced.new) == 2 and set(forced.new).isdisjoint(first.new)
     # Other evaluation settings or another seed are not identical.
-    other = queue_sweep(store, points, model="tiny", sample_set="demo", eval_config={"groups": ["background", "clip"],
+    other = queue_sweep(store, points, model="tiny", sample_set="demo", evaluation={"groups": ["background", "clip"],
                                                                                     "models": "tiny"})
     assert other.reused == []
     # A sample set whose members changed is not identical either.
     from inpaint_tui.jobs.samples import ImportOptions, import_source
 
     import_source(store, "demo", ImportOptions(set_name="demo-copy"))
-    assert queue_sweep(store, points, model="tiny", sample_set="demo-copy", eval_config=BACKGROUND_ONLY).reused == []
+    assert queue_sweep(store, points, model="tiny", sample_set="demo-copy", evaluation=BACKGROUND_ONLY).reused == []
     info = store.sweep(first.sweep_id)
     assert info.points == [{"blend_start": 0.0}, {"blend_start": 0.5}] and info.reused == [False, False]

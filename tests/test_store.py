@@ -6,7 +6,8 @@ from PIL import Image
 from sqlalchemy import text
 
 from inpaint_tui.jobs.execute import RunProgress, execute_run
-from inpaint_tui.jobs.runs import config_hash, queue_run
+from engine.spec import config_hash
+from tests.conftest import queue
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
 
@@ -92,7 +93,7 @@ def test_config_hash_is_canonical():
 def _queue(store, technique="blended", **overrides):
     settings = dict(technique=technique, params=None, model="tiny", sample_set="demo", seed=0, steps=2, guidance=7.5)
     settings.update(overrides)
-    return queue_run(store, **settings)
+    return queue(store, **settings)
 
 
 def test_run_lifecycle_writes_every_sample_once(store, tiny_model):
@@ -149,7 +150,7 @@ def test_interrupted_run_resumes_without_redoing_or_duplicating(store, tiny_mode
     with store.engine.connect() as connection:
         count = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' AND run_sample_id IS NOT NULL"), {"r": run_id})
         assert count.scalar() == 6
-        per_run = connection.execute(text("SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' AND run_sample_id IS NULL"), {"r": run_id})
+        per_run = connection.execute(text("SELECT COUNT(*) FROM run_metric WHERE run_id = :r AND name = 'bg_mse'"), {"r": run_id})
         assert per_run.scalar() == 1  # one aggregate, however often the run was evaluated
 
 

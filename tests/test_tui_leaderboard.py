@@ -11,7 +11,7 @@ from sqlalchemy import text
 from textual.widgets import DataTable, Select
 from textual_image.widget import HalfcellImage
 
-from inpaint_tui.jobs.runs import queue_run
+from tests.conftest import queue
 from inpaint_tui.present import compare_runs, format_summary, key_metrics
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NewSample, RunStatus
 from inpaint_tui.tui.app import InpaintApp
@@ -67,7 +67,7 @@ def finish(store, technique: str, quality: float, *, seed: int = 0, sample_set: 
     """Queue a run and finish it with deterministic metrics, as tests/tui_database.py does."""
     import tui_database
 
-    run_id = queue_run(store, technique=technique, params=params or None, model="tiny", sample_set=sample_set,
+    run_id = queue(store, technique=technique, params=params or None, model="tiny", sample_set=sample_set,
                        seed=seed, steps=20, guidance=7.5, eval_config=tui_database.EVAL)
     tui_database._finish(store, run_id, store.ids["worker"], quality)
     return run_id

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from inpaint_tui.jobs.execute import CRASH_ENV
-from inpaint_tui.jobs.runs import queue_run
+from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
 
@@ -53,7 +53,7 @@ def _queue(store, **overrides):
     settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
                     eval_config={"groups": ["background"], "models": "tiny"})
     settings.update(overrides)
-    return queue_run(store, **settings)
+    return queue(store, **settings)
 
 
 def _assert_exactly_once(store, run_id):
@@ -68,7 +68,7 @@ def _assert_exactly_once(store, run_id):
         per_sample = raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
                                  "AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone()
         assert per_sample == (detail.run.sample_count, detail.run.sample_count)
-        assert raw.execute("SELECT COUNT(*) FROM metric WHERE run_id = ? AND name = 'bg_mse' AND run_sample_id IS NULL",
+        assert raw.execute("SELECT COUNT(*) FROM run_metric WHERE run_id = ? AND name = 'bg_mse'",
                            (run_id,)).fetchone()[0] == 1
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     return detail

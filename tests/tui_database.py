@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from inpaint_tui.jobs.evaluate import summarize_samples
-from inpaint_tui.jobs.runs import queue_run
+from tests.conftest import queue as queue_spec
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
 from inpaint_tui.store import Store
@@ -60,7 +60,7 @@ def build(path) -> Store:
     worker = store.register_worker("daemon", device="cuda:0", pid=None)
 
     def queue(technique, seed=0, **params):
-        return queue_run(store, technique=technique, params=params or None, model="tiny", sample_set="demo",
+        return queue_spec(store, technique=technique, params=params or None, model="tiny", sample_set="demo",
                          seed=seed, steps=20, guidance=7.5, eval_config=EVAL)
 
     finished = [queue("vanilla"), queue("blended", progressive_shrink=2), queue("tdpaint")]
@@ -74,7 +74,7 @@ def build(path) -> Store:
     store.request_cancel(cancelled)
 
     sweep_points = expand_grid(["blended"], parse_grid(["blend_start=0,0.25"]), seeds=[0], steps=[20], guidance=[7.5])
-    swept = queue_sweep(store, sweep_points, model="tiny", sample_set="demo", eval_config=EVAL)
+    swept = queue_sweep(store, sweep_points, model="tiny", sample_set="demo", evaluation=EVAL)
     for run_id, quality in zip(swept.new, (1.2, 0.8)):
         _finish(store, run_id, worker, quality)
 

@@ -26,14 +26,24 @@ Paired comparison of two runs on the same samples: `a[i]` and `b[i]` must be the
 so a positive mean difference means b's metric is larger, which is better or worse according
 to the metric's direction (METRICS[name].higher_is_better). Pairs where a or b is ±inf are
 excluded and counted; NaN raises. The interval is the percentile bootstrap above applied to the
-d_i (pairs are resampled together). The p-value is the two-sided Wilcoxon signed-rank test
-(scipy.stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided", method="auto")):
-zero differences are dropped before ranking (Wilcoxon's original treatment), scipy picks the
-exact null distribution for small samples without ties and the normal approximation otherwise.
-When every difference is 0 the runs do not differ on these samples and p = 1.0 (scipy itself
-would divide by zero). With few non-zero differences the smallest attainable two-sided p is
-2 · 2^−n_nonzero (1.0 for one pair, 0.5 for two): a large p there means "too few samples", not
-"no difference".
+d_i (pairs are resampled together). The p-value is the two-sided Wilcoxon signed-rank test, computed here (not by
+scipy, whose choice between exact and approximate methods and whose treatment of zeros changed
+across versions):
+- zero differences are dropped first (Wilcoxon's original treatment); n' = non-zero count;
+- |d_i| are ranked 1..n' with tied values sharing their mean rank; T+ = Σ ranks of d_i > 0;
+- under H0 each sign is + or − with probability 1/2 independently, so T+ is the sum of a random
+  subset of the ranks, symmetric about μ = Σ ranks / 2;
+- n' ≤ EXACT_MAX_N (50): the exact null distribution of T+ given these ranks (ties included),
+  by dynamic programming over doubled ranks (whole numbers), and
+  p = P(|T+ − μ| ≥ |t − μ|), which equals min(1, 2·min(P(T+ ≤ t), P(T+ ≥ t)));
+- n' > EXACT_MAX_N: the normal approximation z = (t − μ)/σ with σ² = Σ rank² / 4 (the variance
+  given the ranks, so the tie correction is built in), no continuity correction, p = 2Φ(−|z|).
+When every difference is 0 the runs do not differ on these samples and p = 1.0. With few
+non-zero differences the smallest attainable two-sided p is 2 · 2^−n' (1.0 for one pair, 0.5
+for two, 0.0625 for five): a large p there means "too few samples", not "no difference". Such a
+floor is exactly what scipy's `method="auto"` missed when zeros were present: it chose the
+exact distribution on the length including the zeros and reported 0.0253 for 5 ones among 19
+differences, where the exact test on the 5 non-zero ones gives 0.0625.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import numpy as np
 
 # Index matrices are drawn in blocks of about this many entries, to bound memory for large n.
 _BLOCK_ENTRIES = 2_000_000
+EXACT_MAX_N = 50  # Wilcoxon: the exact null distribution up to this many non-zero differences
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,14 @@ class Interval:
 
 @dataclass(frozen=True)
 class Paired:
-    """Mean of d = b − a over the n finite pairs, its bootstrap interval, the Wilcoxon p-value.
+    """Mean of d = b − a over the n finite pairs, its bootstrap interval, the Wilcoxon p-value,
+    and the means of a and b over those same pairs (so mean_b − mean_a = mean_difference).
 
     `excluded` counts pairs with an infinite value, `zero_differences` the pairs with d = 0
     (ignored by the Wilcoxon test, kept in the mean and the interval)."""
 
+    mean_a: float
+    mean_b: float
     mean_difference: float
     low: float
     high: float
@@ -128,14 +142,48 @@ def bootstrap_ci(values, *, confidence: float = 0.95, resamples: int = 10_000, s
     return Interval(mean, low, high, int(finite.size), int(excluded), confidence)
 
 
-def wilcoxon_p(differences: np.ndarray) -> float:
+def wilcoxon_p(differences) -> float:
     """Two-sided Wilcoxon signed-rank p-value of finite differences (module docstring)."""
-    if not np.any(differences != 0):
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[d != 0]
+    n = d.size
+    if n == 0:
         return 1.0
-    # Imported here: scipy.stats takes over a second to import.
-    from scipy.stats import wilcoxon
+    ranks = _mean_ranks(np.abs(d))
+    t_plus = float(ranks[d > 0].sum())
+    mu = float(ranks.sum()) / 2
+    if n <= EXACT_MAX_N:
+        doubled = np.rint(ranks * 2).astype(np.int64)  # mean ranks are multiples of 1/2
+        total = int(doubled.sum())
+        # probability[k] = P(2·T+ = k): start from the empty sum, add each rank with probability 1/2
+        probability = np.zeros(total + 1)
+        probability[0] = 1.0
+        for rank in doubled:
+            shifted = np.zeros_like(probability)
+            shifted[rank:] = probability[:total + 1 - rank]
+            probability = 0.5 * (probability + shifted)
+        distance = np.abs(np.arange(total + 1) - total / 2)
+        observed = abs(2 * t_plus - total / 2)
+        # A tolerance far below the 1/2 granularity of doubled ranks, for float sums of ranks.
+        return float(min(1.0, probability[distance >= observed - 1e-9].sum()))
+    sigma = math.sqrt(float((ranks**2).sum()) / 4)
+    z = (t_plus - mu) / sigma
+    return float(min(1.0, math.erfc(abs(z) / math.sqrt(2))))
 
-    return float(wilcoxon(differences, zero_method="wilcox", alternative="two-sided", method="auto").pvalue)
+
+def _mean_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `values`, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    ranks = np.empty(values.size)
+    start = 0
+    while start < values.size:
+        stop = start
+        while stop + 1 < values.size and sorted_values[stop + 1] == sorted_values[start]:
+            stop += 1
+        ranks[order[start:stop + 1]] = (start + stop) / 2 + 1
+        start = stop + 1
+    return ranks
 
 
 def paired_comparison(a, b, *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> Paired:
@@ -152,6 +200,8 @@ def paired_comparison(a, b, *, confidence: float = 0.95, resamples: int = 10_000
     mean = float(differences.mean())
     low, high = _percentile_bootstrap(differences, mean, confidence, resamples, seed)
     return Paired(
+        mean_a=float(first[keep].mean()),
+        mean_b=float(second[keep].mean()),
         mean_difference=mean,
         low=low,
         high=high,
@@ -163,4 +213,4 @@ def paired_comparison(a, b, *, confidence: float = 0.95, resamples: int = 10_000
     )
 
 
-__all__ = ["Interval", "Paired", "bootstrap_ci", "paired_comparison", "wilcoxon_p"]
+__all__ = ["EXACT_MAX_N", "Interval", "Paired", "bootstrap_ci", "paired_comparison", "wilcoxon_p"]

@@ -12,10 +12,12 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from engine.evaluate import GROUP_METRICS, EvalConfig, Summary, evaluate, group_of, summarize
+from engine.evaluate import Summary, evaluate, final_groups, summarize_per_sample
+from engine.metrics.catalogue import GROUP_METRICS, METRICS, RUN, group_of
 from engine.metrics.base import EvalItem
 from engine.models import resolve_preset
 from engine.samples import prepare
+from engine.spec import EvalConfig
 from inpaint_tui.jobs.samples import to_engine_sample
 from inpaint_tui.store import MetricSummary, SampleStatus, Store
 
@@ -59,48 +61,53 @@ def evaluate_run(
     run_id: int,
     *,
     metrics: Sequence[str] | None = None,
+    at_end: bool = False,
     on_message: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Compute metrics of a run and store them, replacing only those metrics' values.
+    """Compute metrics of a run from its stored files and store them, replacing only those
+    metrics' values; then every per-sample metric of the run gets its per-run summary.
 
-    `metrics`: metric or group names (default: the run's configured groups). The runner
-    already measured the background of each sample as it finished (for live progress); this
-    recomputes it from the stored files with the run's settings (e.g. its ring width), so
-    the stored values are always those of the files. Afterwards every per-sample metric of
-    the run gets its per-run mean and interval. Returns the messages about skipped metrics."""
+    `metrics`: metric or group names to (re)compute (default: the run's configured groups).
+    `at_end`: the worker's call when a run's samples are done: only the groups computed once
+    per run (the generation-time groups were computed, with the run's settings, as each sample
+    finished: engine.evaluate.generation_groups). Returns the messages about skipped metrics."""
     run = store.run(run_id)
     config = EvalConfig.from_dict(run.eval_config)
-    if metrics is None:
-        groups = list(config.groups)
-    else:
+    if metrics is not None:
         groups = list(dict.fromkeys(group_of(name) for name in metrics))
-    items, ids, phrases = eval_items(store, run_id)
-    from engine.metrics.kid import DirectoryReferenceCache
+    else:
+        groups = list(final_groups(config) if at_end else config.groups)
+    evaluation_messages: list[str] = []
+    skip: set[str] = set()
+    if groups:
+        items, ids, phrases = eval_items(store, run_id)
+        from engine.metrics.kid import DirectoryReferenceCache
 
-    evaluation = evaluate(
-        items, config, groups=groups, kid_cache=DirectoryReferenceCache(store.data_dir / "cache" / "kid"),
-        on_message=on_message, phrases=phrases,
-    )
-    per_sample = {ids[key]: values for key, values in evaluation.per_sample.items() if values}
-    if per_sample:
-        store.record_sample_metrics(run_id, per_sample)
-    summaries = {name: _as_view(summary) for name, summary in evaluation.per_run.items()}
-    # A group that produced nothing leaves a stale value behind unless it is cleared too.
-    for group in groups:
-        for name in GROUP_METRICS[group]:
-            summaries.setdefault(name, MetricSummary(value=None, note="not computed: no finished sample"))
-    store.record_run_metrics(run_id, summaries)
-    summarize_samples(store, run_id, skip=set(evaluation.per_run), seed=config.seed)
-    return evaluation.messages
+        evaluation = evaluate(
+            items, config, groups=groups, kid_cache=DirectoryReferenceCache(store.data_dir / "cache" / "kid"),
+            on_message=on_message, phrases=phrases,
+        )
+        per_sample = {ids[key]: values for key, values in evaluation.per_sample.items() if values}
+        if per_sample:
+            store.record_sample_metrics(run_id, per_sample)
+        summaries = {name: _as_view(summary) for name, summary in evaluation.per_run.items()}
+        # A per-run metric whose group produced nothing leaves a stale value behind unless it is
+        # cleared too (per-sample metrics get their summaries from summarize_samples below).
+        for group in groups:
+            for name in GROUP_METRICS[group]:
+                if METRICS[name].level == RUN:
+                    summaries.setdefault(name, MetricSummary(value=None, note="not computed: no finished sample"))
+        store.record_run_metrics(run_id, summaries)
+        evaluation_messages, skip = evaluation.messages, set(evaluation.per_run)
+    summarize_samples(store, run_id, skip=skip, seed=config.seed)
+    return evaluation_messages
 
 
 def summarize_samples(store: Store, run_id: int, *, skip: set[str] = frozenset(), seed: int = 0) -> None:
-    """Store each per-sample metric's per-run mean and bootstrap interval (except `skip`)."""
-    summaries = {
-        name: _as_view(summarize(list(values.values()), seed=seed))
-        for name, values in store.sample_metric_values(run_id).items()
-        if name not in skip
-    }
+    """Store each per-sample metric's per-run summary (except `skip`): see
+    engine.evaluate.summarize_per_sample."""
+    values = {name: by_sample for name, by_sample in store.sample_metric_values(run_id).items() if name not in skip}
+    summaries = {name: _as_view(summary) for name, summary in summarize_per_sample(values, seed=seed).items()}
     if summaries:
         store.record_run_metrics(run_id, summaries)
 

@@ -6,7 +6,9 @@ metrics), so an interruption loses at most the sample in progress; executing the
 redoes only samples that are not done, with their recorded seeds. Every write is made under
 the worker's claim on the run (see `inpaint_tui.store.queue`).
 
-At every denoising step the run's row is read once: a cancel request or a lost claim stops
+The run's row is read once per claim (its spec is fixed); generation is prepared once per
+run (engine.runner.Generation) and called per sample. At every denoising step the run's
+claim and cancel flag are read once: a cancel request or a lost claim stops
 the run at that step boundary. Progress goes to the store at most `PROGRESS_INTERVAL` apart.
 """
 
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.models import load_model
-from engine.runner import Progress, RunAborted, inpaint
+from engine.runner import Generation, Progress, RunAborted
 from engine.samples import SampleError
+from inpaint_tui.jobs.runs import run_spec
 from inpaint_tui.jobs.samples import to_engine_sample
 from inpaint_tui.store import RunStatus, Store
 from inpaint_tui.store.queue import ClaimLost, RunControl
@@ -121,10 +124,11 @@ def execute_claimed(
 
 
 def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop) -> str:
-    run = store.run(run_id)
+    run = store.run(run_id)  # read once per claim: the spec cannot change while the run is held
     device = device or run.options.get("device")
     dtype = dtype or run.options.get("dtype")
-    monitor = _Monitor(store, run, lease, on_progress, stop)
+    pending = store.pending_samples(run_id)
+    monitor = _Monitor(store, run, lease, on_progress, stop, samples_done=run.sample_count - len(pending))
     monitor.phase("loading")
     try:
         model = load_model(run.model, device=device, dtype=dtype)
@@ -132,9 +136,10 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
         return store.finish_run(run_id, error=f"cannot load model {run.model!r}: {error}", claim=lease.claim)
     store.set_run_device(run_id, f"{model.device} ({str(model.dtype).removeprefix('torch.')})", claim=lease.claim)
     _remove_partial_files(store, run_id)
+    generation = Generation.from_spec(model, run_spec(run))
 
     monitor.phase("generating")
-    for run_sample, info in store.pending_samples(run_id):
+    for run_sample, info in pending:
         store.mark_sample_running(run_id, info.id, claim=lease.claim)
         monitor.begin_sample(run_sample.position, info.name)
         try:
@@ -145,11 +150,7 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
             monitor.end_sample()
             continue
         try:
-            result = next(inpaint(
-                model, run.technique, [sample], seed=run.seed, params=run.params, steps=run.steps,
-                guidance=run.guidance, negative_prompt=run.negative_prompt, on_step=monitor.step,
-                seeds={sample.id: run_sample.seed},
-            ))
+            result = generation.sample(sample, seed=run_sample.seed, on_step=monitor.step)
         except Cancelled:
             store.reset_sample(run_id, info.id, claim=lease.claim)
             return store.finish_run(run_id, cancelled=True, claim=lease.claim)
@@ -181,7 +182,8 @@ class _Monitor:
     """The worker's side of a run in progress: the per-step cancel/claim check, throttled
     progress rows, live previews and animation frames, and the caller's progress callback."""
 
-    def __init__(self, store: Store, run, lease: Lease, on_progress, stop: threading.Event | None) -> None:
+    def __init__(self, store: Store, run, lease: Lease, on_progress, stop: threading.Event | None, *,
+                 samples_done: int) -> None:
         self.store = store
         self.run = run
         self.lease = lease
@@ -190,7 +192,7 @@ class _Monitor:
         self.preview_every = int(run.options.get("preview_every") or 0)
         self.animation = run.options.get("animation")
         self.frame_every = self.preview_every or max(1, run.steps // 20)
-        self.samples_done = run.sample_count - len(store.pending_samples(run.id))
+        self.samples_done = samples_done
         self.sample_seconds: list[float] = []
         self.current_phase = "loading"
         self.position: int | None = None
@@ -288,7 +290,7 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
     from inpaint_tui.jobs.evaluate import evaluate_run
 
     try:
-        evaluate_run(store, run_id, on_message=on_message)
+        evaluate_run(store, run_id, at_end=True, on_message=on_message)
     except Exception as error:  # evaluation must never lose a run's generated samples
         from inpaint_tui.jobs.evaluate import summarize_samples
 

@@ -1,30 +1,20 @@
-"""Queueing runs: validation, configuration hash, provenance (torch-free)."""
+"""Queueing runs: a validated RunSpec (engine.spec) placed on a sample set, with provenance
+(torch-free)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.evaluate import EvalConfig
 from engine.params import ParamError
-from engine.models import resolve_preset
 from engine.seeding import sample_seed
-from engine.techniques import get_technique
+from engine.spec import EvalConfig, RunSpec
 from inpaint_tui.store import NewRun, Store
 
 VERSIONED_PACKAGES = ("inpaint-tui", "torch", "diffusers", "transformers", "torchmetrics", "numpy", "pillow")
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of everything that determines a run's outputs except
-    the samples (technique, resolved parameters, model, steps, guidance, prompts, seed)."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -45,7 +35,7 @@ def git_commit() -> str | None:
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -55,65 +45,61 @@ def git_commit() -> str | None:
 
 def prepare_run(
     store: Store,
+    spec: RunSpec,
     *,
-    technique: str,
-    params: Mapping[str, Any] | None,
-    model: str,
     sample_set: str,
-    seed: int,
-    steps: int,
-    guidance: float,
-    negative_prompt: str = "",
     command: str | None = None,
-    eval_config: Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> tuple[NewRun, dict[int, int]]:
-    """Validate a run's configuration: (the run to create, each sample's seed). Raises
-    ParamError / ModelUnavailable / NotFound with a message naming what is wrong."""
-    spec = get_technique(technique)
-    resolved = spec.resolve_params(params)
-    resolve_preset(model)
-    if steps < 1:
-        raise ParamError(f"steps must be at least 1, got {steps}")
-    if guidance < 0:
-        raise ParamError(f"guidance must be non-negative, got {guidance}")
-    evaluation = EvalConfig.from_dict(eval_config).to_dict()
+    """The run to create for a validated spec over a sample set, and each sample's seed.
+    Raises ParamError / NotFound with a message naming what is wrong."""
     run_options = validate_options(options)
-    config = {
-        "technique": technique,
-        "params": resolved,
-        "model": model,
-        "steps": steps,
-        "guidance": guidance,
-        "negative_prompt": negative_prompt,
-        "seed": seed,
-    }
     samples = store.samples(sample_set)
-    seeds = {info.id: sample_seed(seed, info.key) for info in samples}
+    seeds = {info.id: sample_seed(spec.seed, info.key) for info in samples}
     new_run = NewRun(
-        technique=technique,
-        params=resolved,
-        model=model,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        negative_prompt=negative_prompt,
+        technique=spec.technique,
+        params=dict(spec.params),
+        model=spec.model,
+        seed=spec.seed,
+        steps=spec.steps,
+        guidance=spec.guidance,
+        negative_prompt=spec.negative_prompt,
         sample_set=sample_set,
-        config_hash=config_hash(config),
+        config_hash=spec.config_hash,
         versions=library_versions(),
         git_commit=git_commit(),
         command=command,
-        eval_config=evaluation,
+        eval_config=spec.evaluation.to_dict(),
         options=run_options,
     )
     return new_run, seeds
 
 
-def queue_run(store: Store, *, claimed_by: int | None = None, **settings) -> int:
-    """Validate and queue a run (see `prepare_run` for the settings); returns its id.
-    `claimed_by`: a worker that executes it now (it is never visible as queued)."""
-    new_run, seeds = prepare_run(store, **settings)
+def queue_run(store: Store, spec: RunSpec, *, sample_set: str, claimed_by: int | None = None,
+              command: str | None = None, options: Mapping[str, Any] | None = None) -> int:
+    """Queue a run of `spec` over `sample_set`; returns its id. `claimed_by`: a worker that
+    executes it now (it is never visible as queued)."""
+    new_run, seeds = prepare_run(store, spec, sample_set=sample_set, command=command, options=options)
     return store.create_run(new_run, seeds, claimed_by=claimed_by)
+
+
+def queue_demo_runs(store: Store, *, model: str, steps: int, seed: int, evaluation: EvalConfig,
+                    command: str | None) -> list[int]:
+    """Every technique with its defaults on the demo set (`inpaint-tui demo`, the TUI's demo
+    offer), queued; returns the run ids in technique order."""
+    from engine.demo import DEMO_SET_NAME
+    from engine.techniques import technique_names
+
+    specs = [RunSpec.build(name, model=model, steps=steps, seed=seed, evaluation=evaluation)
+             for name in technique_names()]
+    return [queue_run(store, spec, sample_set=DEMO_SET_NAME, command=command) for spec in specs]
+
+
+def run_spec(run) -> RunSpec:
+    """The spec of a stored run (a RunInfo), as it was validated when queued."""
+    return RunSpec(technique=run.technique, params=dict(run.params), model=run.model, steps=run.steps,
+                   guidance=run.guidance, seed=run.seed, negative_prompt=run.negative_prompt,
+                   evaluation=EvalConfig.from_dict(run.eval_config))
 
 
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

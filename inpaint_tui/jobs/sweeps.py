@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from engine.params import ParamError
+from engine.spec import EvalConfig, RunSpec
 from engine.techniques import get_technique, technique_names
 from inpaint_tui.jobs.runs import prepare_run
 from inpaint_tui.store import Store
@@ -26,6 +27,12 @@ class SweepPoint:
     steps: int
     guidance: float
     swept: dict[str, Any] = field(default_factory=dict)  # the values that vary across the grid
+
+    def spec(self, *, model: str, negative_prompt: str = "",
+             evaluation: EvalConfig | Mapping[str, Any] | None = None) -> RunSpec:
+        """The point's run specification, with what every point of the sweep shares."""
+        return RunSpec.build(self.technique, self.params, model=model, steps=self.steps, guidance=self.guidance,
+                             seed=self.seed, negative_prompt=negative_prompt, evaluation=evaluation)
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ def queue_sweep(
     model: str,
     sample_set: str,
     negative_prompt: str = "",
-    eval_config: Mapping[str, Any] | None = None,
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
     options: Mapping[str, Any] | None = None,
     command: str | None = None,
     name: str | None = None,
@@ -125,10 +132,9 @@ def queue_sweep(
     """Validate every point first (nothing is queued if one is invalid), then queue the new
     ones and record the sweep."""
     prepared = [
-        prepare_run(store, technique=p.technique, params=p.params, model=model, sample_set=sample_set, seed=p.seed,
-                    steps=p.steps, guidance=p.guidance, negative_prompt=negative_prompt, command=command,
-                    eval_config=eval_config, options=options)
-        for p in points
+        prepare_run(store, point.spec(model=model, negative_prompt=negative_prompt, evaluation=evaluation),
+                    sample_set=sample_set, command=command, options=options)
+        for point in points
     ]
     sample_ids = store.set_sample_ids(sample_set)
     members, new, reused = [], [], []

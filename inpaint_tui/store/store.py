@@ -19,6 +19,7 @@ from inpaint_tui.store.queue import QueueMixin
 from inpaint_tui.store.sweeps import SweepMixin
 from inpaint_tui.store.tables import (
     MetricRecord,
+    RunMetricRecord,
     RunProgressRecord,
     RunRecord,
     RunSampleRecord,
@@ -488,7 +489,7 @@ class Store(QueueMixin, SweepMixin):
                                  self._progress_by_run(session, [run_id]).get(run_id))
             per_sample: dict[int, dict[str, float]] = defaultdict(dict)
             for metric in session.exec(
-                select(MetricRecord).where(MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_not(None))
+                select(MetricRecord).where(MetricRecord.run_id == run_id)
             ).all():
                 if metric.value is not None:
                     per_sample[metric.run_sample_id][metric.name] = metric.value
@@ -577,21 +578,22 @@ class Store(QueueMixin, SweepMixin):
         if isinstance(run_ids, list) and not run_ids:
             return values, summaries
         metric = MetricRecord.__table__.c
+        per_run = RunMetricRecord.__table__.c
         unsettled = select(RunRecord.id).where(
             RunRecord.id.in_(run_ids), RunRecord.status.not_in([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
         connection = session.connection()  # core results: no ORM row processing
         for run_id, name, mean, count in connection.execute(
             select(metric.run_id, metric.name, func.avg(metric.value), func.count(metric.value))
-            .where(metric.run_id.in_(unsettled), metric.run_sample_id.is_not(None))
+            .where(metric.run_id.in_(unsettled))
             .group_by(metric.run_id, metric.name)
         ).all():
             if count:
                 values[run_id][name] = float(mean)
                 summaries[run_id][name] = MetricSummary(value=float(mean), n=count)
         for run_id, name, value, std, low, high, n, note in connection.execute(
-            select(metric.run_id, metric.name, metric.value, metric.std, metric.ci_low, metric.ci_high, metric.n,
-                   metric.note)
-            .where(metric.run_id.in_(run_ids), metric.run_sample_id.is_(None))
+            select(per_run.run_id, per_run.name, per_run.value, per_run.std, per_run.ci_low, per_run.ci_high,
+                   per_run.n, per_run.note)
+            .where(per_run.run_id.in_(run_ids))
         ).all():
             summaries[run_id][name] = MetricSummary(value=value, std=std, ci_low=low, ci_high=high, n=n, note=note)
             if value is None:
@@ -622,15 +624,13 @@ class Store(QueueMixin, SweepMixin):
         with self.session() as session:
             self._run(session, run_id)
             session.exec(
-                delete(MetricRecord).where(
-                    MetricRecord.run_id == run_id, MetricRecord.run_sample_id.is_(None),
-                    MetricRecord.name.in_(list(summaries)),
-                )
+                delete(RunMetricRecord).where(RunMetricRecord.run_id == run_id,
+                                              RunMetricRecord.name.in_(list(summaries)))
             )
             for name, summary in summaries.items():
-                session.add(MetricRecord(run_id=run_id, run_sample_id=None, name=name, value=summary.value,
-                                         std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high,
-                                         n=summary.n, note=summary.note))
+                session.add(RunMetricRecord(run_id=run_id, name=name, value=summary.value, std=summary.std,
+                                            ci_low=summary.ci_low, ci_high=summary.ci_high, n=summary.n,
+                                            note=summary.note))
             session.commit()
 
     def record_sample_metrics(self, run_id: int, values: dict[int, dict[str, float | None]]) -> None:
@@ -654,12 +654,15 @@ class Store(QueueMixin, SweepMixin):
             session.commit()
 
     def sample_metric_values(self, run_id: int) -> dict[str, dict[int, float]]:
-        """{metric name: {sample id: value}} over the run's samples that have the value."""
+        """{metric name: {sample id: value}} over the run's samples that have the value, each
+        inner dict in sample-id order (a bootstrap over the values must not depend on the
+        order the database happens to return rows in)."""
         with self.session() as session:
             rows = session.exec(
                 select(MetricRecord.name, RunSampleRecord.sample_id, MetricRecord.value)
                 .join(RunSampleRecord, RunSampleRecord.id == MetricRecord.run_sample_id)
                 .where(MetricRecord.run_id == run_id, MetricRecord.value.is_not(None))
+                .order_by(MetricRecord.name, RunSampleRecord.sample_id)
             ).all()
         result: dict[str, dict[int, float]] = defaultdict(dict)
         for name, sample_id, value in rows:
@@ -721,17 +724,15 @@ class Store(QueueMixin, SweepMixin):
     def _top_run_ids(session: Session, chosen, metric: str, descending: bool, limit: int) -> list[int]:
         """The first `limit` run ids of `leaderboard`'s ranking among `chosen` (ended runs,
         whose per-run values are stored): by value, ties by id, then runs without a value by id."""
-        values = MetricRecord.__table__.c
+        values = RunMetricRecord.__table__.c
         ranked = session.connection().execute(
             select(values.run_id)
-            .where(values.run_id.in_(chosen), values.name == metric, values.run_sample_id.is_(None),
-                   values.value.is_not(None))
+            .where(values.run_id.in_(chosen), values.name == metric, values.value.is_not(None))
             .order_by(values.value.desc() if descending else values.value, values.run_id)
             .limit(limit)
         ).scalars().all()
         if len(ranked) < limit:
-            with_value = select(values.run_id).where(values.name == metric, values.run_sample_id.is_(None),
-                                                     values.value.is_not(None))
+            with_value = select(values.run_id).where(values.name == metric, values.value.is_not(None))
             ranked += session.connection().execute(
                 select(RunRecord.id).where(RunRecord.id.in_(chosen), RunRecord.id.not_in(with_value))
                 .order_by(RunRecord.id).limit(limit - len(ranked))

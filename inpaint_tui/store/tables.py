@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, UniqueConstraint, false
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -133,22 +133,32 @@ class RunSampleRecord(SQLModel, table=True):
 
 
 class MetricRecord(SQLModel, table=True):
-    """A metric value, per sample (run_sample_id set) or per run (run_sample_id NULL).
-
-    Per-run rows hold either a set-level metric (KID: value = mean over subsets, std) or the
-    aggregate of a per-sample metric (value = mean over finished samples, ci_low/ci_high its
-    bootstrap interval, n the samples it covers). A metric that could not be computed is a
-    row with value NULL and a `note` saying why: missing, never 0."""
+    """A per-sample metric value: one row per (run sample, name). A value that could not be
+    computed is NULL, never 0. Per-run values live in `run_metric`."""
 
     __tablename__ = "metric"
     __table_args__ = (UniqueConstraint("run_id", "run_sample_id", "name", name="uq_metric"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True))
-    run_sample_id: Optional[int] = Field(
-        default=None, sa_column=Column(Integer, ForeignKey("run_sample.id", ondelete="CASCADE"), nullable=True, index=True)
+    run_sample_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("run_sample.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     name: str = Field(index=True)
+    value: Optional[float] = None
+
+
+class RunMetricRecord(SQLModel, table=True):
+    """A per-run metric, keyed (run, name) so a run has one value per metric: a set-level
+    metric (KID: value = mean over subsets, std), a proportion (prompt_precision: value and
+    its Wilson interval) or the summary of a per-sample metric (value = mean over finished
+    samples, ci_low/ci_high its bootstrap interval, n the samples it covers). A metric that
+    could not be computed has value NULL and a `note` saying why: missing, never 0."""
+
+    __tablename__ = "run_metric"
+
+    run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), primary_key=True))
+    name: str = Field(sa_column=Column(String, primary_key=True))
     value: Optional[float] = None
     std: Optional[float] = None
     ci_low: Optional[float] = None

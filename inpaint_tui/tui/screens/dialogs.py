@@ -94,17 +94,15 @@ class FirstStartScreen(_Dialog):
 
     @work(thread=True, exclusive=True, group="demo", exit_on_error=False)
     def start_demo(self) -> None:
-        from engine.demo import DEMO_SET_NAME
-        from engine.techniques import technique_names
+        from engine.spec import DEFAULTS, EvalConfig
         from inpaint_tui.jobs.launch import ensure_worker
-        from inpaint_tui.jobs.runs import queue_run
+        from inpaint_tui.jobs.runs import queue_demo_runs
         from inpaint_tui.jobs.samples import ensure_demo
 
         store = self.app.store
         ensure_demo(store)
-        run_ids = [queue_run(store, technique=name, params=None, model="tiny", sample_set=DEMO_SET_NAME, seed=0,
-                             steps=20, guidance=7.5, eval_config={"models": "tiny"}, command="inpaint-tui (demo)")
-                   for name in technique_names()]
+        run_ids = queue_demo_runs(store, model=DEFAULTS.model, steps=DEFAULTS.demo_steps, seed=DEFAULTS.seed,
+                                  evaluation=EvalConfig.for_model(DEFAULTS.model), command="inpaint-tui (demo)")
         worker_id, started = ensure_worker(store)
         self.app.call_from_thread(self.app.notify, f"queued demo runs {run_ids[0]}–{run_ids[-1]}; worker {worker_id} "
                                   + ("started" if started else "serves them"))

@@ -16,10 +16,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Label, Select, SelectionList, Static
 
-from engine.evaluate import DEFAULT_GROUPS, GROUPS, EvalConfig
-from engine.models import DEFAULT_MODEL, PRESETS
+from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+from engine.models import PRESETS
 from engine.params import ParamError
 from engine.preview import ANIMATION_FORMATS
+from engine.spec import DEFAULTS, EvalConfig
 from engine.techniques import get_technique, technique_names
 from inpaint_tui.store import RunInfo
 from inpaint_tui.tui.base import LiveScreen
@@ -84,7 +85,7 @@ class Plan:
     model: str
     sample_set: str
     negative_prompt: str
-    eval_config: dict[str, Any]
+    evaluation: EvalConfig
     options: dict[str, Any]
     spec: dict[str, Any]
     sample_count: int
@@ -152,7 +153,7 @@ class NewRunScreen(LiveScreen):
                 yield Label("Run settings (a comma list in a field makes a sweep)", classes="section-title")
                 with Horizontal(classes="select-row"):
                     yield Label("model")
-                    yield Select([(name, name) for name in PRESETS], value=DEFAULT_MODEL, allow_blank=False,
+                    yield Select([(name, name) for name in PRESETS], value=DEFAULTS.model, allow_blank=False,
                                  id="model", compact=True,
                                  tooltip="\n".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
                     yield Label("preset", classes="field-range")
@@ -160,11 +161,12 @@ class NewRunScreen(LiveScreen):
                     yield Label("sample set")
                     yield Select([], prompt="(no sample sets: import one)", id="sample_set", compact=True)
                     yield Label("", id="set-count", classes="field-range")
-                yield Field("seeds", "0", input_id="seeds", parse=int_parser("seeds"), range_text="integers",
+                yield Field("seeds", str(DEFAULTS.seed), input_id="seeds", parse=int_parser("seeds"), range_text="integers",
                             hint="run seeds; each sample's seed derives from it and the sample")
-                yield Field("steps", "50", input_id="steps", parse=int_parser("steps", minimum=1),
+                yield Field("steps", str(DEFAULTS.steps), input_id="steps", parse=int_parser("steps", minimum=1),
                             range_text="[1, inf)", hint="denoising steps")
-                yield Field("guidance", "7.5", input_id="guidance", parse=float_parser("guidance", minimum=0.0),
+                yield Field("guidance", format_value(DEFAULTS.guidance), input_id="guidance",
+                            parse=float_parser("guidance", minimum=0.0),
                             range_text="[0, inf)", hint="classifier-free guidance scale")
                 yield Field("negative prompt", "", input_id="negative_prompt", hint="negative prompt for CFG")
                 yield Field("metrics", ",".join(DEFAULT_GROUPS), input_id="metrics",
@@ -311,7 +313,7 @@ class NewRunScreen(LiveScreen):
         sample_set = self.set_name()
         if sample_set is None:
             raise ParamError("pick a sample set (import one first: inpaint-tui samples import demo)")
-        model = _value(self.query_one("#model", Select)) or DEFAULT_MODEL
+        model = _value(self.query_one("#model", Select)) or DEFAULTS.model
         seeds = [int(v) for v in fields["seeds"].values()]
         steps = [int(v) for v in fields["steps"].values()]
         guidance = [float(v) for v in fields["guidance"].values()]
@@ -324,8 +326,7 @@ class NewRunScreen(LiveScreen):
             if len(techniques) > 1:
                 expanded = [dataclasses.replace(p, swept={"technique": technique, **p.swept}) for p in expanded]
             points.extend(expanded)
-        groups = tuple(v for v in fields["metrics"].values() if v)
-        eval_config = EvalConfig(groups=groups, models="tiny" if model == "tiny" else "real").to_dict()
+        evaluation = EvalConfig.for_model(model, metrics=",".join(v for v in fields["metrics"].values() if v))
         animation = _value(self.query_one("#animation", Select)) or "none"
         options = validate_options({"preview_every": int(fields["preview_every"].value.strip()) or None,
                                     "animation": None if animation == "none" else animation})
@@ -340,7 +341,7 @@ class NewRunScreen(LiveScreen):
         spec = dict(techniques=techniques, grid=flat, seeds=seeds, steps=steps, guidance=guidance, model=model,
                     sample_set=sample_set)
         return Plan(points=points, model=model, sample_set=sample_set,
-                    negative_prompt=fields["negative_prompt"].value, eval_config=eval_config, options=options,
+                    negative_prompt=fields["negative_prompt"].value, evaluation=evaluation, options=options,
                     spec=spec, sample_count=samples, unet_calls=calls, exact=exact)
 
     # --- submit ---------------------------------------------------------------------------
@@ -362,16 +363,16 @@ class NewRunScreen(LiveScreen):
         from inpaint_tui.store import StoreError
 
         store = self.app.store
-        shared = dict(model=plan.model, sample_set=plan.sample_set, negative_prompt=plan.negative_prompt,
-                      eval_config=plan.eval_config, options=plan.options, command=COMMAND)
         try:
             if len(plan.points) == 1:
-                point = plan.points[0]
-                run_id = queue_run(store, technique=point.technique, params=point.params, seed=point.seed,
-                                   steps=point.steps, guidance=point.guidance, **shared)
+                spec = plan.points[0].spec(model=plan.model, negative_prompt=plan.negative_prompt,
+                                           evaluation=plan.evaluation)
+                run_id = queue_run(store, spec, sample_set=plan.sample_set, options=plan.options, command=COMMAND)
                 new, text = [run_id], f"queued run {run_id}"
             else:
-                queued = queue_sweep(store, plan.points, spec=plan.spec, **shared)
+                queued = queue_sweep(store, plan.points, spec=plan.spec, model=plan.model, sample_set=plan.sample_set,
+                                     negative_prompt=plan.negative_prompt, evaluation=plan.evaluation,
+                                     options=plan.options, command=COMMAND)
                 new = queued.new
                 text = f"sweep {queued.sweep_id}: queued {_ids('run', new) if new else 'no new runs'}"
                 if queued.reused:
@@ -405,10 +406,11 @@ class NewRunScreen(LiveScreen):
     # --- filling --------------------------------------------------------------------------
 
     def action_reset(self) -> None:
-        for name, value in (("seeds", "0"), ("steps", "50"), ("guidance", "7.5"), ("negative_prompt", ""),
+        for name, value in (("seeds", str(DEFAULTS.seed)), ("steps", str(DEFAULTS.steps)),
+                            ("guidance", format_value(DEFAULTS.guidance)), ("negative_prompt", ""),
                             ("metrics", ",".join(DEFAULT_GROUPS)), ("preview_every", "0")):
             self.field(name).value = value
-        self.query_one("#model", Select).value = DEFAULT_MODEL
+        self.query_one("#model", Select).value = DEFAULTS.model
         self.query_one("#animation", Select).value = "none"
         for form in self._forms.values():
             form.set_params({})

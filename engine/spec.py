@@ -1,0 +1,180 @@
+"""The run specification: the one owner of what a run computes and of its defaults. Torch-free.
+
+A run is one technique with its (resolved) parameters, on one model, with steps, guidance,
+a seed and a negative prompt, evaluated with one evaluation configuration. The CLI, the TUI
+form, sweeps, the queue, export, report and the engine take a `RunSpec`; nothing else holds a
+default. `RunSpec.build` validates everything once, so a spec that exists is runnable (as far
+as can be known without loading the model). The configuration hash covers what determines
+the outputs (everything but the evaluation and the samples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS, parse_groups
+from engine.params import ParamError
+
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    model: str = "tiny"  # the offline preset: works everywhere, its numbers mean nothing
+    steps: int = 50
+    guidance: float = 7.5
+    seed: int = 0
+    demo_steps: int = 20  # `inpaint-tui demo`: every technique on the demo set, quickly
+
+
+DEFAULTS = RunDefaults()
+MAX_SEED = 2**63 - 1  # per-sample seeds are 63-bit (engine.seeding), stored as 64-bit integers
+EVAL_MODELS = ("auto", "real", "tiny")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a run is evaluated: which metric groups (engine.metrics.catalogue), with which
+    models ("real": CLIP ViT-B/16, Inception, OWLv2; "tiny": random offline stand-ins whose
+    numbers mean nothing) and settings."""
+
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    models: str = "real"  # "real" or "tiny"
+    ring_width: int = 8
+    clip_model: str = "openai/clip-vit-base-patch16"
+    detector: str = "owlv2"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise ParamError(f"unknown metric group(s) {', '.join(unknown)} (known: {', '.join(GROUPS)})")
+        if self.models not in ("real", "tiny"):
+            raise ParamError(f"evaluation models must be 'real' or 'tiny', not {self.models!r}")
+        if isinstance(self.ring_width, bool) or not isinstance(self.ring_width, int) or self.ring_width < 1:
+            raise ParamError(f"ring width must be a whole number of pixels >= 1, got {self.ring_width!r}")
+
+    @classmethod
+    def for_model(cls, model: str, *, metrics: str | None = None, models: str = "auto",
+                  **settings: Any) -> "EvalConfig":
+        """The configuration a face builds from its options: `metrics` a comma-separated
+        group list (empty: the catalogue's default), `models` auto (tiny evaluation models
+        with the tiny generator, else real), real or tiny; None settings keep their default."""
+        if models not in EVAL_MODELS:
+            raise ParamError(f"evaluation models must be one of {', '.join(EVAL_MODELS)}, not {models!r}")
+        chosen = ("tiny" if model == DEFAULTS.model else "real") if models == "auto" else models
+        return cls(groups=parse_groups(metrics), models=chosen,
+                   **{key: value for key, value in settings.items() if value is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["groups"] = list(self.groups)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "EvalConfig":
+        data = dict(data or {})
+        if "groups" in data:
+            data["groups"] = tuple(data["groups"])
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def validate_seed(seed: Any, *, what: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ParamError(f"{what} must be a whole number, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ParamError(f"{what} must lie in 0..2^63-1, got {seed}")
+    return seed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run computes. Build it with `RunSpec.build` (validates and resolves the
+    technique's parameters); the fields are then final."""
+
+    technique: str
+    params: Mapping[str, Any] = field(default_factory=dict)  # resolved: every parameter, defaults included
+    model: str = DEFAULTS.model
+    steps: int = DEFAULTS.steps
+    guidance: float = DEFAULTS.guidance
+    seed: int = DEFAULTS.seed
+    negative_prompt: str = ""
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    @classmethod
+    def build(
+        cls,
+        technique: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        model: str = DEFAULTS.model,
+        steps: int = DEFAULTS.steps,
+        guidance: float = DEFAULTS.guidance,
+        seed: int = DEFAULTS.seed,
+        negative_prompt: str = "",
+        evaluation: EvalConfig | Mapping[str, Any] | None = None,
+    ) -> "RunSpec":
+        """A validated spec; raises ParamError (or ModelUnavailable for the model) naming
+        what is wrong. `params` may hold strings (`-p key=value`) or typed values."""
+        from engine.models import resolve_preset  # torch-free; imported late to keep this module small
+        from engine.techniques import get_technique
+
+        resolved = get_technique(technique).resolve_params(params)
+        resolve_preset(model)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ParamError(f"steps must be a whole number >= 1, got {steps!r}")
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
+                or guidance < 0:
+            raise ParamError(f"guidance must be a finite number >= 0, got {guidance!r}")
+        if not isinstance(evaluation, EvalConfig):
+            evaluation = EvalConfig.from_dict(evaluation) if evaluation else EvalConfig.for_model(model)
+        return cls(technique=technique, params=resolved, model=model, steps=steps, guidance=float(guidance),
+                   seed=validate_seed(seed), negative_prompt=negative_prompt, evaluation=evaluation)
+
+    def with_(self, **changes: Any) -> "RunSpec":
+        """A copy with some fields changed, validated again (params given are overlaid)."""
+        params = {**self.params, **changes.pop("params", {})}
+        current = dict(technique=self.technique, params=params, model=self.model, steps=self.steps,
+                       guidance=self.guidance, seed=self.seed, negative_prompt=self.negative_prompt,
+                       evaluation=self.evaluation)
+        current.update(changes)
+        if current["technique"] != self.technique and "params" not in changes:
+            current["params"] = {}  # another technique's parameters do not carry over
+        return RunSpec.build(current.pop("technique"), current.pop("params"), **current)
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the run's outputs except the samples."""
+        return {
+            "technique": self.technique,
+            "params": dict(self.params),
+            "model": self.model,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of `config()`."""
+        return config_hash(self.config())
+
+    def changed_params(self) -> dict[str, Any]:
+        """The parameters that differ from the technique's defaults."""
+        from engine.techniques import get_technique
+
+        defaults = get_technique(self.technique).full_schema.defaults()
+        return {k: v for k, v in self.params.items() if defaults.get(k, object()) != v}
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "config_hash", "validate_seed"]

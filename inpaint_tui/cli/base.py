@@ -1,0 +1,135 @@
+"""The command line's shared parts: the Typer apps, the root options, output helpers and the
+one-line error rule. Every command module imports from here; nothing here imports them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import typer
+
+from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+
+app = typer.Typer(
+    name="inpaint-tui",
+    help="Terminal experiment manager for diffusion inpainting: import samples, run techniques, rank them.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+samples_app = typer.Typer(help="Import and list samples and sample sets.", no_args_is_help=True)
+
+runs_app = typer.Typer(help="List, inspect, watch, cancel, resume and delete runs.", no_args_is_help=True)
+
+metrics_app = typer.Typer(help="Compute or recompute a run's metrics.", no_args_is_help=True)
+
+sweeps_app = typer.Typer(help="List and inspect sweeps.", no_args_is_help=True)
+app.add_typer(samples_app, name="samples")
+app.add_typer(runs_app, name="runs")
+app.add_typer(metrics_app, name="metrics")
+app.add_typer(sweeps_app, name="sweeps")
+
+JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
+
+
+@dataclass
+class Context:
+    db: str | None
+    data_dir: str | None
+    image_protocol: str = "auto"
+
+    def store(self):
+        from inpaint_tui.store import Store
+
+        return Store(self.db, data_dir=self.data_dir)
+
+
+def context_of(ctx: typer.Context) -> Context:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    db: Optional[str] = typer.Option(
+        None, "--db", envvar="INPAINT_TUI_DB", help="Database path or SQLAlchemy URL (default: ./experiments.db)."
+    ),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", envvar="INPAINT_TUI_DATA", help="Folder for images (default: beside the database)."
+    ),
+    image_protocol: str = typer.Option(
+        "auto", "--image-protocol", help="How the TUI draws images: auto, kitty, sixel, halfcell, unicode."
+    ),
+) -> None:
+    """Without a command, opens the TUI on the database."""
+    ctx.obj = Context(db=db, data_dir=data_dir, image_protocol=image_protocol)
+    if ctx.invoked_subcommand is None:
+        open_tui(ctx.obj)
+
+
+def open_tui(context: "Context", start_screen: str | None = None) -> None:
+    from inpaint_tui.tui import IMAGE_PROTOCOLS
+
+    if context.image_protocol not in IMAGE_PROTOCOLS:
+        fail(f"--image-protocol must be one of {', '.join(IMAGE_PROTOCOLS)}, not {context.image_protocol!r}", 2)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail("the TUI needs a terminal (run `inpaint-tui` in one, e.g. over SSH or in tmux); "
+              "for scripts use the commands: inpaint-tui --help", 2)
+    from inpaint_tui.tui import run_tui
+
+    with user_errors():
+        code = run_tui(context.db, context.data_dir, image_protocol=context.image_protocol, start_screen=start_screen)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    from inpaint_tui.store import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def rich_console():
+    from rich.console import Console
+
+    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
+    argument (technique, parameter, model, value), 1 for a store or data problem."""
+    from engine.models import ModelUnavailable
+    from engine.params import ParamError
+    from engine.samples import SampleError
+    from inpaint_tui.store import StoreError
+
+    try:
+        yield
+    except (ParamError, ModelUnavailable) as error:
+        fail(str(error), 2)
+    except (StoreError, SampleError) as error:
+        fail(str(error), 1)
+
+DEFAULT_METRICS = ",".join(DEFAULT_GROUPS)
+METRICS_HELP = f"Metric groups computed for the run: {', '.join(GROUPS)} (comma-separated)."
+
+EVAL_MODELS_HELP = (
+    "Models the metrics use: real (CLIP ViT-B/16, Inception, OWLv2 from the hub or cache), tiny (random, "
+    "offline: exercises the path, numbers meaningless), auto (tiny with --model tiny, else real)."
+)
+
+PREVIEW_HELP = "Every K denoising steps, decode the predicted clean image to runs/ID/preview.png (0: off)."
+
+ANIMATION_HELP = "Save each sample's denoising as an animation beside its output: gif or webp."

@@ -1,0 +1,190 @@
+"""`inpaint-tui runs ...`: list, inspect, cancel, resume, delete, annotate and watch runs."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, runs_app, user_errors
+from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
+from inpaint_tui.present import format_number, format_params, format_progress, key_metrics
+
+
+@runs_app.command("list")
+def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List runs."""
+    with user_errors():
+        infos = context_of(ctx).store().runs()
+    if as_json:
+        print_json([info.to_dict() for info in infos])
+        return
+    from rich.table import Table
+
+    table = Table("run", "status", "technique", "params", "model", "steps", "seed", "samples", "done", "failed",
+                  "progress", "created")
+    for info in infos:
+        table.add_row(
+            str(info.id), info.status + (" (cancelling)" if info.cancel_requested else ""), info.technique,
+            format_params(info.params), info.model, str(info.steps), str(info.seed), info.sample_set,
+            f"{info.done_count}/{info.sample_count}", str(info.failed_count), format_progress(info.progress),
+            info.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    rich_console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show a run: configuration, status, per-sample outcomes and metrics."""
+    with user_errors():
+        detail = context_of(ctx).store().run_detail(run_id)
+    if as_json:
+        print_json(detail.to_dict())
+        return
+    from rich.table import Table
+
+    run = detail.run
+    console = rich_console()
+    console.print(f"[bold]run {run.id}[/] {run.technique} — {run.status}")
+    for label, value in (
+        ("parameters", format_params(run.params)),
+        ("model", run.model),
+        ("samples", f"{run.sample_set} ({run.done_count}/{run.sample_count} done, {run.failed_count} failed)"),
+        ("steps / guidance / seed", f"{run.steps} / {run.guidance} / {run.seed}"),
+        ("negative prompt", run.negative_prompt or "-"),
+        ("device", run.device or "-"),
+        ("worker", str(run.worker_id or "-")),
+        ("progress", format_progress(run.progress) + (" (cancel requested)" if run.cancel_requested else "")),
+        ("options", format_params(run.options)),
+        ("tags", " ".join(run.tags) or "-"),
+        ("note", run.note or "-"),
+        ("config hash", run.config_hash[:16]),
+        ("git commit", run.git_commit or "-"),
+        ("versions", " ".join(f"{k}={v}" for k, v in run.versions.items())),
+        ("command", run.command or "-"),
+        ("error", run.error or "-"),
+    ):
+        console.print(f"  {label:>24}: {value}", highlight=False)
+    names = key_metrics({name for s in detail.samples for name in s.metrics})
+    table = Table("#", "sample", "status", "seed", *names, "output / error")
+    table.columns[1].no_wrap = True
+    for s in detail.samples:
+        table.add_row(
+            str(s.position), s.sample_name, s.status, str(s.seed), *[format_number(s.metrics.get(n)) for n in names],
+            str(s.image_path) if s.image_path else (s.error or "-"),
+        )
+    console.print(table)
+    if detail.metrics:
+        console.print("  mean: " + "  ".join(f"{k}={format_number(v)}" for k, v in sorted(detail.metrics.items())))
+
+
+def stale_after() -> float:
+    from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS
+
+    return STALE_AFTER_SECONDS
+
+
+@runs_app.command("cancel")
+def runs_cancel(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., help="Run ids.")) -> None:
+    """Cancel runs: queued ones at once, running ones at their worker's next denoising step."""
+    with user_errors():
+        store = context_of(ctx).store()
+        for run_id in run_ids:
+            status = store.request_cancel(run_id)
+            typer.echo(f"run {run_id}: " + ("cancelled" if status == "cancelled" else
+                                             "cancel requested; the worker stops at its next step"), err=True)
+
+
+@runs_app.command("resume")
+def runs_resume(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    detach: bool = typer.Option(False, "--detach", help="Leave it to a background worker (started if none runs)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, ... (default: the run's)."),
+) -> None:
+    """Take up an interrupted, cancelled or failed run: only unfinished samples are redone,
+    with their recorded seeds, so the outputs equal those of an uninterrupted run."""
+    with user_errors():
+        store = context_of(ctx).store()
+        store.requeue_for_resume(run_id, stale_after=stale_after())
+        info = store.run(run_id)
+        typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of {info.sample_count} samples "
+                   f"to do", err=True)
+        if detach:
+            announce_detached(store, [run_id], device)
+            return
+        with foreground_worker(store, device, None) as foreground:
+            status = execute_with_progress(store, foreground, [(run_id, None)])[run_id]
+    typer.echo(f"run {run_id} {status}", err=True)
+    if status not in ("finished", "finished_with_errors"):
+        raise typer.Exit(1)
+
+
+@runs_app.command("delete")
+def runs_delete(
+    ctx: typer.Context,
+    run_ids: List[int] = typer.Argument(..., help="Run ids."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (scripts)."),
+) -> None:
+    """Delete runs: their rows, metrics and image files. Running runs must be cancelled first."""
+    with user_errors():
+        store = context_of(ctx).store()
+        infos = [store.run(run_id) for run_id in run_ids]
+    if not yes:
+        listing = ", ".join(f"{i.id} ({i.technique}, {i.status}, {i.done_count} images)" for i in infos)
+        if not sys.stdin.isatty():
+            fail(f"deleting run(s) {listing} needs confirmation: pass --yes", 2)
+        if not typer.confirm(f"Delete run(s) {listing} and their files?"):
+            raise typer.Exit(1)
+    with user_errors():
+        for info in infos:
+            removed = store.delete_run(info.id, stale_after=stale_after())
+            typer.echo(f"run {info.id} deleted ({removed} files)", err=True)
+
+
+@runs_app.command("tag")
+def runs_tag(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    add: List[str] = typer.Argument(None, help="Tags to add."),
+    remove: List[str] = typer.Option([], "--remove", "-r", help="Tag to remove; repeatable."),
+) -> None:
+    """Add or remove a run's tags (e.g. `runs tag 7 paper -r draft`)."""
+    with user_errors():
+        store = context_of(ctx).store()
+        tags = (set(store.run(run_id).tags) | set(add or [])) - set(remove)
+        store.annotate_run(run_id, tags=sorted(tags))
+        typer.echo(f"run {run_id} tags: {' '.join(store.run(run_id).tags) or '-'}", err=True)
+
+
+@runs_app.command("note")
+def runs_note(
+    ctx: typer.Context,
+    run_id: int = typer.Argument(..., help="Run id."),
+    text: str = typer.Argument(..., help="The note (replaces the previous one; \"\" clears it)."),
+) -> None:
+    """Set a run's free-text note."""
+    with user_errors():
+        context_of(ctx).store().annotate_run(run_id, note=text)
+
+
+@runs_app.command("watch")
+def runs_watch(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., help="Run ids.")) -> None:
+    """Follow runs that workers execute, until they end (Ctrl-C stops watching, not the runs)."""
+    with user_errors():
+        store = context_of(ctx).store()
+        infos = [store.run(run_id) for run_id in run_ids]
+    try:
+        with progress_bars() as progress:
+            tasks = {i.id: progress.add_task(f"run {i.id} {i.technique}", total=i.sample_count, detail=i.status, rate="")
+                     for i in infos}
+            statuses = follow(store, run_ids, progress, tasks)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    if any(status not in ("finished", "finished_with_errors") for status in statuses.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,143 @@
+"""`inpaint-tui samples ...`: import and list samples and sample sets."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, samples_app, user_errors
+
+
+@samples_app.command("import")
+def samples_import(
+    ctx: typer.Context,
+    source: str = typer.Argument(
+        ..., help="demo (bundled photos), hf:paint-by-inpaint/PIPE, hf:OWNER/NAME (with --*-column), or a folder."
+    ),
+    set_name: Optional[str] = typer.Option(None, "--set", help="Sample set to add to (default: named after the source)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be imported and what cannot; change nothing."),
+    invert_masks: bool = typer.Option(False, "--invert-masks", help="Flip every mask (for sources where white = keep)."),
+    split: str = typer.Option("test", "--split", help="Dataset split (hf: sources)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many rows (hf: sources)."),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="Prompt column (PIPE: Instruction_Class)."),
+    prompt_template: Optional[str] = typer.Option(
+        None, "--prompt-template", help="Format string for the prompt, e.g. 'a photo of {prompt}' (any column by name)."
+    ),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column (hf:OWNER/NAME)."),
+    mask_column: Optional[str] = typer.Option(None, "--mask-column", help="Mask column (hf:OWNER/NAME)."),
+    reference_column: Optional[str] = typer.Option(None, "--reference-column", help="Reference column (optional)."),
+    resize_mismatched: bool = typer.Option(
+        False, "--resize-mismatched", help="Resize masks/references whose size differs from the image (default: skip)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Import samples into the store: idempotent (content-addressed) and all-or-nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from inpaint_tui.jobs.samples import ImportOptions, import_source
+
+    options = ImportOptions(
+        set_name=set_name, split=split, limit=limit, prompt_column=prompt_column, prompt_template=prompt_template,
+        image_column=image_column, mask_column=mask_column, reference_column=reference_column,
+        invert_masks=invert_masks, resize_mismatched=resize_mismatched,
+    )
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    with user_errors(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  console=err, transient=True) as progress:
+        task = progress.add_task(f"reading {source}", total=None)
+
+        def step(done: int, total: int) -> None:
+            progress.update(task, description="storing images", completed=done, total=total)
+
+        store = context_of(ctx).store()
+        outcome = import_source(store, source, options, dry_run=dry_run, on_progress=step)
+    plan, report = outcome.plan, outcome.report
+    if as_json:
+        print_json({
+            "source": outcome.source, "set": outcome.set_name, "dry_run": dry_run,
+            "importable": [s.id for s in plan.samples],
+            "problems": [{"name": name, "reason": reason} for name, reason in plan.problems],
+            "notes": plan.notes,
+            "report": None if report is None else report.to_dict(),
+        })
+    else:
+        for note in plan.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        for name, reason in plan.problems:
+            err.print(f"[red]cannot import[/] {name}: {reason}", highlight=False)
+        if dry_run:
+            typer.echo(f"dry run: {len(plan.samples)} sample(s) importable into set {outcome.set_name!r}, "
+                       f"{len(plan.problems)} problem(s)")
+            for sample in plan.samples:
+                typer.echo(f"  {sample.id}  {sample.size[0]}x{sample.size[1]}  {sample.prompt}")
+        elif report is not None:
+            typer.echo(
+                f"set {report.set_name!r}: {report.added} new, {report.already_present} already present, "
+                f"{report.total_in_set} in the set" + (f"; {len(plan.problems)} skipped" if plan.problems else "")
+            )
+    if not plan.samples:
+        fail(f"{outcome.source}: nothing importable ({len(plan.problems)} problem(s))", 1)
+
+
+@samples_app.command("list")
+def samples_list(
+    ctx: typer.Context,
+    set_name: Optional[str] = typer.Option(None, "--set", help="Only this sample set, in set order."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List samples."""
+    with user_errors():
+        infos = context_of(ctx).store().samples(set_name)
+    if as_json:
+        print_json([info.to_dict() for info in infos])
+        return
+    from rich.table import Table
+
+    table = Table("id", "name", "size", "prompt", "reference", "source", title=f"samples{f' in {set_name}' if set_name else ''}")
+    for info in infos:
+        table.add_row(str(info.id), info.name, f"{info.width}x{info.height}", info.prompt,
+                      "yes" if info.reference_path else "no", info.source)
+    rich_console().print(table)
+
+
+@samples_app.command("show")
+def samples_show(
+    ctx: typer.Context,
+    sample_id: int = typer.Argument(..., help="Sample id (see `samples list`)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show one sample: files, size, prompt, sets and metadata."""
+    with user_errors():
+        store = context_of(ctx).store()
+        info = store.sample(sample_id)
+        sets = store.sample_set_names(sample_id)
+    if as_json:
+        print_json({**info.to_dict(), "sets": sets})
+        return
+    console = rich_console()
+    console.print(f"[bold]sample {info.id}[/] {info.name}")
+    for label, value in (("prompt", info.prompt), ("size", f"{info.width}x{info.height}"), ("source", info.source),
+                         ("sets", ", ".join(sets) or "-"), ("image", info.image_path), ("mask", info.mask_path),
+                         ("reference", info.reference_path or "-"), ("key", info.key)):
+        console.print(f"  {label:>10}: {value}", highlight=False)
+    for key, value in sorted(info.meta.items()):
+        console.print(f"  {key:>10}: {value}", highlight=False)
+
+
+@samples_app.command("sets")
+def samples_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List sample sets."""
+    with user_errors():
+        sets = context_of(ctx).store().sample_sets()
+    if as_json:
+        print_json([s.to_dict() for s in sets])
+        return
+    from rich.table import Table
+
+    table = Table("set", "samples", "created")
+    for s in sets:
+        table.add_row(s.name, str(s.sample_count), s.created_at.strftime("%Y-%m-%d %H:%M"))
+    rich_console().print(table)

@@ -1,0 +1,157 @@
+"""`inpaint-tui sweep` and `inpaint-tui sweeps ...`: grids of runs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import List, Optional
+
+import typer
+
+from inpaint_tui.cli.base import (
+    ANIMATION_HELP,
+    DEFAULT_METRICS,
+    EVAL_MODELS_HELP,
+    JSON_HELP,
+    METRICS_HELP,
+    PREVIEW_HELP,
+    app,
+    context_of,
+    print_json,
+    rich_console,
+    sweeps_app,
+    user_errors,
+)
+from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
+from engine.spec import DEFAULTS
+from inpaint_tui.present import format_number, format_params
+
+
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    technique: List[str] = typer.Option(..., "-t", "--technique", help="Technique(s); repeatable or comma-separated; "
+                                        "`all` for every technique."),
+    param: List[str] = typer.Option([], "-p", "--param", help="name=v1,v2,...: a grid axis; repeatable."),
+    sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
+    model: str = typer.Option(DEFAULTS.model, "--model", help="Model preset or local pipeline folder."),
+    steps: str = typer.Option(str(DEFAULTS.steps), "--steps", help="Denoising steps; a comma list sweeps them."),
+    seeds: str = typer.Option(str(DEFAULTS.seed), "--seeds", "--seed", help="Run seeds; a comma list repeats the grid "
+                              "per seed."),
+    guidance: str = typer.Option(f"{DEFAULTS.guidance:g}", "--guidance", help="CFG scale; a comma list sweeps it."),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the sweep."),
+    force: bool = typer.Option(False, "--force", help="Compute every grid point even if an identical run exists."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid and what it would reuse; queue nothing."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32."),
+    metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
+    eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
+    preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
+    animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
+    detach: bool = typer.Option(False, "--detach", help="Queue for background workers and return at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep (id, runs, reused) as JSON."),
+) -> None:
+    """Queue a grid of runs as one sweep and execute it (in the foreground unless --detach).
+    Example: sweep -t blended -p progressive_shrink=0,1,2 -p blend_start=0,0.25 --seeds 0,1."""
+    from engine.params import ParamError
+    from engine.spec import EvalConfig
+    from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep, split_values
+
+    with user_errors():
+        try:
+            step_values = [int(v) for v in split_values(steps, what="--steps")]
+            seed_values = [int(v) for v in split_values(seeds, what="--seeds")]
+            guidance_values = [float(v) for v in split_values(guidance, what="--guidance")]
+        except ValueError as error:
+            raise ParamError(f"--steps/--seeds take whole numbers and --guidance numbers: {error}") from None
+        if min(step_values) < 1:
+            raise ParamError(f"--steps must be at least 1, got {min(step_values)}")
+        evaluation = EvalConfig.for_model(model, metrics=metrics, models=eval_models)
+        techniques = expand_techniques(technique)
+        grid = parse_grid(param)
+        points = expand_grid(techniques, grid, seeds=seed_values, steps=step_values, guidance=guidance_values)
+        store = context_of(ctx).store()
+        if dry_run:
+            print_grid(points)
+            return
+        queued = queue_sweep(
+            store, points, model=model, sample_set=sample_set, negative_prompt=negative_prompt,
+            evaluation=evaluation,
+            options=dict(device=device, dtype=dtype, preview_every=preview_every or None, animation=animation),
+            command=shlex.join(["inpaint-tui", *sys.argv[1:]]), name=name, force=force,
+            spec=dict(techniques=techniques, grid=grid, seeds=seed_values, steps=step_values, guidance=guidance_values,
+                      model=model, sample_set=sample_set),
+        )
+    typer.echo(f"sweep {queued.sweep_id}: {len(points)} grid points, {len(queued.new)} new run(s), "
+               f"{len(queued.reused)} reused ({', '.join(map(str, queued.reused)) or '-'})", err=True)
+    if queued.new:
+        if detach:
+            announce_detached(store, queued.new, device)
+        else:
+            with user_errors(), foreground_worker(store, device, dtype) as foreground:
+                label = lambda run: f"run {run.id} {format_params(queued.swept.get(run.id, {}))}"
+                execute_with_progress(store, foreground, [(run_id, None) for run_id in queued.new], label=label)
+    if as_json:
+        print_json({"sweep_id": queued.sweep_id, "run_ids": queued.run_ids, "new": queued.new, "reused": queued.reused})
+    else:
+        typer.echo(queued.sweep_id)
+
+
+def print_grid(points) -> None:
+    from rich.table import Table
+
+    table = Table("#", "technique", "parameters", "steps", "guidance", "seed")
+    for index, point in enumerate(points):
+        table.add_row(str(index), point.technique, format_params(point.params), str(point.steps), str(point.guidance),
+                      str(point.seed))
+    rich_console().print(table)
+
+
+@sweeps_app.command("list")
+def sweeps_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """List sweeps."""
+    with user_errors():
+        infos = context_of(ctx).store().sweeps()
+    if as_json:
+        print_json([info.to_dict() for info in infos])
+        return
+    from rich.table import Table
+
+    table = Table("sweep", "name", "runs", "reused", "techniques", "axes", "created")
+    for info in infos:
+        grid = info.spec.get("grid", {})
+        table.add_row(str(info.id), info.name or "-", str(len(info.run_ids)), str(sum(info.reused)),
+                      ",".join(info.spec.get("techniques", [])), " ".join(f"{k}={','.join(v)}" for k, v in grid.items()),
+                      info.created_at.strftime("%Y-%m-%d %H:%M"))
+    rich_console().print(table)
+
+
+@sweeps_app.command("show")
+def sweeps_show(
+    ctx: typer.Context,
+    sweep_id: int = typer.Argument(..., help="Sweep id."),
+    metric: str = typer.Option("bg_mse", "--metric", "-m", help="Metric column to show."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show a sweep: each grid point's run, status and a metric."""
+    with user_errors():
+        store = context_of(ctx).store()
+        info = store.sweep(sweep_id)
+        runs = {r.id: r for r in store.runs(info.run_ids)}
+        leaderboard = {row.run_id: row for row in store.leaderboard(metric, descending=False, include_unfinished=True)
+                       if row.run_id in runs}
+    if as_json:
+        print_json({**info.to_dict(), "runs": [runs[r].to_dict() for r in info.run_ids if r in runs]})
+        return
+    from rich.table import Table
+
+    table = Table("run", "swept values", "status", "done", metric, "reused", title=f"sweep {sweep_id} {info.name or ''}")
+    for run_id, point, reused in zip(info.run_ids, info.points, info.reused):
+        run = runs.get(run_id)
+        if run is None:
+            continue
+        value = leaderboard[run_id].metrics.get(metric) if run_id in leaderboard else None
+        table.add_row(str(run_id), format_params(point), run.status, f"{run.done_count}/{run.sample_count}",
+                      format_number(value), "yes" if reused else "")
+    rich_console().print(table)

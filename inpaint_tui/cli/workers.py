@@ -1,0 +1,91 @@
+"""`inpaint-tui worker` and `inpaint-tui workers`: background execution."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, print_json, rich_console, user_errors
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker process per GPU, e.g. 0,1 (CUDA_VISIBLE_DEVICES "
+                                       "pinned per process)."),
+    processes: int = typer.Option(1, "--processes", min=1, help="Worker processes on --device (CPU boxes, tests)."),
+    once: bool = typer.Option(False, "--once", help="Exit when the queue is empty instead of waiting for runs."),
+    device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: the run's, else by device)."),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", min=0, help="Exit after this many seconds without "
+                                              "queued runs (default: wait forever)."),
+    log_file: Optional[str] = typer.Option(None, "--log", help="Append the log to this file instead of stderr."),
+    worker_id: Optional[int] = typer.Option(None, "--worker-id", hidden=True),
+    device_label: Optional[str] = typer.Option(None, "--device-label", hidden=True),
+    heartbeat: Optional[float] = typer.Option(None, "--heartbeat", hidden=True, min=0.05),
+    stale_after: Optional[float] = typer.Option(None, "--stale-after", hidden=True, min=0.1),
+) -> None:
+    """Execute queued runs in the background (Ctrl-C or SIGTERM: stop at the next step, the
+    run in progress goes back to the queue)."""
+    from inpaint_tui.jobs.worker import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, supervise, worker_main
+
+    configure_worker_logging(log_file)
+    with user_errors():
+        store = context_of(ctx).store()
+    common = (["--once"] if once else []) + (["--idle-exit", str(idle_exit)] if idle_exit is not None else []) \
+        + (["--dtype", dtype] if dtype else []) + (["--heartbeat", str(heartbeat)] if heartbeat else []) \
+        + (["--stale-after", str(stale_after)] if stale_after else []) + (["--log", log_file] if log_file else [])
+    if gpus is not None:
+        indices = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not indices or not all(g.isdigit() for g in indices):
+            fail(f"--gpus must list GPU indices like 0,1, not {gpus!r}", 2)
+        slots = [({"CUDA_VISIBLE_DEVICES": g}, ["--device", "cuda", "--device-label", f"cuda:{g}", *common])
+                 for g in indices]
+        raise typer.Exit(supervise(store, slots, once=once))
+    if processes > 1:
+        slots = [({}, (["--device", device] if device else []) + common) for _ in range(processes)]
+        raise typer.Exit(supervise(store, slots, once=once))
+    raise typer.Exit(worker_main(
+        store, once=once, idle_exit=idle_exit, device=device, dtype=dtype, device_label=device_label,
+        worker_id=worker_id, log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
+        stale_after=stale_after or STALE_AFTER_SECONDS,
+    ))
+
+
+def configure_worker_logging(log_file: str | None) -> None:
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    root = logging.getLogger("inpaint_tui")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+@app.command()
+def workers(
+    ctx: typer.Context,
+    include_ended: bool = typer.Option(False, "--all", help="Also list stopped and lost workers."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List live workers: device, current run, last heartbeat."""
+    with user_errors():
+        store = context_of(ctx).store()
+        infos = store.workers(include_ended=include_ended)
+    if as_json:
+        print_json([info.to_dict() for info in infos])
+        return
+    if not infos:
+        typer.echo("no live workers (start one with `inpaint-tui worker`, or `run --detach`)", err=True)
+        return
+    from rich.table import Table
+
+    now = time.time()
+    table = Table("worker", "kind", "status", "device", "run", "model", "host", "pid", "heartbeat", "log")
+    for info in infos:
+        table.add_row(str(info.id), info.kind, info.status, info.device or "-", str(info.run_id or "-"),
+                      info.model or "-", info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago",
+                      str(info.log_path or "-"))
+    rich_console().print(table)
