@@ -39,13 +39,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from inpaint_tui.jobs.execute import execute_run
-    from inpaint_tui.jobs.export import write_export
-    from inpaint_tui.jobs.report import write_report
     from engine.spec import RunSpec
+    from inpaint_tui.jobs.execute import execute_run
     from inpaint_tui.jobs.runs import queue_run
     from inpaint_tui.jobs.samples import ensure_demo
     from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
+    from inpaint_tui.read.export import write_export
+    from inpaint_tui.read.report import write_report
     from inpaint_tui.store import Store
 
     folder = Path(tempfile.mkdtemp(prefix="bench-report-"))

@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.evaluate import evaluate
-from engine.spec import EvalConfig
 from engine.metrics.kid import MemoryReferenceCache
+from engine.spec import EvalConfig
 from inpaint_tui.cli import app
 from inpaint_tui.jobs.evaluate import eval_items, evaluate_run
 from inpaint_tui.jobs.execute import execute_run
-from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
+from tests.conftest import queue
 
 ALL = ("background", "clip", "precision", "kid")
 

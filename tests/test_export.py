@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from inpaint_tui.jobs.export import FORMATS, ExportError, read_export, summary_path, write_export
+from inpaint_tui.read.export import FORMATS, ExportError, read_export, summary_path, write_export
 from inpaint_tui.store import RunStatus
 
 

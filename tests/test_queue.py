@@ -13,12 +13,12 @@ from sqlalchemy import text
 
 from engine.params import ParamError
 from inpaint_tui.jobs.execute import RunProgress, execute_run
-from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep
 from inpaint_tui.jobs.worker import Worker
 from inpaint_tui.store import ClaimLost, RunBusy, RunStatus, Store, StoreError, WorkerStatus
 from inpaint_tui.store.queue import RunControl
+from tests.conftest import queue
 
 BACKGROUND_ONLY = {"groups": ["background"], "models": "tiny"}
 
@@ -35,9 +35,10 @@ def _images(store, run_id):
 
 
 def test_a_database_at_the_first_schema_is_upgraded_in_place(tmp_path):
+    from pathlib import Path
+
     from alembic import command
     from alembic.config import Config
-    from pathlib import Path
     from sqlalchemy import create_engine
 
     import inpaint_tui.store.db as db

@@ -9,8 +9,9 @@ import re
 import pytest
 from PIL import Image
 
-from inpaint_tui.jobs.report import ReportError, write_report
-from inpaint_tui.present import format_summary, key_metrics
+from engine.metrics.catalogue import key_metrics
+from inpaint_tui.read.present import format_summary
+from inpaint_tui.read.report import ReportError, write_report
 
 
 class _Page(html.parser.HTMLParser):

@@ -5,11 +5,11 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 
-from inpaint_tui.jobs.execute import RunProgress, execute_run
 from engine.spec import config_hash
-from tests.conftest import queue
+from inpaint_tui.jobs.execute import RunProgress, execute_run
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
+from tests.conftest import queue
 
 
 def test_sqlite_is_set_up_for_concurrent_readers(store):

@@ -10,13 +10,15 @@ from rich.text import Text
 from sqlalchemy import text
 from textual.widgets import DataTable, Select
 from textual_image.widget import HalfcellImage
+from tui_helpers import settle_tables
 
-from tests.conftest import queue
-from inpaint_tui.present import compare_runs, format_summary, key_metrics
+from engine.metrics.catalogue import key_metrics
+from inpaint_tui.read.compare import compare_runs
+from inpaint_tui.read.present import format_summary
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NewSample, RunStatus
 from inpaint_tui.tui.app import InpaintApp
 from inpaint_tui.tui.screens.leaderboard import ALL_SETS, BoardState, build_view
-from tui_helpers import settle_tables
+from tests.conftest import queue
 
 SIZE = (120, 40)
 
@@ -203,7 +205,7 @@ async def test_grouping_pools_runs_differing_only_in_seed_not_the_sweep_points(t
         values = tui_store.run_metric_values([vanilla, other_seed])
         pooled = (values[vanilla]["bg_mse"] + values[other_seed]["bg_mse"]) / 2
         cell = str(column(screen, "bg_mse")[row])
-        assert cell.startswith(f"{pooled:.4f} ±"), cell  # mean of the run means, ± their spread
+        assert cell.startswith(f"{pooled:.4f} ["), cell  # mean of the run values [lowest–highest]
         assert str(column(screen, "run")[row]).startswith("2 runs")
         assert "seeds 0,5" in str(column(screen, "params")[row])
         assert str(column(screen, "done")[row]) == "12"
@@ -400,8 +402,8 @@ async def test_sweep_plot_shows_the_sweep_points_and_draws(tui_store):
 def test_sweep_series_pool_seeds_and_use_categories_for_non_numeric_axes():
     from datetime import datetime
 
+    from inpaint_tui.read.sweep_series import SweepData, axis_values, build_series
     from inpaint_tui.store import SweepInfo
-    from inpaint_tui.sweep_series import SweepData, axis_values, build_series
 
     sweep = SweepInfo(id=1, name=None, spec={}, command=None, created_at=datetime(2026, 1, 1), run_ids=[1, 2, 3, 4, 5],
                       points=[{"technique": "blended", "post_condition": False, "seed": 0},
@@ -422,8 +424,8 @@ def test_sweep_series_pool_seeds_and_use_categories_for_non_numeric_axes():
 def test_sweep_series_bars_are_the_run_interval_or_the_spread_over_seeds():
     from datetime import datetime
 
+    from inpaint_tui.read.sweep_series import SweepData, bar_caption, build_series
     from inpaint_tui.store import MetricSummary, SweepInfo
-    from inpaint_tui.sweep_series import SweepData, bar_caption, build_series
 
     def sweep_of(points):
         return SweepInfo(id=1, name=None, spec={}, command=None, created_at=datetime(2026, 1, 1),

@@ -22,7 +22,6 @@ from inpaint_tui.tui.screens.new_run import NewRunScreen, unet_calls_per_image
 from inpaint_tui.tui.screens.samples import SamplesScreen
 
 
-
 def _cells(table, key: str) -> list[str]:
     """A row's cells as text (the screens put rich Text in cells, never markup strings)."""
     return [str(cell) for cell in table.get_row(key)]

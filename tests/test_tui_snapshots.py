@@ -4,9 +4,9 @@ drawn as half-blocks so the pictures are deterministic. Update after an intended
 
 from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage
+from tui_helpers import settle_tables
 
 from inpaint_tui.tui.app import InpaintApp
-from tui_helpers import settle_tables
 
 
 def _app(store, **options):

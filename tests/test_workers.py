@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from inpaint_tui.jobs.execute import CRASH_ENV
-from tests.conftest import queue
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
+from tests.conftest import queue
 
 FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
 # Same thread count in every process: pixel-exact comparisons depend on it.

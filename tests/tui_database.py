@@ -14,10 +14,10 @@ from PIL import Image
 from sqlalchemy import text
 
 from inpaint_tui.jobs.evaluate import summarize_samples
-from tests.conftest import queue as queue_spec
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
 from inpaint_tui.store import Store
+from tests.conftest import queue as queue_spec
 
 EVAL = {"groups": ["background"], "models": "tiny"}
 CREATED = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)

@@ -11,17 +11,10 @@ from typing import List, Optional
 
 import typer
 
+from engine.metrics.catalogue import key_metrics
 from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, metrics_app, print_json, rich_console, user_errors
-from inpaint_tui.present import (
-    best_values,
-    changed_params,
-    compare_runs,
-    format_number,
-    format_params,
-    format_summary,
-    key_metrics,
-    verdict,
-)
+from inpaint_tui.read.compare import compare_runs, verdict
+from inpaint_tui.read.present import best_values, changed_params, format_number, format_params, format_summary
 
 
 def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool):
@@ -176,7 +169,7 @@ def export(
 ) -> None:
     """Write one row per (run, sample) with every parameter and metric, and a per-run summary
     (means with 95% intervals). Column names are listed in the README."""
-    from inpaint_tui.jobs.export import ExportError, format_for, write_export
+    from inpaint_tui.read.export import ExportError, format_for, write_export
 
     if not run_ids and sweep is None:
         fail("name RUN ids or --sweep ID to export", 2)
@@ -211,7 +204,7 @@ def report(
     """Write a self-contained HTML report and its Markdown version: leaderboard with 95%
     intervals, paired comparisons against a baseline, image grids, denoising animations and
     what it takes to reproduce each run."""
-    from inpaint_tui.jobs.report import ReportError, write_report
+    from inpaint_tui.read.report import ReportError, write_report
     from inpaint_tui.store import RunStatus
 
     if not run_ids and sweep is None and sample_set is None:

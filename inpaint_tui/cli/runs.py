@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
+from engine.metrics.catalogue import key_metrics
 from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, runs_app, user_errors
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
-from inpaint_tui.present import format_number, format_params, format_progress, key_metrics
+from inpaint_tui.read.present import format_number, format_params, format_progress
 
 
 @runs_app.command("list")

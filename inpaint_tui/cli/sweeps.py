@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from engine.spec import DEFAULTS
 from inpaint_tui.cli.base import (
     ANIMATION_HELP,
     DEFAULT_METRICS,
@@ -23,8 +24,7 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
-from engine.spec import DEFAULTS
-from inpaint_tui.present import format_number, format_params
+from inpaint_tui.read.present import format_number, format_params
 
 
 @app.command()

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from engine.evaluate import Summary, evaluate, final_groups, summarize_per_sample
-from engine.metrics.catalogue import GROUP_METRICS, METRICS, RUN, group_of
 from engine.metrics.base import EvalItem
+from engine.metrics.catalogue import GROUP_METRICS, METRICS, RUN, group_of
 from engine.models import resolve_preset
 from engine.samples import prepare
 from engine.spec import EvalConfig

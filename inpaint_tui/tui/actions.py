@@ -19,7 +19,7 @@ def export_runs(screen: Screen, run_ids: Sequence[int], what: str) -> None:
     thread and say where it went."""
 
     def write(out: Path) -> str:
-        from inpaint_tui.jobs.export import write_export
+        from inpaint_tui.read.export import write_export
 
         samples_path, runs_path = write_export(screen.app.store, run_ids, out)
         return f"{len(run_ids)} run(s): {samples_path} and {runs_path.name}"
@@ -33,7 +33,7 @@ def report_runs(screen: Screen, run_ids: Sequence[int], what: str) -> None:
     run is the baseline of the paired comparisons)."""
 
     def write(out: Path) -> str:
-        from inpaint_tui.jobs.report import write_report
+        from inpaint_tui.read.report import write_report
 
         files = write_report(screen.app.store, run_ids, out)
         return f"{len(run_ids)} run(s): {files.html}"

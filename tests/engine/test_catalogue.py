@@ -19,8 +19,8 @@ from engine.metrics.catalogue import (
     parse_groups,
     ranking_metric,
 )
-from engine.spec import DEFAULTS, EvalConfig, RunSpec
 from engine.params import ParamError
+from engine.spec import DEFAULTS, EvalConfig, RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = r"(bg|ring|clip|prompt|vae)_\w+|kid|seconds|unet_calls|optimisation_steps|peak_memory_mb"

@@ -155,7 +155,7 @@ def test_cli_leaderboard_marks_the_lowest_kid_best(store):
 def test_compare_means_and_n_cover_the_pairs_used(store):
     """The defect: `compare` printed mean_a = mean_b = inf and n = 4 when two pairs had an
     infinite PSNR; now the means and n are over the two finite pairs."""
-    from inpaint_tui.present import compare_runs
+    from inpaint_tui.read.compare import compare_runs
 
     ensure_demo(store)
     inf = float("inf")

@@ -14,15 +14,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Label
 
-from inpaint_tui.present import (
-    changed_params,
-    compare_runs,
-    format_number,
-    format_params,
-    higher_is_better,
-    key_metrics,
-    verdict,
-)
+from engine.metrics.catalogue import higher_is_better, key_metrics
+from inpaint_tui.read.compare import compare_runs, verdict
+from inpaint_tui.read.present import changed_params, format_number, format_params
 from inpaint_tui.store import NotFound, RunDetail, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 

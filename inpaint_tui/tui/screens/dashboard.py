@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Label
 
-from inpaint_tui.present import format_duration, format_number, format_params
+from inpaint_tui.read.present import format_duration, format_number, format_params
 from inpaint_tui.store import RunInfo, RunStatus, WorkerInfo
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.gpu import GpuInfo, gpu_status
@@ -115,7 +115,7 @@ class DashboardScreen(LiveScreen):
 
 
 def _short_params(run: RunInfo) -> dict:
-    from inpaint_tui.present import changed_params
+    from inpaint_tui.read.present import changed_params
 
     return changed_params(run.technique, run.params)
 

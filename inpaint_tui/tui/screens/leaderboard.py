@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -24,14 +22,9 @@ from textual.widgets import DataTable, Footer, Header, Label, Select
 from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
-from inpaint_tui.present import (
-    best_values,
-    changed_params,
-    format_params,
-    format_summary,
-    higher_is_better,
-    key_metrics,
-)
+from engine.metrics.catalogue import higher_is_better, key_metrics
+from inpaint_tui.read.present import best_values, changed_params, format_params, format_summary
+from inpaint_tui.read.pooling import has_value, pool, seed_group_key
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NotFound, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key
 
@@ -86,31 +79,6 @@ class BoardView:
         return f"BoardView({len(self.rows)} rows, sort={self.sort!r}, {self.state})"
 
 
-def _has_value(value: float | None) -> bool:
-    """A value to rank by: present and not NaN (inf is a value: a PSNR of an exact copy)."""
-    return value is not None and not math.isnan(value)
-
-
-def _spread(values: list[float]) -> float | None:
-    """The standard deviation of run means (None for one value, or with an infinite one)."""
-    if len(values) < 2 or not all(math.isfinite(v) for v in values):
-        return None
-    return statistics.stdev(values)
-
-
-def _params_key(params: dict[str, Any]) -> Any:
-    try:
-        return tuple(sorted(params.items()))
-    except TypeError:  # unorderable or unhashable values
-        return json.dumps(params, sort_keys=True, default=str)
-
-
-def _group_key(row: LeaderboardRow) -> tuple:
-    """Everything that defines a configuration except the seed (guidance where the row has it)."""
-    return (row.technique, _params_key(row.params), row.model, row.steps, row.sample_set,
-            getattr(row, "guidance", None))
-
-
 class _Entry:
     """A table row before formatting: one run, or a group of runs differing only in seed."""
 
@@ -128,7 +96,7 @@ def _entries(rows: Sequence[LeaderboardRow], grouped: bool) -> list[_Entry]:
         return [_Entry([row], row.metrics, row.summaries) for row in rows]
     groups: dict[tuple, list[LeaderboardRow]] = {}
     for row in sorted(rows, key=lambda r: r.run_id):
-        groups.setdefault(_group_key(row), []).append(row)
+        groups.setdefault(seed_group_key(row), []).append(row)
     entries = []
     for runs in groups.values():
         if len(runs) == 1:
@@ -136,20 +104,17 @@ def _entries(rows: Sequence[LeaderboardRow], grouped: bool) -> list[_Entry]:
             continue
         metrics, summaries = {}, {}
         for name in {name for run in runs for name in (*run.metrics, *run.summaries)}:
-            values = [run.metrics[name] for run in runs if _has_value(run.metrics.get(name))]
-            if not values:
-                summaries[name] = MetricSummary(value=None, note="missing in every run")
-                continue
-            mean = statistics.fmean(values)
-            metrics[name] = mean
-            summaries[name] = MetricSummary(value=mean, std=_spread(values), n=len(values))
+            summary = pool([run.metrics.get(name) for run in runs])  # the rule of the sweep plots too
+            summaries[name] = summary
+            if summary.value is not None:
+                metrics[name] = summary.value
         entries.append(_Entry(runs, metrics, summaries))
     return entries
 
 
 def _sort_entries(entries: list[_Entry], metric: str | None) -> None:
-    """Best first given the metric's direction (lower first when unknown); entries without a
-    value last; ties by run id."""
+    """Best first given the metric's direction (catalogue); entries without a value last;
+    ties by run id."""
     if metric is None:
         entries.sort(key=lambda e: e.first.run_id)
         return
@@ -157,7 +122,7 @@ def _sort_entries(entries: list[_Entry], metric: str | None) -> None:
 
     def key(entry: _Entry):
         value = entry.metrics.get(metric)
-        if not _has_value(value):
+        if not has_value(value):
             return (1, 0.0, entry.first.run_id)
         return (0, sign * value, entry.first.run_id)
 
@@ -184,7 +149,7 @@ def _run_cell(entry: _Entry) -> str:
 
 def _params_cell(entry: _Entry, cache: dict) -> str:
     run = entry.first
-    key = (run.technique, _params_key(run.params))
+    key = (run.technique, json.dumps(run.params, sort_keys=True, default=str))
     if key not in cache:
         cache[key] = format_params(changed_params(run.technique, run.params))
     text = cache[key]
@@ -214,24 +179,24 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     finished = [e for e in entries if e.finished]
     best = {} if partial else best_values(finished, metrics)
     for name in list(best):  # a value every row shares says nothing: no highlight
-        values = {e.metrics[name] for e in finished if _has_value(e.metrics.get(name))}
-        if len(values) == 1 and sum(_has_value(e.metrics.get(name)) for e in finished) > 1:
+        values = {e.metrics[name] for e in finished if has_value(e.metrics.get(name))}
+        if len(values) == 1 and sum(has_value(e.metrics.get(name)) for e in finished) > 1:
             del best[name]
     columns = INFO_COLUMNS[1:] + tuple((name, _sort_label(name, sort)) for name in metrics)
     params_cache: dict = {}
     out_rows, members, plain, key_of = [], [], [], {}
     rank = 0
     for entry in entries[:DISPLAY_LIMIT]:
-        has_value = sort is not None and _has_value(entry.metrics.get(sort))
-        rank += has_value
-        info = [str(rank) if has_value else "-", _run_cell(entry), entry.first.technique,
+        ranked = sort is not None and has_value(entry.metrics.get(sort))
+        rank += ranked
+        info = [str(rank) if ranked else "-", _run_cell(entry), entry.first.technique,
                 _params_cell(entry, params_cache), entry.first.sample_set, _done_cell(entry)]
         cells: list[Any] = [Text(text) for text in info]
         flags = []
         for name in metrics:
             value = entry.metrics.get(name)
             text = format_summary(entry.summaries.get(name), value)
-            is_best = entry.finished and name in best and _has_value(value) and value == best[name]
+            is_best = entry.finished and name in best and has_value(value) and value == best[name]
             cells.append(Text(text, style=BEST_STYLE if is_best else ""))
             flags.append((text, is_best))
         ids = tuple(run.run_id for run in entry.runs)

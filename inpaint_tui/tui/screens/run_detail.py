@@ -13,14 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
-from inpaint_tui.present import (
-    changed_params,
-    format_number,
-    format_params,
-    format_progress,
-    format_summary,
-    key_metrics,
-)
+from engine.metrics.catalogue import key_metrics
+from inpaint_tui.read.present import changed_params, format_number, format_params, format_progress, format_summary
 from inpaint_tui.store import RunDetail, RunStatus, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.images import load, with_mask

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from inpaint_tui.present import changed_params, format_number, format_params, format_progress
+from inpaint_tui.read.present import changed_params, format_number, format_params, format_progress
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 
@@ -121,7 +121,7 @@ class RunsScreen(LiveScreen):
     def _sort_key(self, data: RunsData):
         """Newest first by id; by a metric best first (its direction), runs without it last."""
         if self.sort in HEADLINE:
-            from inpaint_tui.present import higher_is_better
+            from engine.metrics.catalogue import higher_is_better
 
             sign = -1 if higher_is_better(self.sort) else 1
 

@@ -13,10 +13,19 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from inpaint_tui.present import format_number, higher_is_better, key_metrics
+from engine.metrics.catalogue import higher_is_better, key_metrics
+from inpaint_tui.read.present import format_number
+from inpaint_tui.read.sweep_series import (
+    Series,
+    SweepData,
+    bar_caption,
+    build_series,
+    load_sweep_data,
+    point_of,
+    sweep_axes,
+    tick_label,
+)
 from inpaint_tui.store import SweepInfo
-from inpaint_tui.sweep_series import (SweepData, Series, bar_caption, build_series, load_sweep_data, point_of,
-                                     sweep_axes, tick_label)
 from inpaint_tui.tui.base import LiveScreen, Table, sync_table
 
 PLOT_COLOURS = ("blue+", "orange+", "green+", "red+", "magenta+", "cyan+")  # a line and its bars share one

@@ -6,7 +6,7 @@ images sit beside it, no network needed to view it), `report.md` with the same c
   key metric as mean [95% CI] (or ± std for set-level metrics), the best value per column in
   bold, knowing whether lower or higher is better (none where every run has the same value);
 * paired comparisons of every other run against a baseline run (mean difference with its
-  bootstrap interval, Wilcoxon p-value, verdict), from `inpaint_tui.present.compare_runs`;
+  bootstrap interval, Wilcoxon p-value, verdict), from `inpaint_tui.read.present.compare_runs`;
 * per-sample image grids: the input with the mask outlined, each run's output, the reference;
   the samples chosen by the caller, else those where the baseline ranks worst and best on the
   leaderboard's first metric;
@@ -28,19 +28,11 @@ from typing import Any, Sequence
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-from inpaint_tui.present import (
-    best_values,
-    changed_params,
-    compare_runs,
-    format_number,
-    format_params,
-    format_summary,
-    higher_is_better,
-    key_metrics,
-    verdict,
-)
+from engine.metrics.catalogue import higher_is_better, key_metrics
+from inpaint_tui.read.compare import compare_runs, verdict
+from inpaint_tui.read.present import best_values, changed_params, format_number, format_params, format_summary
+from inpaint_tui.read.sweep_series import Series, bar_caption, build_series, load_sweep_data, sweep_axes, tick_label
 from inpaint_tui.store import RunDetail, SampleStatus, Store, safe_file_stem
-from inpaint_tui.sweep_series import Series, bar_caption, build_series, load_sweep_data, sweep_axes, tick_label
 
 GRID_SAMPLES = 6
 PLOTTED_METRICS = 4  # sweep plots for the leading key metrics

@@ -6,11 +6,11 @@ report's PNG plots."""
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from inpaint_tui.present import format_number
+from inpaint_tui.read.pooling import has_value, pool
+from inpaint_tui.read.present import format_number
 from inpaint_tui.store import MetricSummary, RunInfo, SweepInfo
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Series:
     xs: list[Any]  # parameter values, in axis order
     ys: list[float]  # the metric: mean over the runs (seeds) at each x
     # The bar at each x, (low, high) or None: one run there, its 95% bootstrap interval over
-    # samples; several (seeds), the lowest and highest of their means.
+    # samples; several (seeds), the lowest and highest of their values (read.pooling).
     bars: list[tuple[float, float] | None] = field(default_factory=list)
     pooled: bool = False  # some x has several runs (seeds)
 
@@ -84,29 +84,27 @@ def build_series(data: SweepData, metric: str, x: str) -> tuple[list[Series], li
     if sweep is None:
         return [], [], True
     others = [key for key in sweep_axes(sweep) if key != x]
-    # label -> x -> (run mean, its interval or None) per run
-    groups: dict[tuple, dict[Any, list[tuple[float, tuple[float, float] | None]]]] = {}
+    groups: dict[tuple, dict[Any, list[int]]] = {}  # label -> x -> run ids
     xs_all = []
     for index, run_id in enumerate(sweep.run_ids):
         point = point_of(sweep, data.runs.get(run_id), index)
         if x not in point:
             continue
         xs_all.append(point[x])
-        value = data.values.get(run_id, {}).get(metric)
         label = (point.get("technique", "?"),) + tuple(f"{key}={point.get(key)}" for key in others)
-        per_x = groups.setdefault(label, {})
-        if value is not None and not math.isnan(value):
-            summary = data.summaries.get(run_id, {}).get(metric)
-            known = summary is not None and summary.ci_low is not None and summary.ci_high is not None
-            per_x.setdefault(point[x], []).append((value, (summary.ci_low, summary.ci_high) if known else None))
+        if has_value(data.values.get(run_id, {}).get(metric)):
+            groups.setdefault(label, {}).setdefault(point[x], []).append(run_id)
+        else:
+            groups.setdefault(label, {})
     axis, numeric = axis_values(xs_all)
     series = []
     for label, per_x in groups.items():
         xs = [value for value in axis if value in per_x]
-        means = [[mean for mean, _ in per_x[v]] for v in xs]
-        bars = [(min(m), max(m)) if len(m) > 1 else per_x[v][0][1] for v, m in zip(xs, means)]
-        series.append(Series(" ".join(label), xs, [statistics.fmean(m) for m in means], bars,
-                             pooled=any(len(m) > 1 for m in means)))
+        pooled = [pool([data.values[r][metric] for r in per_x[v]],
+                       [data.summaries.get(r, {}).get(metric) for r in per_x[v]]) for v in xs]
+        bars = [(p.ci_low, p.ci_high) if p.ci_low is not None and p.ci_high is not None else None for p in pooled]
+        series.append(Series(" ".join(label), xs, [p.value for p in pooled], bars,
+                             pooled=any(len(per_x[v]) > 1 for v in xs)))
     return series, axis, numeric
 
 
@@ -115,7 +113,7 @@ def bar_caption(series: list[Series]) -> str:
     if not any(bar is not None for s in series for bar in s.bars):
         return ""
     if any(s.pooled for s in series):
-        return "bars: lowest to highest mean over seeds"
+        return "bars: lowest to highest value over seeds"
     return "bars: 95% bootstrap interval over samples"
 
 
