@@ -18,20 +18,20 @@ working size, m the binary mask, 1 = generated):
   is never modified.
 
 Post-conditioning: the composite m·x_gen + (1−m)·x is encoded, noised to the timestep at
-⌊(1−s)·N⌋ and denoised to the end again with blending (background replaced by the noised
+⌊(1−s)·N⌋ (at most N − 1; ⌊·⌋ of the decimal value, `engine.params.fraction_of_steps`, so
+s = 0.8 at N = 10 re-runs 8 steps, not 9) and denoised to the end again with blending (background replaced by the noised
 source each step), so the seam harmonises; costs about s·N UNet calls.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.metrics.crop import mask_bounding_box
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.seeding import sample_seed
 
 if TYPE_CHECKING:
@@ -223,6 +223,13 @@ def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutp
     return TechniqueOutput(image=image, latents=latents, cost=output.cost + cost, extras=output.extras)
 
 
+def post_condition_start(strength: float, steps: int) -> int:
+    """The step post-conditioning restarts from: ⌊(1 − s)·N⌋ (the project's rounding rule,
+    so s = 0.8 at N = 10 starts at 2 and re-runs 8), at most N − 1 so that at least one
+    step runs."""
+    return min(steps - 1, fraction_of_steps(1.0 - strength, steps))
+
+
 def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
     import torch
 
@@ -234,7 +241,7 @@ def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput
     source = np.asarray(job.sample.image, dtype=np.float32) / 255.0
     composite = paste(output.image, source, job.sample.binary_mask)
     z = task.encode(pixels_to_tensor(composite, model))
-    start = min(task.steps - 1, int(math.floor((1.0 - params["post_strength"]) * task.steps)))
+    start = post_condition_start(params["post_strength"], task.steps)
     latents = task.add_noise(z, task.noise(), start)
     with torch.no_grad():
         for i in range(start, task.steps):

@@ -60,11 +60,10 @@ N + ⌊pN⌋ (2N at the default p = 1). No extra VAE work beyond `blended`.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
 
 if TYPE_CHECKING:
@@ -100,12 +99,13 @@ SCHEMA = ParamSchema(
 
 
 def propagated_steps(steps: int, fraction: float) -> int:
-    """⌊pN⌋, robust to float round-off (0.29·100 is 28.999…).
+    """⌊pN⌋ by the project's one rounding rule (`engine.params.fraction_of_steps`; 0.29·100
+    is 28.999… as a float).
 
     >>> propagated_steps(4, 0.5), propagated_steps(100, 0.29), propagated_steps(10, 0.0)
     (2, 29, 0)
     """
-    return min(steps, math.floor(fraction * steps + 1e-9))
+    return fraction_of_steps(fraction, steps)
 
 
 def select_blocks(unet: Any, choice: str) -> list[tuple[str, Any]]:
