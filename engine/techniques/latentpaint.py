@@ -11,7 +11,7 @@ Each step i (t = t_i, B = 2 with classifier-free guidance, else 1):
     known   = add_noise(z_src, ε, t_i)                       (the "known pass" latent)
     batch   = [uncond gen, cond gen, uncond known, cond known]   one forward, 2B latents
     in every hooked block, on its output h (2B, C, h', w'):
-        h[:B] ← keep'·h[B:] + (1 − keep')·h[:B],   keep' = (resize_nearest(m_lat) == 0)
+        h[:B] ← keep'·h[B:] + (1 − keep')·h[:B],   keep' = (resize_nearest_centre(m_lat) == 0)
     ε̂       = CFG of the generation half only (the known half's prediction is discarded)
     z       ← scheduler.step(ε̂, t_i, z)
     z       ← m_lat·z + (1 − m_lat)·add_noise(z_src, ε_{i+1}, t_{i+1})   (fresh ε_{i+1})
@@ -35,7 +35,8 @@ Choices and deviations:
   Replacing the main output but not the skips would hand the up path two different
   versions of the known region. The skip from `conv_in` belongs to no block and is left
   alone (from step 1 on it differs between the halves only within 1 latent pixel of the hole).
-- Masks: m_lat resized to each tensor's spatial size with nearest interpolation; a
+- Masks: m_lat resized to each tensor's spatial size by nearest neighbour at each cell's
+  centre (`engine.latents.NEAREST_RULE`, the rule of the latent mask itself); a
   low-resolution cell is "known" when the sampled latent pixel is (no erosion).
 - Hooks are registered on the selected blocks for each propagating forward only and
   removed in a `finally`, so an exception anywhere (the UNet, an observer hook, the
@@ -146,13 +147,13 @@ def overwrite_known(output: Any, keep_mask: Any, half: int) -> Any:
 def propagation_hooks(modules: list[Any], latent_mask: "torch.Tensor", half: int) -> Iterator[None]:
     """Forward hooks on `modules` that copy the known half's outputs into the generation half
     inside the known region (latent_mask == 0, resized per output); removed on exit, always."""
-    import torch.nn.functional as F
+    from engine.latents import resize_mask
 
     keep_by_size: dict[tuple[int, int], Any] = {}
 
     def keep_mask(size: tuple[int, int]):
         if size not in keep_by_size:  # one resize per resolution and forward
-            keep_by_size[size] = F.interpolate(latent_mask, size=size, mode="nearest") == 0
+            keep_by_size[size] = resize_mask(latent_mask, size) == 0
         return keep_by_size[size]
 
     def hook(module, args, output):
