@@ -14,8 +14,10 @@ working size, m the binary mask, 1 = generated):
   with a sparse direct solver.
 - `decoder` (Blended Latent Diffusion, background reconstruction): a copy of the VAE decoder
   is fine-tuned per image with Adam on MSE(D(z)·m, x_gen·m) + λ·MSE(D(z)·(1−m), x·(1−m)) for
-  `decoder_steps` steps, z the generated latent (fixed); the output is D(z). The shared model
-  is never modified.
+  `decoder_steps` steps, z the generated latent (fixed); the output is D(z). Only the decoder
+  is optimised, as the authors do (the VAE's post_quant_conv before it stays fixed). The
+  shared model is never modified. Deviation: fp32 copies whatever the model dtype (fp16
+  fine-tuning underflows).
 
 Post-conditioning: the composite m·x_gen + (1−m)·x is encoded, noised to the timestep at
 ⌊(1−s)·N⌋ (at most N − 1; ⌊·⌋ of the decimal value, `engine.params.fraction_of_steps`, so
@@ -198,25 +200,27 @@ def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutp
     if latents is None:  # a technique without a latent (e.g. a pasted crop): encode its image
         latents = encode_image(model, pixels_to_tensor(output.image, model))
         cost.vae_encodes += 1
-    # fp32 copies: fine-tuning in fp16 underflows; the shared VAE is never touched.
-    post_quant_conv = copy.deepcopy(model.vae.post_quant_conv).float().train().requires_grad_(True)
+    # fp32 copy: fine-tuning in fp16 underflows; the shared VAE is never touched. Only the
+    # decoder is optimised, as the authors do: post_quant_conv is applied (fixed) once.
     decoder = copy.deepcopy(model.vae.decoder).float().train().requires_grad_(True)
-    z = (latents.detach().float() / model.vae.config.scaling_factor)
+    with torch.no_grad():
+        post_quant_conv = copy.deepcopy(model.vae.post_quant_conv).float().requires_grad_(False)
+        z = post_quant_conv(latents.detach().float() / model.vae.config.scaling_factor)
     target_generated = torch.from_numpy(output.image).permute(2, 0, 1)[None].to(model.device) * 2 - 1
     target_source = image_to_tensor(job.sample.image, model).float()
     mask = torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None].to(model.device)
-    optimiser = torch.optim.Adam(list(decoder.parameters()) + list(post_quant_conv.parameters()), lr=params["decoder_lr"])
+    optimiser = torch.optim.Adam(decoder.parameters(), lr=params["decoder_lr"])
     with torch.enable_grad():
         for _ in range(params["decoder_steps"]):
             optimiser.zero_grad(set_to_none=True)
-            decoded = decoder(post_quant_conv(z))
+            decoded = decoder(z)
             loss = F.mse_loss(decoded * mask, target_generated * mask) + params["decoder_lambda"] * F.mse_loss(
                 decoded * (1 - mask), target_source * (1 - mask)
             )
             loss.backward()
             optimiser.step()
     with torch.no_grad():
-        decoded = decoder(post_quant_conv(z))
+        decoded = decoder(z)
     cost.vae_decodes += params["decoder_steps"] + 1
     cost.optimisation_steps += params["decoder_steps"]
     image = (decoded / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)

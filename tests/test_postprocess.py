@@ -160,3 +160,24 @@ def test_paste_function_is_the_formula():
     mask = rng.random((5, 6)) > 0.5
     m = mask[:, :, None].astype(float)
     np.testing.assert_allclose(paste(gen, src, mask), m * gen + (1 - m) * src, rtol=1e-6)
+
+
+def test_decoder_finetuning_optimises_the_decoder_only(tiny_model, working, monkeypatch):
+    """Blended Latent Diffusion optimises the VAE decoder's parameters, not post_quant_conv:
+    the optimiser is handed exactly as many tensors, of the same shapes, as the decoder has."""
+    optimised = []
+    real_adam = torch.optim.Adam
+
+    def spy(params, **kwargs):
+        params = list(params)
+        optimised.extend(params)
+        return real_adam(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    technique = get_technique("blended")
+    job = TechniqueJob(working, technique.resolve_params({"background": "decoder", "decoder_steps": 1}), 2, 7.5, 0)
+    from engine.postprocess import postprocess
+
+    postprocess(tiny_model, job, technique.run(tiny_model, job))
+    decoder_shapes = [tuple(p.shape) for p in tiny_model.vae.decoder.parameters()]
+    assert [tuple(p.shape) for p in optimised] == decoder_shapes
