@@ -104,3 +104,93 @@ def test_diffdiff_equals_the_authors_loop(tiny_model, soft_block_sample):
     with torch.no_grad():
         theirs = _authors_diffdiff(tiny_model, task, keep, noise)
     assert torch.equal(ours, theirs)
+
+
+# --- Poisson and feather vs OpenCV -----------------------------------------------------------
+
+def _images(h=64, w=64, seed=2):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / 30.0
+    source = np.clip(np.stack([0.4 + 0.3 * np.sin(x), 0.5 + 0.2 * np.cos(y), 0.3 + 0.2 * x * y / 4], axis=2), 0, 1)
+    generated = np.clip(0.6 - 0.3 * np.cos(3 * x + y)[:, :, None] + rng.normal(0, 0.04, (h, w, 3)), 0, 1)
+    return generated, source
+
+
+def _box(top, bottom, left, right, h=64, w=64):
+    mask = np.zeros((h, w), bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def _cv2_clone_in_place(generated8, source8, mask):
+    """cv2.seamlessClone(generated, input, mask, centre, NORMAL_CLONE), the call Blended
+    Latent Diffusion makes, with the centre that puts OpenCV's box on the mask's own box."""
+    import cv2
+
+    mask8 = mask.astype(np.uint8) * 255
+    left, top, width, height = cv2.boundingRect(mask8)
+    return cv2.seamlessClone(generated8, source8, mask8, (left + width // 2, top + height // 2), cv2.NORMAL_CLONE)
+
+
+POISSON_TOLERANCE_LEVELS = 0
+"""Poisson vs OpenCV: the engine calls OpenCV itself, so the same 8-bit pixels are expected."""
+
+
+@pytest.mark.parametrize("box", [(10, 40, 12, 50), (5, 20, 30, 60), (20, 30, 20, 30)])
+def test_poisson_equals_opencv_seamless_clone_inside_the_image(box):
+    """Reference: cv2.seamlessClone NORMAL_CLONE called directly (no padding) on masks away
+    from the borders. Tolerance: POISSON_TOLERANCE_LEVELS 8-bit levels."""
+    from engine.postprocess import poisson_blend, to_8bit
+
+    generated, source = _images()
+    mask = _box(*box)
+    mask[box[1] - 1, box[2] : box[2] + 3] = False  # not a plain rectangle
+    ours = np.round(poisson_blend(generated, source, mask) * 255).astype(int)
+    theirs = _cv2_clone_in_place(to_8bit(generated), to_8bit(source), mask).astype(int)
+    assert np.abs(ours - theirs).max() <= POISSON_TOLERANCE_LEVELS
+
+
+@pytest.mark.parametrize("box", [(0, 20, 10, 50), (44, 64, 10, 50), (10, 50, 0, 20), (10, 50, 44, 64),
+                                 (0, 64, 0, 24), (0, 64, 0, 64)],
+                         ids=["top", "bottom", "left", "right", "three borders", "whole image"])
+def test_poisson_at_the_borders_equals_opencv_inside_a_larger_image(box):
+    """Reference: cv2.seamlessClone on the image extended by 16 replicated pixels each side
+    (the mask then lies inside), cropped back: a mask at a border behaves as it would inside
+    a larger picture. Tolerance: POISSON_TOLERANCE_LEVELS."""
+    import cv2
+
+    from engine.postprocess import poisson_blend, to_8bit
+
+    generated, source = _images()
+    mask = _box(*box)
+    margin = 16
+
+    def extend(image):
+        return cv2.copyMakeBorder(to_8bit(image), margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+
+    theirs = _cv2_clone_in_place(extend(generated), extend(source), np.pad(mask, margin))[margin:-margin, margin:-margin]
+    ours = np.round(poisson_blend(generated, source, mask) * 255).astype(int)
+    assert np.abs(ours - theirs.astype(int)).max() <= POISSON_TOLERANCE_LEVELS
+
+
+FEATHER_TOLERANCE = 1e-6
+"""Feather vs OpenCV: our separable float64 blur against cv2.GaussianBlur in float64, then a
+float32 result."""
+
+
+@pytest.mark.parametrize("kernel", [5, 21, 31])
+def test_feather_equals_the_brushnet_opencv_recipe(kernel):
+    """Reference: BrushNet's evaluation blending, m_b = cv2.GaussianBlur(m, (k, k), 0),
+    m' = 1 − (1 − m)(1 − m_b), out = m'·x_gen + (1 − m')·x; masks at a border and inside.
+    Tolerance: FEATHER_TOLERANCE."""
+    import cv2
+
+    from engine.postprocess import feather
+
+    generated, source = _images()
+    for mask in (_box(10, 40, 12, 50), _box(0, 30, 40, 64)):
+        binary = mask.astype(np.float64)
+        blurred = cv2.GaussianBlur(binary, (kernel, kernel), 0)
+        weight = (1 - (1 - binary) * (1 - blurred))[:, :, None]
+        expected = weight * generated + (1 - weight) * source
+        assert np.abs(feather(generated, source, mask, kernel) - expected).max() <= FEATHER_TOLERANCE
