@@ -194,3 +194,129 @@ def test_feather_equals_the_brushnet_opencv_recipe(kernel):
         weight = (1 - (1 - binary) * (1 - blurred))[:, :, None]
         expected = weight * generated + (1 - weight) * source
         assert np.abs(feather(generated, source, mask, kernel) - expected).max() <= FEATHER_TOLERANCE
+
+
+# --- vanilla and blended vs diffusers ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def working_samples(demo):
+    return [resize_to(sample, working_size(sample.size, 128)) for sample in demo[:2]]
+
+
+def _diffusers_pipe(unet_name: str):
+    """An inpaint pipeline built independently from freshly made tiny components (the same
+    seeded weights as the engine's `tiny`), as a diffusers user would assemble it."""
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionInpaintPipeline
+
+    from engine.models import tiny_components
+
+    parts = tiny_components()
+    for name in ("vae", "text_encoder", unet_name):
+        parts[name].eval()
+    pipe = StableDiffusionInpaintPipeline(
+        vae=parts["vae"], text_encoder=parts["text_encoder"], tokenizer=parts["tokenizer"], unet=parts[unet_name],
+        scheduler=DDIMScheduler.from_config(parts["scheduler_config"]), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    pipe.pndm = PNDMScheduler.from_config(parts["scheduler_config"], skip_prk_steps=True)  # as SD ships PLMS
+    return pipe
+
+
+@pytest.mark.parametrize("options", [{}, {"strength": 0.6}, {"negative_prompt": "blurry"}, {"scheduler": "pndm"}],
+                         ids=["default", "strength", "negative", "pndm"])
+def test_vanilla_equals_diffusers_inpaint_pipeline(tiny_model, working_samples, options):
+    """Reference: diffusers StableDiffusionInpaintPipeline with the 9-channel UNet, same
+    seed and settings. Tolerance: exact in 8 bits (the stored images)."""
+    from engine.runner import to_uint8
+    from engine.techniques import TechniqueJob, get_technique
+
+    pipe = _diffusers_pipe("inpaint_unet")
+    options = dict(options)
+    negative = options.pop("negative_prompt", "")
+    if options.get("scheduler") == "pndm":
+        pipe.scheduler = pipe.pndm
+    technique = get_technique("vanilla")
+    for k, sample in enumerate(working_samples):
+        job = TechniqueJob(sample, technique.resolve_params(options), STEPS, 7.5, seed=20 + k, negative_prompt=negative)
+        ours = technique.run(tiny_model, job).image
+        theirs = pipe(prompt=sample.prompt, negative_prompt=negative or None, image=sample.image,
+                      mask_image=sample.mask_image(), height=sample.size[1], width=sample.size[0],
+                      strength=options.get("strength", 1.0), num_inference_steps=STEPS, guidance_scale=7.5,
+                      generator=torch.Generator("cpu").manual_seed(20 + k), output_type="np").images[0]
+        np.testing.assert_array_equal(np.asarray(to_uint8(ours)), np.asarray(to_uint8(theirs)))
+
+
+@pytest.mark.parametrize("blend_start", [0.0, 0.5])
+def test_blended_equals_diffusers_pipeline_with_a_4_channel_unet(tiny_model, blend_start, monkeypatch):
+    """Reference: diffusers StableDiffusionInpaintPipeline given the text-to-image UNet, which
+    blends after every step as Blended Latent Diffusion does. Aligned: one noise tensor for
+    the start and every background (diffusers' convention; ours draws fresh ε per step, so
+    the test makes every draw return the first), the source latent passed in (ours is the
+    posterior mean, diffusers would sample), blend_start p as strength 1 − p, and a mask on
+    whole 8×8 blocks (diffusers' latent mask reads the top-left pixel, ours the centre).
+    Tolerance: exact latents."""
+    from engine.latents import LatentInpainting
+    from engine.techniques import TechniqueJob, get_technique
+
+    sample = make_sample("blocks", make_image(64, 64, seed=8), box_mask(64, 64, (16, 8, 48, 40)), "a red box")
+    first = {}
+    real_noise = LatentInpainting.noise
+
+    def one_noise(self):
+        if id(self) not in first:
+            first[id(self)] = real_noise(self)
+        return first[id(self)]
+
+    monkeypatch.setattr(LatentInpainting, "noise", one_noise)
+    technique = get_technique("blended")
+    job = TechniqueJob(sample, technique.resolve_params({"blend_start": blend_start}), STEPS, 7.5, seed=9)
+    output = technique.run(tiny_model, job)
+    z_src = output.extras["z_src"]
+
+    pipe = _diffusers_pipe("txt2img_unet")
+    theirs = pipe(prompt=sample.prompt, image=z_src, masked_image_latents=z_src, mask_image=sample.mask_image(),
+                  height=64, width=64, strength=1.0 - blend_start, num_inference_steps=STEPS, guidance_scale=7.5,
+                  generator=torch.Generator("cpu").manual_seed(9), output_type="latent").images
+    assert torch.equal(output.latents, theirs)
+
+
+# --- RePaint's schedule ---------------------------------------------------------------------
+
+def _original_get_schedule_jump(t_T, jump_length, jump_n_sample):
+    """RePaint's `get_schedule_jump` (andreas128/RePaint), written from the paper: time labels
+    t_T−1 … −1; at each jump point (every j labels from 0, below t_T − j) with jumps left,
+    go back up j labels, one at a time (n_sample = 1, no jump2/jump3)."""
+    jumps = {j: jump_n_sample - 1 for j in range(0, t_T - jump_length, jump_length)}
+    t, ts = t_T, []
+    while t >= 1:
+        t -= 1
+        ts.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(jump_length):
+                t += 1
+                ts.append(t)
+    return ts + [-1]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 6, 25, 50, 250])
+@pytest.mark.parametrize("jump", [(1, 1), (1, 2), (2, 3), (5, 5), (10, 10), (3, 1), (49, 2), (300, 4)])
+def test_repaint_schedule_matches_the_original_and_diffusers_counts(steps, jump):
+    """Reference: RePaint's get_schedule_jump (above) and diffusers' RePaintScheduler counts.
+    Tolerance: the exact sequence of transitions; the same UNet-call and transition counts."""
+    from engine.techniques.repaint import repaint_schedule, unet_calls
+
+    from diffusers import RePaintScheduler
+
+    schedule = repaint_schedule(steps, *jump)
+    states = [steps - 1 - tau for tau in _original_get_schedule_jump(steps, *jump)]
+    assert schedule == list(zip(states[:-1], states[1:]))
+    assert all(abs(a - b) == 1 and 0 <= min(a, b) and max(a, b) <= steps for a, b in schedule)
+    assert schedule[-1] == (steps - 1, steps)  # the clean latent is reached once, at the very end
+
+    scheduler = RePaintScheduler(num_train_timesteps=1000)
+    scheduler.set_timesteps(steps, *jump)
+    listed = scheduler.timesteps.tolist()
+    calls = 1 + sum(b < a for a, b in zip(listed, listed[1:]))  # the first listed timestep is a call
+    assert unet_calls(schedule) == calls and len(schedule) == len(listed)
