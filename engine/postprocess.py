@@ -236,6 +236,13 @@ def post_condition_start(strength: float, steps: int) -> int:
     return min(steps - 1, fraction_of_steps(1.0 - strength, steps))
 
 
+def post_condition_unet_calls(params, steps: int) -> int:
+    """UNet calls post-conditioning adds: the re-run tail N − start (0 when off)."""
+    if not params.get("post_condition", False):
+        return 0
+    return steps - post_condition_start(params["post_strength"], steps)
+
+
 def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
     import torch
 

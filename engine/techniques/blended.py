@@ -87,6 +87,11 @@ def first_step(params, steps: int) -> int:
     return fraction_of_steps(params["blend_start"], steps)
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N − ⌊pN⌋ UNet calls, exactly."""
+    return steps - first_step(params, steps), True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     from engine.latents import LatentInpainting, dilate
 
@@ -118,6 +123,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Avrahami et al., Blended Latent Diffusion, arXiv 2206.02779",
     )
 )

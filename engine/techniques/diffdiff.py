@@ -171,6 +171,12 @@ def denoise(
     return replace(steps, latents)  # m_lat = 0 entries become the clean z_src
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """⌈strength·N⌉, the count for a map reaching 1 somewhere; inexact, since the map decides
+    (a soft map that never reaches 1 costs less)."""
+    return int(denoise_steps(params["strength"], steps)), False
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
@@ -193,6 +199,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Levin & Fried, Differential Diffusion: Giving Each Pixel Its Strength, arXiv 2306.00950",
     )
 )

@@ -192,6 +192,11 @@ def predict_with_propagation(
     return unconditional + prompt.guidance * (conditional - unconditional)
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N + ⌊pN⌋ UNet calls (a propagating step counts 2), exactly."""
+    return steps + propagated_steps(steps, params["propagate_until"]), True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     from engine.latents import LatentInpainting
 
@@ -230,6 +235,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Corneanu et al., LatentPaint, WACV 2024 (training-free variant; no public code)",
     )
 )

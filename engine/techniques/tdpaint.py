@@ -134,6 +134,11 @@ def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observ
     return latents
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N − ⌊pN⌋ UNet calls (one per step run), exactly."""
+    return steps - fraction_of_steps(params["blend_start"], steps), True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
@@ -153,6 +158,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Mayet et al., TD-Paint, arXiv 2410.09306 (training-free approximation)",
     )
 )
