@@ -42,11 +42,26 @@ def decode_latents(model: Model, latents: torch.Tensor) -> np.ndarray:
     return image[0].permute(1, 2, 0).float().cpu().numpy()
 
 
+NEAREST_RULE = "nearest-exact"
+"""How a mask goes to a coarser grid (the latent grid, a UNet block's grid): nearest
+neighbour sampling each cell's *centre*, pixel ⌊(k + ½)·scale⌋, which is what the authors'
+PIL `Image.NEAREST` reads (tested: 0 differing cells). torch's plain "nearest" reads the
+top-left pixel ⌊k·scale⌋ instead, which shifts the latent mask up to half a cell toward the
+bottom-right (diffusers' inpaint pipeline uses that rule for its 9-channel conditioning,
+which `LatentInpainting` keeps for that UNet)."""
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 1, H, W) mask to (1, 1, *size) by `NEAREST_RULE`."""
+    return F.interpolate(mask, size=size, mode=NEAREST_RULE)
+
+
 def latent_mask(sample: Sample, latent_hw: tuple[int, int], model: Model) -> torch.Tensor:
-    """m_lat: the binary mask resized to the latent grid with nearest neighbour, as Blended
-    Latent Diffusion does (a pixel-space mask thresholded at 0.5, then sampled)."""
+    """m_lat: the binary mask (thresholded at 0.5 in pixel space) sampled at the centre of
+    each latent cell's pixel block, as Blended Latent Diffusion's PIL NEAREST resize does
+    (`NEAREST_RULE`)."""
     mask = torch.from_numpy(sample.binary_mask.astype(np.float32))[None, None]
-    mask = F.interpolate(mask, size=latent_hw, mode="nearest")
+    mask = resize_mask(mask, latent_hw)
     return (mask > 0.5).to(model.device, model.dtype)
 
 
@@ -188,11 +203,12 @@ class LatentInpainting:
         return TechniqueOutput(image=self.decode(latents), latents=latents, cost=self.cost, extras=extras)
 
     def _inpainting_condition(self) -> torch.Tensor:
-        # As diffusers' inpaint pipeline: the mask resized to the latent grid, and the latent
-        # of the image with the masked region set to 0 (mid-grey in [-1, 1]).
+        # As diffusers' inpaint pipeline: the mask resized to the latent grid (its plain
+        # "nearest", top-left pixel: the rule the 9-channel UNet was trained with), and the
+        # latent of the image with the masked region set to 0 (mid-grey in [-1, 1]).
         pixel_mask = torch.from_numpy(self.job.sample.binary_mask.astype(np.float32))[None, None]
         pixel_mask = pixel_mask.to(self.model.device, self.model.dtype)
         masked_latent = self.encode(self.source_pixels * (pixel_mask < 0.5))
-        mask = F.interpolate(pixel_mask, size=tuple(self.z_src.shape[-2:]))
+        mask = F.interpolate(pixel_mask, size=tuple(self.z_src.shape[-2:]), mode="nearest")
         return torch.cat([mask, masked_latent], dim=1)
 

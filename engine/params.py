@@ -8,6 +8,23 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 
+STEP_ROUNDING_TOLERANCE = 1e-9
+"""Slack added before flooring f·N: binary floats put 0.58·50 at 28.999…; a parameter typed
+with a few decimals is never this close below a whole number of steps unless it means it."""
+
+
+def fraction_of_steps(fraction: float, steps: int) -> int:
+    """⌊f·N⌋, the number of steps that a fraction f of N steps stands for, clamped to
+    [0, N]. The one rule used wherever a fraction becomes a step count (blend_start,
+    post_strength, propagate_until), in the loops and in the cost estimates alike, so that
+    0.58 of 50 steps is 29 (plain int() truncation gives 28).
+
+    >>> fraction_of_steps(0.58, 50), fraction_of_steps(1 - 0.8, 10), fraction_of_steps(0.29, 100)
+    (29, 2, 29)
+    """
+    return max(0, min(steps, math.floor(fraction * steps + STEP_ROUNDING_TOLERANCE)))
+
+
 class ParamError(ValueError):
     """A parameter value or name the technique does not accept; the message names it."""
 

@@ -8,30 +8,31 @@ working size, m the binary mask, 1 = generated):
 - `feather` (BrushNet's evaluation recipe): m_b = GaussianBlur(m, k×k) with OpenCV's sigma
   for that kernel, m' = 1 − (1−m)(1−m_b) (grows outward only: the hole stays fully
   generated), m'·x_gen + (1−m')·x.
-- `poisson`: seamless cloning of the mask's bounding box Ω: inside Ω the output has the
-  generated image's discrete Laplacian, on Ω's border the input's values (Pérez et al. 2003;
-  Blended Latent Diffusion's alternative to decoder fine-tuning). Solved exactly per channel
-  with a sparse direct solver.
+- `poisson` (Blended Latent Diffusion's alternative to decoder fine-tuning): OpenCV's
+  seamlessClone(x_gen, x, m, NORMAL_CLONE) in place: inside the mask's box the generated
+  gradient within m and the input's elsewhere, the input's values on the box's ring; images
+  padded so that masks at the borders keep a box (see `poisson_blend`).
 - `decoder` (Blended Latent Diffusion, background reconstruction): a copy of the VAE decoder
   is fine-tuned per image with Adam on MSE(D(z)·m, x_gen·m) + λ·MSE(D(z)·(1−m), x·(1−m)) for
-  `decoder_steps` steps, z the generated latent (fixed); the output is D(z). The shared model
-  is never modified.
+  `decoder_steps` steps, z the generated latent (fixed); the output is D(z). Only the decoder
+  is optimised, as the authors do (the VAE's post_quant_conv before it stays fixed). The
+  shared model is never modified. Deviation: fp32 copies whatever the model dtype (fp16
+  fine-tuning underflows).
 
 Post-conditioning: the composite m·x_gen + (1−m)·x is encoded, noised to the timestep at
-⌊(1−s)·N⌋ and denoised to the end again with blending (background replaced by the noised
+⌊(1−s)·N⌋ (at most N − 1; ⌊·⌋ of the decimal value, `engine.params.fraction_of_steps`, so
+s = 0.8 at N = 10 re-runs 8 steps, not 9) and denoised to the end again with blending (background replaced by the noised
 source each step), so the seam harmonises; costs about s·N UNet calls.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.metrics.crop import mask_bounding_box
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.seeding import sample_seed
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ POSTPROCESS_SCHEMA = ParamSchema(
               "then scaled; metrics then see the crop)", choices=("fit", "crop")),
         Param("background", "choice", "none", "background reconstruction applied to the decoded image: "
               "none, paste (hard copy outside the mask), feather (blurred mask growing outward), "
-              "poisson (seamless clone of the mask's box), decoder (per-image decoder fine-tuning)",
+              "poisson (OpenCV seamless clone, Blended Latent Diffusion's), decoder (per-image decoder fine-tuning)",
               choices=BACKGROUNDS),
         Param("feather_kernel", "int", 21, "Gaussian kernel size in pixels for background=feather (odd)",
               minimum=3, maximum=255),
@@ -139,47 +140,50 @@ def feather(generated: np.ndarray, source: np.ndarray, mask: np.ndarray, kernel_
     return (weights * generated + (1.0 - weights) * source).astype(np.float32)
 
 
+POISSON_PAD = 2
+"""Pixels of replicated border added around the images before cloning: OpenCV clears the
+mask's outermost pixel ring and fixes its box's outer ring to the input, so a mask reaching
+an image border needs room around the image to keep that box (and its boundary) intact."""
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 by rounding (the runner's rule for stored images)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def poisson_blend(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Seamless clone of the mask's bounding box Ω: for each pixel p of Ω,
-    |N_p|·f_p − Σ_{q∈N_p∩Ω} f_q = Σ_{q∈N_p∖Ω} x_q + Σ_{q∈N_p} (g_p − g_q), with N_p the
-    4-neighbours inside the image; outside Ω the output is the input. Clipped to [0, 1]."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import splu
+    """Blended Latent Diffusion's Poisson blending: OpenCV's
+    `cv2.seamlessClone(generated, input, mask, centre, NORMAL_CLONE)`, in place.
 
-    height, width = mask.shape
-    box = mask_bounding_box(mask)
-    inside = np.zeros((height, width), dtype=bool)
-    inside[box.top : box.bottom, box.left : box.right] = True
-    index = -np.ones((height, width), dtype=np.int64)
-    ys, xs = np.nonzero(inside)
-    index[ys, xs] = np.arange(len(ys))
-    g = generated.astype(np.float64)
-    x = source.astype(np.float64)
+    Inside the mask's bounding box B, f solves Δf = div v with v the generated image's
+    gradient inside the mask and the input's elsewhere in B, and f = x on B's outer ring
+    (Pérez et al. 2003, as OpenCV discretises it); outside B the output is the input.
+    Deviations from the authors' helper (`general_utils/seamless_cloning.py`), and why:
+    - the clone is placed where the mask is (centre chosen so OpenCV's box lands on the
+      mask's own box, no shift); the helper crops its source to rows rmin:rmax and columns
+      cmin:cmax (one short of the box) and centres by its own rounding, which moves the
+      clone by up to a pixel;
+    - the images are padded by `POISSON_PAD` replicated pixels and cropped back, so a mask
+      touching an image border (or covering the whole image) keeps a box with a boundary,
+      as it would inside a larger image; the helper passes such masks to OpenCV as they are;
+    - floats become 8 bits by rounding (the helper truncates).
+    Returns float32 (H, W, 3) in [0, 1] on the 8-bit grid."""
+    import cv2
 
-    rows, cols, values = [], [], []
-    rhs = np.zeros((len(ys), g.shape[2]))
-    degree = np.zeros(len(ys))
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        ny, nx = ys + dy, xs + dx
-        valid = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-        p = np.flatnonzero(valid)
-        qy, qx = ny[valid], nx[valid]
-        degree[p] += 1
-        rhs[p] += g[ys[p], xs[p]] - g[qy, qx]
-        q_inside = inside[qy, qx]
-        rows.append(p[q_inside])
-        cols.append(index[qy[q_inside], qx[q_inside]])
-        values.append(-np.ones(q_inside.sum()))
-        rhs[p[~q_inside]] += x[qy[~q_inside], qx[~q_inside]]
-    n = len(ys)
-    rows.append(np.arange(n))
-    cols.append(np.arange(n))
-    values.append(degree)
-    system = coo_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
-    solution = splu(system).solve(rhs)
-    out = x.copy()
-    out[ys, xs] = solution
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    binary = np.asarray(mask, dtype=bool)
+    if not binary.any():
+        return np.asarray(source, dtype=np.float32)
+    pad = POISSON_PAD
+
+    def padded(image: np.ndarray) -> np.ndarray:
+        return cv2.copyMakeBorder(to_8bit(image), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+    mask8 = np.pad(binary.astype(np.uint8) * 255, pad)
+    left, top, width, height = cv2.boundingRect(mask8)
+    centre = (left + width // 2, top + height // 2)  # OpenCV's box is centre − size//2: the mask's own
+    cloned = cv2.seamlessClone(padded(generated), padded(source), mask8, centre, cv2.NORMAL_CLONE)
+    rows, cols = binary.shape
+    return (cloned[pad : pad + rows, pad : pad + cols].astype(np.float32) / 255.0).astype(np.float32)
 
 
 # --- model-based options ------------------------------------------------------------------
@@ -198,29 +202,45 @@ def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutp
     if latents is None:  # a technique without a latent (e.g. a pasted crop): encode its image
         latents = encode_image(model, pixels_to_tensor(output.image, model))
         cost.vae_encodes += 1
-    # fp32 copies: fine-tuning in fp16 underflows; the shared VAE is never touched.
-    post_quant_conv = copy.deepcopy(model.vae.post_quant_conv).float().train().requires_grad_(True)
+    # fp32 copy: fine-tuning in fp16 underflows; the shared VAE is never touched. Only the
+    # decoder is optimised, as the authors do: post_quant_conv is applied (fixed) once.
     decoder = copy.deepcopy(model.vae.decoder).float().train().requires_grad_(True)
-    z = (latents.detach().float() / model.vae.config.scaling_factor)
+    with torch.no_grad():
+        post_quant_conv = copy.deepcopy(model.vae.post_quant_conv).float().requires_grad_(False)
+        z = post_quant_conv(latents.detach().float() / model.vae.config.scaling_factor)
     target_generated = torch.from_numpy(output.image).permute(2, 0, 1)[None].to(model.device) * 2 - 1
     target_source = image_to_tensor(job.sample.image, model).float()
     mask = torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None].to(model.device)
-    optimiser = torch.optim.Adam(list(decoder.parameters()) + list(post_quant_conv.parameters()), lr=params["decoder_lr"])
+    optimiser = torch.optim.Adam(decoder.parameters(), lr=params["decoder_lr"])
     with torch.enable_grad():
         for _ in range(params["decoder_steps"]):
             optimiser.zero_grad(set_to_none=True)
-            decoded = decoder(post_quant_conv(z))
+            decoded = decoder(z)
             loss = F.mse_loss(decoded * mask, target_generated * mask) + params["decoder_lambda"] * F.mse_loss(
                 decoded * (1 - mask), target_source * (1 - mask)
             )
             loss.backward()
             optimiser.step()
     with torch.no_grad():
-        decoded = decoder(post_quant_conv(z))
+        decoded = decoder(z)
     cost.vae_decodes += params["decoder_steps"] + 1
     cost.optimisation_steps += params["decoder_steps"]
     image = (decoded / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
     return TechniqueOutput(image=image, latents=latents, cost=output.cost + cost, extras=output.extras)
+
+
+def post_condition_start(strength: float, steps: int) -> int:
+    """The step post-conditioning restarts from: ⌊(1 − s)·N⌋ (the project's rounding rule,
+    so s = 0.8 at N = 10 starts at 2 and re-runs 8), at most N − 1 so that at least one
+    step runs."""
+    return min(steps - 1, fraction_of_steps(1.0 - strength, steps))
+
+
+def post_condition_unet_calls(params, steps: int) -> int:
+    """UNet calls post-conditioning adds: the re-run tail N − start (0 when off)."""
+    if not params.get("post_condition", False):
+        return 0
+    return steps - post_condition_start(params["post_strength"], steps)
 
 
 def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
@@ -234,7 +254,7 @@ def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput
     source = np.asarray(job.sample.image, dtype=np.float32) / 255.0
     composite = paste(output.image, source, job.sample.binary_mask)
     z = task.encode(pixels_to_tensor(composite, model))
-    start = min(task.steps - 1, int(math.floor((1.0 - params["post_strength"]) * task.steps)))
+    start = post_condition_start(params["post_strength"], task.steps)
     latents = task.add_noise(z, task.noise(), start)
     with torch.no_grad():
         for i in range(start, task.steps):

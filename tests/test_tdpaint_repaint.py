@@ -157,37 +157,7 @@ def test_repaint_schedule_50_steps_5_5():
     assert unet_calls(schedule) == 230 and len(schedule) - 230 == 180
 
 
-def _original_get_schedule_jump(t_T, jump_length, jump_n_sample):
-    """The original RePaint schedule over time labels (n_sample = 1, no jump2/jump3)."""
-    jumps = {j: jump_n_sample - 1 for j in range(0, t_T - jump_length, jump_length)}
-    t, ts = t_T, []
-    while t >= 1:
-        t -= 1
-        ts.append(t)
-        if jumps.get(t, 0) > 0:
-            jumps[t] -= 1
-            for _ in range(jump_length):
-                t += 1
-                ts.append(t)
-    return ts + [-1]
-
-
-@pytest.mark.parametrize("steps", [1, 2, 6, 25, 50, 250])
-@pytest.mark.parametrize("jump", [(1, 1), (1, 2), (2, 3), (5, 5), (10, 10), (3, 1), (49, 2), (300, 4)])
-def test_repaint_schedule_matches_the_original_and_diffusers_counts(steps, jump):
-    from diffusers import RePaintScheduler
-
-    schedule = repaint_schedule(steps, *jump)
-    states = [steps - 1 - tau for tau in _original_get_schedule_jump(steps, *jump)]
-    assert schedule == list(zip(states[:-1], states[1:]))
-    assert all(abs(a - b) == 1 and 0 <= min(a, b) and max(a, b) <= steps for a, b in schedule)
-    assert schedule[-1] == (steps - 1, steps)  # the clean latent is reached once, at the very end
-
-    scheduler = RePaintScheduler(num_train_timesteps=1000)
-    scheduler.set_timesteps(steps, *jump)
-    listed = scheduler.timesteps.tolist()
-    calls = 1 + sum(b < a for a, b in zip(listed, listed[1:]))  # the first listed timestep is a call
-    assert unet_calls(schedule) == calls and len(schedule) == len(listed)
+# The cross-check against RePaint's own get_schedule_jump: tests/engine/test_peer_crosschecks.py.
 
 
 def test_repaint_schedule_counts_from_the_paper_setting():

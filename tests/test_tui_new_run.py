@@ -18,7 +18,8 @@ from inpaint_tui.store import RunStatus, SampleStatus, Store, StoreError
 from inpaint_tui.tui.app import InpaintApp
 from inpaint_tui.tui.base import ImageStrip, selected_key
 from inpaint_tui.tui.forms import format_value
-from inpaint_tui.tui.screens.new_run import NewRunScreen, unet_calls_per_image
+from engine.techniques import estimate_unet_calls
+from inpaint_tui.tui.screens.new_run import NewRunScreen
 from inpaint_tui.tui.screens.samples import SamplesScreen
 
 
@@ -261,16 +262,16 @@ async def test_form_defaults_follow_the_schemas(tui_store):
 
 
 def test_unet_call_counts():
-    assert unet_calls_per_image("blended", {}, 50) == (50, True)
-    assert unet_calls_per_image("blended", {"blend_start": 0.25}, 50) == (38, True)
-    assert unet_calls_per_image("tdpaint", {"blend_start": 0.5}, 20) == (10, True)
-    assert unet_calls_per_image("latentpaint", {"propagate_until": 0.5}, 20) == (30, True)
+    assert estimate_unet_calls("blended", {}, 50) == (50, True)
+    assert estimate_unet_calls("blended", {"blend_start": 0.25}, 50) == (38, True)
+    assert estimate_unet_calls("tdpaint", {"blend_start": 0.5}, 20) == (10, True)
+    assert estimate_unet_calls("latentpaint", {"propagate_until": 0.5}, 20) == (30, True)
     # RePaint's count, as its docstring states: 250 steps with (10, 10) make 2410 UNet calls.
-    assert unet_calls_per_image("repaint", {"jump_length": 10, "jump_n_sample": 10}, 250) == (2410, True)
-    assert unet_calls_per_image("vanilla", {"strength": 0.5}, 50) == (25, True)
-    assert unet_calls_per_image("vanilla", {"scheduler": "pndm"}, 50) == (51, False)
-    assert unet_calls_per_image("diffdiff", {"strength": 0.5}, 50) == (25, False)
-    assert unet_calls_per_image("blended", {"post_condition": True, "post_strength": 0.2}, 50) == (60, True)
+    assert estimate_unet_calls("repaint", {"jump_length": 10, "jump_n_sample": 10}, 250) == (2410, True)
+    assert estimate_unet_calls("vanilla", {"strength": 0.5}, 50) == (25, True)
+    assert estimate_unet_calls("vanilla", {"scheduler": "pndm"}, 50) == (51, False)
+    assert estimate_unet_calls("diffdiff", {"strength": 0.5}, 50) == (25, False)
+    assert estimate_unet_calls("blended", {"post_condition": True, "post_strength": 0.2}, 50) == (60, True)
 
 
 async def test_invalid_value_shows_the_error_and_blocks_submit(tui_store):
@@ -500,7 +501,7 @@ def test_screens_are_torch_free():
 
     code = ("import sys; import inpaint_tui.tui.screens.samples, inpaint_tui.tui.screens.new_run, "
             "inpaint_tui.tui.forms, inpaint_tui.jobs.runs, inpaint_tui.jobs.sweeps, inpaint_tui.jobs.launch; "
-            "from inpaint_tui.tui.screens.new_run import unet_calls_per_image as u; "
+            "from engine.techniques import estimate_unet_calls as u; "
             "[u(t, {}, 10) for t in ('vanilla', 'blended', 'diffdiff', 'latentpaint', 'repaint', 'tdpaint')]; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

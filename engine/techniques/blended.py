@@ -11,17 +11,20 @@ exactly. Choices, as the paper's code allows:
 - blending after the scheduler step (the diffusers scripts of the authors' repo), not before
   it (their LDM code);
 - `blend_start` p skips the first ⌊pN⌋ steps and starts from add_noise(z_src, ε, t_⌊pN⌋),
-  as their SDXL script does (their SD2 script starts from pure noise instead);
+  as their SDXL script does (their SD2 script starts from pure noise instead); ⌊pN⌋ is
+  taken on the decimal p (`engine.params.fraction_of_steps`: 0.58 of 50 is 29), where their
+  `int(len(timesteps) * p)` truncates the binary float (28);
 - progressive mask shrinking with n dilations: the latent mask dilated by square kernels
-  3+2(n−1), …, 5, 3, then the exact mask, over n+1 chunks of ⌊N/(n+1)⌋+1 steps. Dilation
-  happens on the latent-resolution mask, as in the paper.
+  3+2(n−1), …, 5, 3, then the exact mask, over n+1 chunks of ⌊M/(n+1)⌋+1 of the
+  M = N − ⌊pN⌋ steps that run (as the authors count them). Dilation happens on the
+  latent-resolution mask, as in the paper.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
 
 if TYPE_CHECKING:
@@ -60,19 +63,33 @@ def shrink_kernels(dilations: int) -> list[int]:
     return [3 + 2 * k for k in range(dilations - 1, -1, -1)] + [1]
 
 
-def shrink_schedule(steps: int, dilations: int) -> list[int]:
-    """For each step index 0..steps-1, the index into `shrink_kernels(dilations)` it uses.
+def shrink_schedule(steps: int, dilations: int, start: int = 0) -> list[int]:
+    """For each step that runs (indices start..steps-1, in order), the index into
+    `shrink_kernels(dilations)` it uses.
 
-    Chunks of ⌊N/(n+1)⌋+1 steps, the last one possibly shorter. With N = 50, n = 2: steps
-    0–16 use the 5×5 dilation, 17–33 the 3×3, 34–49 the exact mask. Deviation: when N is
-    so small that the chunks end before the exact mask (N = 4, n = 2 gives chunks of 2),
-    the final step still uses the exact mask, so the background ends exactly as the input.
+    The M = N − start steps that run are split into chunks of ⌊M/(n+1)⌋+1 steps, the last
+    one possibly shorter, as the authors' code does (the chunks are counted over the steps
+    left after blend_start's skip). With N = 50, n = 2, start 0: steps 0–16 use the 5×5
+    dilation, 17–33 the 3×3, 34–49 the exact mask. Deviation: when M is so small that the
+    chunks end before the exact mask (M = 4, n = 2 gives chunks of 2), the final step still
+    uses the exact mask, so the background ends exactly as the input.
     """
-    chunk = steps // (dilations + 1) + 1
-    schedule = [min(step // chunk, dilations) for step in range(steps)]
+    remaining = max(steps - start, 0)
+    chunk = remaining // (dilations + 1) + 1
+    schedule = [min(step // chunk, dilations) for step in range(remaining)]
     if schedule:
         schedule[-1] = dilations
     return schedule
+
+
+def first_step(params, steps: int) -> int:
+    """⌊pN⌋ for blend_start p: the steps skipped (the project's one rounding rule)."""
+    return fraction_of_steps(params["blend_start"], steps)
+
+
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N − ⌊pN⌋ UNet calls, exactly."""
+    return steps - first_step(params, steps), True
 
 
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
@@ -80,21 +97,23 @@ def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
 
     task = LatentInpainting(model, job, "txt2img")
     dilations = job.params["progressive_shrink"]
-    masks = [dilate(task.mask, k) for k in shrink_kernels(dilations)]  # each (1, 1, h, w)
-    mask_for_step = shrink_schedule(task.steps, dilations)
+    kernels = shrink_kernels(dilations)
+    masks = [dilate(task.mask, k) for k in kernels]  # each (1, 1, h, w)
+    start = first_step(job.params, task.steps)
+    mask_for_step = shrink_schedule(task.steps, dilations, start)  # over the steps that run
 
-    start = int(job.params["blend_start"] * task.steps)
     noise = task.noise()
     latents = noise * task.scheduler.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
 
     for i in range(start, task.steps):
         t = task.timesteps[i]
         latents = task.step(task.predict(latents, t), t, latents)
-        mask = masks[mask_for_step[i]]
+        mask = masks[mask_for_step[i - start]]
         latents = mask * latents + (1 - mask) * task.noised_source(i + 1)
         job.report(i - start + 1, task.steps - start)
 
-    return task.output(latents, z_src=task.z_src, latent_mask=task.mask)
+    used = [kernels[k] for k in mask_for_step]  # the mask kernel each step blended with
+    return task.output(latents, z_src=task.z_src, latent_mask=task.mask, mask_kernels=used)
 
 
 TECHNIQUE = register(
@@ -104,6 +123,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Avrahami et al., Blended Latent Diffusion, arXiv 2206.02779",
     )
 )

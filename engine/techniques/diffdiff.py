@@ -10,7 +10,8 @@ A text-to-image (4-channel) UNet denoises the whole latent. With N steps, t_0 > 
     m_lat = strength · area_resize(m)                        (1, 1, h, w), soft, not thresholded
     n(p)  = ⌈m_lat(p) · N⌉                                   steps entry p is denoised for
     L(p)  = N − n(p)                                         last step at which p is frozen
-    z^i   = add_noise(z_src, ε_i, t_i)   for i = 0 … N−1      (fresh ε_i, drawn i = 0, 1, … in order)
+    z^i   = add_noise(z_src, ε, t_i)     for i = 0 … N−1      (one ε for every t_i, as their code;
+                                                              noise=fresh: ε_i drawn i = 0, 1, … in order)
     z^N   = z_src
     for i = 0 … N−1:
         z ← where(i ≤ L, z^i, z)                             frozen entries: the noised source
@@ -34,9 +35,10 @@ decided with a tolerance of 1e-6 in map units, so that e.g. 0.8 stored as float3
 (0.800000012) counts as 0.8 and not as a hair above it.
 
 Other deviations from their code, and why:
-- fresh noise ε_i per step index (RESEARCH.md's precomputed `add_noise(z_src, ε, t_i)` with
-  the project's fresh-noise convention); their `prepare_latents` draws one ε and noises it to
-  every t_i;
+- none in the noise by default: `noise=fixed` draws one ε and noises it to every t_i, as
+  their `prepare_latents` does (tested equal to their loop, bit for bit, off ties);
+  `noise=fresh` draws a new ε_i per step index instead (the other techniques' convention),
+  kept for comparison: on a soft map the two differ by 5–10 levels;
 - the map goes to the latent grid by area averaging (the mean of each 8×8 pixel block); their
   torchvision `Resize` is bilinear without antialiasing, which at a factor of 8 reads only the
   2×2 pixels at each block's centre (thin soft structures alias);
@@ -65,6 +67,13 @@ if TYPE_CHECKING:
 
 SCHEMA = ParamSchema(
     (
+        Param(
+            "noise",
+            "choice",
+            "fixed",
+            "fixed: one noise draw noised to every timestep, as the authors' code; fresh: a new draw per step",
+            choices=("fixed", "fresh"),
+        ),
         Param(
             "strength",
             "float",
@@ -119,10 +128,16 @@ def change_map(task: "LatentInpainting", strength: float) -> "torch.Tensor":
     return (resized * strength).clamp(0.0, 1.0)
 
 
-def noised_sources(task: "LatentInpainting") -> list["torch.Tensor"]:
-    """z^i = add_noise(z_src, ε_i, t_i) for i = 0 … N−1, each (1, 4, h, w), then z^N = z_src.
-    Fresh ε_i from the task's generator, drawn in index order."""
-    return [task.noised_source(i) for i in range(task.steps)] + [task.z_src]
+def noised_sources(task: "LatentInpainting", noise: str = "fixed") -> list["torch.Tensor"]:
+    """z^i = add_noise(z_src, ε, t_i) for i = 0 … N−1, each (1, 4, h, w), then z^N = z_src.
+    `noise="fixed"`: one ε (the generator's first draw) for every i, as the authors' code;
+    "fresh": a new ε_i per index, drawn in index order."""
+    if noise == "fresh":
+        return [task.noised_source(i) for i in range(task.steps)] + [task.z_src]
+    if noise != "fixed":
+        raise ValueError(f"noise must be 'fixed' or 'fresh', got {noise!r}")
+    eps = task.noise()  # (1, 4, h, w)
+    return [task.add_noise(task.z_src, eps, i) for i in range(task.steps)] + [task.z_src]
 
 
 def denoise(
@@ -156,6 +171,12 @@ def denoise(
     return replace(steps, latents)  # m_lat = 0 entries become the clean z_src
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """⌈strength·N⌉, the count for a map reaching 1 somewhere; inexact, since the map decides
+    (a soft map that never reaches 1 costs less)."""
+    return int(denoise_steps(params["strength"], steps)), False
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
@@ -165,7 +186,7 @@ def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     change = change_map(task, job.params["strength"])  # (1, 1, h, w) float32, CPU
     last_frozen = torch.from_numpy(last_frozen_step(change.numpy(), task.steps)).to(model.device)  # (1, 1, h, w)
     with torch.no_grad():
-        sources = noised_sources(task)
+        sources = noised_sources(task, job.params["noise"])
         latents = denoise(task, last_frozen, sources, job.report)
     return task.output(latents, change_map=change, z_src=task.z_src)
 
@@ -178,6 +199,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Levin & Fried, Differential Diffusion: Giving Each Pixel Its Strength, arXiv 2306.00950",
     )
 )

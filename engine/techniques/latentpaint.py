@@ -11,7 +11,7 @@ Each step i (t = t_i, B = 2 with classifier-free guidance, else 1):
     known   = add_noise(z_src, ε, t_i)                       (the "known pass" latent)
     batch   = [uncond gen, cond gen, uncond known, cond known]   one forward, 2B latents
     in every hooked block, on its output h (2B, C, h', w'):
-        h[:B] ← keep'·h[B:] + (1 − keep')·h[:B],   keep' = (resize_nearest(m_lat) == 0)
+        h[:B] ← keep'·h[B:] + (1 − keep')·h[:B],   keep' = (resize_nearest_centre(m_lat) == 0)
     ε̂       = CFG of the generation half only (the known half's prediction is discarded)
     z       ← scheduler.step(ε̂, t_i, z)
     z       ← m_lat·z + (1 − m_lat)·add_noise(z_src, ε_{i+1}, t_{i+1})   (fresh ε_{i+1})
@@ -35,7 +35,8 @@ Choices and deviations:
   Replacing the main output but not the skips would hand the up path two different
   versions of the known region. The skip from `conv_in` belongs to no block and is left
   alone (from step 1 on it differs between the halves only within 1 latent pixel of the hole).
-- Masks: m_lat resized to each tensor's spatial size with nearest interpolation; a
+- Masks: m_lat resized to each tensor's spatial size by nearest neighbour at each cell's
+  centre (`engine.latents.NEAREST_RULE`, the rule of the latent mask itself); a
   low-resolution cell is "known" when the sampled latent pixel is (no erosion).
 - Hooks are registered on the selected blocks for each propagating forward only and
   removed in a `finally`, so an exception anywhere (the UNet, an observer hook, the
@@ -60,11 +61,10 @@ N + ⌊pN⌋ (2N at the default p = 1). No extra VAE work beyond `blended`.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
 
 if TYPE_CHECKING:
@@ -100,12 +100,13 @@ SCHEMA = ParamSchema(
 
 
 def propagated_steps(steps: int, fraction: float) -> int:
-    """⌊pN⌋, robust to float round-off (0.29·100 is 28.999…).
+    """⌊pN⌋ by the project's one rounding rule (`engine.params.fraction_of_steps`; 0.29·100
+    is 28.999… as a float).
 
     >>> propagated_steps(4, 0.5), propagated_steps(100, 0.29), propagated_steps(10, 0.0)
     (2, 29, 0)
     """
-    return min(steps, math.floor(fraction * steps + 1e-9))
+    return fraction_of_steps(fraction, steps)
 
 
 def select_blocks(unet: Any, choice: str) -> list[tuple[str, Any]]:
@@ -146,13 +147,13 @@ def overwrite_known(output: Any, keep_mask: Any, half: int) -> Any:
 def propagation_hooks(modules: list[Any], latent_mask: "torch.Tensor", half: int) -> Iterator[None]:
     """Forward hooks on `modules` that copy the known half's outputs into the generation half
     inside the known region (latent_mask == 0, resized per output); removed on exit, always."""
-    import torch.nn.functional as F
+    from engine.latents import resize_mask
 
     keep_by_size: dict[tuple[int, int], Any] = {}
 
     def keep_mask(size: tuple[int, int]):
         if size not in keep_by_size:  # one resize per resolution and forward
-            keep_by_size[size] = F.interpolate(latent_mask, size=size, mode="nearest") == 0
+            keep_by_size[size] = resize_mask(latent_mask, size) == 0
         return keep_by_size[size]
 
     def hook(module, args, output):
@@ -189,6 +190,11 @@ def predict_with_propagation(
         return noise
     unconditional, conditional = noise.chunk(2)  # each (1, 4, h, w)
     return unconditional + prompt.guidance * (conditional - unconditional)
+
+
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N + ⌊pN⌋ UNet calls (a propagating step counts 2), exactly."""
+    return steps + propagated_steps(steps, params["propagate_until"]), True
 
 
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
@@ -229,6 +235,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Corneanu et al., LatentPaint, WACV 2024 (training-free variant; no public code)",
     )
 )

@@ -81,6 +81,9 @@ class Technique:
     schema: ParamSchema
     run: Callable[["Model", TechniqueJob], TechniqueOutput]
     reference: str = ""  # paper or code the technique follows
+    # Torch-free cost model: (resolved params, steps) -> (UNet calls per image, exact?), using
+    # the same rounding helpers as the loop; None = "about N" (inexact).
+    estimate: Callable[[Mapping[str, Any], int], tuple[int, bool]] | None = None
 
     @property
     def full_schema(self) -> ParamSchema:
@@ -125,3 +128,15 @@ def get_technique(name: str) -> Technique:
 
 def technique_names() -> list[str]:
     return list(_REGISTRY)
+
+
+def estimate_unet_calls(name: str, params: Mapping[str, Any] | None, steps: int) -> tuple[int, bool]:
+    """UNet calls one image costs (a batched CFG pair counts as one, as in `Cost`) and
+    whether the count is exact: the technique's own estimate plus post-conditioning's
+    re-run tail (owned by engine.postprocess). Torch-free."""
+    from engine.postprocess import post_condition_unet_calls
+
+    technique = get_technique(name)
+    full = technique.resolve_params(params)
+    calls, exact = technique.estimate(full, steps) if technique.estimate is not None else (steps, False)
+    return calls + post_condition_unet_calls(full, steps), exact

@@ -168,6 +168,11 @@ def resample(
     return latents
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """The down transitions of the resampling schedule, exactly."""
+    return unet_calls(repaint_schedule(steps, params["jump_length"], params["jump_n_sample"])), True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
@@ -188,6 +193,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Lugmayr et al., RePaint, CVPR 2022 (latent-space, DDIM)",
     )
 )

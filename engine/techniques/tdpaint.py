@@ -28,8 +28,8 @@ Choices and deviations:
   (z_src noised with the initial noise, no extra draw): TD-Paint conditions every call on
   the known pixels at their own noise level. `blended` leaves pure noise there, and so do we
   when c ≥ t_start, which keeps the equality above.
-- `blend_start` p, as in `blended`: skip the first ⌊pN⌋ steps and start from
-  add_noise(z_src, ε, t_⌊pN⌋).
+- `blend_start` p, as in `blended`: skip the first ⌊pN⌋ steps (⌊pN⌋ of the decimal p,
+  `engine.params.fraction_of_steps`) and start from add_noise(z_src, ε, t_⌊pN⌋).
 - Blending after the scheduler step, as `blended` does (the diffusers scripts of Blended
   Latent Diffusion's repo).
 """
@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Callable
 
-from engine.params import Param, ParamSchema
+from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
 
 if TYPE_CHECKING:
@@ -134,13 +134,18 @@ def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observ
     return latents
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """N − ⌊pN⌋ UNet calls (one per step run), exactly."""
+    return steps - fraction_of_steps(params["blend_start"], steps), True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import torch
 
     from engine.latents import LatentInpainting
 
     task = LatentInpainting(model, job, "txt2img")
-    start = int(job.params["blend_start"] * task.steps)
+    start = fraction_of_steps(job.params["blend_start"], task.steps)
     with torch.no_grad():
         latents = denoise(task, job.params["t_bg"], start, report=job.report)
     return task.output(latents, z_src=task.z_src, latent_mask=task.mask)
@@ -153,6 +158,7 @@ TECHNIQUE = register(
         unet="txt2img",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="Mayet et al., TD-Paint, arXiv 2410.09306 (training-free approximation)",
     )
 )

@@ -63,6 +63,16 @@ SCHEMA = ParamSchema(
 )
 
 
+def estimate(params, steps: int) -> tuple[int, bool]:
+    """min(int(N·strength), N): diffusers' own img2img truncation, since diffusers runs this
+    loop (the project's rounding helper would not describe it). PNDM evaluates one timestep
+    twice (+1, counted inexact: other strengths shift its warm-up)."""
+    calls = min(int(steps * params["strength"]), steps)
+    if params.get("scheduler") == "pndm":
+        return calls + 1, False
+    return calls, True
+
+
 def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
     import numpy as np
     import torch
@@ -125,6 +135,7 @@ TECHNIQUE = register(
         unet="inpaint",
         schema=SCHEMA,
         run=run,
+        estimate=estimate,
         reference="diffusers StableDiffusionInpaintPipeline",
     )
 )

@@ -6,9 +6,8 @@ started when none serves the database; the app never generates anything itself."
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,7 +20,7 @@ from engine.models import PRESETS
 from engine.params import ParamError
 from engine.preview import ANIMATION_FORMATS
 from engine.spec import DEFAULTS, EvalConfig
-from engine.techniques import get_technique, technique_names
+from engine.techniques import estimate_unet_calls, get_technique, technique_names
 from inpaint_tui.store import RunInfo
 from inpaint_tui.tui.base import LiveScreen
 from inpaint_tui.tui.forms import (
@@ -36,45 +35,6 @@ from inpaint_tui.tui.forms import (
 
 COMMAND = "inpaint-tui (new run form)"
 ANIMATIONS = ("none", *ANIMATION_FORMATS)
-
-
-def unet_calls_per_image(technique: str, params: Mapping[str, Any], steps: int) -> tuple[int, bool]:
-    """UNet calls one image of a run costs (a CFG pair batched in one forward counts as one,
-    as in `engine.techniques.Cost`), and whether the count is exact. It mirrors each
-    technique's loop, torch-free:
-    - vanilla: ⌊N·strength⌋ (diffusers' img2img truncation); pndm runs one more (≈).
-    - blended, tdpaint: N − ⌊N·blend_start⌋.
-    - diffdiff: ⌈strength·N⌉, the count for a mask that fully covers a latent cell (≈: the
-      mask decides; a soft mask never reaching 1 costs less).
-    - latentpaint: N + ⌊propagate_until·N⌋ (a propagating step counts 2).
-    - repaint: the UNet calls of its resampling schedule (`repaint_schedule`).
-    - post_condition adds the re-run tail: N − min(N − 1, ⌊(1 − post_strength)·N⌋).
-    Unknown techniques count N (≈)."""
-    full = get_technique(technique).resolve_params(params)
-    n, exact = steps, True
-    if technique == "vanilla":
-        calls = min(int(n * full["strength"]), n)
-        if full.get("scheduler") == "pndm":
-            calls, exact = calls + 1, False
-    elif technique in ("blended", "tdpaint"):
-        calls = n - int(full["blend_start"] * n)
-    elif technique == "diffdiff":
-        from engine.techniques.diffdiff import denoise_steps
-
-        calls, exact = int(denoise_steps(full["strength"], n)), False
-    elif technique == "latentpaint":
-        from engine.techniques.latentpaint import propagated_steps
-
-        calls = n + propagated_steps(n, full["propagate_until"])
-    elif technique == "repaint":
-        from engine.techniques.repaint import repaint_schedule, unet_calls
-
-        calls = unet_calls(repaint_schedule(n, full["jump_length"], full["jump_n_sample"]))
-    else:
-        calls, exact = n, False
-    if full.get("post_condition"):
-        calls += n - min(n - 1, int(math.floor((1.0 - full["post_strength"]) * n)))
-    return calls, exact
 
 
 @dataclass
@@ -333,7 +293,7 @@ class NewRunScreen(LiveScreen):
         samples = self.set_counts.get(sample_set, 0)
         calls, exact = 0, True
         for point in points:
-            per_image, point_exact = unet_calls_per_image(point.technique, point.params, point.steps)
+            per_image, point_exact = estimate_unet_calls(point.technique, point.params, point.steps)  # the technique's own
             calls += per_image * samples
             exact = exact and point_exact
         flat = grids[techniques[0]] if len(techniques) == 1 else {
