@@ -222,3 +222,38 @@ def test_detached_runs_outlive_their_launcher_and_share_one_worker(database):
     assert log.is_file() and f"worker {daemons[0].id} started" in log.read_text()
     # With nothing left to do it exits on its own (INPAINT_TUI_IDLE_EXIT=3), freeing the GPU.
     _wait_for(lambda: store.worker(daemons[0].id).status == WorkerStatus.STOPPED, timeout=60, interval=0.2)
+
+
+def test_a_run_keeps_the_cpu_thread_count_it_first_ran_with(tmp_path, tiny_model):
+    """Issue 13's reproducibility defect: pixels depend on torch's thread count, so the first
+    worker records it and a later one (resuming) uses it."""
+    import torch
+
+    from inpaint_tui.jobs.execute import execute_run
+
+    store = Store(tmp_path / "threads.db")
+    ensure_demo(store)
+    try:
+        torch.set_num_threads(1)
+        first = _queue(store)
+        assert execute_run(store, first, device="cpu") == "finished"
+        assert store.run(first).options["threads"] == 1
+        torch.set_num_threads(2)  # a worker with another default takes up an identical run recorded at 1 thread
+        second = _queue(store, options={"threads": 1})
+        seen = []
+        def generating(progress) -> None:
+            if progress.phase == "generating":
+                seen.append(torch.get_num_threads())
+
+        assert execute_run(store, second, device="cpu", on_progress=generating) == "finished"
+        assert seen and set(seen) == {1}
+        images = [[np.asarray(Image.open(s.image_path)) for s in store.run_detail(r).samples] for r in (first, second)]
+        for a, b in zip(*images):
+            np.testing.assert_array_equal(a, b)
+        torch.set_num_threads(2)
+        third = _queue(store)
+        execute_run(store, third, device="cpu")
+        assert store.run(third).options["threads"] == 2
+    finally:
+        torch.set_num_threads(2)  # the session's pinned count (tests/conftest.py tiny_model)
+        store.close()

@@ -103,10 +103,11 @@ def run_spec(run) -> RunSpec:
 
 
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """How a run executes (never what it computes): device, dtype, preview_every, animation."""
+    """How a run executes (never what it computes): device, dtype, preview_every, animation,
+    threads (CPU threads; recorded by the first worker when not given, see jobs.execute)."""
     from engine.preview import ANIMATION_FORMATS  # torch-free
 
-    known = {"device", "dtype", "preview_every", "animation"}
+    known = {"device", "dtype", "preview_every", "animation", "threads"}
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = set(options) - known
     if unknown:
@@ -115,6 +116,9 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ParamError(f"preview_every must be a whole number of steps >= 0, got {options['preview_every']!r}")
     if "animation" in options and options["animation"] not in ANIMATION_FORMATS:
         raise ParamError(f"animation must be one of {', '.join(ANIMATION_FORMATS)}, got {options['animation']!r}")
+    if "threads" in options and (not isinstance(options["threads"], int) or isinstance(options["threads"], bool)
+                                 or options["threads"] < 1):
+        raise ParamError(f"threads must be a whole number >= 1, got {options['threads']!r}")
     if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
         raise ParamError(f"dtype must be fp16, bf16 or fp32, got {options['dtype']!r}")
     return options

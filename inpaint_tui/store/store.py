@@ -302,13 +302,21 @@ class Store(QueueMixin, SweepMixin):
             session.commit()
             return run.id
 
-    def set_run_device(self, run_id: int, device: str, *, claim: int | None = None) -> None:
-        """Record where a claimed run executes, and when it first started."""
+    def set_run_device(self, run_id: int, device: str, *, threads: int | None = None,
+                       claim: int | None = None) -> int | None:
+        """Record where a claimed run executes, and when it first started. `threads` (the
+        CPU thread count the worker would use) is recorded in the run's options the first
+        time only; returns the recorded count, which a resumed run must use for the same
+        pixels (reductions differ across thread counts)."""
         with self.session() as session:
             run = self._held(session, run_id, claim)
             run.device = device
             run.started_at = run.started_at or utcnow()
+            if threads is not None and "threads" not in run.options:
+                run.options = {**run.options, "threads": threads}
+            recorded = run.options.get("threads")
             session.commit()
+            return recorded
 
     def pending_samples(self, run_id: int) -> list[tuple[RunSampleInfo, SampleInfo]]:
         """The run's samples not yet done (pending, interrupted while running, or failed
