@@ -443,7 +443,7 @@ def test_sweep_series_bars_are_the_run_interval_or_the_spread_over_seeds():
     seeds = sweep_of([{"technique": "blended", "blend_start": 0, "seed": seed} for seed in (0, 1, 2)])
     [line], _, _ = build_series(SweepData([seeds], seeds, {}, values, summaries), "bg_mse", "blend_start")
     assert line.ys == [4.0] and line.bars == [(2.0, 6.0)] and line.pooled
-    assert bar_caption([line]) == "bars: lowest to highest mean over seeds"
+    assert bar_caption([line]) == "bars: lowest to highest value over seeds"
 
     [line], _, _ = build_series(SweepData([one_seed], one_seed, {}, values), "bg_mse", "blend_start")
     assert line.bars == [None, None, None] and bar_caption([line]) == ""

@@ -248,10 +248,10 @@ async def test_form_defaults_follow_the_schemas(tui_store):
         assert screen.query_one("#animation", Select).value == "none"
         assert {name: screen.query_one(f"#{name}", Input).value
                 for name in ("seeds", "steps", "guidance", "negative_prompt", "metrics", "preview_every")} == {
-            "seeds": "0", "steps": "50", "guidance": "7.5", "negative_prompt": "", "metrics": "background,clip,kid",
+            "seeds": "0", "steps": "50", "guidance": "7.5", "negative_prompt": "", "metrics": "background,clip,precision,kid",
             "preview_every": "0"}
         assert summary(screen).startswith("6 runs × 6 samples, ≈")  # diffdiff's count is an estimate
-        assert screen.plan.eval_config["models"] == "tiny" and screen.plan.options == {}
+        assert screen.plan.evaluation.models == "tiny" and screen.plan.options == {}
 
         # Only one technique: an exact count (latentpaint: 2 calls per propagating step).
         screen.query_one("#techniques", SelectionList).deselect_all()
