@@ -68,8 +68,9 @@ def main() -> None:
 
     from engine.models import load_model
     from engine.runner import inpaint
-    from inpaint_tui.jobs.execute import execute_run, quiet_libraries
+    from inpaint_tui.jobs.execute import quiet_libraries
     from inpaint_tui.jobs.samples import to_engine_sample
+    from inpaint_tui.jobs.worker import execute_run
 
     torch.set_num_threads(args.threads)
     quiet_libraries()

@@ -40,10 +40,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from engine.spec import RunSpec
-    from inpaint_tui.jobs.execute import execute_run
     from inpaint_tui.jobs.runs import queue_run
     from inpaint_tui.jobs.samples import ensure_demo
     from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
+    from inpaint_tui.jobs.worker import execute_run
     from inpaint_tui.read.export import write_export
     from inpaint_tui.read.report import write_report
     from inpaint_tui.store import Store

@@ -1,5 +1,6 @@
 """Options every technique takes, applied after it: post-conditioning, then background
-reconstruction. The schema is torch-free; the functions import torch when called.
+reconstruction. Their schema and post-conditioning's UNet-call count live in engine.options
+(torch-free); the functions here import torch when called.
 
 Background reconstruction (x the input, x_gen the generated image, both in [0, 1] at the
 working size, m the binary mask, 1 = generated):
@@ -32,38 +33,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.params import Param, ParamSchema, fraction_of_steps
+from engine.options import post_condition_start
 from engine.seeding import sample_seed
 
 if TYPE_CHECKING:
     from engine.models import Model
     from engine.techniques.registry import TechniqueJob, TechniqueOutput
-
-BACKGROUNDS = ("none", "paste", "feather", "poisson", "decoder")
-
-POSTPROCESS_SCHEMA = ParamSchema(
-    (
-        Param("resize", "choice", "fit", "how a sample meets the model's resolution: fit (the whole image, longer "
-              "side at the resolution) or crop (a square around the mask, at least the resolution in source pixels, "
-              "then scaled; metrics then see the crop)", choices=("fit", "crop")),
-        Param("background", "choice", "none", "background reconstruction applied to the decoded image: "
-              "none, paste (hard copy outside the mask), feather (blurred mask growing outward), "
-              "poisson (OpenCV seamless clone, Blended Latent Diffusion's), decoder (per-image decoder fine-tuning)",
-              choices=BACKGROUNDS),
-        Param("feather_kernel", "int", 21, "Gaussian kernel size in pixels for background=feather (odd)",
-              minimum=3, maximum=255),
-        Param("decoder_steps", "int", 75, "Adam steps for background=decoder", minimum=1, maximum=2000),
-        Param("decoder_lr", "float", 1e-4, "Adam learning rate for background=decoder", minimum=1e-7, maximum=1e-1),
-        Param("decoder_lambda", "float", 100.0, "weight of the background term for background=decoder",
-              minimum=0.0, maximum=1e6),
-        Param("post_condition", "bool", False, "after denoising, re-noise the composite (generated inside, "
-              "input outside) to post_strength and denoise again with blending to harmonise the seam"),
-        Param("post_strength", "float", 0.2, "fraction of the steps re-run by post_condition", minimum=0.01,
-              maximum=1.0),
-        Param("post_unet", "choice", "txt2img", "UNet that post_condition denoises with",
-              choices=("txt2img", "inpaint")),
-    )
-)
 
 
 def postprocess(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
@@ -229,20 +204,6 @@ def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutp
     cost.optimisation_steps += params["decoder_steps"]
     image = (decoded / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy().astype(np.float32)
     return TechniqueOutput(image=image, latents=latents, cost=output.cost + cost, extras=output.extras)
-
-
-def post_condition_start(strength: float, steps: int) -> int:
-    """The step post-conditioning restarts from: ⌊(1 − s)·N⌋ (the project's rounding rule,
-    so s = 0.8 at N = 10 starts at 2 and re-runs 8), at most N − 1 so that at least one
-    step runs."""
-    return min(steps - 1, fraction_of_steps(1.0 - strength, steps))
-
-
-def post_condition_unet_calls(params, steps: int) -> int:
-    """UNet calls post-conditioning adds: the re-run tail N − start (0 when off)."""
-    if not params.get("post_condition", False):
-        return 0
-    return steps - post_condition_start(params["post_strength"], steps)
 
 
 def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":

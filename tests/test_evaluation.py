@@ -13,8 +13,8 @@ from engine.metrics.kid import MemoryReferenceCache
 from engine.spec import EvalConfig
 from inpaint_tui.cli import app
 from inpaint_tui.jobs.evaluate import eval_items, evaluate_run
-from inpaint_tui.jobs.execute import execute_run
 from inpaint_tui.jobs.samples import ensure_demo
+from inpaint_tui.jobs.worker import execute_run
 from tests.conftest import queue
 
 ALL = ("background", "clip", "precision", "kid")

@@ -12,10 +12,10 @@ from PIL import Image
 from sqlalchemy import text
 
 from engine.params import ParamError
-from inpaint_tui.jobs.execute import RunProgress, execute_run
+from inpaint_tui.jobs.execute import RunProgress
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep
-from inpaint_tui.jobs.worker import Worker
+from inpaint_tui.jobs.worker import Worker, execute_run
 from inpaint_tui.store import ClaimLost, RunBusy, RunStatus, Store, StoreError, WorkerStatus
 from inpaint_tui.store.queue import RunControl
 from tests.conftest import queue

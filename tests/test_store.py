@@ -6,8 +6,9 @@ from PIL import Image
 from sqlalchemy import text
 
 from engine.spec import config_hash
-from inpaint_tui.jobs.execute import RunProgress, execute_run
+from inpaint_tui.jobs.execute import RunProgress
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
+from inpaint_tui.jobs.worker import execute_run
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
 from tests.conftest import queue
 

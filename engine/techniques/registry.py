@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from engine.options import POSTPROCESS_SCHEMA, post_condition_unet_calls
 from engine.params import ParamError, ParamSchema
 
 if TYPE_CHECKING:
@@ -89,16 +90,12 @@ class Technique:
     def full_schema(self) -> ParamSchema:
         """The technique's own parameters, then the post-processing options every technique
         takes (background reconstruction, post-conditioning)."""
-        from engine.postprocess import POSTPROCESS_SCHEMA
-
         return ParamSchema(self.schema.params + POSTPROCESS_SCHEMA.params)
 
     def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return self.full_schema.resolve(given, technique=self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        from engine.postprocess import POSTPROCESS_SCHEMA
-
         return {
             "name": self.name,
             "summary": self.summary,
@@ -133,9 +130,7 @@ def technique_names() -> list[str]:
 def estimate_unet_calls(name: str, params: Mapping[str, Any] | None, steps: int) -> tuple[int, bool]:
     """UNet calls one image costs (a batched CFG pair counts as one, as in `Cost`) and
     whether the count is exact: the technique's own estimate plus post-conditioning's
-    re-run tail (owned by engine.postprocess). Torch-free."""
-    from engine.postprocess import post_condition_unet_calls
-
+    re-run tail (engine.options). Torch-free."""
     technique = get_technique(name)
     full = technique.resolve_params(params)
     calls, exact = technique.estimate(full, steps) if technique.estimate is not None else (steps, False)

@@ -18,7 +18,7 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
         return
     from rich.table import Table
 
-    from engine.postprocess import POSTPROCESS_SCHEMA
+    from engine.options import POSTPROCESS_SCHEMA
 
     console = rich_console()
 

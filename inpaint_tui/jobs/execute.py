@@ -95,15 +95,6 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def execute_run(store: Store, run_id: int, **options) -> str:
-    """Execute (or resume) one run now, in this process, as a foreground worker; returns the
-    final status. A run left running by a dead process is taken up again."""
-    from inpaint_tui.jobs.worker import Worker
-
-    with Worker(store, kind="foreground", device=options.pop("device", None)) as worker:
-        return worker.execute(run_id, **options)
-
-
 def execute_claimed(
     store: Store,
     run_id: int,
@@ -315,4 +306,4 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
         log.debug("evaluation failed", exc_info=True)
 
 
-__all__ = ["Lease", "RunProgress", "execute_claimed", "execute_run", "quiet_libraries"]
+__all__ = ["Lease", "RunProgress", "execute_claimed", "quiet_libraries"]

@@ -137,6 +137,13 @@ class Worker:
         return executed
 
 
+def execute_run(store: Store, run_id: int, **options) -> str:
+    """Execute (or resume) one run now, in this process, as a foreground worker; returns the
+    final status. A run left running by a dead process is taken up again."""
+    with Worker(store, kind="foreground", device=options.pop("device", None)) as worker:
+        return worker.execute(run_id, **options)
+
+
 def worker_main(
     store: Store,
     *,
@@ -224,4 +231,4 @@ def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *
         time.sleep(0.5)
 
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "RunStatus", "Worker", "supervise", "worker_main"]
+__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "RunStatus", "Worker", "execute_run", "supervise", "worker_main"]

@@ -217,7 +217,7 @@ class TechniqueForm(Vertical):
         self.technique, self.params = technique, dict(params or {})
 
     def compose(self) -> ComposeResult:
-        from engine.postprocess import POSTPROCESS_SCHEMA
+        from engine.options import POSTPROCESS_SCHEMA
 
         name = self.technique.name
         yield Label(f"[b]{name}[/b]  {self.technique.summary}", classes="section-title")
@@ -246,7 +246,7 @@ class TechniqueForm(Vertical):
 
     def set_params(self, params: Mapping[str, Any]) -> None:
         """Every field to `params[name]` where given, else to its default."""
-        from engine.postprocess import POSTPROCESS_SCHEMA
+        from engine.options import POSTPROCESS_SCHEMA
 
         fields = getattr(self, "_composed", None)
         if fields is None:  # not composed yet: compose takes them
