@@ -1,4 +1,4 @@
-"""Kept in one file: the KID definition, its crop rule, the extractors and the reference cache are read together.
+"""Kept in one file: the KID definition, its crops, the feature extractors and the reference cache are read together.
 
 KID on the masked crop: how far the generated regions are, as a set, from the ground truth.
 

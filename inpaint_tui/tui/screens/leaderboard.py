@@ -1,4 +1,6 @@
-"""The leaderboard: one row per run (or per configuration, seeds pooled), metrics as
+"""Kept in one file: the screen's widgets, their live refresh and key actions (the data is built in leaderboard_view).
+
+The leaderboard: one row per run (or per configuration, seeds pooled), metrics as
 mean [95% CI], the best value of each column highlighted, sorted by any metric best first;
 filter by sample set, include unfinished runs, mark two runs and compare them.
 
