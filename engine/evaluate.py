@@ -167,7 +167,8 @@ def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> 
 
 
 def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, phrases: dict[str, str]) -> None:
-    from engine.metrics.detection import load_detector, prompt_precision, tiny_detector
+    from engine.metrics.detection import prompt_precision
+    from engine.metrics.detectors import load_detector, tiny_detector
 
     detector = tiny_detector(seed=config.seed) if config.models == "tiny" else load_detector(config.detector)
     outcome = prompt_precision(items, detector, phrases=phrases)

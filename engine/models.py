@@ -1,4 +1,6 @@
-"""Model presets and loading.
+"""Kept in one file: the preset table, its loaders and the offline `tiny` family it builds are one lookup.
+
+Model presets and loading.
 
 A preset names a family of Stable Diffusion components: an inpainting (9-channel) UNet for
 `vanilla`, a text-to-image (4-channel) UNet for the latent-blending techniques, and one VAE,

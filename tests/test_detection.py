@@ -16,16 +16,14 @@ from engine.metrics.crop import Box, mask_bounding_box
 from engine.metrics.detection import (
     DETECTORS,
     Detection,
-    GroundingDinoDetector,
-    OwlDetector,
     box_iou,
     box_xyxy,
     is_hit,
-    load_detector,
     prompt_phrase,
     prompt_precision,
     wilson_interval,
 )
+from engine.metrics.detectors import GroundingDinoDetector, OwlDetector, load_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,7 +254,7 @@ def test_prompt_precision_empty_inputs():
 @pytest.fixture(scope="module")
 def tiny_owl():
     """A random OWLv2 with tiny towers and a processor built offline (64 px input)."""
-    from engine.metrics.detection import tiny_owl as build
+    from engine.metrics.detectors import tiny_owl as build
 
     return build(0)
 

@@ -17,7 +17,8 @@ from inpaint_tui.read.compare import compare_runs
 from inpaint_tui.read.present import format_summary
 from inpaint_tui.store import LeaderboardRow, MetricSummary, NewSample, RunStatus
 from inpaint_tui.tui.app import InpaintApp
-from inpaint_tui.tui.screens.leaderboard import ALL_SETS, BoardState, build_view
+from inpaint_tui.tui.screens.leaderboard import ALL_SETS
+from inpaint_tui.tui.screens.leaderboard_view import BoardState, build_view
 from tests.conftest import queue
 
 SIZE = (120, 40)
@@ -332,7 +333,7 @@ async def test_enter_opens_the_run_detail(tui_store):
 async def test_leaderboard_handles_ten_thousand_runs(tui_store, monkeypatch):
     """Rows are built on a thread; the table shows the top DISPLAY_LIMIT, says how many there
     are, and re-sorts them (the top of the new ranking, from all 10 000)."""
-    from inpaint_tui.tui.screens.leaderboard import DISPLAY_LIMIT
+    from inpaint_tui.tui.screens.leaderboard_view import DISPLAY_LIMIT
 
     rows = []
     for i in range(10_000):
@@ -508,7 +509,7 @@ async def test_first_load_shows_the_head_of_the_ranking_then_the_whole(tui_store
     """On a large database the best runs are shown before the whole ranking is read: the
     head must be exactly the top of the full view, with no "best" highlight (the best of a
     column may lie further down), and be replaced by the full view."""
-    from inpaint_tui.tui.screens import leaderboard
+    from inpaint_tui.tui.screens import leaderboard, leaderboard_view
 
     monkeypatch.setattr(leaderboard, "HEAD_ROWS", 2)
     shown = []
@@ -522,7 +523,7 @@ async def test_first_load_shows_the_head_of_the_ranking_then_the_whole(tui_store
         assert head.partial and not full.partial
         assert len(head.rows) == 2 and len(full.rows) > 2
         assert head.keys == full.keys[:2]
-        assert not any(cell.style == leaderboard.BEST_STYLE for _, cells in head.rows for cell in cells)
-        assert any(cell.style == leaderboard.BEST_STYLE for _, cells in full.rows for cell in cells)
+        assert not any(cell.style == leaderboard_view.BEST_STYLE for _, cells in head.rows for cell in cells)
+        assert any(cell.style == leaderboard_view.BEST_STYLE for _, cells in full.rows for cell in cells)
         assert screen.row_keys == full.keys
         assert "loading" not in str(screen.query_one("#status").render())

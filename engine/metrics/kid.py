@@ -1,4 +1,6 @@
-"""KID on the masked crop: how far the generated regions are, as a set, from the ground truth.
+"""Kept in one file: the KID definition, its crops, the feature extractors and the reference cache are read together.
+
+KID on the masked crop: how far the generated regions are, as a set, from the ground truth.
 
 Definition (Bińkowski et al., arXiv 1801.01401; the estimator torchmetrics'
 `KernelInceptionDistance` computes):

@@ -1,4 +1,6 @@
-"""Samples from Hugging Face datasets: any dataset with image/mask/prompt columns, and PIPE.
+"""Kept in one file: the generic table reader and PIPE share loading, row checks and `_plan_rows`.
+
+Samples from Hugging Face datasets: any dataset with image/mask/prompt columns, and PIPE.
 
 `plan_hf` reads one table whose rows hold an image, a mask and a prompt. `plan_pipe` reads
 the PIPE test set (Paint by Inpaint), whose masks live in a second dataset, PIPE_Masks, and

@@ -23,6 +23,10 @@ class StoreError(RuntimeError):
     """A database that cannot be opened or used; the message names it."""
 
 
+class NotFound(StoreError):
+    """A run, sample or sample set that does not exist; the message names it."""
+
+
 def database_url(db: str | os.PathLike | None = None) -> str:
     """A path or SQLAlchemy URL (default: $INPAINT_TUI_DB, else ./experiments.db) to a URL."""
     value = str(db) if db is not None else os.environ.get(DB_ENV) or DEFAULT_DB

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from sqlmodel import select
 
+from inpaint_tui.store.db import NotFound
 from inpaint_tui.store.tables import SweepRecord, SweepRunRecord
 from inpaint_tui.store.views import SweepInfo
 
@@ -38,8 +39,6 @@ class SweepMixin:
             return [self._sweep_info(session, record) for record in records]
 
     def sweep(self, sweep_id: int) -> SweepInfo:
-        from inpaint_tui.store.store import NotFound
-
         with self.session() as session:
             record = session.get(SweepRecord, sweep_id)
             if record is None:

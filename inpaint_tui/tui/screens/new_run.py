@@ -1,4 +1,6 @@
-"""New run: pick techniques, fill the forms generated from their parameter schemas, and
+"""Kept in one file: one form screen, its widgets and their handlers (the grid is expanded in jobs.sweeps).
+
+New run: pick techniques, fill the forms generated from their parameter schemas, and
 queue. A comma list in any field (a parameter, seeds, steps, guidance) makes a sweep, whose
 grid points identical to runs already finished or queued reuse them. A background worker is
 started when none serves the database; the app never generates anything itself."""
