@@ -13,7 +13,7 @@ from textual_image.widget import HalfcellImage
 from inpaint_tui.store import RunStatus, Store
 from inpaint_tui.tui.app import InpaintApp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_app(store, **options) -> InpaintApp:

@@ -2,7 +2,7 @@
 navigate to the leaderboard and to a run's detail; read the screen with `capture-pane`.
 
 Run by hand to refresh the README's capture:
-    INPAINT_TUI_CAPTURE=docs/tui-capture.txt pytest tests/test_tmux_e2e.py
+    INPAINT_TUI_CAPTURE=docs/tui-capture.txt pytest tests/e2e/test_tmux_e2e.py
 """
 
 import os
@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # real worker processes / a real terminal: minutes
 
 BIN = Path(sys.executable).with_name("inpaint-tui")
 

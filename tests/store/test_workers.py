@@ -20,6 +20,8 @@ from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
 from tests.conftest import queue
 
+pytestmark = pytest.mark.slow  # real worker processes / a real terminal: minutes
+
 FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
 # Same thread count in every process: pixel-exact comparisons depend on it.
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "INPAINT_TUI_IDLE_EXIT": "3"}

@@ -1,6 +1,6 @@
 """`vanilla`'s diffusers options: the scheduler choice and padding_mask_crop, on the real tiny
 model. Pixel equality with diffusers is checked against a pipeline built independently from
-fresh components, as tests/test_techniques.py does for the defaults."""
+fresh components, as tests/engine/test_techniques.py does for the defaults."""
 
 import numpy as np
 import pytest

@@ -75,6 +75,7 @@ def test_recompute_replaces_only_the_named_metrics(store, tiny_model):
     assert again.summaries["kid"].value == first.summaries["kid"].value
 
 
+@pytest.mark.slow
 def test_recomputing_background_from_files_gives_the_runner_values(store, tiny_model):
     run_id, _ = _run(store, groups=("background",))
     before = {s.sample_id: s.metrics for s in store.run_detail(run_id).samples}
@@ -84,6 +85,7 @@ def test_recomputing_background_from_files_gives_the_runner_values(store, tiny_m
             assert s.metrics[name] == before[s.sample_id][name]
 
 
+@pytest.mark.slow
 def test_kid_reference_features_are_cached_across_runs(store, tiny_model):
     first, _ = _run(store, groups=("kid",))
     second, _ = _run(store, technique="vanilla", groups=("kid",))

@@ -1,6 +1,6 @@
 """Snapshots of the main screens (pytest-textual-snapshot), on the test database with images
 drawn as half-blocks so the pictures are deterministic. Update after an intended change with
-`pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
+`pytest tests/faces/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage

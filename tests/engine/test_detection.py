@@ -25,7 +25,7 @@ from engine.metrics.detection import (
 )
 from engine.metrics.detectors import GroundingDinoDetector, OwlDetector, load_detector
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A 40×40 mask box: columns 30..69, rows 20..59 -> (x0, y0, x1, y1) = (30, 20, 70, 60).
 MASK_BOX = Box(top=20, bottom=60, left=30, right=70)

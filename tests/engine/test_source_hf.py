@@ -282,7 +282,7 @@ def test_real_pipe_two_rows():
         "plan = plan_pipe(limit=2)\n"
         "print(len(plan.samples), len(plan.problems), [s.id for s in plan.samples])\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[:2] == ["2", "0"], result.stdout

@@ -461,6 +461,7 @@ async def submit_blended(pilot, app, store, *, steps: str) -> int:
     return run.id
 
 
+@pytest.mark.slow
 async def test_submit_executes_in_a_real_worker(fresh_store):
     app = make_app(fresh_store, "new_run")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -475,6 +476,7 @@ async def test_submit_executes_in_a_real_worker(fresh_store):
     assert len(detail.samples) == 6 and "bg_mse" in detail.metrics
 
 
+@pytest.mark.slow
 async def test_cancel_a_running_submitted_run(fresh_store):
     app = make_app(fresh_store, "new_run")
     async with app.run_test(size=(120, 40)) as pilot:

@@ -67,6 +67,7 @@ def test_end_to_end_import_run_list_rank(cli, tmp_path):
     assert "leaderboard by bg_psnr" in cli("leaderboard", "--metric", "bg_psnr").stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_every_technique_and_prints_the_leaderboard(cli):
     from engine.techniques import technique_names
 
@@ -136,6 +137,7 @@ def _subprocess(*args, db, env_extra=None):
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=300, cwd=Path(db).parent)
 
 
+@pytest.mark.slow
 def test_console_script_json_stdout_is_pure_json_and_env_db_works(tmp_path):
     db = tmp_path / "via-env.db"
     result = _subprocess("samples", "import", "demo", "--json", db=db, env_extra={"INPAINT_TUI_DB": str(db)})
@@ -164,6 +166,7 @@ def _all_techniques():
     return technique_names()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("technique", _all_techniques())
 def test_every_technique_runs_from_the_cli_with_an_option(cli, technique):
     cli("samples", "import", "demo")
@@ -176,6 +179,7 @@ def test_every_technique_runs_from_the_cli_with_an_option(cli, technique):
 @pytest.mark.parametrize(
     "option", ["background=feather", "background=poisson", "background=decoder", "post_condition=true"]
 )
+@pytest.mark.slow
 def test_every_option_runs_from_the_cli(cli, option):
     cli("samples", "import", "demo")
     extra = ["-p", "decoder_steps=2"] if option.endswith("decoder") else []
@@ -183,6 +187,7 @@ def test_every_option_runs_from_the_cli(cli, option):
     assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_sweep_queues_the_grid_runs_it_and_reuses_finished_runs(cli):
     cli("samples", "import", "demo")
     grid = ["sweep", "-t", "blended", "-p", "progressive_shrink=0,1", "-p", "blend_start=0,0.25", "--steps", "2",
@@ -210,6 +215,7 @@ def test_sweep_queues_the_grid_runs_it_and_reuses_finished_runs(cli):
     assert all(name in every for name in ("vanilla", "blended", "tdpaint", "repaint", "latentpaint", "diffdiff"))
 
 
+@pytest.mark.slow
 def test_runs_cancel_delete_and_workers_from_the_cli(cli, tmp_path):
     cli("samples", "import", "demo")
     run_id = cli("run", "-t", "blended", "--steps", "2", "--metrics", "background").stdout.strip()
