@@ -27,6 +27,8 @@ def test_cli_help_loads_neither_torch_nor_textual():
     )
     assert "typer" in loaded  # the probe really ran the CLI
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+    # Nor numpy/scipy: the defaults and the metric catalogue it reads are plain Python.
+    assert not loaded & {"numpy", "scipy", "PIL"}, loaded & {"numpy", "scipy", "PIL"}
 
 
 def test_listing_commands_stay_light():
