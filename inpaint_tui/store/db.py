@@ -103,7 +103,11 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # Switching to WAL rewrites the file header: only for a new or an inpaint-tui file,
+            # so opening another application's database by mistake leaves it byte-identical.
+            tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables or "alembic_version" in tables:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # NORMAL is safe with WAL: a crash never corrupts the file (power loss may drop the last commit).
