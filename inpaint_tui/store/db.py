@@ -8,6 +8,7 @@ and foreign keys (SQLite leaves them off by default).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect
@@ -39,12 +40,17 @@ DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "
                    "oracledb": "oracledb", "pyodbc": "pyodbc", "pymssql": "pymssql"}
 
 
+def _masked(url: str) -> str:
+    """An unparseable URL with any `user:password@` password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def shown(url: str | URL) -> str:
     """A URL fit for a message: passwords hidden, SQLite files as their path."""
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except (ArgumentError, ValueError):
-        return str(url)
+        return _masked(str(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return str(sqlite_path(parsed))
     return parsed.render_as_string(hide_password=True)
@@ -55,7 +61,7 @@ def parse_url(url: str) -> URL:
         return make_url(url)
     except (ArgumentError, ValueError) as error:
         raise DatabaseArgumentError(
-            f"--db {url}: not a database path or URL ({error}); give a file path or a URL such as "
+            f"--db {_masked(url)}: not a database path or URL ({error}); give a file path or a URL such as "
             "sqlite:///experiments.db or postgresql+psycopg://user@host/db"
         ) from None
 

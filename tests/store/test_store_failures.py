@@ -187,8 +187,8 @@ def driver_not_installed(good, tmp):
 
 
 def unparseable_url(good, tmp):
-    url = "postgresql://user@localhost:notaport/db"
-    return ["--db", url, *LIST], None, url
+    url = "postgresql://user:secret@localhost:notaport/db"
+    return ["--db", url, *LIST], None, "postgresql://user:***@localhost:notaport/db"
 
 
 CASES = [
