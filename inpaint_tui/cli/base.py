@@ -109,18 +109,26 @@ def fail(message: str, code: int = 1) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
-    argument (technique, parameter, model, value), 1 for a store or data problem."""
+    argument (technique, parameter, model, value, a --db that names no kind of database), 1 for
+    a store or data problem (a database or data folder that cannot be used)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine.models import ModelUnavailable
     from engine.params import ParamError
     from engine.samples import SampleError
     from inpaint_tui.store import StoreError
+    from inpaint_tui.store.db import DatabaseArgumentError
 
     try:
         yield
-    except (ParamError, ModelUnavailable) as error:
+    except (ParamError, ModelUnavailable, DatabaseArgumentError) as error:
         fail(str(error), 2)
     except (StoreError, SampleError) as error:
         fail(str(error), 1)
+    except SQLAlchemyError as error:  # the store names what it recognises; anything else still gets one line
+        fail(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}", 1)
+    except OSError as error:  # a data-folder write that failed after the folder was checked (e.g. disk full)
+        fail(f"cannot write {error.filename or 'a file'}: {error.strerror or error}", 1)
 
 DEFAULT_METRICS = ",".join(DEFAULT_GROUPS)
 METRICS_HELP = f"Metric groups computed for the run: {', '.join(GROUPS)} (comma-separated)."

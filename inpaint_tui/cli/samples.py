@@ -46,7 +46,7 @@ def samples_import(
 
     err = Console(stderr=True)
     with user_errors(), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  console=err, transient=True) as progress:
+                                  console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"reading {source}", total=None)
 
         def step(done: int, total: int) -> None:

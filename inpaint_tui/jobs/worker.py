@@ -62,6 +62,7 @@ class Worker:
         self.model: str | None = None
 
     def __enter__(self) -> "Worker":
+        self.store.require_writable_data_dir()  # outputs go there: refuse before registering
         self.id = self.store.register_worker(
             self.kind, device=self.device_label, pid=os.getpid(), log_path=self.log_path, worker_id=self.id,
         )

@@ -8,10 +8,12 @@ and foreign keys (SQLite leaves them off by default).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 DEFAULT_DB = "experiments.db"
 DB_ENV = "INPAINT_TUI_DB"
@@ -25,6 +27,51 @@ class StoreError(RuntimeError):
 
 class NotFound(StoreError):
     """A run, sample or sample set that does not exist; the message names it."""
+
+
+class DatabaseArgumentError(StoreError):
+    """A `--db` value that names no usable kind of database (unparseable URL, unknown dialect
+    or driver name): a bad argument, so the faces exit 2 rather than 1."""
+
+
+# Driver modules SQLAlchemy imports, and the package that provides each (for the hint).
+DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary",
+                   "psycopg": "'psycopg[binary]'", "asyncpg": "asyncpg", "cx_Oracle": "cx_Oracle",
+                   "oracledb": "oracledb", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+
+
+def _masked(url: str) -> str:
+    """An unparseable URL with any `user:password@` password replaced by ***."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def shown(url: str | URL) -> str:
+    """A URL fit for a message: passwords hidden, SQLite files as their path."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except (ArgumentError, ValueError):
+        return _masked(str(url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return str(sqlite_path(parsed))
+    return parsed.render_as_string(hide_password=True)
+
+
+def parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as error:
+        raise DatabaseArgumentError(
+            f"--db {_masked(url)}: not a database path or URL ({error}); give a file path or a URL such as "
+            "sqlite:///experiments.db or postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def sqlite_path(parsed: URL) -> Path:
+    """The file of an SQLite URL, also for `sqlite:///file:PATH?mode=ro&uri=true` URIs."""
+    database = parsed.database or ""
+    if parsed.query.get("uri") in ("true", "1") and database.startswith("file:"):
+        database = database[len("file:"):].split("?", 1)[0]
+    return Path(database)
 
 
 def database_url(db: str | os.PathLike | None = None) -> str:
@@ -41,25 +88,32 @@ def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path:
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
     if explicit:
         return Path(explicit).expanduser().resolve()
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database)
+        path = sqlite_path(parsed)
         return path.with_name(f"{path.stem}_data")
     return Path("inpaint_data").resolve()
 
 
 def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).parent
+        path = sqlite_path(parsed)
+        folder = path.parent
         if not folder.is_dir():
-            raise StoreError(f"cannot create database {parsed.database}: folder {folder} does not exist")
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+            raise StoreError(f"cannot create database {path}: folder {folder} does not exist")
+        if path.is_dir():
+            raise StoreError(f"database {path} is a folder, not a file: give --db a file path")
+        engine = _create(parsed, url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # Switching to WAL rewrites the file header: only for a new or an inpaint-tui file,
+            # so opening another application's database by mistake leaves it byte-identical.
+            tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables or "alembic_version" in tables:
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # NORMAL is safe with WAL: a crash never corrupts the file (power loss may drop the last commit).
@@ -67,7 +121,65 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return _create(parsed, url, pool_pre_ping=True)
+
+
+def _create(parsed: URL, url: str, **options) -> Engine:
+    try:
+        return create_engine(url, **options)
+    except NoSuchModuleError:
+        raise DatabaseArgumentError(_unknown_kind(parsed)) from None
+    except ImportError as error:  # the dialect is known, its driver module is not installed
+        package = DRIVER_PACKAGES.get(error.name or "", f"the driver for {parsed.drivername}")
+        raise StoreError(
+            f"database {shown(parsed)}: its driver is not installed ({error}); pip install {package}, "
+            f"or name an installed driver in the URL (e.g. postgresql+psycopg://)"
+        ) from None
+
+
+def _unknown_kind(parsed: URL) -> str:
+    from sqlalchemy.dialects import registry
+
+    try:
+        registry.load(parsed.get_backend_name())
+    except NoSuchModuleError:
+        return (f"--db {shown(parsed)}: unknown kind of database {parsed.get_backend_name()!r}; give a file path "
+                "or a sqlite:///, postgresql+psycopg:// or mysql+pymysql:// URL")
+    return (f"--db {shown(parsed)}: unknown driver {parsed.get_driver_name()!r} for {parsed.get_backend_name()}; "
+            f"leave it out ({parsed.get_backend_name()}://) or name an installed one")
+
+
+def describe(url: str, error: Exception) -> str:
+    """One line for a database error: which database, what is wrong, what to do."""
+    where = shown(url)
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    lowered = reason.lower()
+    if "file is not a database" in lowered or "not a database" in lowered:
+        return (f"{where} is not an SQLite database (or its header is damaged: {reason}); check --db, "
+                "or restore the file from a backup")
+    if "malformed" in lowered or "corrupt" in lowered:
+        return (f"database {where} is damaged ({reason}); nothing was changed: restore it from a backup, or "
+                f"try `sqlite3 {where} .recover | sqlite3 recovered.db`")
+    if "readonly" in lowered or "read-only" in lowered:
+        return (f"database {where} is read-only ({reason}); this command writes: open it writable "
+                "(file permissions, mount, no mode=ro in the URL)")
+    if "no such column" in lowered or "no such table" in lowered or "has no column" in lowered:
+        return (f"database {where} does not match its schema revision ({reason}): it was altered by hand or "
+                "is damaged; restore it from a backup")
+    if "unable to open" in lowered:
+        return f"cannot open database {where}: {reason}; check the path and its permissions"
+    return f"database {where}: {reason}"
+
+
+def is_unusable(error: Exception) -> bool:
+    """Whether a database error is permanent for this database (damaged, read-only, schema
+    drift) rather than transient (locked, a dropped connection): only those become StoreError
+    inside sessions, so callers that retry on OperationalError still see transient ones."""
+    if not isinstance(error, DBAPIError) or error.connection_invalidated:
+        return False
+    lowered = str(error.orig).lower()
+    return any(word in lowered for word in ("not a database", "malformed", "corrupt", "readonly", "read-only",
+                                            "no such column", "no such table", "has no column"))
 
 
 def migrate(engine: Engine) -> None:
@@ -79,11 +191,57 @@ def migrate(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    with engine.connect() as connection:
-        if MigrationContext.configure(connection).get_current_revision() == head:
-            return
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
+                from inpaint_tui import __version__
+
+                raise StoreError(
+                    f"database {shown(url)} was written by a newer inpaint-tui (schema revision {current}; this one, "
+                    f"{__version__}, knows up to {head}): upgrade inpaint-tui (pip install -U inpaint-tui) to use it"
+                )
+            if current is None and engine.dialect.name == "sqlite":  # a server database may hold others' tables
+                _refuse_foreign(connection, url)
+            if current == head:
+                _check_schema(connection, url)
+                return
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except DBAPIError as error:
+        raise StoreError(describe(url, error)) from None
+
+
+def _refuse_foreign(connection, url: str) -> None:
+    """An SQLite file (or schema) with tables but no migration record is someone else's
+    database: adding ours to it would mix two applications' data, so refuse."""
+    tables = sorted(inspect(connection).get_table_names())
+    if tables:
+        listed = ", ".join(tables[:4]) + (", ..." if len(tables) > 4 else "")
+        raise StoreError(
+            f"database {shown(url)} is not an inpaint-tui database (it has tables {listed} and no schema "
+            "revision); give --db a new file or an inpaint-tui database"
+        )
+
+
+def _check_schema(connection, url: str) -> None:
+    """Every table and column the models use exists (a cheap read of the catalogue), so a
+    hand-altered database fails here with one line, not in the middle of a command."""
+    from inpaint_tui.store.tables import SQLModel
+
+    inspector = inspect(connection)
+    present = set(inspector.get_table_names())
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in present:
+            raise StoreError(f"database {shown(url)} lacks table {table.name} although its schema revision says it "
+                             "has it: it was altered by hand or is damaged; restore it from a backup")
+        columns = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in columns]
+        if missing:
+            raise StoreError(f"database {shown(url)}: table {table.name} lacks column(s) {', '.join(missing)} although "
+                             "its schema revision says it has them: it was altered by hand; restore it from a backup")
 

@@ -36,6 +36,7 @@ class SampleMixin:
         `on_progress(done, total)` follows the file writes (the slow part)."""
         if not set_name.strip():
             raise StoreError("a sample set needs a non-empty name")
+        self.require_writable_data_dir()
         paths = []
         for index, item in enumerate(items):
             if on_progress is not None:

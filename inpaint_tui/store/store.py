@@ -15,12 +15,21 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from sqlalchemy import delete, func, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 
 # NotFound lives in db beside StoreError, so the mixins need not import this module (no cycle);
 # re-exported here for callers that name it from store.store.
-from inpaint_tui.store.db import NotFound, StoreError, data_dir_for, database_url, make_engine, migrate
+from inpaint_tui.store.db import (
+    NotFound,
+    StoreError,
+    data_dir_for,
+    database_url,
+    describe,
+    is_unusable,
+    make_engine,
+    migrate,
+)
 from inpaint_tui.store.files import atomic_write, safe_file_stem
 from inpaint_tui.store.metrics import MetricsMixin
 from inpaint_tui.store.queue import QueueMixin
@@ -47,15 +56,45 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         self.url = database_url(db)
         self.data_dir = data_dir_for(self.url, data_dir)
         self.engine = make_engine(self.url)
-        try:
-            migrate(self.engine)
-        except OperationalError as error:
-            raise StoreError(f"cannot open database {self.url}: {error.orig}") from None
+        self._data_dir_checked = False
+        migrate(self.engine)  # raises StoreError naming the database for every way it cannot be used
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except DBAPIError as error:
+            # Damage found by a later read, or a write to a read-only file: one line naming the
+            # database. Transient errors (locked, connection lost) pass on for callers that retry.
+            if is_unusable(error):
+                raise StoreError(describe(self.url, error)) from None
+            raise
+
+    def require_writable_data_dir(self) -> Path:
+        """The data folder, created if needed, after proving a file can be written in it (once
+        per store): called before a command's first write there, so an unusable folder is one
+        line naming it rather than an OSError in the middle of an import or a run."""
+        if self._data_dir_checked:
+            return self.data_dir
+        folder = self.data_dir
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"data folder {folder} is a file, not a folder: pass --data-dir a folder "
+                             "(or move the file away)")
+        probe = folder / f".write-check.{os.getpid()}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            blocker = next((parent for parent in folder.parents if parent.exists() and not parent.is_dir()), None)
+            if blocker is not None:
+                raise StoreError(f"data folder {folder} cannot be created: {blocker} is a file, not a folder; "
+                                 "pass --data-dir another folder") from None
+            raise StoreError(f"cannot write to data folder {folder} ({error.strerror or error}): pass --data-dir a "
+                             "writable folder, or fix its permissions or free space") from None
+        self._data_dir_checked = True
+        return folder
 
     def close(self) -> None:
         self.engine.dispose()
@@ -106,6 +145,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         """Queue a run over its sample set; `seeds` maps sample id to that sample's seed.
         The run and its sample rows appear in one transaction, so no worker claims half a run.
         `claimed_by`: created already claimed (claim 1) by that worker, for execution now."""
+        self.require_writable_data_dir()  # a run writes outputs there: refuse before queueing one
         with self.session() as session:
             members = session.exec(
                 select(SampleSetMember).where(SampleSetMember.set_id == self._set(session, spec.sample_set).id)
