@@ -39,6 +39,9 @@ class ModelPreset:
     txt2img: str | None  # hub id or local folder of a 4-channel text-to-image pipeline
     resolution: int
     builtin: bool = False
+    # The scheduler's num_train_timesteps: the most denoising steps a run can ask for. Stated
+    # here (SD's 1000) so that a run spec is checked without loading torch; None: unknown.
+    train_timesteps: int | None = 1000
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -116,18 +119,45 @@ def resolve_preset(name: str) -> ModelPreset:
         unet_config = path / "unet" / "config.json"
         if not index.is_file() or not unet_config.is_file():
             raise ModelUnavailable(f"model folder {path} is not a diffusers pipeline (no model_index.json or unet/)")
-        in_channels = json.loads(unet_config.read_text()).get("in_channels", 4)
-        sample_size = json.loads(unet_config.read_text()).get("sample_size", 64)
+        _read_config(index)  # only checked: diffusers would fail on it later, with a traceback
+        unet = _read_config(unet_config)
+        in_channels = _config_int(unet, "in_channels", 4, unet_config)
+        sample_size = _config_int(unet, "sample_size", 64, unet_config)
+        scheduler_config = path / "scheduler" / "scheduler_config.json"
+        timesteps = None
+        if scheduler_config.is_file():
+            timesteps = _config_int(_read_config(scheduler_config), "num_train_timesteps", 1000, scheduler_config)
         is_inpaint = in_channels == 9
         return ModelPreset(
             name=str(path),
             description=f"local {'inpainting' if is_inpaint else 'text-to-image'} pipeline",
             inpaint=str(path) if is_inpaint else None,
             txt2img=None if is_inpaint else str(path),
-            resolution=int(sample_size) * 8,
+            resolution=sample_size * 8,
+            train_timesteps=timesteps,
         )
     known = ", ".join(PRESETS)
     raise ModelUnavailable(f"unknown model {name!r}: not a preset ({known}) nor a pipeline folder")
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    """A model folder's JSON config; what is wrong with it as ModelUnavailable naming the file."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelUnavailable(f"model unavailable: {file}: cannot read it ({error})") from None
+    except json.JSONDecodeError as error:
+        raise ModelUnavailable(f"model unavailable: {file}: invalid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ModelUnavailable(f"model unavailable: {file}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _config_int(config: dict[str, Any], key: str, default: int, file: Path) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelUnavailable(f"model unavailable: {file}: {key} must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _is_local(source: str) -> bool:
@@ -240,11 +270,15 @@ class Model:
         return pipe
 
 
-def load_model(name: str, *, device: str | None = None, dtype: "torch.dtype | str | None" = None) -> Model:
-    """Load a preset (or a local pipeline folder). Reuses an already loaded identical model."""
+def load_model(name: str, *, device: str | None = None, dtype: "torch.dtype | str | None" = None,
+               allow_pickle_weights: bool = False) -> Model:
+    """Load a preset (or a local pipeline folder). Reuses an already loaded identical model.
+
+    Hub and folder weights load from safetensors only: a pickled `.bin` checkpoint can run
+    code when unpickled, so it needs `allow_pickle_weights=True` (`--allow-pickle-weights`)."""
     device = device or default_device()
     torch_dtype = _parse_dtype(dtype) if dtype is not None else default_dtype(device)
-    return _load_cached(name, device, torch_dtype)
+    return _load_cached(name, device, torch_dtype, bool(allow_pickle_weights))
 
 
 def _parse_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
@@ -260,14 +294,19 @@ def _parse_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
 
 
 @lru_cache(maxsize=2)
-def _load_cached(name: str, device: str, dtype: "torch.dtype") -> Model:
+def _load_cached(name: str, device: str, dtype: "torch.dtype", allow_pickle_weights: bool = False) -> Model:
     preset = resolve_preset(name)
     if preset.builtin:
         return _build_tiny(preset, device, dtype)
-    return _load_pretrained(preset, device, dtype)
+    return _load_pretrained(preset, device, dtype, allow_pickle_weights)
 
 
-def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
+PICKLE_HINT = ("weights load from safetensors only; if you trust this model's .bin files, "
+               "pass --allow-pickle-weights")
+
+
+def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
+                     allow_pickle_weights: bool = False) -> Model:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -276,16 +315,25 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype") -> 
         _ensure_loadable(source, preset.name)
     shared = sources[0]  # one VAE and text encoder for every technique of the preset
 
+    # None lets diffusers/transformers fall back to .bin; True makes a missing safetensors file an error.
+    weights = dict(torch_dtype=dtype, use_safetensors=None if allow_pickle_weights else True)
+    hint = "Try --model tiny" if allow_pickle_weights else f"Try --model tiny ({PICKLE_HINT})"
+
     def unet_builder(source: str):
-        return lambda: UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
+        def build():
+            try:
+                return UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
+            except OSError as error:
+                raise ModelUnavailable(f"model {preset.name!r}: cannot load the UNet of {source}: {error}. {hint}") from error
+        return build
 
     try:
-        vae = AutoencoderKL.from_pretrained(shared, subfolder="vae", torch_dtype=dtype)
-        text_encoder = CLIPTextModel.from_pretrained(shared, subfolder="text_encoder", torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(shared, subfolder="vae", **weights)
+        text_encoder = CLIPTextModel.from_pretrained(shared, subfolder="text_encoder", **weights)
         tokenizer = CLIPTokenizer.from_pretrained(shared, subfolder="tokenizer")
         scheduler_config = _ddim_config(shared)
     except OSError as error:
-        raise ModelUnavailable(f"model {preset.name!r}: cannot load {shared}: {error}. Try --model tiny") from error
+        raise ModelUnavailable(f"model {preset.name!r}: cannot load {shared}: {error}. {hint}") from error
     builders = {}
     if preset.inpaint:
         builders["inpaint"] = unet_builder(preset.inpaint)
@@ -388,7 +436,7 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
             )
         )
     scheduler_config = {
-        "num_train_timesteps": 1000,
+        "num_train_timesteps": PRESETS["tiny"].train_timesteps,  # what run specs are checked against
         "beta_start": 0.00085,
         "beta_end": 0.012,
         "beta_schedule": "scaled_linear",

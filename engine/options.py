@@ -21,8 +21,8 @@ POSTPROCESS_SCHEMA = ParamSchema(
               "none, paste (hard copy outside the mask), feather (blurred mask growing outward), "
               "poisson (OpenCV seamless clone, Blended Latent Diffusion's), decoder (per-image decoder fine-tuning)",
               choices=BACKGROUNDS),
-        Param("feather_kernel", "int", 21, "Gaussian kernel size in pixels for background=feather (odd)",
-              minimum=3, maximum=255),
+        Param("feather_kernel", "int", 21, "Gaussian kernel size in pixels for background=feather",
+              minimum=3, maximum=255, odd=True),
         Param("decoder_steps", "int", 75, "Adam steps for background=decoder", minimum=1, maximum=2000),
         Param("decoder_lr", "float", 1e-4, "Adam learning rate for background=decoder", minimum=1e-7, maximum=1e-1),
         Param("decoder_lambda", "float", 100.0, "weight of the background term for background=decoder",

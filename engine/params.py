@@ -38,7 +38,8 @@ class Param:
     """One technique parameter.
 
     `kind` is "int", "float", "bool" or "choice"; `minimum`/`maximum` are inclusive bounds
-    (floats may be `math.inf` where infinity is meaningful, e.g. TD-Paint's `t_bg`).
+    (floats may be `math.inf` where infinity is meaningful, e.g. TD-Paint's `t_bg`); `odd`
+    (ints only) admits odd values only, for kernel sizes that need a centre pixel.
     """
 
     name: str
@@ -48,10 +49,13 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    odd: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("int", "float", "bool", "choice"):
             raise ValueError(f"parameter {self.name!r}: unknown kind {self.kind!r}")
+        if self.odd and self.kind != "int":
+            raise ValueError(f"parameter {self.name!r}: only int parameters can be odd")
         if self.kind == "choice" and self.default not in self.choices:
             raise ValueError(f"parameter {self.name!r}: default {self.default!r} not in choices")
         self.validate(self.default, technique="(schema)")
@@ -105,6 +109,9 @@ class Param:
             raise ParamError(f"{where}: {value} is below the minimum {_fmt(self.minimum)}")
         if self.maximum is not None and value > self.maximum:
             raise ParamError(f"{where}: {value} is above the maximum {_fmt(self.maximum)}")
+        if self.odd and value % 2 == 0:
+            # Rejected rather than rounded: the stored value must be the one used.
+            raise ParamError(f"{where}: must be odd, got {value} (use {value - 1} or {value + 1})")
         return value
 
     def describe_range(self) -> str:
@@ -114,7 +121,7 @@ class Param:
             return "true|false"
         low = "-inf" if self.minimum is None else _fmt(self.minimum)
         high = "inf" if self.maximum is None else _fmt(self.maximum)
-        return f"[{low}, {high}]"
+        return f"[{low}, {high}]" + (" odd" if self.odd else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +132,7 @@ class Param:
             "minimum": _json_number(self.minimum),
             "maximum": _json_number(self.maximum),
             "choices": list(self.choices),
+            "odd": self.odd,
             "help": self.help,
         }
 

@@ -107,9 +107,10 @@ def gaussian_blur(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def feather(generated: np.ndarray, source: np.ndarray, mask: np.ndarray, kernel_size: int = 21) -> np.ndarray:
-    size = kernel_size if kernel_size % 2 == 1 else kernel_size + 1
+    # An even size raises in gaussian_kernel: it used to become size + 1 here, so the kernel
+    # used differed from the one recorded (the schema now admits odd sizes only).
     binary = mask.astype(np.float64)
-    blurred = gaussian_blur(binary, size)
+    blurred = gaussian_blur(binary, kernel_size)
     grown = 1.0 - (1.0 - binary) * (1.0 - blurred)
     weights = grown[:, :, None]
     return (weights * generated + (1.0 - weights) * source).astype(np.float32)

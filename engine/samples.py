@@ -239,6 +239,23 @@ def resize_to(sample: Sample, size: tuple[int, int]) -> Sample:
     )
 
 
+def check_mask_survives(sample: Sample, resolution: int, *, name: str | None = None) -> None:
+    """Raise SampleError (naming the sample by `name`, else its id) when its mask vanishes at
+    the `fit` working size for a model of `resolution`: resized as `resize_to` resizes it, no
+    pixel stays >= 0.5, so every run of it would fail. Checked at import against the smallest
+    preset resolution, so that the sample is refused by name rather than failing later."""
+    size = working_size(sample.size, resolution)
+    if size == sample.image.size:
+        return
+    mask = Image.fromarray(sample.mask, mode="F").resize(size, Image.Resampling.BILINEAR)
+    if not (np.asarray(mask) >= 0.5).any():
+        covered = int(sample.binary_mask.sum())
+        raise SampleError(
+            f"sample {name or sample.id!r}: mask too small: its {covered} px vanish at the working size "
+            f"{size[0]}x{size[1]} of a {resolution} px model (resize=fit); draw a larger mask"
+        )
+
+
 RESIZE_POLICIES = ("fit", "crop")
 CROP_MARGIN = 0.25
 

@@ -125,9 +125,13 @@ class RunSpec:
         from engine.techniques import get_technique
 
         resolved = get_technique(technique).resolve_params(params)
-        resolve_preset(model)
+        preset = resolve_preset(model)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ParamError(f"steps must be a whole number >= 1, got {steps!r}")
+        if preset.train_timesteps is not None and steps > preset.train_timesteps:
+            # The scheduler cannot space more steps than it was trained with: every sample would fail.
+            raise ParamError(f"steps: {steps} is above the {preset.train_timesteps} timesteps of model "
+                             f"{model!r}'s scheduler (num_train_timesteps); use --steps {preset.train_timesteps} or fewer")
         if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
                 or guidance < 0:
             raise ParamError(f"guidance must be a finite number >= 0, got {guidance!r}")

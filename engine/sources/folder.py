@@ -52,11 +52,13 @@ class _Entry:
     references: list[Path] = field(default_factory=list)
 
 
-def plan_folder(path: str | Path, *, invert_masks: bool = False) -> ImportPlan:
+def plan_folder(path: str | Path, *, invert_masks: bool = False, follow_links: bool = False) -> ImportPlan:
     """Read a folder of images, masks and prompts into an ImportPlan (sorted by name).
 
     With `invert_masks=True` every mask is flipped (1 - m) before validation, for folders
-    whose masks are drawn white = keep.
+    whose masks are drawn white = keep. A file reached through a symbolic link that points
+    outside the folder is skipped with a note naming the link, unless `follow_links=True`:
+    importing a folder should not read files elsewhere on the machine behind the user's back.
 
     Raises FileNotFoundError for a missing folder, NotADirectoryError for a file, and
     ValueError for a folder with nothing that looks like either layout.
@@ -76,11 +78,21 @@ def plan_folder(path: str | Path, *, invert_masks: bool = False) -> ImportPlan:
         layouts.append("flat (NAME.png + NAME_mask.png)")
     if not layouts:
         raise ValueError(f"no images found in {folder}: {LAYOUT_HELP}")
+    outside = _outside(folder, follow_links)
+    for entry in entries.values():
+        for found in (entry.images, entry.masks, entry.references):
+            for relative in [r for r in found if outside(r)]:
+                found.remove(relative)
+                plan.notes.append(_link_note(folder, relative))
+    for name in [n for n, entry in entries.items() if not (entry.images or entry.masks or entry.references)]:
+        del entries[name]
     plan.notes.append(f"layout: {' and '.join(layouts)} in {folder}")
     if invert_masks:
         plan.notes.append("invert_masks: every mask was flipped (1 - m) before validation, so white in the files means keep")
 
-    csv_prompts = _read_prompts_csv(folder, plan)
+    csv_prompts = {} if outside(Path(PROMPTS_CSV)) else _read_prompts_csv(folder, plan)
+    if outside(Path(PROMPTS_CSV)):
+        plan.notes.append(_link_note(folder, Path(PROMPTS_CSV)))
     unused = sorted(set(csv_prompts) - set(entries))
     if unused:
         plan.notes.append(f"{PROMPTS_CSV} has prompts for names with no image: {', '.join(unused)}")
@@ -88,11 +100,30 @@ def plan_folder(path: str | Path, *, invert_masks: bool = False) -> ImportPlan:
     for name in sorted(entries):
         entry = entries[name]
         try:
-            plan.samples.append(_build(folder, name, entry, csv_prompts, invert_masks, plan))
+            plan.samples.append(_build(folder, name, entry, csv_prompts, invert_masks, plan, outside))
         except SampleError as error:
             plan.problem(name, str(error))
     plan.problems.sort(key=lambda problem: problem[0])
     return plan
+
+
+def _outside(folder: Path, follow_links: bool):
+    """A test for relative paths: True for an existing one that resolves outside `folder`
+    (through a link), always False with `follow_links`."""
+    root = folder.resolve()
+
+    def outside(relative: Path) -> bool:
+        path = folder / relative
+        if follow_links or not path.exists():
+            return False
+        return not path.resolve().is_relative_to(root)
+
+    return outside
+
+
+def _link_note(folder: Path, relative: Path) -> str:
+    return (f"skipped link {relative.as_posix()} -> {(folder / relative).resolve()}: it points outside "
+            f"the folder (use --follow-links to read it)")
 
 
 def _scan_structured(folder: Path, entries: dict[str, _Entry]) -> bool:
@@ -173,7 +204,8 @@ def _read_prompts_csv(folder: Path, plan: ImportPlan) -> dict[str, str | None]:
 
 
 def _find_prompt(
-    folder: Path, name: str, csv_prompts: dict[str, str | None], *, structured: bool
+    folder: Path, name: str, csv_prompts: dict[str, str | None], *, structured: bool, outside=lambda _: False,
+    plan: ImportPlan | None = None,
 ) -> tuple[str, str]:
     """(prompt, relative file) for a name, or raise SampleError saying where it was looked for."""
     if name in csv_prompts:
@@ -186,6 +218,10 @@ def _find_prompt(
     candidates = (Path("images") / f"{name}.txt", Path("prompts") / f"{name}.txt", Path(f"{name}.txt"))
     for relative in candidates:
         path = folder / relative
+        if path.is_file() and outside(relative):
+            if plan is not None:
+                plan.notes.append(_link_note(folder, relative))
+            continue
         if path.is_file():
             try:
                 prompt = path.read_text(encoding="utf-8-sig").strip()
@@ -209,6 +245,7 @@ def _build(
     csv_prompts: dict[str, str | None],
     invert_masks: bool,
     plan: ImportPlan,
+    outside=lambda _: False,
 ) -> Sample:
     for role, found in (("image", entry.images), ("mask", entry.masks), ("reference", entry.references)):
         if len(found) > 1:
@@ -222,7 +259,8 @@ def _build(
         expected = f"masks/{name}.png" if image_rel.parent.name == "images" else f"{name}{MASK_SUFFIX}.png"
         raise SampleError(f"sample {name!r}: image {image_rel.as_posix()} has no mask (expected {expected})")
     mask_rel = entry.masks[0]
-    prompt, prompt_rel = _find_prompt(folder, name, csv_prompts, structured=image_rel.parent.name == "images")
+    prompt, prompt_rel = _find_prompt(folder, name, csv_prompts, structured=image_rel.parent.name == "images",
+                                      outside=outside, plan=plan)
 
     image = _open(folder, image_rel, name, "image")
     mask = normalise_mask(_open(folder, mask_rel, name, "mask"), sample_id=name)

@@ -56,6 +56,10 @@ def run(
     ring_width: Optional[int] = typer.Option(None, "--ring-width", min=1, help="Seam ring width in pixels (default 8)."),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
     animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
+    allow_pickle_weights: bool = typer.Option(
+        False, "--allow-pickle-weights", help="Load a hub or folder model's pickled .bin weights where it has no "
+        "safetensors (unpickling can run code: only for models you trust)."
+    ),
     detach: bool = typer.Option(False, "--detach", help="Queue the run for a background worker (started if none runs) "
                                 "and return at once; it survives this terminal closing."),
     as_json: bool = typer.Option(False, "--json", help="Print the finished run's detail as JSON instead of its id."),
@@ -74,7 +78,7 @@ def run(
         store = context_of(ctx).store()
         placement = dict(sample_set=sample_set, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
-                                      animation=animation))
+                                      animation=animation, allow_pickle_weights=allow_pickle_weights))
         description = f"{technique} {format_params(spec.changed_params())} on {sample_set!r} with {model}"
         if detach:
             run_id = queue_run(store, spec, **placement)

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, samples_app, user_errors
+from inpaint_tui.read.present import printable
 
 
 @samples_app.command("import")
@@ -30,6 +31,9 @@ def samples_import(
     resize_mismatched: bool = typer.Option(
         False, "--resize-mismatched", help="Resize masks/references whose size differs from the image (default: skip)."
     ),
+    follow_links: bool = typer.Option(
+        False, "--follow-links", help="Read files behind symbolic links that point outside the imported folder."
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Import samples into the store: idempotent (content-addressed) and all-or-nothing."""
@@ -40,7 +44,7 @@ def samples_import(
     options = ImportOptions(
         set_name=set_name, split=split, limit=limit, prompt_column=prompt_column, prompt_template=prompt_template,
         image_column=image_column, mask_column=mask_column, reference_column=reference_column,
-        invert_masks=invert_masks, resize_mismatched=resize_mismatched,
+        invert_masks=invert_masks, resize_mismatched=resize_mismatched, follow_links=follow_links,
     )
     from rich.console import Console
 
@@ -61,6 +65,8 @@ def samples_import(
             "importable": [s.id for s in plan.samples],
             "problems": [{"name": name, "reason": reason} for name, reason in plan.problems],
             "notes": plan.notes,
+            "merged": [{"name": name, "same_as": kept} for name, kept in outcome.merged],
+            "already_present": sorted(outcome.present),
             "report": None if report is None else report.to_dict(),
         })
     else:
@@ -69,14 +75,17 @@ def samples_import(
         for name, reason in plan.problems:
             err.print(f"[red]cannot import[/] {name}: {reason}", highlight=False)
         if dry_run:
-            typer.echo(f"dry run: {len(plan.samples)} sample(s) importable into set {outcome.set_name!r}, "
-                       f"{len(plan.problems)} problem(s)")
+            typer.echo(f"dry run: {len(plan.samples)} sample(s) importable into set {outcome.set_name!r}: "
+                       f"{outcome.new_count} new, {len(outcome.present)} already present"
+                       + (f", {len(outcome.merged)} merged" if outcome.merged else "")
+                       + f"; {len(plan.problems)} problem(s)")
             for sample in plan.samples:
-                typer.echo(f"  {sample.id}  {sample.size[0]}x{sample.size[1]}  {sample.prompt}")
+                typer.echo(f"  {sample.id}  {sample.size[0]}x{sample.size[1]}  {printable(sample.prompt)}")
         elif report is not None:
             typer.echo(
                 f"set {report.set_name!r}: {report.added} new, {report.already_present} already present, "
-                f"{report.total_in_set} in the set" + (f"; {len(plan.problems)} skipped" if plan.problems else "")
+                f"{report.total_in_set} in the set" + (f", {len(outcome.merged)} merged" if outcome.merged else "")
+                + (f"; {len(plan.problems)} skipped" if plan.problems else "")
             )
     if not plan.samples:
         fail(f"{outcome.source}: nothing importable ({len(plan.problems)} problem(s))", 1)
@@ -95,10 +104,11 @@ def samples_list(
         print_json([info.to_dict() for info in infos])
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("id", "name", "size", "prompt", "reference", "source", title=f"samples{f' in {set_name}' if set_name else ''}")
     for info in infos:
-        table.add_row(str(info.id), info.name, f"{info.width}x{info.height}", info.prompt,
+        table.add_row(str(info.id), Text(printable(info.name)), f"{info.width}x{info.height}", Text(printable(info.prompt)),
                       "yes" if info.reference_path else "no", info.source)
     rich_console().print(table)
 
@@ -117,14 +127,18 @@ def samples_show(
     if as_json:
         print_json({**info.to_dict(), "sets": sets})
         return
+    from rich.text import Text
+
     console = rich_console()
-    console.print(f"[bold]sample {info.id}[/] {info.name}")
+    # Prompts and names are shown through printable() and as plain Text: stored as imported,
+    # but an ANSI escape or rich markup in them must not reach or restyle the terminal.
+    console.print(Text.assemble((f"sample {info.id}", "bold"), " ", printable(info.name)))
     for label, value in (("prompt", info.prompt), ("size", f"{info.width}x{info.height}"), ("source", info.source),
                          ("sets", ", ".join(sets) or "-"), ("image", info.image_path), ("mask", info.mask_path),
                          ("reference", info.reference_path or "-"), ("key", info.key)):
-        console.print(f"  {label:>10}: {value}", highlight=False)
+        console.print(Text(f"  {label:>10}: {printable(str(value))}"))
     for key, value in sorted(info.meta.items()):
-        console.print(f"  {key:>10}: {value}", highlight=False)
+        console.print(Text(f"  {key:>10}: {printable(str(value))}"))
 
 
 @samples_app.command("sets")

@@ -124,7 +124,8 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
     monitor = _Monitor(store, run, lease, on_progress, stop, samples_done=run.sample_count - len(pending))
     monitor.phase("loading")
     try:
-        model = load_model(run.model, device=device, dtype=dtype)
+        model = load_model(run.model, device=device, dtype=dtype,
+                           allow_pickle_weights=bool(run.options.get("allow_pickle_weights")))
     except Exception as error:
         return store.finish_run(run_id, error=f"cannot load model {run.model!r}: {error}", claim=lease.claim)
     _use_recorded_threads(store.set_run_device(

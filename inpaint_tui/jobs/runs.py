@@ -104,10 +104,11 @@ def run_spec(run) -> RunSpec:
 
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """How a run executes (never what it computes): device, dtype, preview_every, animation,
-    threads (CPU threads; recorded by the first worker when not given, see jobs.execute)."""
+    threads (CPU threads; recorded by the first worker when not given, see jobs.execute),
+    allow_pickle_weights (load .bin weights where a model has no safetensors)."""
     from engine.preview import ANIMATION_FORMATS  # torch-free
 
-    known = {"device", "dtype", "preview_every", "animation", "threads"}
+    known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights"}
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = set(options) - known
     if unknown:
@@ -121,4 +122,9 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ParamError(f"threads must be a whole number >= 1, got {options['threads']!r}")
     if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
         raise ParamError(f"dtype must be fp16, bf16 or fp32, got {options['dtype']!r}")
+    if "allow_pickle_weights" in options:
+        if not isinstance(options["allow_pickle_weights"], bool):
+            raise ParamError(f"allow_pickle_weights must be true or false, got {options['allow_pickle_weights']!r}")
+        if not options["allow_pickle_weights"]:
+            del options["allow_pickle_weights"]  # the default: not recorded
     return options

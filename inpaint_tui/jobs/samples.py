@@ -42,6 +42,7 @@ class ImportOptions:
     reference_column: str | None = None
     invert_masks: bool = False
     resize_mismatched: bool = False
+    follow_links: bool = False  # folders: read files behind links that point outside the folder
 
 
 @dataclass
@@ -51,6 +52,13 @@ class ImportOutcome:
     plan: ImportPlan
     report: ImportReport | None = None  # None for a dry run
     problems: list[tuple[str, str]] = field(default_factory=list)
+    merged: list[tuple[str, str]] = field(default_factory=list)  # (name, name of the same content kept)
+    present: dict[str, str] = field(default_factory=dict)  # planned name -> stored name, content already stored
+
+    @property
+    def new_count(self) -> int:
+        """Samples the import adds (or would add): the plan less those already stored."""
+        return len(self.plan.samples) - len(self.present)
 
 
 def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[ImportPlan, str, str]:
@@ -74,7 +82,7 @@ def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[
         from engine.sources.folder import plan_folder
 
         try:
-            plan = plan_folder(path, invert_masks=options.invert_masks)
+            plan = plan_folder(path, invert_masks=options.invert_masks, follow_links=options.follow_links)
         except (ValueError, OSError) as error:  # nothing recognisable, unreadable folder
             raise StoreError(str(error)) from None
         return plan, path.resolve().name, f"folder:{path.resolve()}"
@@ -120,16 +128,61 @@ def import_source(
     options = options or ImportOptions()
     plan, default_set, label = plan_source(source, options)
     set_name = options.set_name or default_set
-    outcome = ImportOutcome(set_name=set_name, source=label, plan=plan, problems=list(plan.problems))
-    if dry_run or not plan.samples:
+    _reject_vanishing_masks(plan)
+    merged = _merge_same_content(plan)
+    outcome = ImportOutcome(set_name=set_name, source=label, plan=plan, problems=list(plan.problems), merged=merged)
+    if not plan.samples:
         return outcome
     names = [sample.id for sample in plan.samples]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise StoreError(f"{label}: duplicate sample names {', '.join(duplicates)}")
+    # Asked before importing too, so that a dry run counts what would really be new.
+    stored = store.present_keys([sample.content_hash for sample in plan.samples])
+    outcome.present = {sample.id: stored[sample.content_hash] for sample in plan.samples
+                       if sample.content_hash in stored}
+    if dry_run:
+        return outcome
     items = [to_new_sample(sample, label) for sample in plan.samples]
     outcome.report = store.import_samples(set_name, items, on_progress=on_progress)
     return outcome
+
+
+def _merge_same_content(plan: ImportPlan) -> list[tuple[str, str]]:
+    """Keep the first of samples with the same content key (pixels, mask, prompt, reference:
+    e.g. one mask saved in two encodings) and say so: the store would merge them anyway, and
+    a name must not vanish without a word. Returns (merged name, kept name) pairs."""
+    kept: dict[str, str] = {}
+    unique, merged = [], []
+    for sample in plan.samples:
+        first = kept.get(sample.content_hash)
+        if first is None:
+            kept[sample.content_hash] = sample.id
+            unique.append(sample)
+        else:
+            merged.append((sample.id, first))
+            plan.notes.append(f"{sample.id}: same content as {first} (merged)")
+    plan.samples[:] = unique
+    return merged
+
+
+def _reject_vanishing_masks(plan: ImportPlan) -> None:
+    """Move samples whose mask vanishes at the smallest preset's working size to problems,
+    by name: otherwise they import and then fail every `fit` run of such a model."""
+    from engine.models import PRESETS
+    from engine.samples import SampleError, check_mask_survives
+
+    resolution = min(preset.resolution for preset in PRESETS.values())
+    kept = []
+    for sample in plan.samples:
+        try:
+            check_mask_survives(sample, resolution)
+        except SampleError as error:
+            plan.problem(sample.id, str(error))
+            continue
+        kept.append(sample)
+    plan.samples[:] = kept
+    plan.problems.sort(key=lambda problem: problem[0])
 
 
 def ensure_demo(store: Store) -> None:

@@ -5,9 +5,28 @@ lines. Torch-free and free of Rich and Textual."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 from engine.metrics.catalogue import higher_is_better
+
+
+# ANSI escape sequences (CSI such as colours and cursor moves, OSC such as titles and links,
+# two-character ESC ones), then any other C0/C1 control character or DEL.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: escape sequences removed, other control characters
+    (and newlines/tabs, which would break a table row) shown as spaces. For display only: the
+    stored text stays as imported.
+
+    >>> printable("a \\x1b[31mred\\x1b[0m cat\\x07sits")
+    'a red cat sits'
+    """
+    text = _ESCAPES.sub("", text)
+    return _CONTROLS.sub(" ", text.replace("\n", " ").replace("\t", " "))
 
 
 def format_number(value: float | None) -> str:

@@ -81,6 +81,18 @@ class SampleMixin:
             session.commit()
         return ImportReport(set_name=set_name, added=added, already_present=present, total_in_set=len(members))
 
+    def present_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        """{content key: stored name} for those of `keys` already stored (read only: what a
+        dry run reports as already present)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        with self.session() as session:
+            for start in range(0, len(wanted), 500):  # stay below SQLite's bound-parameter limit
+                chunk = wanted[start:start + 500]
+                rows = session.exec(select(SampleRecord.key, SampleRecord.name).where(SampleRecord.key.in_(chunk)))
+                found.update({key: name for key, name in rows.all()})
+        return found
+
     def create_sample_set(self, name: str, sample_ids: Sequence[int]) -> ImportReport:
         """Make a sample set of existing samples, or append them to an existing set (after its
         current members, in the order given; samples already in it keep their place), in one
