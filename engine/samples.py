@@ -36,6 +36,12 @@ class Sample:
     reference: Image.Image | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """How messages name the sample: its name where the store gave one (a stored sample's
+        id is its content hash, which tells a user nothing), else its id."""
+        return str(self.metadata.get("name") or self.id)
+
     def __post_init__(self) -> None:
         if self.image.mode != "RGB":
             object.__setattr__(self, "image", self.image.convert("RGB"))
@@ -147,26 +153,26 @@ def validate(sample: Sample) -> None:
     width, height = sample.image.size
     if sample.mask.shape != (height, width):
         raise SampleError(
-            f"sample {sample.id!r}: mask is {sample.mask.shape[1]}x{sample.mask.shape[0]} "
+            f"sample {sample.label!r}: mask is {sample.mask.shape[1]}x{sample.mask.shape[0]} "
             f"but the image is {width}x{height}"
         )
     if sample.mask.dtype != np.float32 or sample.mask.min() < 0 or sample.mask.max() > 1:
-        raise SampleError(f"sample {sample.id!r}: mask must be float32 in [0, 1]; use normalise_mask")
+        raise SampleError(f"sample {sample.label!r}: mask must be float32 in [0, 1]; use normalise_mask")
     covered = int(sample.binary_mask.sum())
     if covered == 0:
-        raise SampleError(f"sample {sample.id!r}: mask is empty (nothing to inpaint)")
+        raise SampleError(f"sample {sample.label!r}: mask is empty (nothing to inpaint)")
     if covered == sample.binary_mask.size:
         raise SampleError(
-            f"sample {sample.id!r}: mask covers the whole image (nothing to keep); "
+            f"sample {sample.label!r}: mask covers the whole image (nothing to keep); "
             "is it inverted? Masks are white = inpaint"
         )
     if sample.reference is not None and sample.reference.size != sample.image.size:
         raise SampleError(
-            f"sample {sample.id!r}: reference is {sample.reference.size[0]}x{sample.reference.size[1]} "
+            f"sample {sample.label!r}: reference is {sample.reference.size[0]}x{sample.reference.size[1]} "
             f"but the image is {width}x{height}"
         )
     if not sample.prompt.strip():
-        raise SampleError(f"sample {sample.id!r}: prompt is empty")
+        raise SampleError(f"sample {sample.label!r}: prompt is empty")
 
 
 def make_sample(
@@ -240,7 +246,7 @@ def resize_to(sample: Sample, size: tuple[int, int]) -> Sample:
 
 
 def check_mask_survives(sample: Sample, resolution: int, *, name: str | None = None) -> None:
-    """Raise SampleError (naming the sample by `name`, else its id) when its mask vanishes at
+    """Raise SampleError (naming the sample by `name`, else its label) when its mask vanishes at
     the `fit` working size for a model of `resolution`: resized as `resize_to` resizes it, no
     pixel stays >= 0.5, so every run of it would fail. Checked at import against the smallest
     preset resolution, so that the sample is refused by name rather than failing later."""
@@ -251,7 +257,7 @@ def check_mask_survives(sample: Sample, resolution: int, *, name: str | None = N
     if not (np.asarray(mask) >= 0.5).any():
         covered = int(sample.binary_mask.sum())
         raise SampleError(
-            f"sample {name or sample.id!r}: mask too small: its {covered} px vanish at the working size "
+            f"sample {name or sample.label!r}: mask too small: its {covered} px vanish at the working size "
             f"{size[0]}x{size[1]} of a {resolution} px model (resize=fit); draw a larger mask"
         )
 

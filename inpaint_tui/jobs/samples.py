@@ -128,7 +128,7 @@ def import_source(
     options = options or ImportOptions()
     plan, default_set, label = plan_source(source, options)
     set_name = options.set_name or default_set
-    _reject_vanishing_masks(plan)
+    _note_vanishing_masks(plan)
     merged = _merge_same_content(plan)
     outcome = ImportOutcome(set_name=set_name, source=label, plan=plan, problems=list(plan.problems), merged=merged)
     if not plan.samples:
@@ -166,23 +166,23 @@ def _merge_same_content(plan: ImportPlan) -> list[tuple[str, str]]:
     return merged
 
 
-def _reject_vanishing_masks(plan: ImportPlan) -> None:
-    """Move samples whose mask vanishes at the smallest preset's working size to problems,
-    by name: otherwise they import and then fail every `fit` run of such a model."""
+def _note_vanishing_masks(plan: ImportPlan) -> None:
+    """Name, in a note, every sample whose mask vanishes at some preset's `fit` working size:
+    its `fit` runs on those models fail (by the sample's name), while `-p resize=crop` or a
+    model of higher resolution can use it, so it is imported, not refused."""
     from engine.models import PRESETS
     from engine.samples import SampleError, check_mask_survives
 
-    resolution = min(preset.resolution for preset in PRESETS.values())
-    kept = []
     for sample in plan.samples:
-        try:
-            check_mask_survives(sample, resolution)
-        except SampleError as error:
-            plan.problem(sample.id, str(error))
-            continue
-        kept.append(sample)
-    plan.samples[:] = kept
-    plan.problems.sort(key=lambda problem: problem[0])
+        lost = []
+        for preset in sorted(PRESETS.values(), key=lambda p: p.resolution):
+            try:
+                check_mask_survives(sample, preset.resolution)
+            except SampleError:
+                lost.append(f"{preset.name} ({preset.resolution} px)")
+        if lost:
+            plan.notes.append(f"{sample.id}: its mask ({int(sample.binary_mask.sum())} px) vanishes at the resize=fit "
+                              f"working size of {', '.join(lost)}: runs there need -p resize=crop")
 
 
 def ensure_demo(store: Store) -> None:

@@ -125,15 +125,28 @@ def test_merged_samples_are_named_in_the_dry_run_and_the_import(tmp_path):
     assert "0 new, 2 already present" in again.stdout
 
 
-def test_a_mask_that_vanishes_at_the_working_size_is_refused_by_name(cli, tmp_path):
+def test_a_mask_that_vanishes_at_the_working_size_is_named_at_import_and_in_the_run(cli, tmp_path):
+    """The defect: a 1-pixel mask imported silently, then failed every `fit` run with an error
+    naming its content hash. It stays importable (crop runs and larger models can use it), the
+    import names it, and a fit run's failure names it too."""
+    from engine.samples import SampleError, prepare
+    from inpaint_tui.jobs.samples import to_engine_sample
+    from inpaint_tui.store import Store
+
     dot = np.zeros((256, 256), dtype=np.float32)
     dot[100, 100] = 1.0  # one pixel: at the tiny preset's 128 px (fit) it is a quarter pixel
     write_sample(tmp_path / "dot", "dot", size=256, mask=dot)
-    before = dump(cli.db)
     code, stdout, stderr = cli("samples", "import", tmp_path / "dot")
-    assert code == 1 and "Traceback" not in stderr
-    assert "cannot import dot: sample 'dot': mask too small" in " ".join(stderr.split())
-    assert dump(cli.db) == before
+    assert code == 0 and "Traceback" not in stderr
+    assert "dot: its mask (1 px) vanishes at the resize=fit working size of tiny (128 px)" in " ".join(stderr.split())
+    store = Store(cli.db)
+    try:
+        info = next(i for i in store.samples() if i.name == "dot")
+        with pytest.raises(SampleError, match="sample 'dot': mask"):
+            prepare(to_engine_sample(info), 128, "fit")
+        prepare(to_engine_sample(info), 128, "crop")  # usable with the crop policy
+    finally:
+        store.close()
 
 
 def test_control_characters_in_prompts_are_stripped_for_display_only(cli, tmp_path):
