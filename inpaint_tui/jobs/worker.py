@@ -119,9 +119,8 @@ class Worker:
             )
         except Exception as error:  # whatever escaped the run must not leave it `running` nor end the worker
             status = self._abandon(run_id, claim, error)
-        except BaseException:  # a second Ctrl-C / SIGTERM: hand the run back on the way out
-            self.unsettled.append((run_id, claim))
-            raise
+        # A BaseException (a second Ctrl-C) leaves the run as a kill would: the worker row is
+        # marked stopped on the way out, so the next reap re-queues the run as an orphan.
         self.model = run.model
         log.info("worker %s: run %s %s after %.1f s", self.id, run_id, status, time.perf_counter() - started)
         best_effort(failures, "heartbeat", self.store.heartbeat, self.id, status=WorkerStatus.IDLE, run_id=None,
