@@ -108,7 +108,7 @@ class Worker:
         if claim is None:
             self.store.reap_stale_workers(self.stale_after)
             claim = self.store.claim_run(run_id, self.id)
-        run = self.store.run(run_id)
+        run = durable(failures, "reading the run", self.store.run, run_id)
         log.info("worker %s: run %s (%s on %s, %d samples)", self.id, run_id, run.technique, run.sample_set,
                  run.sample_count)
         started = time.perf_counter()

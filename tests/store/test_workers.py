@@ -231,7 +231,7 @@ def test_a_run_keeps_the_cpu_thread_count_it_first_ran_with(tmp_path, tiny_model
     worker records it and a later one (resuming) uses it."""
     import torch
 
-    from inpaint_tui.jobs.execute import execute_run
+    from inpaint_tui.jobs.worker import execute_run
 
     store = Store(tmp_path / "threads.db")
     ensure_demo(store)
