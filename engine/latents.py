@@ -31,7 +31,9 @@ def check_finite(values: "torch.Tensor | np.ndarray", where: str, model: Model, 
         finite = bool(np.isfinite(values).all())
         dtype, device = str(model.dtype).removeprefix("torch."), str(model.device)  # the dtype it was computed in
     if not finite:
-        hint = "use a smaller guidance" if dtype == "float32" else "run in float32 (--dtype float32) or use a smaller guidance"
+        hint = "use a smaller guidance"
+        if dtype != "float32":
+            hint = "run in float32 (--dtype float32) or use a smaller guidance"
         if guidance is not None:
             hint += f" (now {guidance:g})"
         raise NonFiniteError(f"non-finite values (NaN or inf) in the {where} ({dtype} on {device}); {hint}")

@@ -346,7 +346,8 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
     except Exception as error:  # evaluation must never lose a run's generated samples
         from inpaint_tui.jobs.evaluate import summarize_samples
 
-        durable(failures, "summarising the run", summarize_samples, store, run_id)  # the per-sample metrics still get their run means
+        # the per-sample metrics still get their run means
+        durable(failures, "summarising the run", summarize_samples, store, run_id)
         if on_message is not None:
             on_message(f"evaluation of run {run_id} failed: {type(error).__name__}: {error}; "
                        f"retry with `inpaint-tui metrics compute {run_id}`")

@@ -6,13 +6,13 @@ looking for work first declares workers silent for `stale_after` seconds lost an
 their runs, so a run whose worker was killed is resumed by the next one that looks.
 
 This module imports no torch at import time (the CLI's `--help` stays light); execution
-imports the engine when the first run starts.
+imports the engine when the first run starts. `supervise` starts one worker process per GPU
+(or per requested CPU process) as fresh interpreters: spawned, never forked after CUDA init.
 
 A worker never dies because of one run: an exception escaping a run ends that run failed
 with the error (or, if even that write fails, hands it back to the queue, retried before the
 next claim), and the worker goes on. A locked or briefly unreachable database delays
-heartbeats and queue polls; each kind of failure is logged once, not once per beat. `supervise` starts one worker process per GPU
-(or per requested CPU process) as fresh interpreters: spawned, never forked after CUDA init.
+heartbeats and queue polls; each kind of failure is logged once, not once per beat.
 """
 
 from __future__ import annotations
