@@ -33,7 +33,7 @@ def check_finite(values: "torch.Tensor | np.ndarray", where: str, model: Model, 
     if not finite:
         hint = "use a smaller guidance"
         if dtype != "float32":
-            hint = "run in float32 (--dtype float32) or use a smaller guidance"
+            hint = "run in float32 (--dtype fp32) or use a smaller guidance"
         if guidance is not None:
             hint += f" (now {guidance:g})"
         raise NonFiniteError(f"non-finite values (NaN or inf) in the {where} ({dtype} on {device}); {hint}")
