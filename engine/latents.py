@@ -16,6 +16,29 @@ from engine.models import Model
 from engine.samples import Sample
 
 
+class NonFiniteError(FloatingPointError):
+    """A latent or image holding NaN or inf (fp16 overflow, a huge guidance): the sample fails
+    with a message naming where, the dtype and the device, instead of saving a black image."""
+
+
+def check_finite(values: "torch.Tensor | np.ndarray", where: str, model: Model, guidance: float | None = None) -> None:
+    """Raise NonFiniteError when `values` holds NaN or inf. One reduction (and, on a GPU, one
+    synchronisation): cheap beside a UNet call."""
+    if isinstance(values, torch.Tensor):
+        finite = bool(torch.isfinite(values).all())
+        dtype, device = str(values.dtype).removeprefix("torch."), str(values.device)
+    else:
+        finite = bool(np.isfinite(values).all())
+        dtype, device = str(model.dtype).removeprefix("torch."), str(model.device)  # the dtype it was computed in
+    if not finite:
+        hint = "use a smaller guidance"
+        if dtype != "float32":
+            hint = "run in float32 (--dtype fp32) or use a smaller guidance"
+        if guidance is not None:
+            hint += f" (now {guidance:g})"
+        raise NonFiniteError(f"non-finite values (NaN or inf) in the {where} ({dtype} on {device}); {hint}")
+
+
 def image_to_tensor(image, model: Model) -> torch.Tensor:
     """PIL RGB image to (1, 3, H, W) in [-1, 1] on the model's device and dtype."""
     return pixels_to_tensor(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0, model)
@@ -187,7 +210,12 @@ class LatentInpainting:
         return predict_noise(self.unet, self.scheduler, latents, t, self.prompt, self._inpaint_condition)
 
     def step(self, noise_pred: torch.Tensor, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        return self.scheduler.step(noise_pred, t, latents).prev_sample
+        latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+        if not bool(torch.isfinite(latents).all()):  # stop at the first bad step, not after decoding it
+            index = int((self.timesteps == t).nonzero()[0, 0]) + 1 if (self.timesteps == t).any() else "?"
+            check_finite(latents, f"latent after denoising step {index} of {self.steps} (timestep {int(t)})",
+                         self.model, self.job.guidance)
+        return latents
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         self.cost.vae_encodes += 1

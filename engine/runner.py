@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from engine.evaluate import sample_time_metrics
+from engine.latents import NonFiniteError, check_finite
 from engine.models import Model, load_model
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
@@ -193,7 +194,14 @@ def _inpaint_one(
                            report)
         # Only a listener can ask for previews; without one the loops run untouched.
         with tap if on_step is not None else nullcontext():
-            output = postprocess(model, job, technique.run(model, job))
+            raw = technique.run(model, job)
+            # Techniques stepping through LatentInpainting.step already stopped at a bad step;
+            # the others (a diffusers pipeline) are caught here, before any metric or file.
+            if raw.latents is not None:
+                check_finite(raw.latents, "final latent", model, generation.guidance)
+            check_finite(raw.image, "decoded image", model, generation.guidance)
+            output = postprocess(model, job, raw)
+        check_finite(output.image, "post-processed image", model, generation.guidance)
         result.seconds = time.perf_counter() - started - tap.seconds
         result.peak_memory_mb = memory.peak_mb()
         pixels = to_uint8(output.image)
@@ -252,6 +260,8 @@ def _release_cached_memory() -> None:
 
 
 def _describe(error: Exception, model: Model, size: tuple[int, int]) -> str:
+    if isinstance(error, NonFiniteError):
+        return str(error)
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return f"out of GPU memory at {size[0]}x{size[1]} on {model.device} ({model.dtype}): {error}"
     return f"{type(error).__name__}: {error}"

@@ -10,10 +10,16 @@ The run's row is read once per claim (its spec is fixed); generation is prepared
 run (engine.runner.Generation) and called per sample. At every denoising step the run's
 claim and cancel flag are read once: a cancel request or a lost claim stops
 the run at that step boundary. Progress goes to the store at most `PROGRESS_INTERVAL` apart.
+
+Failures stay with the sample they hit: an output that cannot be written (disk full,
+permission) fails that sample with the errno and the file, and the run goes on. Progress
+rows and previews are best effort (a locked database delays them); a sample's record and the
+run's end are retried with backoff (see `inpaint_tui.jobs.resilience`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -29,6 +35,7 @@ import torch
 from engine.models import load_model
 from engine.runner import Generation, Progress, RunAborted
 from engine.samples import SampleError
+from inpaint_tui.jobs.resilience import FailureLog, best_effort, durable
 from inpaint_tui.jobs.runs import run_spec
 from inpaint_tui.jobs.samples import to_engine_sample
 from inpaint_tui.store import RunStatus, Store
@@ -39,6 +46,7 @@ PREVIEW_SIDE = 256  # longest side of the live preview PNG, in pixels
 CRASH_ENV = "INPAINT_TUI_CRASH_AT"  # fault injection for the crash-recovery tests
 
 log = logging.getLogger(__name__)
+failures = FailureLog(log)  # one per process: the worker executes one run at a time
 
 
 @dataclass(frozen=True)
@@ -120,46 +128,51 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
     run = store.run(run_id)  # read once per claim: the spec cannot change while the run is held
     device = device or run.options.get("device")
     dtype = dtype or run.options.get("dtype")
-    pending = store.pending_samples(run_id)
+    pending = durable(failures, "reading run samples", store.pending_samples, run_id)
     monitor = _Monitor(store, run, lease, on_progress, stop, samples_done=run.sample_count - len(pending))
     monitor.phase("loading")
     try:
         model = load_model(run.model, device=device, dtype=dtype,
                            allow_pickle_weights=bool(run.options.get("allow_pickle_weights")))
     except Exception as error:
-        return store.finish_run(run_id, error=f"cannot load model {run.model!r}: {error}", claim=lease.claim)
-    _use_recorded_threads(store.set_run_device(
+        return durable(failures, "recording the run's end", store.finish_run, run_id,
+                       error=f"cannot load model {run.model!r}: {error}", claim=lease.claim)
+    _use_recorded_threads(durable(
+        failures, "recording the run's device", store.set_run_device,
         run_id, f"{model.device} ({str(model.dtype).removeprefix('torch.')})", threads=torch.get_num_threads(),
         claim=lease.claim))
     _remove_partial_files(store, run_id)
     generation = Generation.from_spec(model, run_spec(run))
 
     monitor.phase("generating")
+    record = functools.partial(durable, failures, "recording a sample", store.record_sample)
     for run_sample, info in pending:
-        store.mark_sample_running(run_id, info.id, claim=lease.claim)
+        durable(failures, "marking a sample running", store.mark_sample_running, run_id, info.id, claim=lease.claim)
         monitor.begin_sample(run_sample.position, info.name)
         try:
             sample = to_engine_sample(info)
         except SampleError as error:
-            store.record_sample(run_id, info.id, image_path=None, metrics={}, seconds=None, width=None, height=None,
-                                error=str(error), claim=lease.claim)
+            record(run_id, info.id, image_path=None, metrics={}, seconds=None, width=None, height=None,
+                   error=str(error), claim=lease.claim)
             monitor.end_sample()
             continue
         try:
             result = generation.sample(sample, seed=run_sample.seed, on_step=monitor.step)
         except Cancelled:
-            store.reset_sample(run_id, info.id, claim=lease.claim)
-            return store.finish_run(run_id, cancelled=True, claim=lease.claim)
+            durable(failures, "resetting a sample", store.reset_sample, run_id, info.id, claim=lease.claim)
+            return durable(failures, "recording the run's end", store.finish_run, run_id, cancelled=True,
+                           claim=lease.claim)
         except Stopping:
-            store.release_run(run_id, lease.claim)
+            durable(failures, "releasing the run", store.release_run, run_id, lease.claim)
             return RunStatus.QUEUED
         image_path = animation_path = None
         if result.image is not None:
-            buffer = io.BytesIO()
-            result.image.save(buffer, format="PNG")
-            image_path = store.save_output(run_id, run_sample.position, info.name, buffer.getvalue())
-            animation_path = monitor.save_animation(run_sample.position, info.name)
-        store.record_sample(
+            image_path, animation_path, write_error = _write_outputs(store, monitor, result, run_id,
+                                                                     run_sample.position, info.name)
+            if write_error is not None:  # the sample fails; the next one may have room again
+                log.warning("run %s: %s", run_id, write_error)
+                result.error, result.traceback, result.metrics = write_error, None, {}
+        record(
             run_id, info.id, image_path=image_path, metrics=result.metrics,
             seconds=result.seconds if result.ok else None, width=result.size[0] or None,
             height=result.size[1] or None, error=result.error, traceback=result.traceback,
@@ -171,7 +184,33 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
     monitor.phase("evaluating")
     crash_point("evaluating")
     _evaluate(store, run_id, on_message)
-    return store.finish_run(run_id, claim=lease.claim)
+    return durable(failures, "recording the run's end", store.finish_run, run_id, claim=lease.claim)
+
+
+def _write_outputs(store: Store, monitor: "_Monitor", result, run_id: int, position: int,
+                   name: str) -> tuple[str | None, str | None, str | None]:
+    """Write a sample's image (and animation): (image path, animation path, error). An
+    OSError (ENOSPC, EACCES, EFBIG, ...) becomes the sample's error, naming the file;
+    nothing of the sample stays on disk (atomic_write removes its temporary file)."""
+    buffer = io.BytesIO()
+    result.image.save(buffer, format="PNG")
+    relative = f"runs/{run_id}/{store.output_name(position, name)}"
+    try:
+        image_path = store.save_output(run_id, position, name, buffer.getvalue())
+    except OSError as error:
+        return None, None, f"cannot write output {relative}: {_os_error(error)}"
+    try:
+        animation_path = monitor.save_animation(position, name)
+    except OSError as error:
+        store.data_dir.joinpath(image_path).unlink(missing_ok=True)  # no output without its record
+        animation = f"runs/{run_id}/{store.output_name(position, name, monitor.animation)}"
+        return None, None, f"cannot write output {animation}: {_os_error(error)}"
+    return image_path, animation_path, None
+
+
+def _os_error(error: OSError) -> str:
+    """'[Errno 28] No space left on device' (the file is named by the caller, relative)."""
+    return f"[Errno {error.errno}] {error.strerror}" if error.errno is not None else str(error)
 
 
 class _Monitor:
@@ -218,7 +257,9 @@ class _Monitor:
         """The runner's step callback: may raise Cancelled, Stopping or Lost."""
         if self.stop is not None and self.stop.is_set():
             raise Stopping()
-        control = self.store.check_claim(self.run.id, self.lease.claim)
+        # A read; if the database is briefly unreachable the step goes on and the next one checks.
+        control = best_effort(failures, "checking the run's claim", self.store.check_claim, self.run.id,
+                              self.lease.claim) or RunControl.CONTINUE
         if control == RunControl.CANCEL:
             raise Cancelled()
         if control == RunControl.LOST:
@@ -245,8 +286,12 @@ class _Monitor:
         if want_preview:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
-            self.preview_path = self.store.save_run_file(self.run.id, "preview.png", buffer.getvalue())
-            self.preview_step = progress.step
+            try:  # a preview is a convenience: a full disk must not fail the sample for it
+                self.preview_path = self.store.save_run_file(self.run.id, "preview.png", buffer.getvalue())
+                self.preview_step = progress.step
+                failures.ok("writing the preview")
+            except OSError as error:
+                failures.failed("writing the preview", error, "skipped")
 
     def save_animation(self, position: int, name: str) -> str | None:
         if not self.animation or not self.frames:
@@ -261,7 +306,9 @@ class _Monitor:
         if force or now - self.last_write >= PROGRESS_INTERVAL:
             self.last_write = now
             seconds = sum(self.sample_seconds) / len(self.sample_seconds) if self.sample_seconds else None
-            self.store.write_progress(
+            # Best effort: a locked database delays progress, never fails the sample (ClaimLost still stops it).
+            best_effort(
+                failures, "writing progress", self.store.write_progress,
                 self.run.id, self.lease.claim, self.lease.worker_id, phase=self.current_phase,
                 samples_done=self.samples_done, sample_count=self.run.sample_count, sample_position=self.position,
                 sample_name=self.name, step=step, steps=steps, steps_per_second=self.step_rate,
@@ -300,7 +347,8 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
     except Exception as error:  # evaluation must never lose a run's generated samples
         from inpaint_tui.jobs.evaluate import summarize_samples
 
-        summarize_samples(store, run_id)  # the per-sample metrics still get their run means
+        # the per-sample metrics still get their run means
+        durable(failures, "summarising the run", summarize_samples, store, run_id)
         if on_message is not None:
             on_message(f"evaluation of run {run_id} failed: {type(error).__name__}: {error}; "
                        f"retry with `inpaint-tui metrics compute {run_id}`")

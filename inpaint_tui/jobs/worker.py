@@ -8,6 +8,11 @@ their runs, so a run whose worker was killed is resumed by the next one that loo
 This module imports no torch at import time (the CLI's `--help` stays light); execution
 imports the engine when the first run starts. `supervise` starts one worker process per GPU
 (or per requested CPU process) as fresh interpreters: spawned, never forked after CUDA init.
+
+A worker never dies because of one run: an exception escaping a run ends that run failed
+with the error (or, if even that write fails, hands it back to the queue, retried before the
+next claim), and the worker goes on. A locked or briefly unreachable database delays
+heartbeats and queue polls; each kind of failure is logged once, not once per beat.
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from sqlalchemy.exc import OperationalError
+
+from inpaint_tui.jobs.resilience import FailureLog, best_effort, describe, durable
 from inpaint_tui.store import RunStatus, Store
+from inpaint_tui.store.queue import ClaimLost
 from inpaint_tui.store.tables import WorkerStatus
 
 HEARTBEAT_SECONDS = 2.0
@@ -29,6 +38,7 @@ STALE_AFTER_SECONDS = 30.0  # silence after which a worker counts as dead (15 mi
 POLL_SECONDS = 1.0  # how often an idle worker looks at the queue
 
 log = logging.getLogger("inpaint_tui.worker")
+failures = FailureLog(log)
 
 
 class Worker:
@@ -60,6 +70,7 @@ class Worker:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self.model: str | None = None
+        self.unsettled: list[tuple[int, int]] = []  # (run, claim) abandoned but not yet handed back
 
     def __enter__(self) -> "Worker":
         self.store.require_writable_data_dir()  # outputs go there: refuse before registering
@@ -74,7 +85,8 @@ class Worker:
         self._halt.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.store.stop_worker(self.id)
+        self._settle()
+        best_effort(failures, "recording the worker's stop", self.store.stop_worker, self.id)
 
     def _beat(self) -> None:
         while not self._halt.wait(self.heartbeat):
@@ -82,8 +94,9 @@ class Worker:
                 if not self.store.heartbeat(self.id):
                     log.error("worker %s was declared lost (heartbeat too late); stopping", self.id)
                     self.stop_requested.set()
-            except Exception:  # a locked or briefly unavailable database must not kill the thread
-                log.warning("heartbeat of worker %s failed", self.id, exc_info=True)
+                failures.ok("heartbeat")
+            except Exception as error:  # a locked or briefly unavailable database must not kill the thread
+                failures.failed("heartbeat", error, "retrying at the next beat")
 
     def request_stop(self) -> None:
         """Finish at the next denoising step: the run in progress goes back to the queue."""
@@ -96,18 +109,53 @@ class Worker:
         if claim is None:
             self.store.reap_stale_workers(self.stale_after)
             claim = self.store.claim_run(run_id, self.id)
-        run = self.store.run(run_id)
+        run = durable(failures, "reading the run", self.store.run, run_id)
         log.info("worker %s: run %s (%s on %s, %d samples)", self.id, run_id, run.technique, run.sample_set,
                  run.sample_count)
         started = time.perf_counter()
-        status = execute_claimed(
-            self.store, run_id, Lease(self.id, claim), device=options.pop("device", None) or self.device,
-            dtype=options.pop("dtype", None) or self.dtype, stop=self.stop_requested, **options,
-        )
+        try:
+            status = execute_claimed(
+                self.store, run_id, Lease(self.id, claim), device=options.pop("device", None) or self.device,
+                dtype=options.pop("dtype", None) or self.dtype, stop=self.stop_requested, **options,
+            )
+        except Exception as error:  # whatever escaped the run must not leave it `running` nor end the worker
+            status = self._abandon(run_id, claim, error)
+        # A BaseException (a second Ctrl-C) leaves the run as a kill would: the worker row is
+        # marked stopped on the way out, so the next reap re-queues the run as an orphan.
         self.model = run.model
         log.info("worker %s: run %s %s after %.1f s", self.id, run_id, status, time.perf_counter() - started)
-        self.store.heartbeat(self.id, status=WorkerStatus.IDLE, run_id=None, model=self.model)
+        best_effort(failures, "heartbeat", self.store.heartbeat, self.id, status=WorkerStatus.IDLE, run_id=None,
+                    model=self.model)
         return status
+
+    def _abandon(self, run_id: int, claim: int, error: Exception) -> str:
+        """End a run an unexpected error escaped from as failed, with the error; if that
+        write fails too, hand it back to the queue (now or before the next claim)."""
+        message = f"worker {self.id} failed: {describe(error)}"
+        log.error("run %s: %s", run_id, message)
+        log.debug("the error escaping run %s", run_id, exc_info=error)
+        try:
+            return durable(failures, "recording the run's end", self.store.finish_run, run_id, error=message,
+                           claim=claim)
+        except ClaimLost:
+            return "lost"
+        except Exception as second:
+            log.error("run %s: cannot record its failure (%s); handing it back to the queue", run_id, describe(second))
+        self.unsettled.append((run_id, claim))
+        self._settle()
+        return RunStatus.QUEUED
+
+    def _settle(self) -> None:
+        """Hand abandoned runs back to the queue; a run whose claim is gone is no longer ours."""
+        for run_id, claim in list(self.unsettled):
+            try:
+                self.store.release_run(run_id, claim)
+            except ClaimLost:
+                pass
+            except Exception as error:
+                failures.failed(f"handing run {run_id} back to the queue", error, "retrying before the next claim")
+                continue
+            self.unsettled.remove((run_id, claim))
 
     def serve(
         self,
@@ -122,8 +170,15 @@ class Worker:
         executed = 0
         idle_since = time.monotonic()
         while not self.stop_requested.is_set():
-            self.store.reap_stale_workers(self.stale_after)
-            claimed = self.store.claim_next_run(self.id, prefer_model=self.model)
+            self._settle()
+            try:
+                self.store.reap_stale_workers(self.stale_after)
+                claimed = self.store.claim_next_run(self.id, prefer_model=self.model)
+                failures.ok("polling the queue")
+            except OperationalError as error:  # locked or unreachable: look again after a pause
+                failures.failed("polling the queue", error, f"retrying every {poll:g} s")
+                self.stop_requested.wait(poll)
+                continue
             if claimed is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since >= idle_exit):
                     break

@@ -19,6 +19,7 @@ DEFAULT_DB = "experiments.db"
 DB_ENV = "INPAINT_TUI_DB"
 DATA_ENV = "INPAINT_TUI_DATA"
 BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_ENV = "INPAINT_TUI_BUSY_TIMEOUT_MS"  # override (tests use a short one to reach lock errors fast)
 
 
 class StoreError(RuntimeError):
@@ -95,6 +96,15 @@ def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path:
     return Path("inpaint_data").resolve()
 
 
+def busy_timeout_ms() -> int:
+    """How long an SQLite writer waits for the lock: $INPAINT_TUI_BUSY_TIMEOUT_MS, else 30 s."""
+    value = os.environ.get(BUSY_TIMEOUT_ENV)
+    try:
+        return max(0, int(value)) if value else BUSY_TIMEOUT_MS
+    except ValueError:
+        raise StoreError(f"{BUSY_TIMEOUT_ENV} must be a number of milliseconds, got {value!r}") from None
+
+
 def make_engine(url: str) -> Engine:
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -104,7 +114,8 @@ def make_engine(url: str) -> Engine:
             raise StoreError(f"cannot create database {path}: folder {folder} does not exist")
         if path.is_dir():
             raise StoreError(f"database {path} is a folder, not a file: give --db a file path")
-        engine = _create(parsed, url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        busy_ms = busy_timeout_ms()
+        engine = _create(parsed, url, connect_args={"timeout": busy_ms / 1000})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -114,7 +125,7 @@ def make_engine(url: str) -> Engine:
             tables = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables or "alembic_version" in tables:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # NORMAL is safe with WAL: a crash never corrupts the file (power loss may drop the last commit).
             cursor.execute("PRAGMA synchronous=NORMAL")

@@ -13,8 +13,14 @@ def safe_file_stem(name: str) -> str:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a truncated image."""
+    """Write via a temporary file and rename, so a crash never leaves a truncated image.
+    On a failed write (ENOSPC, EACCES, EFBIG, ...) the temporary file is removed and the
+    OSError propagates (it carries the errno and the file name)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except BaseException:  # disk full, permission, interrupt: never leave a partial file behind
+        temporary.unlink(missing_ok=True)
+        raise

@@ -330,10 +330,22 @@ class QueueMixin:
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether `pid` is a live process. A zombie (killed, not yet reaped by its parent: where
+    PID 1 does not reap, as in containers without an init) still answers `kill(pid, 0)`
+    but will never heartbeat again, so it counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it exists
-        return True
-    return True
+        pass
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": comm may hold spaces and parentheses, so split at the last ')'.
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):  # no /proc (macOS) or the process just went: kill() decided
+        return False

@@ -1,0 +1,332 @@
+"""Failures a long GPU job meets, with real SQLite files and real worker processes: a full
+disk under the data folder, a write lock held past the busy timeout, non-finite outputs, an
+error escaping a run, and a killed worker left as a zombie. Each ends with the run in a final
+state (or re-queued) and nothing lost: a resume completes it with every sample done once."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from inpaint_tui.jobs.execute import CRASH_ENV
+from inpaint_tui.jobs.samples import ensure_demo
+from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS
+from inpaint_tui.store import RunStatus, Store, WorkerStatus
+from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
+from inpaint_tui.store.files import atomic_write
+from inpaint_tui.store.queue import _process_exists
+from tests.conftest import queue
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+       "INPAINT_TUI_IDLE_EXIT": "3"}
+ENV.pop(CRASH_ENV, None)
+ENV.pop(BUSY_TIMEOUT_ENV, None)
+EVAL = {"groups": ["background"], "models": "tiny"}
+
+
+def _command(db, *args, data_dir=None):
+    extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    return [sys.executable, "-m", "inpaint_tui.cli", "--db", str(db), *extra, *args]
+
+
+def _cli(db, *args, data_dir=None, env=None, timeout=300):
+    return subprocess.run(_command(db, *args, data_dir=data_dir), capture_output=True, text=True, env=env or ENV,
+                          timeout=timeout)
+
+
+def _wait_for(condition, timeout=120.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def _queue(store, **overrides):
+    settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
+                    eval_config=EVAL)
+    settings.update(overrides)
+    return queue(store, **settings)
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.tmp")) if folder.is_dir() else []
+
+
+def _assert_exactly_once(store, run_id):
+    """Every sample done once: one row each, one bg_mse each, the folder holds exactly the outputs."""
+    detail = store.run_detail(run_id)
+    assert detail.run.status == RunStatus.FINISHED, detail.run.error
+    assert [s.status for s in detail.samples] == ["done"] * detail.run.sample_count
+    folder = store.data_dir / "runs" / str(run_id)
+    assert sorted(folder.iterdir()) == sorted(s.image_path for s in detail.samples)  # no orphans, no temporaries
+    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
+        assert raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
+                           "AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone() \
+            == (detail.run.sample_count, detail.run.sample_count)
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return detail
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return stat.read().rpartition(b")")[2].split()[0].decode()
+
+
+# --- quick ------------------------------------------------------------------------------------
+
+
+def test_atomic_write_removes_its_temporary_file_when_the_rename_fails(tmp_path):
+    target = tmp_path / "out.png"
+    target.mkdir()  # a folder in the way: the write succeeds, the rename raises
+    with pytest.raises(OSError):
+        atomic_write(target, b"x" * 1000)
+    assert _temporaries(tmp_path) == [] and list(tmp_path.glob(".*")) == []
+
+
+def test_a_zombie_counts_as_gone_and_a_live_process_as_alive():
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert _process_exists(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        _wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # not reaped: we do not wait()
+        os.kill(child.pid, 0)  # what the old check relied on: still succeeds for a zombie
+        assert not _process_exists(child.pid)
+    finally:
+        child.wait()
+    assert not _process_exists(child.pid)  # reaped: gone for kill() too
+
+
+@pytest.mark.slow  # in-process, but ~45 s on 2 shared cores (model load, import, 12 samples)
+def test_non_finite_latents_fail_each_sample_naming_the_step_dtype_and_device(tmp_path):
+    """guidance 1e30 passes validation (finite) yet overflows CFG to inf/NaN in fp32 on the tiny
+    model: measured, 1e20 still gives finite latents, 1e30 NaN at step 2 of 3. Before the check
+    every sample was recorded done with an all-black image and metrics."""
+    from inpaint_tui.jobs.worker import execute_run
+
+    store = Store(tmp_path / "experiments.db")
+    ensure_demo(store)
+    blended = _queue(store, guidance=1e30)
+    vanilla = _queue(store, technique="vanilla", guidance=1e30)
+    assert execute_run(store, blended) == RunStatus.FAILED
+    assert execute_run(store, vanilla) == RunStatus.FAILED
+    places = {}
+    for run_id in (blended, vanilla):
+        detail = store.run_detail(run_id)
+        assert [s.status for s in detail.samples] == ["failed"] * detail.run.sample_count
+        for sample in detail.samples:
+            assert sample.error.startswith("non-finite values (NaN or inf) in the "), sample.error
+            assert "(float32 on cpu); use a smaller guidance (now 1e+30)" in sample.error
+            places.setdefault(run_id, set()).add(sample.error.split(" in the ")[1].split(" (")[0])
+            assert sample.image_path is None and sample.metrics == {}
+        assert not (store.data_dir / "runs" / str(run_id)).exists() or \
+            list((store.data_dir / "runs" / str(run_id)).iterdir()) == []
+    # Measured: blended stops at step 2 for 5 samples (the 6th keeps finite but huge latents and
+    # decodes to NaN); the diffusers pipeline is checked on its final latent and decoded image.
+    assert "latent after denoising step 2 of 3" in places[blended]
+    assert places[blended] <= {"latent after denoising step 2 of 3", "decoded image"}
+    assert places[vanilla] <= {"final latent", "decoded image"}
+    store.close()
+
+
+def test_a_nan_decoded_image_is_named_as_such(tiny_model):
+    import numpy as np
+
+    from engine.latents import NonFiniteError, check_finite
+
+    image = np.zeros((8, 8, 3), dtype=np.float32)
+    check_finite(image, "decoded image", tiny_model)  # finite: nothing
+    image[3, 4, 1] = np.nan
+    with pytest.raises(NonFiniteError, match=r"in the decoded image \(float32 on cpu\); use a smaller guidance"):
+        check_finite(image, "decoded image", tiny_model)
+
+
+# --- real worker processes ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = tmp_path / "experiments.db"
+    store = Store(db)
+    ensure_demo(store)
+    yield db, store
+    _kill_workers(store)
+    store.close()
+
+
+def _kill_workers(store):
+    for worker in store.workers():  # never leave a worker behind, whatever failed
+        if worker.pid and worker.pid != os.getpid():
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 4 MB filesystem (tmpfs, mounted as root; this sandbox allows it) for the data folder."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); RLIMIT_FSIZE would also stop SQLite's WAL")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Fill the filesystem holding `folder` until ENOSPC, so the next file write fails for real."""
+    filler = folder / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)  # unbuffered: close() has nothing left to flush
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 4096)
+    except OSError as error:
+        assert error.errno == 28
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+@pytest.mark.slow
+def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_completes(tmp_path, small_tmpfs):
+    """Real ENOSPC: the data folder is on a 4 MB tmpfs filled up after the demo import (1.6 MB); the
+    output PNG write in the worker raises ENOSPC from the real code path (atomic_write)."""
+    db = tmp_path / "experiments.db"
+    data = small_tmpfs / "data"
+    store = Store(db, data_dir=data)
+    try:
+        ensure_demo(store)
+        run_id = _queue(store, seed=3)
+        filler = _fill(small_tmpfs)
+
+        worker = subprocess.run(_command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
+                                capture_output=True, text=True, timeout=300)
+        assert worker.returncode == 0, worker.stderr  # the worker did not die
+        assert "Traceback" not in worker.stderr, worker.stderr
+        detail = store.run_detail(run_id)
+        assert detail.run.status == RunStatus.FAILED and detail.run.error == "every sample failed"  # final, not running
+        for sample in detail.samples:
+            name = store.output_name(sample.position, sample.sample_name)
+            assert sample.status == "failed"
+            assert sample.error == f"cannot write output runs/{run_id}/{name}: [Errno 28] No space left on device"
+        assert _temporaries(data) == []  # atomic_write removed each partial file
+        assert [w.status for w in store.workers(include_ended=True)] == [WorkerStatus.STOPPED]
+
+        filler.unlink()  # space freed: resume redoes the failed samples
+        resume = _cli(db, "runs", "resume", str(run_id), data_dir=data)
+        assert resume.returncode == 0, resume.stderr
+        resumed = _assert_exactly_once(store, run_id)
+        assert [s.attempts for s in resumed.samples] == [2] * resumed.run.sample_count
+        assert _temporaries(data) == []
+    finally:
+        _kill_workers(store)
+        store.close()
+
+
+@pytest.mark.slow
+def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
+    """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
+    that sample's record write has failed on the lock (read from the worker's log, so the
+    retry is certain whatever the machine's speed), plus 1 s (3 s at least); the worker's busy timeout is
+    200 ms (INPAINT_TUI_BUSY_TIMEOUT_MS). Progress and heartbeats hit "database is locked"
+    many times, are skipped and logged once per kind; the record is retried with backoff."""
+    db, store = database
+    run_id = _queue(store, steps=10)
+    env = {**ENV, BUSY_TIMEOUT_ENV: "200"}
+    # stale-after well above the lock: no one may declare the worker lost while it waits
+    worker = subprocess.Popen(_command(db, "worker", "--once", "--heartbeat", "0.2", "--stale-after", "60"), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, record_blocked = [], threading.Event()
+
+    def read() -> None:
+        for line in worker.stdout:
+            lines.append(line)
+            if "recording a sample failed (OperationalError: database is locked); retrying" in line:
+                record_blocked.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    _wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 8,
+              timeout=180, interval=0.02)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    held_from = time.monotonic()
+    done_before = store.run(run_id).done_count
+    assert record_blocked.wait(timeout=120), "".join(lines)
+    time.sleep(max(1.0, 3.0 - (time.monotonic() - held_from)))  # 3 s at least: 15 heartbeats
+    assert store.run(run_id).status == RunStatus.RUNNING  # reads still work under a write lock (WAL)
+    blocker.execute("ROLLBACK")
+    held = time.monotonic() - held_from
+    blocker.close()
+    assert worker.wait(timeout=300) == 0, "".join(lines)
+    reader.join()
+    output = "".join(lines)
+    assert held > 2.9 and done_before < 6
+    _assert_exactly_once(store, run_id)
+    assert "Traceback" not in output, output
+    assert "heartbeat failed (OperationalError: database is locked)" in output
+    warnings = [line for line in output.splitlines() if "failed (" in line]
+    assert len(warnings) <= 6, output  # one line per kind of write, not one per beat (5 beats a second)
+    assert [s.attempts for s in store.run_detail(run_id).samples] == [1] * 6
+    print(f"lock held {held:.1f} s; {len(warnings)} warning line(s):", *warnings, sep="\n")  # figures, with -s
+
+
+@pytest.mark.slow
+def test_an_error_escaping_a_run_fails_that_run_and_the_worker_goes_on(database):
+    """A trigger (a real SQLite error, no mock) makes recording a done sample of run 1 raise
+    IntegrityError, which escapes the run: before, the worker died and left it running."""
+    db, store = database
+    broken, healthy = _queue(store), _queue(store, seed=1)
+    with sqlite3.connect(db) as raw:
+        raw.execute(f"CREATE TRIGGER injected BEFORE UPDATE ON run_sample WHEN NEW.run_id = {broken} "
+                    "AND NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    worker = _cli(db, "worker", "--once", "--heartbeat", "0.2")
+    assert worker.returncode == 0, worker.stderr
+    assert "Traceback" not in worker.stderr, worker.stderr
+    failed = store.run(broken)
+    assert failed.status == RunStatus.FAILED
+    assert failed.error.endswith("failed: IntegrityError: injected failure"), failed.error
+    _assert_exactly_once(store, healthy)  # the same worker went on to the next run
+    with sqlite3.connect(db) as raw:
+        raw.execute("DROP TRIGGER injected")
+    resume = _cli(db, "runs", "resume", str(broken))
+    assert resume.returncode == 0, resume.stderr
+    _assert_exactly_once(store, broken)
+
+
+@pytest.mark.slow
+def test_runs_resume_right_after_kill_9_of_an_unreaped_worker_declares_it_lost_at_once(database):
+    db, store = database
+    run_id = _queue(store, steps=60)
+    # Default stale-after (30 s): only the zombie check can make this immediate.
+    child = subprocess.Popen(_command(db, "worker", "--once", "--heartbeat", "0.2"), env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2,
+                  timeout=180, interval=0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        _wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # a zombie: we never wait() yet
+        assert store.run(run_id).status == RunStatus.RUNNING
+        started = time.monotonic()
+        # What `runs resume` does first; before the fix: RunBusy "running on worker 1; cancel it first".
+        store.requeue_for_resume(run_id, stale_after=STALE_AFTER_SECONDS)
+        elapsed = time.monotonic() - started
+        assert store.run(run_id).status == RunStatus.QUEUED
+        assert elapsed < 1.0  # at once, not after the 30 s staleness
+        print(f"zombie worker declared lost and run re-queued in {elapsed * 1000:.0f} ms")  # figures, with -s
+        lost = [w for w in store.workers(include_ended=True) if w.pid == child.pid]
+        assert [w.status for w in lost] == [WorkerStatus.LOST]
+    finally:
+        _kill_workers(store)
+        child.wait()
