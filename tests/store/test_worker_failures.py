@@ -7,73 +7,22 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from inpaint_tui.jobs.execute import CRASH_ENV
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
 from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
 from inpaint_tui.store.files import atomic_write
 from inpaint_tui.store.queue import _process_exists
-from tests.conftest import queue
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
-       "INPAINT_TUI_IDLE_EXIT": "3"}
-ENV.pop(CRASH_ENV, None)
-ENV.pop(BUSY_TIMEOUT_ENV, None)
-EVAL = {"groups": ["background"], "models": "tiny"}
-
-
-def _command(db, *args, data_dir=None):
-    extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
-    return [sys.executable, "-m", "inpaint_tui.cli", "--db", str(db), *extra, *args]
-
-
-def _cli(db, *args, data_dir=None, env=None, timeout=300):
-    return subprocess.run(_command(db, *args, data_dir=data_dir), capture_output=True, text=True, env=env or ENV,
-                          timeout=timeout)
-
-
-def _wait_for(condition, timeout=120.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def _queue(store, **overrides):
-    settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
-                    eval_config=EVAL)
-    settings.update(overrides)
-    return queue(store, **settings)
-
+from tests.worker_processes import ENV, assert_exactly_once, command, queue_small, run_cli, wait_for
 
 def _temporaries(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.tmp")) if folder.is_dir() else []
-
-
-def _assert_exactly_once(store, run_id):
-    """Every sample done once: one row each, one bg_mse each, the folder holds exactly the outputs."""
-    detail = store.run_detail(run_id)
-    assert detail.run.status == RunStatus.FINISHED, detail.run.error
-    assert [s.status for s in detail.samples] == ["done"] * detail.run.sample_count
-    folder = store.data_dir / "runs" / str(run_id)
-    assert sorted(folder.iterdir()) == sorted(s.image_path for s in detail.samples)  # no orphans, no temporaries
-    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
-        assert raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
-                           "AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone() \
-            == (detail.run.sample_count, detail.run.sample_count)
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    return detail
 
 
 def _state(pid: int) -> str:
@@ -97,7 +46,7 @@ def test_a_zombie_counts_as_gone_and_a_live_process_as_alive():
     try:
         assert _process_exists(child.pid)
         os.kill(child.pid, signal.SIGKILL)
-        _wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # not reaped: we do not wait()
+        wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # not reaped: we do not wait()
         os.kill(child.pid, 0)  # what the old check relied on: still succeeds for a zombie
         assert not _process_exists(child.pid)
     finally:
@@ -114,8 +63,8 @@ def test_non_finite_latents_fail_each_sample_naming_the_step_dtype_and_device(tm
 
     store = Store(tmp_path / "experiments.db")
     ensure_demo(store)
-    blended = _queue(store, guidance=1e30)
-    vanilla = _queue(store, technique="vanilla", guidance=1e30)
+    blended = queue_small(store, guidance=1e30)
+    vanilla = queue_small(store, technique="vanilla", guidance=1e30)
     assert execute_run(store, blended) == RunStatus.FAILED
     assert execute_run(store, vanilla) == RunStatus.FAILED
     places = {}
@@ -207,10 +156,10 @@ def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_complet
     store = Store(db, data_dir=data)
     try:
         ensure_demo(store)
-        run_id = _queue(store, seed=3)
+        run_id = queue_small(store, seed=3)
         filler = _fill(small_tmpfs)
 
-        worker = subprocess.run(_command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
+        worker = subprocess.run(command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
                                 capture_output=True, text=True, timeout=300)
         assert worker.returncode == 0, worker.stderr  # the worker did not die
         assert "Traceback" not in worker.stderr, worker.stderr
@@ -224,9 +173,9 @@ def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_complet
         assert [w.status for w in store.workers(include_ended=True)] == [WorkerStatus.STOPPED]
 
         filler.unlink()  # space freed: resume redoes the failed samples
-        resume = _cli(db, "runs", "resume", str(run_id), data_dir=data)
+        resume = run_cli(db, "runs", "resume", str(run_id), data_dir=data)
         assert resume.returncode == 0, resume.stderr
-        resumed = _assert_exactly_once(store, run_id)
+        resumed = assert_exactly_once(store, run_id)
         assert [s.attempts for s in resumed.samples] == [2] * resumed.run.sample_count
         assert _temporaries(data) == []
     finally:
@@ -242,10 +191,10 @@ def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample
     200 ms (INPAINT_TUI_BUSY_TIMEOUT_MS). Progress and heartbeats hit "database is locked"
     many times, are skipped and logged once per kind; the record is retried with backoff."""
     db, store = database
-    run_id = _queue(store, steps=10)
+    run_id = queue_small(store, steps=10)
     env = {**ENV, BUSY_TIMEOUT_ENV: "200"}
     # stale-after well above the lock: no one may declare the worker lost while it waits
-    worker = subprocess.Popen(_command(db, "worker", "--once", "--heartbeat", "0.2", "--stale-after", "60"), env=env,
+    worker = subprocess.Popen(command(db, "worker", "--once", "--heartbeat", "0.2", "--stale-after", "60"), env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, record_blocked = [], threading.Event()
 
@@ -257,7 +206,7 @@ def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample
 
     reader = threading.Thread(target=read)
     reader.start()
-    _wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 8,
+    wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 8,
               timeout=180, interval=0.02)
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -273,7 +222,7 @@ def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample
     reader.join()
     output = "".join(lines)
     assert held > 2.9 and done_before < 6
-    _assert_exactly_once(store, run_id)
+    assert_exactly_once(store, run_id)
     assert "Traceback" not in output, output
     assert "heartbeat failed (OperationalError: database is locked)" in output
     warnings = [line for line in output.splitlines() if "failed (" in line]
@@ -287,36 +236,36 @@ def test_an_error_escaping_a_run_fails_that_run_and_the_worker_goes_on(database)
     """A trigger (a real SQLite error, no mock) makes recording a done sample of run 1 raise
     IntegrityError, which escapes the run: before, the worker died and left it running."""
     db, store = database
-    broken, healthy = _queue(store), _queue(store, seed=1)
+    broken, healthy = queue_small(store), queue_small(store, seed=1)
     with sqlite3.connect(db) as raw:
         raw.execute(f"CREATE TRIGGER injected BEFORE UPDATE ON run_sample WHEN NEW.run_id = {broken} "
                     "AND NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
-    worker = _cli(db, "worker", "--once", "--heartbeat", "0.2")
+    worker = run_cli(db, "worker", "--once", "--heartbeat", "0.2")
     assert worker.returncode == 0, worker.stderr
     assert "Traceback" not in worker.stderr, worker.stderr
     failed = store.run(broken)
     assert failed.status == RunStatus.FAILED
     assert failed.error.endswith("failed: IntegrityError: injected failure"), failed.error
-    _assert_exactly_once(store, healthy)  # the same worker went on to the next run
+    assert_exactly_once(store, healthy)  # the same worker went on to the next run
     with sqlite3.connect(db) as raw:
         raw.execute("DROP TRIGGER injected")
-    resume = _cli(db, "runs", "resume", str(broken))
+    resume = run_cli(db, "runs", "resume", str(broken))
     assert resume.returncode == 0, resume.stderr
-    _assert_exactly_once(store, broken)
+    assert_exactly_once(store, broken)
 
 
 @pytest.mark.slow
 def test_runs_resume_right_after_kill_9_of_an_unreaped_worker_declares_it_lost_at_once(database):
     db, store = database
-    run_id = _queue(store, steps=60)
+    run_id = queue_small(store, steps=60)
     # Default stale-after (30 s): only the zombie check can make this immediate.
-    child = subprocess.Popen(_command(db, "worker", "--once", "--heartbeat", "0.2"), env=ENV,
+    child = subprocess.Popen(command(db, "worker", "--once", "--heartbeat", "0.2"), env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2,
+        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2,
                   timeout=180, interval=0.02)
         os.kill(child.pid, signal.SIGKILL)
-        _wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # a zombie: we never wait() yet
+        wait_for(lambda: _state(child.pid) == "Z", timeout=10, interval=0.01)  # a zombie: we never wait() yet
         assert store.run(run_id).status == RunStatus.RUNNING
         started = time.monotonic()
         # What `runs resume` does first; before the fix: RunBusy "running on worker 1; cancel it first".

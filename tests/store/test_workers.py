@@ -5,9 +5,7 @@ detached runs. Workers are started exactly as users start them (`python -m inpai
 
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 
@@ -18,62 +16,18 @@ from PIL import Image
 from inpaint_tui.jobs.execute import CRASH_ENV
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
-from tests.conftest import queue
+from tests.worker_processes import (
+    ENV,
+    FAST,
+    assert_exactly_once,
+    command,
+    queue_small,
+    run_cli,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # real worker processes / a real terminal: minutes
-
-FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
-# Same thread count in every process: pixel-exact comparisons depend on it.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2", "INPAINT_TUI_IDLE_EXIT": "3"}
-ENV.pop(CRASH_ENV, None)
-
-
-def _command(db, *args):
-    return [sys.executable, "-m", "inpaint_tui.cli", "--db", str(db), *args]
-
-
-def _cli(db, *args, env=None, timeout=300):
-    return subprocess.run(_command(db, *args), capture_output=True, text=True, env=env or ENV, timeout=timeout)
-
-
-def _worker(db, *args, env=None):
-    return subprocess.Popen(_command(db, "worker", *FAST, *args), env=env or ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(condition, timeout=120.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def _queue(store, **overrides):
-    settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
-                    eval_config={"groups": ["background"], "models": "tiny"})
-    settings.update(overrides)
-    return queue(store, **settings)
-
-
-def _assert_exactly_once(store, run_id):
-    """Every sample done once: one row each, one value per metric, files = done outputs."""
-    detail = store.run_detail(run_id)
-    assert detail.run.status == RunStatus.FINISHED
-    assert [s.status for s in detail.samples] == ["done"] * detail.run.sample_count
-    folder = store.data_dir / "runs" / str(run_id)
-    assert sorted(folder.iterdir()) == sorted(s.image_path for s in detail.samples)  # no orphans, no temporaries
-    path = store.url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as raw:
-        per_sample = raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
-                                 "AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone()
-        assert per_sample == (detail.run.sample_count, detail.run.sample_count)
-        assert raw.execute("SELECT COUNT(*) FROM run_metric WHERE run_id = ? AND name = 'bg_mse'",
-                           (run_id,)).fetchone()[0] == 1
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    return detail
 
 
 def _images(detail):
@@ -97,14 +51,14 @@ def database(tmp_path):
 
 def test_kill_9_between_samples_mid_sample_and_during_metrics_then_resume(database):
     db, store = database
-    run_id = _queue(store, seed=5, steps=4)
+    run_id = queue_small(store, seed=5, steps=4)
     expectations = {
         "after_sample:1": ["done", "done", "pending", "pending", "pending", "pending"],
         "step:3:2": ["done", "done", "done", "running", "pending", "pending"],
         "evaluating": ["done"] * 6,
     }
     for point, statuses in expectations.items():
-        worker = _worker(db, "--once", env={**ENV, CRASH_ENV: point})
+        worker = start_worker(db, "--once", env={**ENV, CRASH_ENV: point})
         output = worker.communicate(timeout=300)[0]
         assert worker.returncode == -signal.SIGKILL, output
         detail = store.run_detail(run_id)
@@ -112,11 +66,11 @@ def test_kill_9_between_samples_mid_sample_and_during_metrics_then_resume(databa
         assert [s.status for s in detail.samples] == statuses, point
     assert "bg_mse" not in {name for name, s in store.run_detail(run_id).summaries.items() if s.ci_low is not None}
 
-    reference = _queue(store, seed=5, steps=4)  # queued after: the surviving worker does it second
-    worker = _worker(db, "--once")
+    reference = queue_small(store, seed=5, steps=4)  # queued after: the surviving worker does it second
+    worker = start_worker(db, "--once")
     output = worker.communicate(timeout=300)[0]
     assert worker.returncode == 0, output
-    resumed, uninterrupted = _assert_exactly_once(store, run_id), _assert_exactly_once(store, reference)
+    resumed, uninterrupted = assert_exactly_once(store, run_id), assert_exactly_once(store, reference)
     assert [s.attempts for s in resumed.samples] == [1, 1, 1, 2, 1, 1]
     expected = _images(uninterrupted)
     for name, pixels in _images(resumed).items():
@@ -126,7 +80,7 @@ def test_kill_9_between_samples_mid_sample_and_during_metrics_then_resume(databa
 
 def test_reader_at_10_hz_sees_monotone_progress_through_a_kill_and_a_resume_by_hand(database):
     db, store = database
-    run_id = _queue(store, seed=1, steps=40)
+    run_id = queue_small(store, seed=1, steps=40)
     reader = Store(db)
     seen, errors, stop = [], [], threading.Event()
 
@@ -144,26 +98,26 @@ def test_reader_at_10_hz_sees_monotone_progress_through_a_kill_and_a_resume_by_h
     thread = threading.Thread(target=poll)
     thread.start()
     try:
-        worker = _worker(db, "--once")
+        worker = start_worker(db, "--once")
 
         def mid_sample():
             progress = reader.run_progress(run_id)
             return progress and progress.phase == "generating" and progress.samples_done >= 1 and 0 < progress.step < 35
 
-        _wait_for(mid_sample, timeout=180, interval=0.02)
+        wait_for(mid_sample, timeout=180, interval=0.02)
         os.kill(worker.pid, signal.SIGKILL)  # from outside, as a user's kill -9
         worker.wait(timeout=30)
         interrupted = store.run_detail(run_id)
         assert interrupted.run.status == RunStatus.RUNNING
         assert [s.status for s in interrupted.samples].count("running") == 1
 
-        resume = _cli(db, "runs", "resume", str(run_id))
+        resume = run_cli(db, "runs", "resume", str(run_id))
         assert resume.returncode == 0, resume.stderr
     finally:
         stop.set()
         thread.join()
     assert errors == []
-    detail = _assert_exactly_once(store, run_id)
+    detail = assert_exactly_once(store, run_id)
     assert sorted(s.attempts for s in detail.samples) == [1, 1, 1, 1, 1, 2]
     assert len({w for w, *_ in seen}) == 2  # two workers: the killed one and `runs resume`
     for worker_id in {w for w, *_ in seen}:
@@ -175,25 +129,25 @@ def test_reader_at_10_hz_sees_monotone_progress_through_a_kill_and_a_resume_by_h
 
 def test_three_workers_share_one_queue_and_execute_each_run_once(database):
     db, store = database
-    runs = [_queue(store, seed=seed, steps=2) for seed in range(5)]
-    supervisor = subprocess.run(_command(db, "worker", "--processes", "3", "--once", *FAST), env=ENV,
+    runs = [queue_small(store, seed=seed, steps=2) for seed in range(5)]
+    supervisor = subprocess.run(command(db, "worker", "--processes", "3", "--once", *FAST), env=ENV,
                                 capture_output=True, text=True, timeout=600)
     assert supervisor.returncode == 0, supervisor.stderr
     daemons = [w for w in store.workers(include_ended=True) if w.kind == "daemon"]
     assert len(daemons) == 3 and {w.status for w in daemons} == {WorkerStatus.STOPPED}
     for run_id in runs:
-        detail = _assert_exactly_once(store, run_id)
+        detail = assert_exactly_once(store, run_id)
         assert [s.attempts for s in detail.samples] == [1] * 6
         assert detail.run.worker_id in {w.id for w in daemons}
 
 
 def test_cancel_from_another_process_stops_the_worker_at_a_step(database):
     db, store = database
-    run_id = _queue(store, steps=60)
-    worker = _worker(db, "--once")
-    _wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2, timeout=180,
+    run_id = queue_small(store, steps=60)
+    worker = start_worker(db, "--once")
+    wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2, timeout=180,
               interval=0.02)
-    cancel = _cli(db, "runs", "cancel", str(run_id))
+    cancel = run_cli(db, "runs", "cancel", str(run_id))
     assert cancel.returncode == 0 and "cancel requested" in cancel.stderr
     assert worker.wait(timeout=120) == 0  # the queue is empty once the run ended: --once exits
     detail = store.run_detail(run_id)
@@ -205,25 +159,25 @@ def test_cancel_from_another_process_stops_the_worker_at_a_step(database):
 
 def test_detached_runs_outlive_their_launcher_and_share_one_worker(database):
     db, store = database
-    first = _cli(db, "run", "-t", "blended", "--steps", "2", "--metrics", "background", "--detach")
+    first = run_cli(db, "run", "-t", "blended", "--steps", "2", "--metrics", "background", "--detach")
     assert first.returncode == 0, first.stderr
     assert "started worker" in first.stderr and "runs watch" in first.stderr
     # The launcher has exited; its run has not even started (the worker is still importing torch).
     assert store.run(int(first.stdout.strip())).status == RunStatus.QUEUED
-    second = _cli(db, "run", "-t", "vanilla", "--steps", "2", "--metrics", "background", "--detach")
+    second = run_cli(db, "run", "-t", "vanilla", "--steps", "2", "--metrics", "background", "--detach")
     assert second.returncode == 0, second.stderr
     assert "queued for worker" in second.stderr  # the live worker is reused, not a second one started
     run_ids = [int(first.stdout.strip()), int(second.stdout.strip())]
 
-    _wait_for(lambda: all(store.run(r).status in RunStatus.ENDED for r in run_ids), timeout=300, interval=0.2)
+    wait_for(lambda: all(store.run(r).status in RunStatus.ENDED for r in run_ids), timeout=300, interval=0.2)
     for run_id in run_ids:
-        _assert_exactly_once(store, run_id)
+        assert_exactly_once(store, run_id)
     daemons = [w for w in store.workers(include_ended=True) if w.kind == "daemon"]
     assert len(daemons) == 1 and {store.run(r).worker_id for r in run_ids} == {daemons[0].id}
     log = db.with_suffix(".worker.log")
     assert log.is_file() and f"worker {daemons[0].id} started" in log.read_text()
     # With nothing left to do it exits on its own (INPAINT_TUI_IDLE_EXIT=3), freeing the GPU.
-    _wait_for(lambda: store.worker(daemons[0].id).status == WorkerStatus.STOPPED, timeout=60, interval=0.2)
+    wait_for(lambda: store.worker(daemons[0].id).status == WorkerStatus.STOPPED, timeout=60, interval=0.2)
 
 
 def test_a_run_keeps_the_cpu_thread_count_it_first_ran_with(tmp_path, tiny_model):
@@ -237,11 +191,11 @@ def test_a_run_keeps_the_cpu_thread_count_it_first_ran_with(tmp_path, tiny_model
     ensure_demo(store)
     try:
         torch.set_num_threads(1)
-        first = _queue(store)
+        first = queue_small(store)
         assert execute_run(store, first, device="cpu") == "finished"
         assert store.run(first).options["threads"] == 1
         torch.set_num_threads(2)  # a worker with another default takes up an identical run recorded at 1 thread
-        second = _queue(store, options={"threads": 1})
+        second = queue_small(store, options={"threads": 1})
         seen = []
         def generating(progress) -> None:
             if progress.phase == "generating":
@@ -253,7 +207,7 @@ def test_a_run_keeps_the_cpu_thread_count_it_first_ran_with(tmp_path, tiny_model
         for a, b in zip(*images):
             np.testing.assert_array_equal(a, b)
         torch.set_num_threads(2)
-        third = _queue(store)
+        third = queue_small(store)
         execute_run(store, third, device="cpu")
         assert store.run(third).options["threads"] == 2
     finally:

@@ -1,0 +1,75 @@
+"""What the worker-process tests share (tests/store/test_workers.py, test_worker_failures.py):
+the environment and command lines of real `inpaint-tui` processes, polling, queueing the
+standard small run, and the "every sample done exactly once" check."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+from inpaint_tui.jobs.execute import CRASH_ENV
+from inpaint_tui.store import RunStatus
+from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
+from tests.conftest import queue
+
+FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
+# Same thread count in every process: pixel-exact comparisons depend on it.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+       "INPAINT_TUI_IDLE_EXIT": "3"}
+ENV.pop(CRASH_ENV, None)
+ENV.pop(BUSY_TIMEOUT_ENV, None)
+EVAL = {"groups": ["background"], "models": "tiny"}
+
+
+def command(db, *args, data_dir=None) -> list[str]:
+    extra = ["--data-dir", str(data_dir)] if data_dir is not None else []
+    return [sys.executable, "-m", "inpaint_tui.cli", "--db", str(db), *extra, *args]
+
+
+def run_cli(db, *args, data_dir=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(command(db, *args, data_dir=data_dir), capture_output=True, text=True, env=env or ENV,
+                          timeout=timeout)
+
+
+def start_worker(db, *args, env=None) -> subprocess.Popen:
+    return subprocess.Popen(command(db, "worker", *FAST, *args), env=env or ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, timeout=120.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def queue_small(store, **overrides) -> int:
+    """The standard small run: blended, 3 steps, background metrics, on the demo set."""
+    settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,
+                    eval_config=EVAL)
+    settings.update(overrides)
+    return queue(store, **settings)
+
+
+def assert_exactly_once(store, run_id):
+    """Every sample done once: one row each, one bg_mse each and one run summary, the folder
+    holds exactly the outputs (no orphans, no temporaries), the database intact."""
+    detail = store.run_detail(run_id)
+    assert detail.run.status == RunStatus.FINISHED, detail.run.error
+    assert [s.status for s in detail.samples] == ["done"] * detail.run.sample_count
+    folder = store.data_dir / "runs" / str(run_id)
+    assert sorted(folder.iterdir()) == sorted(s.image_path for s in detail.samples)
+    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
+        assert raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
+                           "AND name = 'bg_mse'", (run_id,)).fetchone() \
+            == (detail.run.sample_count, detail.run.sample_count)
+        assert raw.execute("SELECT COUNT(*) FROM run_metric WHERE run_id = ? AND name = 'bg_mse'",
+                           (run_id,)).fetchone()[0] == 1
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return detail
