@@ -140,17 +140,6 @@ class RunSpec:
         return cls(technique=technique, params=resolved, model=model, steps=steps, guidance=float(guidance),
                    seed=validate_seed(seed), negative_prompt=negative_prompt, evaluation=evaluation)
 
-    def with_(self, **changes: Any) -> "RunSpec":
-        """A copy with some fields changed, validated again (params given are overlaid)."""
-        params = {**self.params, **changes.pop("params", {})}
-        current = dict(technique=self.technique, params=params, model=self.model, steps=self.steps,
-                       guidance=self.guidance, seed=self.seed, negative_prompt=self.negative_prompt,
-                       evaluation=self.evaluation)
-        current.update(changes)
-        if current["technique"] != self.technique and "params" not in changes:
-            current["params"] = {}  # another technique's parameters do not carry over
-        return RunSpec.build(current.pop("technique"), current.pop("params"), **current)
-
     def config(self) -> dict[str, Any]:
         """Everything that determines the run's outputs except the samples."""
         return {
