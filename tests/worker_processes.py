@@ -5,6 +5,7 @@ standard small run, and the "every sample done exactly once" check."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -73,3 +74,13 @@ def assert_exactly_once(store, run_id):
                            (run_id,)).fetchone()[0] == 1
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     return detail
+
+
+def kill_workers(store) -> None:
+    for worker in store.workers():  # never leave a worker behind, whatever failed
+        if worker.pid and worker.pid != os.getpid():
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+

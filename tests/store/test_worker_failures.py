@@ -19,7 +19,7 @@ from inpaint_tui.store import RunStatus, Store, WorkerStatus
 from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
 from inpaint_tui.store.files import atomic_write
 from inpaint_tui.store.queue import _process_exists
-from tests.worker_processes import ENV, assert_exactly_once, command, queue_small, run_cli, wait_for
+from tests.worker_processes import ENV, assert_exactly_once, command, kill_workers, queue_small, run_cli, wait_for
 
 def _temporaries(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.tmp")) if folder.is_dir() else []
@@ -102,25 +102,6 @@ def test_a_nan_decoded_image_is_named_as_such(tiny_model):
 
 
 @pytest.fixture
-def database(tmp_path):
-    db = tmp_path / "experiments.db"
-    store = Store(db)
-    ensure_demo(store)
-    yield db, store
-    _kill_workers(store)
-    store.close()
-
-
-def _kill_workers(store):
-    for worker in store.workers():  # never leave a worker behind, whatever failed
-        if worker.pid and worker.pid != os.getpid():
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-@pytest.fixture
 def small_tmpfs(tmp_path):
     """A real 4 MB filesystem (tmpfs, mounted as root; this sandbox allows it) for the data folder."""
     mount = tmp_path / "small"
@@ -179,7 +160,7 @@ def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_complet
         assert [s.attempts for s in resumed.samples] == [2] * resumed.run.sample_count
         assert _temporaries(data) == []
     finally:
-        _kill_workers(store)
+        kill_workers(store)
         store.close()
 
 
@@ -277,5 +258,5 @@ def test_runs_resume_right_after_kill_9_of_an_unreaped_worker_declares_it_lost_a
         lost = [w for w in store.workers(include_ended=True) if w.pid == child.pid]
         assert [w.status for w in lost] == [WorkerStatus.LOST]
     finally:
-        _kill_workers(store)
+        kill_workers(store)
         child.wait()

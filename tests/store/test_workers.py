@@ -34,21 +34,6 @@ def _images(detail):
     return {s.sample_name: np.asarray(Image.open(s.image_path)) for s in detail.samples}
 
 
-@pytest.fixture
-def database(tmp_path):
-    db = tmp_path / "experiments.db"
-    store = Store(db)
-    ensure_demo(store)
-    yield db, store
-    for worker in store.workers():  # never leave a worker behind, whatever failed
-        if worker.pid and worker.pid != os.getpid():
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    store.close()
-
-
 def test_kill_9_between_samples_mid_sample_and_during_metrics_then_resume(database):
     db, store = database
     run_id = queue_small(store, seed=5, steps=4)
