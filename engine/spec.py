@@ -159,10 +159,19 @@ class RunSpec:
 
     def changed_params(self) -> dict[str, Any]:
         """The parameters that differ from the technique's defaults."""
-        from engine.techniques import get_technique
+        return changed_params(self.technique, self.params)
 
-        defaults = get_technique(self.technique).full_schema.defaults()
-        return {k: v for k, v in self.params.items() if defaults.get(k, object()) != v}
+
+def changed_params(technique: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the parameters that differ from the technique's defaults (all of them for a
+    technique no longer registered), so tables and descriptions stay readable."""
+    from engine.techniques import get_technique
+
+    try:
+        defaults = get_technique(technique).full_schema.defaults()
+    except ParamError:
+        return dict(params)
+    return {k: v for k, v in params.items() if defaults.get(k, object()) != v}
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -170,4 +179,4 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "config_hash", "validate_seed"]
+__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "validate_seed"]

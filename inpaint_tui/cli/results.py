@@ -12,9 +12,10 @@ from typing import List, Optional
 import typer
 
 from engine.metrics.catalogue import key_metrics
+from engine.spec import changed_params
 from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, metrics_app, print_json, rich_console, user_errors
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import best_values, changed_params, format_number, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
 
 
 def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool):

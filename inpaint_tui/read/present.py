@@ -10,7 +10,6 @@ from typing import Any, Iterable, Sequence
 
 from engine.metrics.catalogue import higher_is_better
 
-
 # ANSI escape sequences (CSI such as colours and cursor moves, OSC such as titles and links,
 # two-character ESC ones), then any other C0/C1 control character or DEL.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
@@ -47,18 +46,6 @@ def short(value: float) -> str:
 
 def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) or "-"
-
-
-def changed_params(technique: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Only parameters that differ from the technique's defaults: tables stay readable."""
-    from engine.params import ParamError
-    from engine.techniques import get_technique
-
-    try:
-        defaults = get_technique(technique).full_schema.defaults()
-    except ParamError:
-        return dict(params)
-    return {k: v for k, v in params.items() if defaults.get(k, object()) != v}
 
 
 def format_summary(summary, value: float | None = None) -> str:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
+from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import best_values, changed_params, format_number, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
 from inpaint_tui.read.report_images import copy_animations, write_grid, write_sweep_plots
 from inpaint_tui.store import RunDetail, Store
 

@@ -15,8 +15,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Label
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
+from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import changed_params, format_number, format_params
+from inpaint_tui.read.present import format_number, format_params
 from inpaint_tui.store import NotFound, RunDetail, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 

@@ -115,7 +115,7 @@ class DashboardScreen(LiveScreen):
 
 
 def _short_params(run: RunInfo) -> dict:
-    from inpaint_tui.read.present import changed_params
+    from engine.spec import changed_params
 
     return changed_params(run.technique, run.params)
 

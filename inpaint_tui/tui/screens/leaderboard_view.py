@@ -12,8 +12,9 @@ from typing import Any, Sequence
 from rich.text import Text
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
+from engine.spec import changed_params
 from inpaint_tui.read.pooling import has_value, pool, seed_group_key
-from inpaint_tui.read.present import best_values, changed_params, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_params, format_summary
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
 
 FINISHED = (RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS)

@@ -14,7 +14,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.metrics.catalogue import key_metrics
-from inpaint_tui.read.present import changed_params, format_number, format_params, format_progress, format_summary
+from engine.spec import changed_params
+from inpaint_tui.read.present import format_number, format_params, format_progress, format_summary
 from inpaint_tui.store import RunDetail, RunStatus, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.images import load, with_mask

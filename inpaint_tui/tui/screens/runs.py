@@ -11,7 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from inpaint_tui.read.present import changed_params, format_number, format_params, format_progress
+from engine.spec import changed_params
+from inpaint_tui.read.present import format_number, format_params, format_progress
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 
