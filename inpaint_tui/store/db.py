@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, delete, event, insert, inspect, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -211,9 +211,11 @@ def migrate(engine: Engine) -> None:
             if current is not None and current not in {script.revision for script in scripts.walk_revisions()}:
                 from inpaint_tui import __version__
 
+                writer = _written_by(connection)
                 raise StoreError(
-                    f"database {shown(url)} was written by a newer inpaint-tui (schema revision {current}; this one, "
-                    f"{__version__}, knows up to {head}): upgrade inpaint-tui (pip install -U inpaint-tui) to use it"
+                    f"database {shown(url)} was written by {f'inpaint-tui {writer}' if writer else 'a newer inpaint-tui'} "
+                    f"(schema revision {current}; this one, {__version__}, knows up to {head}): upgrade inpaint-tui "
+                    "(pip install -U inpaint-tui) to use it"
                 )
             if current is None and engine.dialect.name == "sqlite":  # a server database may hold others' tables
                 _refuse_foreign(connection, url)
@@ -223,8 +225,28 @@ def migrate(engine: Engine) -> None:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            _record_writer(connection)
     except DBAPIError as error:
         raise StoreError(describe(url, error)) from None
+
+
+def _written_by(connection) -> str | None:
+    """The inpaint-tui version that last migrated this database, where it recorded one."""
+    from inpaint_tui.store.tables import SCHEMA_WRITTEN_BY, StoreInfoRecord
+
+    if not inspect(connection).has_table(StoreInfoRecord.__tablename__):
+        return None
+    table = StoreInfoRecord.__table__
+    return connection.execute(select(table.c.value).where(table.c.key == SCHEMA_WRITTEN_BY)).scalar()
+
+
+def _record_writer(connection) -> None:
+    from inpaint_tui import __version__
+    from inpaint_tui.store.tables import SCHEMA_WRITTEN_BY, StoreInfoRecord
+
+    table = StoreInfoRecord.__table__
+    connection.execute(delete(table).where(table.c.key == SCHEMA_WRITTEN_BY))
+    connection.execute(insert(table).values(key=SCHEMA_WRITTEN_BY, value=__version__))
 
 
 def _refuse_foreign(connection, url: str) -> None:

@@ -240,3 +240,16 @@ class SweepRunRecord(SQLModel, table=True):
     position: int
     point: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # the swept values
     reused: bool = False
+
+
+class StoreInfoRecord(SQLModel, table=True):
+    """Facts about the database as a whole, as key/value text (`SCHEMA_WRITTEN_BY`: the
+    inpaint-tui version that last migrated it, named when an older version meets it)."""
+
+    __tablename__ = "store_info"
+
+    key: str = Field(sa_column=Column(String, primary_key=True))
+    value: str = Field(sa_column=Column(String, nullable=False))
+
+
+SCHEMA_WRITTEN_BY = "schema_written_by"

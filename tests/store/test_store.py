@@ -31,6 +31,26 @@ def test_migrations_produce_exactly_the_declared_schema(store):
     assert diff == []
 
 
+def test_the_version_that_migrates_a_database_records_itself(tmp_path, monkeypatch):
+    """A new database and one upgraded from an older revision both name the writing version,
+    which an older inpaint-tui then quotes; reopening at head does not rewrite it."""
+    import inpaint_tui
+
+    path = tmp_path / "a.db"
+    Store(path).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT value FROM store_info WHERE key = 'schema_written_by'").fetchall() == \
+            [(inpaint_tui.__version__,)]
+        raw.execute("DROP TABLE store_info")
+        raw.execute("UPDATE alembic_version SET version_num = '0004'")  # as an older version left it
+    monkeypatch.setattr(inpaint_tui, "__version__", "9.9.9")
+    Store(path).close()  # upgrades 0004 -> head
+    monkeypatch.setattr(inpaint_tui, "__version__", "10.0.0")
+    Store(path).close()  # already at head: no migration, nothing rewritten
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT key, value FROM store_info").fetchall() == [("schema_written_by", "9.9.9")]
+
+
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
     first = Store(tmp_path / "a.db")
     import_source(first, "demo")

@@ -101,7 +101,15 @@ def bad_header(good, tmp):
 
 def newer_version(good, tmp):
     path = _copy(good, tmp)
-    _sql(path, "UPDATE alembic_version SET version_num = '9999'")  # a revision this version does not know
+    # a revision this version does not know, written by a version that recorded itself
+    _sql(path, "UPDATE alembic_version SET version_num = '9999'",
+         "UPDATE store_info SET value = '7.2.0' WHERE key = 'schema_written_by'")
+    return ["--db", str(path), *LIST], path, str(path)
+
+
+def newer_version_unrecorded(good, tmp):
+    path = _copy(good, tmp)
+    _sql(path, "UPDATE alembic_version SET version_num = '9999'", "DROP TABLE store_info")
     return ["--db", str(path), *LIST], path, str(path)
 
 
@@ -196,7 +204,9 @@ CASES = [
     Case("corrupted pages", corrupted_pages, 1, "damaged"),
     Case("truncated file", truncated, 1, "damaged"),
     Case("bad header", bad_header, 1, "not an SQLite database"),
-    Case("newer version", newer_version, 1, "newer inpaint-tui (schema revision 9999; this one"),
+    Case("newer version", newer_version, 1, "written by inpaint-tui 7.2.0 (schema revision 9999; this one"),
+    Case("newer version that did not record itself", newer_version_unrecorded, 1,
+         "written by a newer inpaint-tui (schema revision 9999; this one"),
     Case("missing column", missing_column, 1, "lacks column(s) note"),
     Case("missing table", missing_table, 1, "lacks table run_metric"),
     Case("another application's database", foreign_database, 1, "not an inpaint-tui database"),
