@@ -18,7 +18,7 @@ import socket
 import time
 from pathlib import Path
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import case, delete, or_, update
 from sqlmodel import select
 
 from inpaint_tui.store.db import StoreError
@@ -76,7 +76,8 @@ class QueueMixin:
             record.pid = pid if pid is not None else record.pid
             record.device = device or record.device
             record.log_path = str(log_path) if log_path is not None else record.log_path
-            record.status = status
+            if record.status != WorkerStatus.STOPPING:  # a stop asked before it started still holds
+                record.status = status
             record.heartbeat_at = now
             record.stopped_at = None
             session.commit()
@@ -84,16 +85,33 @@ class QueueMixin:
 
     def heartbeat(self, worker_id: int, **fields) -> bool:
         """Refresh a worker's heartbeat (and status/run_id/model if given). False when the
-        worker was meanwhile declared lost: it must then stop touching its run."""
+        worker was meanwhile declared lost (it must then stop touching its run) or asked to
+        stop (it must stop at the next step; its heartbeat still counts until it has)."""
         with self.session() as session:
             record = session.get(WorkerRecord, worker_id)
             if record is None or record.status not in WorkerStatus.LIVE:
                 return False
+            stopping = record.status == WorkerStatus.STOPPING
+            if stopping:
+                fields.pop("status", None)  # the request outlives the worker's own status updates
             record.heartbeat_at = time.time()
             for name, value in fields.items():
                 setattr(record, name, value)
             session.commit()
-            return True
+            return not stopping
+
+    def request_worker_stop(self, worker_id: int) -> WorkerInfo:
+        """Ask a live worker to stop, wherever it runs (another box, a Ray actor): it sees the
+        request at its next heartbeat and stops as on SIGTERM (its run goes back to the queue)."""
+        with self.session() as session:
+            record = session.get(WorkerRecord, worker_id)
+            if record is None:
+                raise StoreError(f"no worker {worker_id} (see inpaint-tui workers --all)")
+            if record.status not in WorkerStatus.LIVE:
+                raise StoreError(f"worker {worker_id} is not running (status {record.status})")
+            record.status = WorkerStatus.STOPPING
+            session.commit()
+            return self._worker_info(record)
 
     def stop_worker(self, worker_id: int) -> None:
         with self.session() as session:
@@ -196,7 +214,10 @@ class QueueMixin:
             return None
         session.exec(
             update(WorkerRecord).where(WorkerRecord.id == worker_id)
-            .values(status=WorkerStatus.RUNNING, run_id=run_id, heartbeat_at=time.time())
+            # A stop requested while it was claiming stays requested: it hands the run back.
+            .values(status=case((WorkerRecord.status == WorkerStatus.STOPPING, WorkerStatus.STOPPING),
+                                else_=WorkerStatus.RUNNING),
+                    run_id=run_id, heartbeat_at=time.time())
         )
         return session.exec(select(RunRecord.claim).where(RunRecord.id == run_id)).one()
 

@@ -171,9 +171,10 @@ class WorkerStatus:
     STARTING = "starting"  # spawned, still importing torch / loading
     IDLE = "idle"
     RUNNING = "running"
+    STOPPING = "stopping"  # asked to stop (`workers stop`): still alive, finishing its step
     STOPPED = "stopped"  # exited cleanly
     LOST = "lost"  # heartbeat went stale: crashed or killed; its run was re-queued
-    LIVE = (STARTING, IDLE, RUNNING)
+    LIVE = (STARTING, IDLE, RUNNING, STOPPING)
 
 
 class WorkerRecord(SQLModel, table=True):
@@ -183,7 +184,7 @@ class WorkerRecord(SQLModel, table=True):
     __tablename__ = "worker"
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    kind: str  # "daemon" or "foreground"
+    kind: str  # "daemon", "foreground" or "ray" (a Ray actor)
     host: str
     pid: Optional[int] = None
     device: Optional[str] = None

@@ -3,6 +3,7 @@ delete, progress rows, previews and animations, sweeps. Real SQLite files; separ
 objects (separate connections) stand in for separate processes where it matters. The
 multi-process behaviour (kill -9, several workers, detach) is in test_workers.py."""
 
+import os
 import threading
 import time
 
@@ -139,6 +140,36 @@ def test_a_worker_whose_process_is_gone_is_lost_at_once(store):
     worker = store.register_worker("daemon", pid=process.pid)
     store.claim_next_run(worker)
     assert store.reap_stale_workers(stale_after=3600) == [run_id]  # no waiting for the heartbeat to age
+
+
+def test_a_stop_requested_in_the_store_holds_until_the_worker_has_stopped(store):
+    ensure_demo(store)
+    run_id = _queue(store)
+    worker = store.register_worker("daemon", pid=os.getpid())
+    assert store.request_worker_stop(worker).status == WorkerStatus.STOPPING
+    # Neither a claim, nor the worker's own status updates, nor adopting its row undo the request.
+    _, claim = store.claim_next_run(worker)
+    assert store.worker(worker).status == WorkerStatus.STOPPING
+    assert store.heartbeat(worker, status=WorkerStatus.IDLE) is False  # told at every beat
+    assert store.register_worker("daemon", worker_id=worker) == worker
+    assert store.worker(worker).status == WorkerStatus.STOPPING
+    assert store.reap_stale_workers(stale_after=3600) == []  # still alive: its run is not orphaned
+    store.release_run(run_id, claim)
+    store.stop_worker(worker)
+    assert store.worker(worker).status == WorkerStatus.STOPPED and store.run(run_id).status == RunStatus.QUEUED
+    with pytest.raises(StoreError, match=f"worker {worker} is not running \\(status stopped\\)"):
+        store.request_worker_stop(worker)
+    with pytest.raises(StoreError, match="no worker 99 "):
+        store.request_worker_stop(99)
+
+
+def test_a_worker_sees_a_stop_request_at_its_next_heartbeat(store):
+    ensure_demo(store)
+    with Worker(store, heartbeat=0.05) as worker:
+        store.request_worker_stop(worker.id)
+        assert worker.stop_requested.wait(timeout=30)
+        assert worker.serve(poll=0.05) == 0  # a stopped worker claims nothing
+    assert store.worker(worker.id).status == WorkerStatus.STOPPED
 
 
 def test_cancel_resume_and_delete_follow_the_run_state(store):
