@@ -29,10 +29,13 @@ runs_app = typer.Typer(help="List, inspect, watch, cancel, resume and delete run
 metrics_app = typer.Typer(help="Compute or recompute a run's metrics.", no_args_is_help=True)
 
 sweeps_app = typer.Typer(help="List and inspect sweeps.", no_args_is_help=True)
+
+workers_app = typer.Typer(help="List live workers; stop them.")
 app.add_typer(samples_app, name="samples")
 app.add_typer(runs_app, name="runs")
 app.add_typer(metrics_app, name="metrics")
 app.add_typer(sweeps_app, name="sweeps")
+app.add_typer(workers_app, name="workers")
 
 JSON_HELP = "Print machine-readable JSON on stdout (and nothing else there)."
 

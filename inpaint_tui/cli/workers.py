@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from typing import Optional
 
 import typer
 
-from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, print_json, rich_console, user_errors
+from inpaint_tui.cli.base import (
+    JSON_HELP,
+    app,
+    context_of,
+    fail,
+    print_json,
+    rich_console,
+    user_errors,
+    workers_app,
+)
 
 
 @app.command()
@@ -31,9 +38,15 @@ def worker(
 ) -> None:
     """Execute queued runs in the background (Ctrl-C or SIGTERM: stop at the next step, the
     run in progress goes back to the queue)."""
-    from inpaint_tui.jobs.worker import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, supervise, worker_main
+    from inpaint_tui.jobs.worker import (
+        HEARTBEAT_SECONDS,
+        STALE_AFTER_SECONDS,
+        configure_logging,
+        supervise,
+        worker_main,
+    )
 
-    configure_worker_logging(log_file)
+    configure_logging(log_file)
     with user_errors():
         store = context_of(ctx).store()
     common = (["--once"] if once else []) + (["--idle-exit", str(idle_exit)] if idle_exit is not None else []) \
@@ -56,21 +69,15 @@ def worker(
     ))
 
 
-def configure_worker_logging(log_file: str | None) -> None:
-    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
-    root = logging.getLogger("inpaint_tui")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-@app.command()
+@workers_app.callback(invoke_without_command=True)
 def workers(
     ctx: typer.Context,
     include_ended: bool = typer.Option(False, "--all", help="Also list stopped and lost workers."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List live workers: device, current run, last heartbeat."""
+    """List live workers: device, current run, last heartbeat (`workers stop` stops them)."""
+    if ctx.invoked_subcommand is not None:
+        return
     with user_errors():
         store = context_of(ctx).store()
         infos = store.workers(include_ended=include_ended)
@@ -89,3 +96,23 @@ def workers(
                       info.model or "-", info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago",
                       str(info.log_path or "-"))
     rich_console().print(table)
+
+
+@workers_app.command("stop")
+def workers_stop(
+    ctx: typer.Context,
+    worker_ids: Optional[list[int]] = typer.Argument(None, metavar="WORKER", help="Worker ids (default: every "
+                                                     "live worker)."),
+) -> None:
+    """Stop workers at their next denoising step; their runs go back to the queue.
+
+    Through the store, so it reaches workers wherever they run: this box, another one, Ray actors."""
+    with user_errors():
+        store = context_of(ctx).store()
+        targets = worker_ids or [info.id for info in store.workers()]
+        if not targets:
+            typer.echo("no live workers", err=True)
+            return
+        for worker_id in targets:
+            info = store.request_worker_stop(worker_id)
+            typer.echo(f"stop requested: worker {info.id} ({info.kind} on {info.host}, {info.device or '-'})", err=True)

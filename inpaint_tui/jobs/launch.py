@@ -17,7 +17,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import make_url
 
-from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS, child_command
+from inpaint_tui.jobs.worker import BACKGROUND_KINDS, STALE_AFTER_SECONDS, child_command
 from inpaint_tui.store import Store
 from inpaint_tui.store.tables import WorkerStatus
 
@@ -50,11 +50,12 @@ def ensure_worker(
     store: Store, *, device: str | None = None, stale_after: float = STALE_AFTER_SECONDS
 ) -> tuple[int, bool]:
     """Make sure a background worker serves this database: (worker id, whether one was
-    started now). A live daemon worker (fresh heartbeat) is reused whatever its device."""
+    started now). A live background worker (fresh heartbeat; a process or a Ray actor) is
+    reused whatever its device."""
     with _spawn_lock(store):
         store.reap_stale_workers(stale_after)
         for worker in store.workers():
-            if worker.kind == "daemon":
+            if worker.kind in BACKGROUND_KINDS and worker.status != WorkerStatus.STOPPING:
                 return worker.id, False
         return spawn_worker(store, device=device), True
 

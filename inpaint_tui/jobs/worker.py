@@ -4,6 +4,8 @@ A worker registers itself, heartbeats from a thread (the main thread is busy in 
 claims runs one at a time, preferring runs on the model it already has loaded. Any worker
 looking for work first declares workers silent for `stale_after` seconds lost and re-queues
 their runs, so a run whose worker was killed is resumed by the next one that looks.
+`inpaint-tui workers stop` marks a worker's row `stopping`; its next heartbeat learns it, so
+the request reaches workers on any box and Ray actors alike.
 
 This module imports no torch at import time (the CLI's `--help` stays light); execution
 imports the engine when the first run starts. `supervise` starts one worker process per GPU
@@ -34,6 +36,8 @@ from inpaint_tui.store.queue import ClaimLost
 from inpaint_tui.store.tables import WorkerStatus
 
 HEARTBEAT_SECONDS = 2.0
+MAX_RESTARTS = 5  # of one crashing worker (process or Ray actor), so a broken GPU does not loop forever
+BACKGROUND_KINDS = ("daemon", "ray")  # workers that serve the queue (`run --detach` reuses them)
 STALE_AFTER_SECONDS = 30.0  # silence after which a worker counts as dead (15 missed heartbeats)
 POLL_SECONDS = 1.0  # how often an idle worker looks at the queue
 
@@ -91,12 +95,19 @@ class Worker:
     def _beat(self) -> None:
         while not self._halt.wait(self.heartbeat):
             try:
-                if not self.store.heartbeat(self.id):
-                    log.error("worker %s was declared lost (heartbeat too late); stopping", self.id)
-                    self.stop_requested.set()
+                if not self.store.heartbeat(self.id) and not self.stop_requested.is_set():
+                    self._stop_from_store()
                 failures.ok("heartbeat")
             except Exception as error:  # a locked or briefly unavailable database must not kill the thread
                 failures.failed("heartbeat", error, "retrying at the next beat")
+
+    def _stop_from_store(self) -> None:
+        record = self.store.worker(self.id)
+        if record is not None and record.status == WorkerStatus.STOPPING:
+            log.info("worker %s: stop requested (inpaint-tui workers stop); stopping at the next step", self.id)
+        else:
+            log.error("worker %s was declared lost (heartbeat too late); stopping", self.id)
+        self.stop_requested.set()
 
     def request_stop(self) -> None:
         """Finish at the next denoising step: the run in progress goes back to the queue."""
@@ -226,14 +237,33 @@ def worker_main(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    run_worker(worker, once=once, idle_exit=idle_exit)
+    return 0
+
+
+def run_worker(worker: Worker, *, once: bool, idle_exit: float | None,
+               on_started: Callable[[Worker], None] | None = None) -> int:
+    """Register, serve until stopped (or `once`/`idle_exit`), record the stop: what every
+    background worker runs, a worker process or a Ray actor. Returns the runs executed."""
     with worker:
         log.info("worker %s started (pid %s, device %s)", worker.id, os.getpid(), worker.device_label)
+        if on_started is not None:
+            on_started(worker)
         from inpaint_tui.jobs.execute import quiet_libraries
 
         quiet_libraries()
         executed = worker.serve(once=once, idle_exit=idle_exit)
         log.info("worker %s exits after %d run(s)", worker.id, executed)
-    return 0
+    return executed
+
+
+def configure_logging(log_file: str | None) -> None:
+    """The workers' log lines: to `log_file` (appended) or stderr, with time and process id."""
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    root = logging.getLogger("inpaint_tui")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def child_command(store: Store, worker_args: Sequence[str]) -> list[str]:
@@ -243,7 +273,7 @@ def child_command(store: Store, worker_args: Sequence[str]) -> list[str]:
 
 
 def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *, once: bool,
-              max_restarts: int = 5) -> int:
+              max_restarts: int = MAX_RESTARTS) -> int:
     """Run one worker process per slot (environment, worker arguments), restart one that
     crashed (unless `once`; at most `max_restarts` times each), pass SIGTERM/SIGINT on, and
     wait for all. Returns the worst exit code."""
@@ -287,4 +317,5 @@ def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *
         time.sleep(0.5)
 
 
-__all__ = ["HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "RunStatus", "Worker", "execute_run", "supervise", "worker_main"]
+__all__ = ["BACKGROUND_KINDS", "HEARTBEAT_SECONDS", "MAX_RESTARTS", "STALE_AFTER_SECONDS", "RunStatus", "Worker",
+           "configure_logging", "execute_run", "run_worker", "supervise", "worker_main"]

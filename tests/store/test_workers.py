@@ -142,6 +142,24 @@ def test_cancel_from_another_process_stops_the_worker_at_a_step(database):
     assert len(list((store.data_dir / "runs" / str(run_id)).glob("*.png"))) == statuses.count("done")
 
 
+def test_workers_stop_ends_a_worker_process_at_a_step_through_the_store(database):
+    db, store = database
+    run_id = queue_small(store, steps=60)
+    worker = start_worker(db)  # no --once: only the stop request ends it
+    wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 2, timeout=180,
+             interval=0.02)
+    holder = store.run(run_id).worker_id
+    stop = run_cli(db, "workers", "stop")  # no ids: every live worker
+    assert stop.returncode == 0 and f"stop requested: worker {holder} (daemon on " in stop.stderr, stop.stderr
+    output = worker.communicate(timeout=120)[0]
+    assert worker.returncode == 0, output
+    assert "stop requested (inpaint-tui workers stop)" in output
+    assert store.worker(holder).status == WorkerStatus.STOPPED
+    detail = store.run_detail(run_id)
+    assert detail.run.status == RunStatus.QUEUED and detail.run.worker_id is None
+    assert "running" not in [s.status for s in detail.samples]
+
+
 def test_detached_runs_outlive_their_launcher_and_share_one_worker(database):
     db, store = database
     first = run_cli(db, "run", "-t", "blended", "--steps", "2", "--metrics", "background", "--detach")
