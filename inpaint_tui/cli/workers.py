@@ -25,6 +25,9 @@ def worker(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker process per GPU, e.g. 0,1 (CUDA_VISIBLE_DEVICES "
                                        "pinned per process)."),
     processes: int = typer.Option(1, "--processes", min=1, help="Worker processes on --device (CPU boxes, tests)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS|auto", help="One worker per GPU of "
+                                              "the Ray cluster at ADDRESS (host:port, ray://..., auto: the cluster "
+                                              "`ray start` began on this machine); needs the ray extra."),
     once: bool = typer.Option(False, "--once", help="Exit when the queue is empty instead of waiting for runs."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: the run's, else by device)."),
@@ -46,9 +49,21 @@ def worker(
         worker_main,
     )
 
+    if ray_address is not None and (gpus is not None or processes > 1):
+        fail("--ray places the workers itself: use it without --gpus and --processes", 2)
     configure_logging(log_file)
     with user_errors():
         store = context_of(ctx).store()
+    if ray_address is not None:
+        from inpaint_tui.jobs.ray_workers import RayError, serve_on_ray
+
+        try:
+            code = serve_on_ray(store, ray_address, once=once, idle_exit=idle_exit, device=device, dtype=dtype,
+                                log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
+                                stale_after=stale_after or STALE_AFTER_SECONDS)
+        except RayError as error:
+            fail(str(error), 1)
+        raise typer.Exit(code)
     common = (["--once"] if once else []) + (["--idle-exit", str(idle_exit)] if idle_exit is not None else []) \
         + (["--dtype", dtype] if dtype else []) + (["--heartbeat", str(heartbeat)] if heartbeat else []) \
         + (["--stale-after", str(stale_after)] if stale_after else []) + (["--log", log_file] if log_file else [])

@@ -40,6 +40,26 @@ def test_listing_commands_stay_light():
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_cli_help_and_worker_help_load_no_ray():
+    loaded = _modules_after(
+        "from inpaint_tui.cli import app\n"
+        "for args in (['--help'], ['worker', '--help'], ['workers', '--help']):\n"
+        "    try:\n        app(args)\n    except SystemExit as e:\n        assert e.code == 0, e.code"
+    )
+    assert "typer" in loaded and "ray" not in loaded
+
+
+def test_only_the_ray_workers_module_imports_ray():
+    """Ray is an optional extra: one module uses it, and imports it only when called."""
+    sources = [path for top in ("engine", "inpaint_tui") for path in (ROOT / top).rglob("*.py")]
+    importers = {str(path.relative_to(ROOT)) for path in sources if "ray" in _imported_roots(path)}
+    assert importers == {"inpaint_tui/jobs/ray_workers.py"}
+    tree = ast.parse((ROOT / "inpaint_tui/jobs/ray_workers.py").read_text())
+    top_level = {alias.name.split(".")[0] for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+                 for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert "ray" not in top_level
+
+
 def test_engine_loads_no_face_and_no_store():
     loaded = _modules_after("import engine, engine.runner, engine.techniques, engine.models, engine.demo, engine.metrics")
     assert "torch" in loaded  # the runner really was imported
