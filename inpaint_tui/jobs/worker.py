@@ -30,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 
 from inpaint_tui.jobs.resilience import FailureLog, best_effort, describe, durable
 from inpaint_tui.store import RunStatus, Store
+from inpaint_tui.store.db import brief_waits
 from inpaint_tui.store.queue import ClaimLost
 from inpaint_tui.store.tables import WorkerStatus
 
@@ -91,7 +92,9 @@ class Worker:
     def _beat(self) -> None:
         while not self._halt.wait(self.heartbeat):
             try:
-                if not self.store.heartbeat(self.id):
+                with brief_waits():  # a beat missed under a held lock is caught up by the next one
+                    alive = self.store.heartbeat(self.id)
+                if not alive:
                     log.error("worker %s was declared lost (heartbeat too late); stopping", self.id)
                     self.stop_requested.set()
                 failures.ok("heartbeat")

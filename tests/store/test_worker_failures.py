@@ -260,3 +260,42 @@ def test_runs_resume_right_after_kill_9_of_an_unreaped_worker_declares_it_lost_a
     finally:
         kill_workers(store)
         child.wait()
+
+
+def test_best_effort_writes_wait_briefly_under_a_held_lock_and_durable_ones_the_busy_timeout(tmp_path):
+    """Under another connection's BEGIN IMMEDIATE a heartbeat through best_effort is skipped
+    after BRIEF_WAIT_MS instead of stalling for the 30 s busy timeout (a progress write per
+    denoising step would otherwise stop generation for 30 s a step); the same connection pool
+    then gives a durable write the full timeout again."""
+    import logging
+
+    from sqlalchemy import text
+
+    from inpaint_tui.jobs.resilience import FailureLog, best_effort
+    from inpaint_tui.store.db import BRIEF_WAIT_MS, BUSY_TIMEOUT_MS, brief_waits
+
+    store = Store(tmp_path / "experiments.db")
+    worker_id = store.register_worker("daemon", device="cpu")
+    failures = FailureLog(logging.getLogger("test"))
+
+    def busy_timeout() -> int:
+        with store.engine.connect() as connection:
+            return connection.execute(text("PRAGMA busy_timeout")).scalar()
+
+    assert busy_timeout() == BUSY_TIMEOUT_MS
+    with brief_waits():
+        assert busy_timeout() == BRIEF_WAIT_MS
+    assert busy_timeout() == BUSY_TIMEOUT_MS  # the pooled connection is restored on its next checkout
+
+    blocker = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert best_effort(failures, "heartbeat", store.heartbeat, worker_id) is None  # skipped: locked
+        waited = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert waited < BUSY_TIMEOUT_MS / 1000 / 3, waited  # far from the busy timeout; not a speed assertion
+    assert best_effort(failures, "heartbeat", store.heartbeat, worker_id) is True  # and works again
+    store.close()
