@@ -33,8 +33,11 @@ def worker(
     run in progress goes back to the queue)."""
     from inpaint_tui.jobs.worker import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, supervise, worker_main
 
+    from engine.models import validate_device  # torch-free
+
     configure_worker_logging(log_file)
     with user_errors():
+        validate_device(device)
         store = context_of(ctx).store()
     common = (["--once"] if once else []) + (["--idle-exit", str(idle_exit)] if idle_exit is not None else []) \
         + (["--dtype", dtype] if dtype else []) + (["--heartbeat", str(heartbeat)] if heartbeat else []) \
@@ -49,11 +52,13 @@ def worker(
     if processes > 1:
         slots = [({}, (["--device", device] if device else []) + common) for _ in range(processes)]
         raise typer.Exit(supervise(store, slots, once=once))
-    raise typer.Exit(worker_main(
-        store, once=once, idle_exit=idle_exit, device=device, dtype=dtype, device_label=device_label,
-        worker_id=worker_id, log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
-        stale_after=stale_after or STALE_AFTER_SECONDS,
-    ))
+    with user_errors():  # e.g. a `--once` worker whose database stopped taking writes
+        code = worker_main(
+            store, once=once, idle_exit=idle_exit, device=device, dtype=dtype, device_label=device_label,
+            worker_id=worker_id, log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
+            stale_after=stale_after or STALE_AFTER_SECONDS,
+        )
+    raise typer.Exit(code)
 
 
 def configure_worker_logging(log_file: str | None) -> None:

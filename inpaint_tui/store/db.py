@@ -190,11 +190,34 @@ def _unknown_kind(parsed: URL) -> str:
             f"leave it out ({parsed.get_backend_name()}://) or name an installed one")
 
 
+def full_disk_hint(url: str) -> str:
+    """', the disk holding it is full (N bytes free): free space there' for an SQLite file on
+    a full filesystem, else '': SQLite reports a full disk as "disk I/O error" when it cannot
+    even create its -shm file, and the message alone does not say where to look."""
+    import shutil
+
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return ""
+        folder = sqlite_path(parsed).parent
+        free = shutil.disk_usage(folder).free
+    except (ArgumentError, ValueError, OSError):
+        return ""
+    if free >= 1 << 20:  # SQLite needs a few pages: a MiB free is not "full"
+        return ""
+    return f"; the disk holding it is full ({free} bytes free in {folder}): free space there"
+
+
 def describe(url: str, error: Exception) -> str:
     """One line for a database error: which database, what is wrong, what to do."""
     where = shown(url)
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     lowered = reason.lower()
+    if "disk is full" in lowered or "disk i/o error" in lowered:
+        hint = full_disk_hint(url)
+        if hint:
+            return f"database {where}: {reason}{hint}"
     if "file is not a database" in lowered or "not a database" in lowered:
         return (f"{where} is not an SQLite database (or its header is damaged: {reason}); check --db, "
                 "or restore the file from a backup")

@@ -164,6 +164,77 @@ def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_complet
         store.close()
 
 
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_database_on_a_full_disk_is_one_line_naming_the_disk_and_is_left_unchanged(tmp_path, small_tmpfs):
+    """Closed, the database has no -wal/-shm files; on a full disk SQLite cannot create them
+    and reports only "disk I/O error": the message adds where the space is missing."""
+    db = small_tmpfs / "experiments.db"
+    store = Store(db, data_dir=tmp_path / "data")
+    ensure_demo(store)
+    store.close()
+    before = _digest(db)
+    filler = _fill(small_tmpfs)
+    listing = run_cli(db, "runs", "list", data_dir=tmp_path / "data")
+    assert listing.returncode == 1 and "Traceback" not in listing.stderr, listing.stderr
+    assert listing.stderr.strip().splitlines() == [
+        f"error: database {db}: disk I/O error; the disk holding it is full (0 bytes free in {small_tmpfs}): free "
+        "space there"]
+    assert _digest(db) == before
+    filler.unlink()
+    assert run_cli(db, "runs", "list", data_dir=tmp_path / "data").returncode == 0
+
+
+@pytest.mark.slow
+def test_database_disk_full_mid_run_ends_the_worker_with_one_line_and_resume_completes(tmp_path, small_tmpfs):
+    """Real SQLITE_FULL: the database (not the data folder) is on a 4 MB tmpfs filled up at
+    step 3 of the first sample. The sample's record is retried (~24 s), the run's end cannot
+    be recorded either, and the `--once` worker ends with exit 1 and one line naming the disk
+    and the run to resume, not exit 0 as if all were well; warnings are one per kind of write.
+    Nothing is lost: after space is freed the run is still there, `runs resume` finishes it
+    with every sample done once, and the file passes SQLite's integrity check."""
+    db = small_tmpfs / "experiments.db"
+    data = tmp_path / "data"
+    store = Store(db, data_dir=data)
+    try:
+        ensure_demo(store)
+        run_id = queue_small(store, seed=3, steps=10)
+        worker = subprocess.Popen(command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
+                 timeout=180, interval=0.02)
+        filler = _fill(small_tmpfs)
+        output = worker.communicate(timeout=300)[0]
+        assert worker.returncode == 1, output
+        assert "Traceback" not in output, output
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert errors == [
+            f"error: worker 1: database {db} takes no writes (OperationalError: database or disk is full); the disk "
+            f"holding it is full (0 bytes free in {small_tmpfs}): free space there; run {run_id} could not be handed "
+            f"back and stays marked running: once the database works again, `inpaint-tui runs resume {run_id}` "
+            "completes it"], output
+        warnings = [line for line in output.splitlines() if " failed (" in line]
+        assert len({line.split(" WARNING ")[-1].split(" failed (")[0] for line in warnings}) == len(warnings), output
+
+        filler.unlink()
+        assert store.run(run_id).status == RunStatus.RUNNING  # as the full disk left it: nothing written, nothing lost
+        resume = run_cli(db, "runs", "resume", str(run_id), data_dir=data)
+        assert resume.returncode == 0, resume.stderr
+        assert_exactly_once(store, run_id)
+        assert _temporaries(data) == []
+        with store.engine.connect() as connection:
+            from sqlalchemy import text
+
+            assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    finally:
+        kill_workers(store)
+        store.close()
+
+
 @pytest.mark.slow
 def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
     """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
