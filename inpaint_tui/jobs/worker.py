@@ -167,6 +167,7 @@ class Worker:
                 failures.failed(f"handing run {run_id} back to the queue", error, "retrying before the next claim")
                 self.settle_error = error
                 continue
+            failures.ok(f"handing run {run_id} back to the queue")
             self.unsettled.remove((run_id, claim))
 
     def _giving_up(self, error: Exception) -> str:

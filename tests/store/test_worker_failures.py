@@ -236,6 +236,49 @@ def test_database_disk_full_mid_run_ends_the_worker_with_one_line_and_resume_com
 
 
 @pytest.mark.slow
+def test_a_daemon_worker_waits_out_a_full_database_disk_and_finishes_the_run(tmp_path, small_tmpfs):
+    """The daemon's side of the case above: it keeps polling while the database takes no
+    writes; once space is freed it hands the run back, claims it again and finishes it, with
+    every sample done once and no resume by hand."""
+    db = small_tmpfs / "experiments.db"
+    data = tmp_path / "data"
+    store = Store(db, data_dir=data)
+    try:
+        ensure_demo(store)
+        run_id = queue_small(store, seed=3, steps=10)
+        worker = subprocess.Popen(command(db, "worker", "--heartbeat", "0.2", data_dir=data), env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines, unrecorded = [], threading.Event()
+
+        def read() -> None:
+            for line in worker.stdout:
+                lines.append(line)
+                if f"run {run_id} could not be recorded" in line:
+                    unrecorded.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
+                 timeout=180, interval=0.02)
+        filler = _fill(small_tmpfs)
+        assert unrecorded.wait(timeout=180), "".join(lines)
+        time.sleep(2)  # a few polls against the full disk
+        assert worker.poll() is None, "".join(lines)  # a daemon does not give up
+        filler.unlink()
+        wait_for(lambda: store.run(run_id).status == RunStatus.FINISHED, timeout=300, interval=0.2)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        reader.join()
+        output = "".join(lines)
+        assert "Traceback" not in output, output
+        assert f"handing run {run_id} back to the queue works again after" in output, output
+        assert_exactly_once(store, run_id)
+    finally:
+        kill_workers(store)
+        store.close()
+
+
+@pytest.mark.slow
 def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
     """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
     that sample's record write has failed on the lock (read from the worker's log, so the
