@@ -194,6 +194,21 @@ def preset_status(preset: ModelPreset) -> dict[str, Any]:
     }
 
 
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps or xpu"
+
+
+def validate_device(device: str | None) -> str | None:
+    """A device name torch will accept (checked without torch, before a run or a worker
+    exists): otherwise every sample of the run would fail at model load."""
+    import re
+
+    from engine.params import ParamError
+
+    if device is None or re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", device):
+        return device
+    raise ParamError(f"device must be {DEVICE_FORMS}, got {device!r}")
+
+
 def default_device() -> str:
     import torch
 

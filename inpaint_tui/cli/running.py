@@ -67,7 +67,7 @@ def run(
     """Run a technique over a sample set (in the foreground unless --detach); prints the run id on stdout."""
     from engine.spec import EvalConfig, RunSpec
     from engine.techniques import get_technique
-    from inpaint_tui.jobs.runs import queue_run
+    from inpaint_tui.jobs.runs import queue_run, validate_options
 
     with user_errors():
         given = get_technique(technique).full_schema.split_assignments(param, technique=technique)
@@ -79,6 +79,7 @@ def run(
         placement = dict(sample_set=sample_set, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
                                       animation=animation, allow_pickle_weights=allow_pickle_weights))
+        validate_options(placement["options"])  # before a foreground worker is registered
         description = f"{technique} {format_params(spec.changed_params())} on {sample_set!r} with {model}"
         if detach:
             run_id = queue_run(store, spec, **placement)
@@ -115,11 +116,13 @@ def demo(
     leaderboard (in a terminal) or print it."""
     from engine.demo import DEMO_SET_NAME
     from engine.metrics.catalogue import DEFAULT_RANKING_METRIC
+    from engine.models import validate_device
     from engine.spec import EvalConfig
     from inpaint_tui.jobs.runs import queue_demo_runs
     from inpaint_tui.jobs.samples import ensure_demo
 
     with user_errors():
+        validate_device(device)
         evaluation = EvalConfig.for_model(model, metrics=metrics, models=eval_models)
         store = context_of(ctx).store()
         ensure_demo(store)

@@ -49,10 +49,13 @@ def worker(
         worker_main,
     )
 
+    from engine.models import validate_device  # torch-free
+
     if ray_address is not None and (gpus is not None or processes > 1):
         fail("--ray places the workers itself: use it without --gpus and --processes", 2)
     configure_logging(log_file)
     with user_errors():
+        validate_device(device)
         store = context_of(ctx).store()
     if ray_address is not None:
         from inpaint_tui.jobs.ray_workers import RayError, serve_on_ray
@@ -77,11 +80,13 @@ def worker(
     if processes > 1:
         slots = [({}, (["--device", device] if device else []) + common) for _ in range(processes)]
         raise typer.Exit(supervise(store, slots, once=once))
-    raise typer.Exit(worker_main(
-        store, once=once, idle_exit=idle_exit, device=device, dtype=dtype, device_label=device_label,
-        worker_id=worker_id, log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
-        stale_after=stale_after or STALE_AFTER_SECONDS,
-    ))
+    with user_errors():  # e.g. a `--once` worker whose database stopped taking writes
+        code = worker_main(
+            store, once=once, idle_exit=idle_exit, device=device, dtype=dtype, device_label=device_label,
+            worker_id=worker_id, log_path=log_file, heartbeat=heartbeat or HEARTBEAT_SECONDS,
+            stale_after=stale_after or STALE_AFTER_SECONDS,
+        )
+    raise typer.Exit(code)
 
 
 @workers_app.callback(invoke_without_command=True)

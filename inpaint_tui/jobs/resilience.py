@@ -15,6 +15,8 @@ from typing import Callable, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
+from inpaint_tui.store.db import brief_waits
+
 T = TypeVar("T")
 
 # Bounded: with the default 30 s busy timeout each attempt already waits 30 s for the lock,
@@ -58,9 +60,11 @@ class FailureLog:
 
 
 def best_effort(failures: FailureLog, kind: str, write: Callable[..., T], *args, **kwargs) -> T | None:
-    """`write(...)`, or None when the database is locked or unreachable (logged once)."""
+    """`write(...)`, or None when the database is locked or unreachable (logged once); it
+    waits for a lock only briefly (BRIEF_WAIT_MS), never the busy timeout."""
     try:
-        result = write(*args, **kwargs)
+        with brief_waits():
+            result = write(*args, **kwargs)
     except OperationalError as error:
         failures.failed(kind, error, "skipped until the next one")
         return None

@@ -106,6 +106,7 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """How a run executes (never what it computes): device, dtype, preview_every, animation,
     threads (CPU threads; recorded by the first worker when not given, see jobs.execute),
     allow_pickle_weights (load .bin weights where a model has no safetensors)."""
+    from engine.models import validate_device  # torch-free
     from engine.preview import ANIMATION_FORMATS  # torch-free
 
     known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights"}
@@ -120,6 +121,8 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if "threads" in options and (not isinstance(options["threads"], int) or isinstance(options["threads"], bool)
                                  or options["threads"] < 1):
         raise ParamError(f"threads must be a whole number >= 1, got {options['threads']!r}")
+    if "device" in options:
+        validate_device(options["device"])
     if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
         raise ParamError(f"dtype must be fp16, bf16 or fp32, got {options['dtype']!r}")
     if "allow_pickle_weights" in options:

@@ -30,8 +30,9 @@ from typing import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from inpaint_tui.jobs.resilience import FailureLog, best_effort, describe, durable
-from inpaint_tui.store import RunStatus, Store
+from inpaint_tui.jobs.resilience import DURABLE_ATTEMPTS, FailureLog, best_effort, describe, durable
+from inpaint_tui.store import RunStatus, Store, StoreError
+from inpaint_tui.store.db import brief_waits, full_disk_hint, shown
 from inpaint_tui.store.queue import ClaimLost
 from inpaint_tui.store.tables import WorkerStatus
 
@@ -40,6 +41,7 @@ MAX_RESTARTS = 5  # of one crashing worker (process or Ray actor), so a broken G
 BACKGROUND_KINDS = ("daemon", "ray")  # workers that serve the queue (`run --detach` reuses them)
 STALE_AFTER_SECONDS = 30.0  # silence after which a worker counts as dead (15 missed heartbeats)
 POLL_SECONDS = 1.0  # how often an idle worker looks at the queue
+ONCE_GIVE_UP_SECONDS = 30.0  # a `--once` worker whose database takes no writes this long stops (exit 1)
 
 log = logging.getLogger("inpaint_tui.worker")
 failures = FailureLog(log)
@@ -75,6 +77,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.model: str | None = None
         self.unsettled: list[tuple[int, int]] = []  # (run, claim) abandoned but not yet handed back
+        self.settle_error: Exception | None = None  # why the last hand-back failed
 
     def __enter__(self) -> "Worker":
         self.store.require_writable_data_dir()  # outputs go there: refuse before registering
@@ -95,7 +98,9 @@ class Worker:
     def _beat(self) -> None:
         while not self._halt.wait(self.heartbeat):
             try:
-                if not self.store.heartbeat(self.id) and not self.stop_requested.is_set():
+                with brief_waits():  # a beat missed under a held lock is caught up by the next one
+                    alive = self.store.heartbeat(self.id)
+                if not alive and not self.stop_requested.is_set():
                     self._stop_from_store()
                 failures.ok("heartbeat")
             except Exception as error:  # a locked or briefly unavailable database must not kill the thread
@@ -134,7 +139,11 @@ class Worker:
         # A BaseException (a second Ctrl-C) leaves the run as a kill would: the worker row is
         # marked stopped on the way out, so the next reap re-queues the run as an orphan.
         self.model = run.model
-        log.info("worker %s: run %s %s after %.1f s", self.id, run_id, status, time.perf_counter() - started)
+        if any(unsettled == run_id for unsettled, _claim in self.unsettled):
+            log.warning("worker %s: run %s could not be recorded after %.1f s; it goes back to the queue as soon as "
+                        "the database takes writes again", self.id, run_id, time.perf_counter() - started)
+        else:
+            log.info("worker %s: run %s %s after %.1f s", self.id, run_id, status, time.perf_counter() - started)
         best_effort(failures, "heartbeat", self.store.heartbeat, self.id, status=WorkerStatus.IDLE, run_id=None,
                     model=self.model)
         return status
@@ -145,9 +154,11 @@ class Worker:
         message = f"worker {self.id} failed: {describe(error)}"
         log.error("run %s: %s", run_id, message)
         log.debug("the error escaping run %s", run_id, exc_info=error)
+        # When the database itself just failed every retry, a few more attempts are enough.
+        attempts = 3 if isinstance(error, OperationalError) else DURABLE_ATTEMPTS
         try:
             return durable(failures, "recording the run's end", self.store.finish_run, run_id, error=message,
-                           claim=claim)
+                           claim=claim, attempts=attempts)
         except ClaimLost:
             return "lost"
         except Exception as second:
@@ -165,8 +176,20 @@ class Worker:
                 pass
             except Exception as error:
                 failures.failed(f"handing run {run_id} back to the queue", error, "retrying before the next claim")
+                self.settle_error = error
                 continue
+            failures.ok(f"handing run {run_id} back to the queue")
             self.unsettled.remove((run_id, claim))
+
+    def _giving_up(self, error: Exception) -> str:
+        left = sorted({run_id for run_id, _claim in self.unsettled})
+        message = (f"worker {self.id}: database {shown(self.store.url)} takes no writes ({describe(error)})"
+                   f"{full_disk_hint(self.store.url)}")
+        if left:
+            runs = ", ".join(map(str, left))
+            message += (f"; run {runs} could not be handed back and stays marked running: once the database works "
+                        f"again, `inpaint-tui runs resume {left[0]}` completes it")
+        return message
 
     def serve(
         self,
@@ -180,18 +203,27 @@ class Worker:
         until nothing was queued for that many seconds. Returns the number of runs executed."""
         executed = 0
         idle_since = time.monotonic()
+        failing_since: float | None = None
         while not self.stop_requested.is_set():
             self._settle()
             try:
                 self.store.reap_stale_workers(self.stale_after)
                 claimed = self.store.claim_next_run(self.id, prefer_model=self.model)
                 failures.ok("polling the queue")
+                failing_since = None
             except OperationalError as error:  # locked or unreachable: look again after a pause
                 failures.failed("polling the queue", error, f"retrying every {poll:g} s")
+                failing_since = failing_since or time.monotonic()
+                # A daemon waits for the database however long it takes; a `--once` worker
+                # (a script, a CI job) must end, saying what was left behind.
+                if once and time.monotonic() - failing_since >= ONCE_GIVE_UP_SECONDS:
+                    raise StoreError(self._giving_up(error))
                 self.stop_requested.wait(poll)
                 continue
             if claimed is None:
                 if once or (idle_exit is not None and time.monotonic() - idle_since >= idle_exit):
+                    if self.unsettled:  # reads work, writes do not: do not end as if all were well
+                        raise StoreError(self._giving_up(self.settle_error))
                     break
                 self.stop_requested.wait(poll)
                 continue

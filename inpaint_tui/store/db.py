@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import create_engine, delete, event, insert, inspect, select
 from sqlalchemy.engine import URL, Engine, make_url
@@ -20,6 +23,11 @@ DB_ENV = "INPAINT_TUI_DB"
 DATA_ENV = "INPAINT_TUI_DATA"
 BUSY_TIMEOUT_MS = 30_000
 BUSY_TIMEOUT_ENV = "INPAINT_TUI_BUSY_TIMEOUT_MS"  # override (tests use a short one to reach lock errors fast)
+# A best-effort write (progress, heartbeat, the per-step claim check) waits this long at most for
+# another writer's lock: skipping it costs nothing, while waiting the full busy timeout would
+# stall the denoising loop for 30 s per step under a long-held lock.
+BRIEF_WAIT_MS = 100
+_wait_limit_ms: ContextVar[int | None] = ContextVar("inpaint_tui_wait_limit_ms", default=None)
 
 
 class StoreError(RuntimeError):
@@ -105,6 +113,17 @@ def busy_timeout_ms() -> int:
         raise StoreError(f"{BUSY_TIMEOUT_ENV} must be a number of milliseconds, got {value!r}") from None
 
 
+@contextmanager
+def brief_waits(limit_ms: int = BRIEF_WAIT_MS) -> Iterator[None]:
+    """Within this block (in this thread), database calls wait at most `limit_ms` for a lock
+    held by another connection, instead of the busy timeout; then they fail as locked."""
+    token = _wait_limit_ms.set(limit_ms)
+    try:
+        yield
+    finally:
+        _wait_limit_ms.reset(token)
+
+
 def make_engine(url: str) -> Engine:
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -118,7 +137,7 @@ def make_engine(url: str) -> Engine:
         engine = _create(parsed, url, connect_args={"timeout": busy_ms / 1000})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+        def _sqlite_pragmas(dbapi_connection, record) -> None:
             cursor = dbapi_connection.cursor()
             # Switching to WAL rewrites the file header: only for a new or an inpaint-tui file,
             # so opening another application's database by mistake leaves it byte-identical.
@@ -126,10 +145,21 @@ def make_engine(url: str) -> Engine:
             if not tables or "alembic_version" in tables:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            record.info["busy_timeout_ms"] = busy_ms
             cursor.execute("PRAGMA foreign_keys=ON")
             # NORMAL is safe with WAL: a crash never corrupts the file (power loss may drop the last commit).
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "checkout")
+        def _wait_limit(dbapi_connection, record, _proxy) -> None:
+            # Per checkout, so a pooled connection used by a brief write and then a durable one
+            # gets each its own wait; a PRAGMA only when the wanted value changes.
+            limit = _wait_limit_ms.get()
+            wanted = busy_ms if limit is None else min(limit, busy_ms)
+            if record.info.get("busy_timeout_ms") != wanted:
+                dbapi_connection.execute(f"PRAGMA busy_timeout={wanted}")
+                record.info["busy_timeout_ms"] = wanted
 
         return engine
     return _create(parsed, url, pool_pre_ping=True)
@@ -160,11 +190,34 @@ def _unknown_kind(parsed: URL) -> str:
             f"leave it out ({parsed.get_backend_name()}://) or name an installed one")
 
 
+def full_disk_hint(url: str) -> str:
+    """', the disk holding it is full (N bytes free): free space there' for an SQLite file on
+    a full filesystem, else '': SQLite reports a full disk as "disk I/O error" when it cannot
+    even create its -shm file, and the message alone does not say where to look."""
+    import shutil
+
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return ""
+        folder = sqlite_path(parsed).parent
+        free = shutil.disk_usage(folder).free
+    except (ArgumentError, ValueError, OSError):
+        return ""
+    if free >= 1 << 20:  # SQLite needs a few pages: a MiB free is not "full"
+        return ""
+    return f"; the disk holding it is full ({free} bytes free in {folder}): free space there"
+
+
 def describe(url: str, error: Exception) -> str:
     """One line for a database error: which database, what is wrong, what to do."""
     where = shown(url)
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
     lowered = reason.lower()
+    if "disk is full" in lowered or "disk i/o error" in lowered:
+        hint = full_disk_hint(url)
+        if hint:
+            return f"database {where}: {reason}{hint}"
     if "file is not a database" in lowered or "not a database" in lowered:
         return (f"{where} is not an SQLite database (or its header is damaged: {reason}); check --db, "
                 "or restore the file from a backup")

@@ -46,7 +46,12 @@ def cli(tmp_path):
 
 
 def model_folder(root: Path, *, index="{}", unet='{"in_channels": 9, "sample_size": 16}', scheduler=None) -> Path:
-    (root / "unet").mkdir(parents=True)
+    """A pipeline folder with these files (index None: no model_index.json nor unet/)."""
+    root.mkdir(parents=True)
+    if index is None:
+        (root / "weights.bin").write_bytes(b"")
+        return root
+    (root / "unet").mkdir()
     (root / "model_index.json").write_text(index)
     (root / "unet" / "config.json").write_text(unet)
     if scheduler is not None:
@@ -75,6 +80,21 @@ BAD_RUNS = [
      dict(scheduler="{")),
     ("steps above a folder model's timesteps", ["--model", "{folder}", "--steps", "200"], "100 timesteps",
      dict(scheduler='{"num_train_timesteps": 100}')),
+    ("unknown technique", ["-t", "nosuch"], "unknown technique 'nosuch' (known: blended", None),
+    ("unknown parameter", ["-p", "nosuch=1"], "vanilla: unknown parameter 'nosuch' (known: strength", None),
+    ("parameter not a whole number", ["-p", "background=feather", "-p", "feather_kernel=abc"],
+     "parameter 'feather_kernel': expected an integer, got 'abc'", None),
+    ("parameter outside its choices", ["-p", "resize=sideways"], "parameter 'resize': 'sideways' is not one of fit, crop",
+     None),
+    ("-p without a value", ["-p", "resize"], "expected key=value, got 'resize'", None),
+    ("negative seed", ["--seed", "-1"], "seed must lie in 0..2^63-1, got -1", None),
+    ("unknown metric group", ["--metrics", "foo"], "--metrics: unknown metric 'foo'", None),
+    ("unknown device", ["--device", "tpu"], "device must be cpu, cuda, cuda:N, mps or xpu, got 'tpu'", None),
+    ("unknown dtype", ["--dtype", "fp8"], "dtype must be fp16, bf16 or fp32, got 'fp8'", None),
+    ("model path that does not exist", ["--model", "/nonexistent/model"],
+     "unknown model '/nonexistent/model': not a preset", None),
+    ("model folder that is no pipeline", ["--model", "{folder}"], "is not a diffusers pipeline (no model_index.json",
+     dict(index=None)),
 ]
 
 
@@ -89,7 +109,7 @@ def test_bad_run_values_are_refused_before_a_run_exists(cli, tmp_path, kind, arg
     assert "Traceback" not in stderr + stdout
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], stderr
-    if folder is not None and "timesteps" not in named:
+    if folder is not None and "timesteps" not in named and "diffusers pipeline" not in named:
         assert lines[0].startswith("error: model unavailable: " + str(tmp_path / "model")), stderr
     assert dump(cli.db) == before
 
@@ -174,3 +194,69 @@ def test_links_out_of_the_folder_are_not_followed_unless_asked(cli, tmp_path):
     assert dump(cli.db) == before
     code, stdout, stderr = cli("samples", "import", folder, "--follow-links")
     assert code == 0 and "1 new" in stdout, stderr
+
+
+def _broken(build):
+    """An import folder holding one sample `bad` (written by write_sample) that `build(folder)`
+    then breaks."""
+    def make(root: Path) -> Path:
+        folder = root / "incoming"
+        write_sample(folder, "bad")
+        build(folder)
+        return folder
+    return make
+
+
+def _png_bytes(size) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    make_image(size, size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _mask_of(folder: Path, array) -> None:
+    Image.fromarray((array * 255).astype(np.uint8), mode="L").save(folder / "bad_mask.png")
+
+
+def _nothing(folder: Path) -> None:
+    for path in folder.iterdir():
+        path.unlink()
+    (folder / "readme.md").write_text("no samples here")
+
+
+# kind, folder builder (or a path under tmp_path), exit code, text stderr must hold
+BAD_IMPORTS = [
+    ("image is a text file", _broken(lambda f: (f / "bad.png").write_text("not a png")), 1,
+     "cannot import bad: sample 'bad': image file bad.png is not an image PIL can read"),
+    ("truncated image", _broken(lambda f: (f / "bad.png").write_bytes(_png_bytes(64)[:300])), 1,
+     "cannot read image file bad.png: image file is truncated"),
+    ("mask size differs from the image", _broken(lambda f: _mask_of(f, box_mask(72, 64, (8, 8, 20, 20)))), 1,
+     "mask is 72x64 but the image is 64x64"),
+    ("empty mask", _broken(lambda f: _mask_of(f, np.zeros((64, 64), np.float32))), 1,
+     "mask is empty (nothing to inpaint)"),
+    ("mask covers the whole image", _broken(lambda f: _mask_of(f, np.ones((64, 64), np.float32))), 1,
+     "covers the whole image (nothing to keep); is it inverted?"),
+    ("no mask", _broken(lambda f: (f / "bad_mask.png").unlink()), 1, "image bad.png has no mask (expected bad_mask.png)"),
+    ("no image", _broken(lambda f: (f / "bad.png").unlink()), 1, "mask bad_mask.png has no image"),
+    ("no prompt", _broken(lambda f: (f / "bad.txt").unlink()), 1, "no prompt; add a row to prompts.csv or a file bad.txt"),
+    ("blank prompt", _broken(lambda f: (f / "bad.txt").write_text("  \n")), 1, "prompt file bad.txt is empty"),
+    ("nothing recognisable", _broken(_nothing), 1, "no images found in"),
+    ("folder does not exist", lambda root: root / "nowhere", 1, "nowhere': use demo, hf:OWNER/NAME"),
+    ("a file instead of a folder", lambda root: (root / "file.png").write_bytes(_png_bytes(8)) and root / "file.png",
+     1, "file.png': use demo, hf:OWNER/NAME"),
+]
+
+
+@pytest.mark.parametrize("kind, build, code, named", BAD_IMPORTS, ids=[row[0] for row in BAD_IMPORTS])
+def test_bad_import_folders_are_named_and_change_nothing(cli, tmp_path, kind, build, code, named):
+    source = build(tmp_path)
+    data = Path(cli.db).with_name("experiments_data")
+    files_before = sorted(data.rglob("*"))
+    before = dump(cli.db)
+    exit_code, stdout, stderr = cli("samples", "import", source, "--set", "incoming")
+    assert exit_code == code, stderr
+    assert "Traceback" not in stderr + stdout
+    assert named in " ".join(stderr.split()), stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: ")
+    assert dump(cli.db) == before and sorted(data.rglob("*")) == files_before

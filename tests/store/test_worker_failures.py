@@ -164,6 +164,120 @@ def test_full_data_disk_fails_the_samples_with_errno_and_file_and_resume_complet
         store.close()
 
 
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_database_on_a_full_disk_is_one_line_naming_the_disk_and_is_left_unchanged(tmp_path, small_tmpfs):
+    """Closed, the database has no -wal/-shm files; on a full disk SQLite cannot create them
+    and reports only "disk I/O error": the message adds where the space is missing."""
+    db = small_tmpfs / "experiments.db"
+    store = Store(db, data_dir=tmp_path / "data")
+    ensure_demo(store)
+    store.close()
+    before = _digest(db)
+    filler = _fill(small_tmpfs)
+    listing = run_cli(db, "runs", "list", data_dir=tmp_path / "data")
+    assert listing.returncode == 1 and "Traceback" not in listing.stderr, listing.stderr
+    assert listing.stderr.strip().splitlines() == [
+        f"error: database {db}: disk I/O error; the disk holding it is full (0 bytes free in {small_tmpfs}): free "
+        "space there"]
+    assert _digest(db) == before
+    filler.unlink()
+    assert run_cli(db, "runs", "list", data_dir=tmp_path / "data").returncode == 0
+
+
+@pytest.mark.slow
+def test_database_disk_full_mid_run_ends_the_worker_with_one_line_and_resume_completes(tmp_path, small_tmpfs):
+    """Real SQLITE_FULL: the database (not the data folder) is on a 4 MB tmpfs filled up at
+    step 3 of the first sample. The sample's record is retried (~24 s), the run's end cannot
+    be recorded either, and the `--once` worker ends with exit 1 and one line naming the disk
+    and the run to resume, not exit 0 as if all were well; warnings are one per kind of write.
+    Nothing is lost: after space is freed the run is still there, `runs resume` finishes it
+    with every sample done once, and the file passes SQLite's integrity check."""
+    db = small_tmpfs / "experiments.db"
+    data = tmp_path / "data"
+    store = Store(db, data_dir=data)
+    try:
+        ensure_demo(store)
+        run_id = queue_small(store, seed=3, steps=10)
+        worker = subprocess.Popen(command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
+                 timeout=180, interval=0.02)
+        filler = _fill(small_tmpfs)
+        output = worker.communicate(timeout=300)[0]
+        assert worker.returncode == 1, output
+        assert "Traceback" not in output, output
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert errors == [
+            f"error: worker 1: database {db} takes no writes (OperationalError: database or disk is full); the disk "
+            f"holding it is full (0 bytes free in {small_tmpfs}): free space there; run {run_id} could not be handed "
+            f"back and stays marked running: once the database works again, `inpaint-tui runs resume {run_id}` "
+            "completes it"], output
+        warnings = [line for line in output.splitlines() if " failed (" in line]
+        assert len({line.split(" WARNING ")[-1].split(" failed (")[0] for line in warnings}) == len(warnings), output
+
+        filler.unlink()
+        assert store.run(run_id).status == RunStatus.RUNNING  # as the full disk left it: nothing written, nothing lost
+        resume = run_cli(db, "runs", "resume", str(run_id), data_dir=data)
+        assert resume.returncode == 0, resume.stderr
+        assert_exactly_once(store, run_id)
+        assert _temporaries(data) == []
+        with store.engine.connect() as connection:
+            from sqlalchemy import text
+
+            assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+    finally:
+        kill_workers(store)
+        store.close()
+
+
+@pytest.mark.slow
+def test_a_daemon_worker_waits_out_a_full_database_disk_and_finishes_the_run(tmp_path, small_tmpfs):
+    """The daemon's side of the case above: it keeps polling while the database takes no
+    writes; once space is freed it hands the run back, claims it again and finishes it, with
+    every sample done once and no resume by hand."""
+    db = small_tmpfs / "experiments.db"
+    data = tmp_path / "data"
+    store = Store(db, data_dir=data)
+    try:
+        ensure_demo(store)
+        run_id = queue_small(store, seed=3, steps=10)
+        worker = subprocess.Popen(command(db, "worker", "--heartbeat", "0.2", data_dir=data), env=ENV,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines, unrecorded = [], threading.Event()
+
+        def read() -> None:
+            for line in worker.stdout:
+                lines.append(line)
+                if f"run {run_id} could not be recorded" in line:
+                    unrecorded.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
+                 timeout=180, interval=0.02)
+        filler = _fill(small_tmpfs)
+        assert unrecorded.wait(timeout=180), "".join(lines)
+        time.sleep(2)  # a few polls against the full disk
+        assert worker.poll() is None, "".join(lines)  # a daemon does not give up
+        filler.unlink()
+        wait_for(lambda: store.run(run_id).status == RunStatus.FINISHED, timeout=300, interval=0.2)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        reader.join()
+        output = "".join(lines)
+        assert "Traceback" not in output, output
+        assert f"handing run {run_id} back to the queue works again after" in output, output
+        assert_exactly_once(store, run_id)
+    finally:
+        kill_workers(store)
+        store.close()
+
+
 @pytest.mark.slow
 def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
     """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
@@ -260,3 +374,42 @@ def test_runs_resume_right_after_kill_9_of_an_unreaped_worker_declares_it_lost_a
     finally:
         kill_workers(store)
         child.wait()
+
+
+def test_best_effort_writes_wait_briefly_under_a_held_lock_and_durable_ones_the_busy_timeout(tmp_path):
+    """Under another connection's BEGIN IMMEDIATE a heartbeat through best_effort is skipped
+    after BRIEF_WAIT_MS instead of stalling for the 30 s busy timeout (a progress write per
+    denoising step would otherwise stop generation for 30 s a step); the same connection pool
+    then gives a durable write the full timeout again."""
+    import logging
+
+    from sqlalchemy import text
+
+    from inpaint_tui.jobs.resilience import FailureLog, best_effort
+    from inpaint_tui.store.db import BRIEF_WAIT_MS, BUSY_TIMEOUT_MS, brief_waits
+
+    store = Store(tmp_path / "experiments.db")
+    worker_id = store.register_worker("daemon", device="cpu")
+    failures = FailureLog(logging.getLogger("test"))
+
+    def busy_timeout() -> int:
+        with store.engine.connect() as connection:
+            return connection.execute(text("PRAGMA busy_timeout")).scalar()
+
+    assert busy_timeout() == BUSY_TIMEOUT_MS
+    with brief_waits():
+        assert busy_timeout() == BRIEF_WAIT_MS
+    assert busy_timeout() == BUSY_TIMEOUT_MS  # the pooled connection is restored on its next checkout
+
+    blocker = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert best_effort(failures, "heartbeat", store.heartbeat, worker_id) is None  # skipped: locked
+        waited = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert waited < BUSY_TIMEOUT_MS / 1000 / 3, waited  # far from the busy timeout; not a speed assertion
+    assert best_effort(failures, "heartbeat", store.heartbeat, worker_id) is True  # and works again
+    store.close()
