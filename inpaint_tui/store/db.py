@@ -193,15 +193,23 @@ def is_unusable(error: Exception) -> bool:
                                             "no such column", "no such table", "has no column"))
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest migration (a no-op when it is already there)."""
-    from alembic import command
+def alembic_config():
+    """The Alembic configuration of the store's migrations (the connection to run them on goes
+    in `config.attributes["connection"]`)."""
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest migration (a no-op when it is already there)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
     url = engine.url.render_as_string(hide_password=False)
