@@ -107,6 +107,22 @@ def upgrade_to(db, revision: str) -> None:
     engine.dispose()
 
 
+def sql(db, *statements: str, **parameters) -> list:
+    """Statements on the database behind the store's back (as another client would); the
+    rows of the last one."""
+    from sqlalchemy import create_engine, text
+
+    from inpaint_tui.store.db import database_url
+
+    engine = create_engine(database_url(db))
+    with engine.begin() as connection:
+        for statement in statements:
+            result = connection.execute(text(statement), parameters)
+        rows = result.all() if result.returns_rows else []
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
 @pytest.fixture
 def store(db):
     from inpaint_tui.store import Store

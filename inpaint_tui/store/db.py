@@ -179,6 +179,16 @@ def describe(url: str, error: Exception) -> str:
                 "is damaged; restore it from a backup")
     if "unable to open" in lowered:
         return f"cannot open database {where}: {reason}; check the path and its permissions"
+    # A database server (PostgreSQL through psycopg) that cannot be reached or refuses us.
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return f"cannot log in to database {where} ({reason}): check the user name and password in the URL"
+    if re.search(r'database "[^"]*" does not exist', reason):
+        return (f"database {where} does not exist on its server ({reason}): create it (createdb NAME) or check "
+                "the name in the URL")
+    if any(word in lowered for word in ("connection refused", "could not connect", "failed to resolve host",
+                                        "could not translate host", "timeout expired", "no route to host")):
+        return (f"cannot connect to database {where} ({reason}): check that the server is running and that the "
+                "host and port in the URL are right")
     return f"database {where}: {reason}"
 
 

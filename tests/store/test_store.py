@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from engine.seeding import sample_seed
@@ -10,20 +10,7 @@ from inpaint_tui.jobs.execute import RunProgress
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.jobs.worker import execute_run
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
-from inpaint_tui.store.db import database_url
-from tests.conftest import queue, upgrade_to
-
-
-def _sql(db, *statements: str, **parameters) -> list:
-    """Statements on the database behind the store's back (as another client would); the
-    rows of the last one."""
-    engine = create_engine(database_url(db))
-    with engine.begin() as connection:
-        for statement in statements:
-            result = connection.execute(text(statement), parameters)
-        rows = result.all() if result.returns_rows else []
-    engine.dispose()
-    return [tuple(row) for row in rows]
+from tests.conftest import queue, sql, upgrade_to
 
 
 @pytest.mark.sqlite_only("SQLite's own set-up: WAL, foreign keys, busy timeout")
@@ -57,7 +44,7 @@ def test_a_database_at_0005_gets_64_bit_seeds_keeping_its_runs(empty_db):
     """Migration 0006 on a database an older version left: seeds were 32-bit on PostgreSQL
     (Integer), too small for per-sample seeds (63-bit); the rows survive the type change."""
     upgrade_to(empty_db, "0005")
-    _sql(empty_db,
+    sql(empty_db,
          "INSERT INTO sample (id, key, name, prompt, image_path, mask_path, width, height, source, meta, created_at) "
          "VALUES (1, 'k', 's', 'p', 'i', 'm', 8, 8, 'x', '{}', '2026-01-01')",
          "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
@@ -71,8 +58,8 @@ def test_a_database_at_0005_gets_64_bit_seeds_keeping_its_runs(empty_db):
     finally:
         store.close()
     # the schema is the models' (BIGINT on PostgreSQL), and a 63-bit seed now fits
-    _sql(empty_db, "UPDATE run SET seed = :seed", "UPDATE run_sample SET seed = :seed", seed=MAX_SEED)
-    assert _sql(empty_db, "SELECT r.seed, s.seed FROM run r JOIN run_sample s ON s.run_id = r.id") == \
+    sql(empty_db, "UPDATE run SET seed = :seed", "UPDATE run_sample SET seed = :seed", seed=MAX_SEED)
+    assert sql(empty_db, "SELECT r.seed, s.seed FROM run r JOIN run_sample s ON s.run_id = r.id") == \
         [(MAX_SEED, MAX_SEED)]
 
 
@@ -86,7 +73,7 @@ def test_a_63_bit_seed_round_trips(store):
     assert detail.run.seed == MAX_SEED
     assert [s.seed for s in detail.samples] == [sample_seed(MAX_SEED, keys[s.sample_name]) for s in detail.samples]
     assert max(s.seed for s in detail.samples) > 2**62  # far past 32 bits: the values that overflowed
-    assert _sql(store.url, "SELECT seed FROM run WHERE id = :r", r=run_id) == [(MAX_SEED,)]
+    assert sql(store.url, "SELECT seed FROM run WHERE id = :r", r=run_id) == [(MAX_SEED,)]
 
 
 def test_the_version_that_migrates_a_database_records_itself(empty_db, monkeypatch):
@@ -95,15 +82,15 @@ def test_the_version_that_migrates_a_database_records_itself(empty_db, monkeypat
     import inpaint_tui
 
     Store(empty_db).close()
-    assert _sql(empty_db, "SELECT value FROM store_info WHERE key = 'schema_written_by'") == \
+    assert sql(empty_db, "SELECT value FROM store_info WHERE key = 'schema_written_by'") == \
         [(inpaint_tui.__version__,)]
     # as an older version left it (0004 was before store_info)
-    _sql(empty_db, "DROP TABLE store_info", "UPDATE alembic_version SET version_num = '0004'")
+    sql(empty_db, "DROP TABLE store_info", "UPDATE alembic_version SET version_num = '0004'")
     monkeypatch.setattr(inpaint_tui, "__version__", "9.9.9")
     Store(empty_db).close()  # upgrades 0004 -> head
     monkeypatch.setattr(inpaint_tui, "__version__", "10.0.0")
     Store(empty_db).close()  # already at head: no migration, nothing rewritten
-    assert _sql(empty_db, "SELECT key, value FROM store_info") == [("schema_written_by", "9.9.9")]
+    assert sql(empty_db, "SELECT key, value FROM store_info") == [("schema_written_by", "9.9.9")]
 
 
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
@@ -184,11 +171,11 @@ def test_run_lifecycle_writes_every_sample_once(store, tiny_model):
         assert s.status == "done" and s.image_path.is_file() and set(s.metrics) >= {"bg_mse", "bg_psnr"}
     # the run's mean is the mean of its samples
     assert detail.metrics["bg_mse"] == pytest.approx(np.mean([s.metrics["bg_mse"] for s in detail.samples]))
-    assert _sql(store.url, "SELECT COUNT(*) FROM run_sample WHERE run_id = :r", r=run_id) == [(6,)]
-    assert _sql(store.url, "SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' "
+    assert sql(store.url, "SELECT COUNT(*) FROM run_sample WHERE run_id = :r", r=run_id) == [(6,)]
+    assert sql(store.url, "SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' "
                 "AND run_sample_id IS NOT NULL", r=run_id) == [(6,)]
     if store.engine.dialect.name == "sqlite":
-        assert _sql(store.url, "PRAGMA integrity_check") == [("ok",)]
+        assert sql(store.url, "PRAGMA integrity_check") == [("ok",)]
 
 
 class Interrupt(BaseException):
