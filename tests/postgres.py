@@ -21,7 +21,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ADMIN = "postgres"
 # A role that must give its password (scram over TCP), for the wrong-password case.
@@ -116,6 +118,15 @@ class Server:
 
     def stop(self) -> None:
         self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """The server stopped (connections cut, as in an outage) for the body, then back on the same port."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
 
     def running(self) -> bool:
         result = self._as_owner(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False)

@@ -136,6 +136,26 @@ def test_missing_things_are_named(store):
         import_source(store, "elsewhere")
 
 
+def test_a_store_reconnects_once_its_server_is_back(postgres, postgres_url, tmp_path):
+    """A PostgreSQL restart between two reads kills the pooled connection: the next read must
+    not fail on it (pre-ping). A read during an outage fails (OperationalError, which the
+    workers retry); afterwards the same Store works again without being reopened."""
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(postgres_url, data_dir=tmp_path / "data")
+    try:
+        ensure_demo(store)
+        with postgres.down():
+            assert not postgres.running()
+        assert len(store.samples("demo")) == 6
+        with postgres.down():
+            with pytest.raises(OperationalError):
+                store.samples("demo")
+        assert len(store.samples("demo")) == 6
+    finally:
+        store.close()
+
+
 def test_database_folder_must_exist(tmp_path):
     with pytest.raises(StoreError, match="folder .*missing does not exist"):
         Store(tmp_path / "missing" / "x.db")
