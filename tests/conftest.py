@@ -31,11 +31,103 @@ def demo():
     return demo_samples()
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that uses a database through `db` (so `store`, `database`) runs on SQLite and
+    on PostgreSQL; one marked `sqlite_only` (a test of SQLite itself, or a slow one left to
+    SQLite to keep CI time) on SQLite alone."""
+    if "backend" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("sqlite_only")
+        if marker is not None and not (marker.args or marker.kwargs.get("reason")):
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: sqlite_only needs a reason")
+        metafunc.parametrize("backend", BACKENDS[:1] if marker else BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path):
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's real PostgreSQL server (tests/postgres.py), or a skip naming why there is
+    none (a failure under CI)."""
+    from tests.postgres import require
+
+    return require()
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    """A fresh, migrated PostgreSQL database for this test alone (dropped afterwards)."""
+    url = postgres.fresh_url()
+    yield url
+    postgres.drop(url)
+
+
+@pytest.fixture
+def db(backend, tmp_path, monkeypatch, request):
+    """What `--db` gets: tmp_path/experiments.db, or a fresh PostgreSQL database's URL. The data
+    folder is tmp_path/experiments_data on both (INPAINT_TUI_DATA for the test), so every Store
+    and CLI call in the test finds the same images whichever the backend."""
+    from inpaint_tui.store.db import DATA_ENV
+
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "experiments_data"))
+    if backend == "sqlite":
+        return tmp_path / "experiments.db"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def empty_db(backend, tmp_path, request):
+    """As `db`, but no migration has run yet on either backend (for tests of the migrations)."""
+    if backend == "sqlite":
+        return tmp_path / "empty.db"
+    server = request.getfixturevalue("postgres")
+    url = server.fresh_url(migrated=False)
+    request.addfinalizer(lambda: server.drop(url))
+    return url
+
+
+def upgrade_to(db, revision: str) -> None:
+    """Run the store's migrations on `db` (a path or URL) up to `revision`, as an older
+    inpaint-tui left it."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from inpaint_tui.store.db import alembic_config, database_url
+
+    engine = create_engine(database_url(db))
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def sql(db, *statements: str, **parameters) -> list:
+    """Statements on the database behind the store's back (as another client would); the
+    rows of the last one."""
+    from sqlalchemy import create_engine, text
+
+    from inpaint_tui.store.db import database_url
+
+    engine = create_engine(database_url(db))
+    with engine.begin() as connection:
+        for statement in statements:
+            result = connection.execute(text(statement), parameters)
+        rows = result.all() if result.returns_rows else []
+    engine.dispose()
+    return [tuple(row) for row in rows]
+
+
+@pytest.fixture
+def store(db):
     from inpaint_tui.store import Store
 
-    store = Store(tmp_path / "experiments.db")
+    store = Store(db)
     yield store
     store.close()
 

@@ -1,12 +1,12 @@
 """What the worker-process tests share (tests/store/test_workers.py, test_worker_failures.py):
 the environment and command lines of real `inpaint-tui` processes, polling, queueing the
-standard small run, and the "every sample done exactly once" check."""
+standard small run, and the "every sample done exactly once" check. `db` is what `--db` gets:
+an SQLite file or a PostgreSQL URL (the `database` fixture gives either)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +14,7 @@ import time
 from inpaint_tui.jobs.execute import CRASH_ENV
 from inpaint_tui.store import RunStatus
 from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
-from tests.conftest import queue
+from tests.conftest import queue, sql
 
 FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
 # Same thread count in every process: pixel-exact comparisons depend on it.
@@ -66,13 +66,11 @@ def assert_exactly_once(store, run_id):
     assert [s.status for s in detail.samples] == ["done"] * detail.run.sample_count
     folder = store.data_dir / "runs" / str(run_id)
     assert sorted(folder.iterdir()) == sorted(s.image_path for s in detail.samples)
-    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
-        assert raw.execute("SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = ? "
-                           "AND name = 'bg_mse'", (run_id,)).fetchone() \
-            == (detail.run.sample_count, detail.run.sample_count)
-        assert raw.execute("SELECT COUNT(*) FROM run_metric WHERE run_id = ? AND name = 'bg_mse'",
-                           (run_id,)).fetchone()[0] == 1
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sql(store.url, "SELECT COUNT(*), COUNT(DISTINCT run_sample_id) FROM metric WHERE run_id = :r "
+               "AND name = 'bg_mse'", r=run_id) == [(detail.run.sample_count, detail.run.sample_count)]
+    assert sql(store.url, "SELECT COUNT(*) FROM run_metric WHERE run_id = :r AND name = 'bg_mse'", r=run_id) == [(1,)]
+    if store.engine.dialect.name == "sqlite":
+        assert sql(store.url, "PRAGMA integrity_check") == [("ok",)]
     return detail
 
 

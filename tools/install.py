@@ -5,7 +5,7 @@ build stays); with an NVIDIA driver present pip's default (CUDA) build is instal
 one the CPU build, so a laptop or CI machine does not download several GB of CUDA
 libraries. Then the package itself, editable, with the extras asked for.
 
-    python tools/install.py [--extras test,dev]
+    python tools/install.py [--extras test,dev,postgres]
 
 Environment: TORCH_SPEC (default "torch==2.13.0" for the CPU case) and TORCH_INDEX_URL
 (e.g. PyTorch's CPU wheel index where PyPI's default wheel is a CUDA build).
@@ -43,7 +43,7 @@ def has_nvidia_gpu() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--extras", default="", help="comma-separated extras, e.g. test or dev")
+    parser.add_argument("--extras", default="", help="comma-separated extras, e.g. test, dev or postgres")
     args = parser.parse_args()
 
     if importlib.util.find_spec("torch") is not None:

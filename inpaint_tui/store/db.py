@@ -232,6 +232,16 @@ def describe(url: str, error: Exception) -> str:
                 "is damaged; restore it from a backup")
     if "unable to open" in lowered:
         return f"cannot open database {where}: {reason}; check the path and its permissions"
+    # A database server (PostgreSQL through psycopg) that cannot be reached or refuses us.
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return f"cannot log in to database {where} ({reason}): check the user name and password in the URL"
+    if re.search(r'database "[^"]*" does not exist', reason):
+        return (f"database {where} does not exist on its server ({reason}): create it (createdb NAME) or check "
+                "the name in the URL")
+    if any(word in lowered for word in ("connection refused", "could not connect", "failed to resolve host",
+                                        "could not translate host", "timeout expired", "no route to host")):
+        return (f"cannot connect to database {where} ({reason}): check that the server is running and that the "
+                "host and port in the URL are right")
     return f"database {where}: {reason}"
 
 
@@ -246,15 +256,23 @@ def is_unusable(error: Exception) -> bool:
                                             "no such column", "no such table", "has no column"))
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest migration (a no-op when it is already there)."""
-    from alembic import command
+def alembic_config():
+    """The Alembic configuration of the store's migrations (the connection to run them on goes
+    in `config.attributes["connection"]`)."""
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest migration (a no-op when it is already there)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
     url = engine.url.render_as_string(hide_password=False)

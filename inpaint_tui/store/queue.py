@@ -204,7 +204,8 @@ class QueueMixin:
         return claim
 
     def _take(self, session, run_id: int, worker_id: int) -> int | None:
-        # One conditional UPDATE: SQLite serialises writers, so exactly one claimer matches.
+        # One conditional UPDATE: exactly one claimer matches (SQLite serialises writers; PostgreSQL
+        # makes a second UPDATE wait for the first and re-check the status it wrote).
         result = session.exec(
             update(RunRecord)
             .where(RunRecord.id == run_id, RunRecord.status == RunStatus.QUEUED)

@@ -6,8 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Integer, String, UniqueConstraint, false
+from sqlalchemy import JSON, BigInteger, Boolean, Column, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
+
+
+# Seeds go up to 2^63-1 (engine.spec.MAX_SEED; per-sample seeds are 63-bit): 64-bit columns.
+# SQLite's INTEGER is already 64-bit, so SQLite files keep it (migration 0006).
+SEED = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -78,7 +83,7 @@ class RunRecord(SQLModel, table=True):
     technique: str = Field(index=True)
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     model: str
-    seed: int
+    seed: int = Field(sa_column=Column(SEED, nullable=False))
     steps: int
     guidance: float
     negative_prompt: str = ""
@@ -118,7 +123,7 @@ class RunSampleRecord(SQLModel, table=True):
     run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="CASCADE"), nullable=False, index=True))
     sample_id: int = Field(sa_column=Column(Integer, ForeignKey("sample.id", ondelete="RESTRICT"), nullable=False))
     position: int
-    seed: int
+    seed: int = Field(sa_column=Column(SEED, nullable=False))
     status: str = Field(default=SampleStatus.PENDING)
     image_path: Optional[str] = None
     width: Optional[int] = None

@@ -4,15 +4,18 @@ import pytest
 
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import Store
+from inpaint_tui.store.db import DATA_ENV
+from tests import worker_processes
 from tests.worker_processes import kill_workers
 
 
 @pytest.fixture
-def database(tmp_path):
-    """A fresh database with the demo set: (path, store); its workers are killed afterwards,
-    whatever failed."""
-    db = tmp_path / "experiments.db"
+def database(db, monkeypatch):
+    """A fresh database with the demo set, on each backend: (what --db gets, store); worker
+    processes started with worker_processes.ENV use its data folder; its workers are killed
+    afterwards, whatever failed."""
     store = Store(db)
+    monkeypatch.setitem(worker_processes.ENV, DATA_ENV, str(store.data_dir))
     ensure_demo(store)
     yield db, store
     kill_workers(store)

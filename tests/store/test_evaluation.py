@@ -1,5 +1,5 @@
 """Metrics at the end of a run, recomputation, missing models, and paired comparisons, on
-real runs of the tiny model in a real SQLite store."""
+real runs of the tiny model in a real store (SQLite and PostgreSQL)."""
 
 import json
 import math

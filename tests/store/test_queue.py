@@ -1,6 +1,7 @@
 """The queue in one process: claims, heartbeats and stale workers, cancellation, resume,
-delete, progress rows, previews and animations, sweeps. Real SQLite files; separate `Store`
-objects (separate connections) stand in for separate processes where it matters. The
+delete, progress rows, previews and animations, sweeps. Real SQLite files and a real
+PostgreSQL server (each test on both); separate `Store` objects (separate connections) stand
+in for separate processes where it matters. The
 multi-process behaviour (kill -9, several workers, detach) is in test_workers.py."""
 
 import os
@@ -19,7 +20,7 @@ from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, 
 from inpaint_tui.jobs.worker import Worker, execute_run
 from inpaint_tui.store import ClaimLost, RunBusy, RunStatus, Store, StoreError, WorkerStatus
 from inpaint_tui.store.queue import RunControl
-from tests.conftest import queue
+from tests.conftest import queue, sql, upgrade_to
 
 BACKGROUND_ONLY = {"groups": ["background"], "models": "tiny"}
 
@@ -35,42 +36,27 @@ def _images(store, run_id):
     return {s.sample_name: np.asarray(Image.open(s.image_path)) for s in store.run_detail(run_id).samples}
 
 
-def test_a_database_at_the_first_schema_is_upgraded_in_place(tmp_path):
-    from pathlib import Path
-
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    import inpaint_tui.store.db as db
-
-    path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", str(Path(db.__file__).with_name("migrations")))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
-        connection.execute(text(
-            "INSERT INTO run (technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
-            "config_hash, versions, eval_config, sample_count, created_at) VALUES ('blended', '{}', 'tiny', 0, 2, 7.5, "
-            "'', 'demo', 'finished', 'h', '{}', '{}', 0, '2026-01-01 00:00:00')"))
-    engine.dispose()
-    store = Store(path)
+def test_a_database_at_the_first_schema_is_upgraded_in_place(empty_db):
+    upgrade_to(empty_db, "0001")
+    sql(empty_db,
+        "INSERT INTO run (technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
+        "config_hash, versions, eval_config, sample_count, created_at) VALUES ('blended', '{}', 'tiny', 0, 2, 7.5, "
+        "'', 'demo', 'finished', 'h', '{}', '{}', 0, '2026-01-01 00:00:00')")
+    store = Store(empty_db)
     run = store.run(1)
     assert (run.status, run.options, run.cancel_requested, run.worker_id) == ("finished", {}, False, None)
     assert store.workers() == [] and store.sweeps() == []
 
 
-def test_concurrent_claims_take_each_run_exactly_once(tmp_path):
-    store = Store(tmp_path / "q.db")
+def test_concurrent_claims_take_each_run_exactly_once(db):
+    store = Store(db)
     ensure_demo(store)
     runs = [_queue(store, seed=seed) for seed in range(12)]
     claims: dict[int, list[int]] = {}
     lock = threading.Lock()
 
     def claimer() -> None:
-        own = Store(tmp_path / "q.db")  # its own engine and connections, as another process
+        own = Store(db)  # its own engine and connections, as another process
         worker = own.register_worker("daemon", pid=None)
         while (claimed := own.claim_next_run(worker)) is not None:
             with lock:
@@ -209,13 +195,13 @@ def test_cancel_resume_and_delete_follow_the_run_state(store):
             assert connection.execute(text(f"SELECT COUNT(*) FROM {table} WHERE run_id = :r"), {"r": finished}).scalar() == 0
 
 
-def test_cancel_takes_effect_within_one_step_and_resume_completes_identically(tmp_path, tiny_model):
-    store = Store(tmp_path / "c.db")
+def test_cancel_takes_effect_within_one_step_and_resume_completes_identically(db, tiny_model):
+    store = Store(db)
     ensure_demo(store)
     reference = _queue(store, seed=3, steps=6)
     execute_run(store, reference, device="cpu")
     run_id = _queue(store, seed=3, steps=6)
-    other_process = Store(tmp_path / "c.db")
+    other_process = Store(db)
     seen: list[tuple[int, int]] = []
     requested_at: list[int] = []
 
@@ -255,13 +241,13 @@ def test_a_stopping_worker_hands_its_run_back_to_the_queue(store, tiny_model):
     assert [s.status for s in detail.samples] == ["done"] + ["pending"] * 5
 
 
-def test_progress_rows_previews_and_animations(tmp_path, tiny_model):
-    store = Store(tmp_path / "p.db")
+def test_progress_rows_previews_and_animations(db, tiny_model):
+    store = Store(db)
     ensure_demo(store)
     plain = _queue(store, steps=4)
     execute_run(store, plain, device="cpu")
     watched = _queue(store, steps=4, options={"preview_every": 2, "animation": "gif"})
-    reader = Store(tmp_path / "p.db")
+    reader = Store(db)
     snapshots = []
 
     def look(progress: RunProgress) -> None:

@@ -2,10 +2,10 @@
 summaries independent of database row order, and rankings in the metric's direction."""
 
 import json
-import sqlite3
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import IntegrityError
 from typer.testing import CliRunner
 
 from engine.evaluate import summarize
@@ -13,7 +13,7 @@ from engine.metrics.catalogue import METRICS
 from inpaint_tui.jobs.evaluate import summarize_samples
 from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.store import MetricSummary, Store
-from tests.conftest import queue
+from tests.conftest import queue, sql, upgrade_to
 
 EVAL = {"groups": ["background"], "models": "tiny"}
 
@@ -43,71 +43,54 @@ def test_a_run_has_one_row_per_metric_enforced_by_the_database(store):
     run_sample_id), so two KID rows for one run could be inserted."""
     ensure_demo(store)
     run_id = _finished_run(store, {"bg_mse": [0.1] * 6}, run_metrics={"kid": 1.0})
-    path = store.url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as raw:
-        with pytest.raises(sqlite3.IntegrityError):
-            raw.execute("INSERT INTO run_metric (run_id, name, value) VALUES (?, 'kid', 2.0)", (run_id,))
-        with pytest.raises(sqlite3.IntegrityError):
-            raw.execute("INSERT INTO metric (run_id, run_sample_id, name, value) VALUES (?, NULL, 'kid', 2.0)",
-                        (run_id,))
-        assert raw.execute("SELECT COUNT(*) FROM run_metric WHERE run_id = ? AND name = 'kid'", (run_id,)).fetchone() == (1,)
+    with pytest.raises(IntegrityError):
+        sql(store.url, "INSERT INTO run_metric (run_id, name, value) VALUES (:r, 'kid', 2.0)", r=run_id)
+    with pytest.raises(IntegrityError):
+        sql(store.url, "INSERT INTO metric (run_id, run_sample_id, name, value) VALUES (:r, NULL, 'kid', 2.0)", r=run_id)
+    assert sql(store.url, "SELECT COUNT(*) FROM run_metric WHERE run_id = :r AND name = 'kid'", r=run_id) == [(1,)]
     store.record_run_metrics(run_id, {"kid": MetricSummary(value=3.0, std=0.5, n=6)})  # replaces, never adds
     assert store.run_detail(run_id).summaries["kid"].value == 3.0
 
 
-def test_migration_moves_per_run_rows_keeping_the_newest(tmp_path):
+def test_migration_moves_per_run_rows_keeping_the_newest(empty_db):
     """A database written before 0004, with a duplicated per-run KID row, is carried over."""
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine
-
-    import inpaint_tui.store.db as db
-
-    path = tmp_path / "old.db"
-    config = Config()
-    config.set_main_option("script_location", str(db.Path(db.__file__).with_name("migrations")))
-    engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0003")
-    engine.dispose()
-    with sqlite3.connect(path) as raw:
-        raw.execute("INSERT INTO sample (id, key, name, prompt, image_path, mask_path, width, height, source, meta, "
-                    "created_at) VALUES (1, 'k', 's', 'p', 'i', 'm', 8, 8, 'x', '{}', '2026-01-01')")
-        raw.execute("INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, "
-                    "status, config_hash, versions, eval_config, options, sample_count, created_at, claim, "
-                    "cancel_requested, tags, note) VALUES (1, 'blended', '{}', 'tiny', 0, 2, 7.5, '', 'demo', "
-                    "'finished', 'h', '{}', '{}', '{}', 1, '2026-01-01', 0, 0, '[]', '')")
-        raw.execute("INSERT INTO run_sample (id, run_id, sample_id, position, seed, status, attempts) "
-                    "VALUES (1, 1, 1, 0, 5, 'done', 1)")
-        raw.executemany("INSERT INTO metric (run_id, run_sample_id, name, value, std, n, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(1, 1, "bg_mse", 0.25, None, None, None), (1, None, "kid", 1.0, 0.1, 6, "old"),
-                         (1, None, "kid", 2.0, 0.2, 6, "new"), (1, None, "bg_mse", 0.25, None, 1, None)])
-    store = Store(path)
+    upgrade_to(empty_db, "0003")
+    metric = "INSERT INTO metric (run_id, run_sample_id, name, value, std, n, note) VALUES "
+    sql(empty_db,
+        "INSERT INTO sample (id, key, name, prompt, image_path, mask_path, width, height, source, meta, "
+        "created_at) VALUES (1, 'k', 's', 'p', 'i', 'm', 8, 8, 'x', '{}', '2026-01-01')",
+        "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, "
+        "status, config_hash, versions, eval_config, options, sample_count, created_at, claim, "
+        "cancel_requested, tags, note) VALUES (1, 'blended', '{}', 'tiny', 0, 2, 7.5, '', 'demo', "
+        "'finished', 'h', '{}', '{}', '{}', 1, '2026-01-01', 0, false, '[]', '')",
+        "INSERT INTO run_sample (id, run_id, sample_id, position, seed, status, attempts) "
+        "VALUES (1, 1, 1, 0, 5, 'done', 1)",
+        # one statement per row, in this order: the ids (hence "newest") follow it
+        metric + "(1, 1, 'bg_mse', 0.25, NULL, NULL, NULL)", metric + "(1, NULL, 'kid', 1.0, 0.1, 6, 'old')",
+        metric + "(1, NULL, 'kid', 2.0, 0.2, 6, 'new')", metric + "(1, NULL, 'bg_mse', 0.25, NULL, 1, NULL)")
+    store = Store(empty_db)
     try:
         detail = store.run_detail(1)
         assert detail.summaries["kid"].value == 2.0 and detail.summaries["kid"].note == "new"
         assert detail.samples[0].metrics == {"bg_mse": 0.25} and detail.summaries["bg_mse"].n == 1
     finally:
         store.close()
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT COUNT(*) FROM run_metric").fetchone() == (2,)
-        assert raw.execute("SELECT COUNT(*) FROM metric").fetchone() == (1,)
-        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert sql(empty_db, "SELECT COUNT(*) FROM run_metric") == [(2,)]
+    assert sql(empty_db, "SELECT COUNT(*) FROM metric") == [(1,)]
+    if "://" not in str(empty_db):
+        assert sql(empty_db, "PRAGMA integrity_check") == [("ok",)]
 
 
-def test_run_summaries_do_not_depend_on_database_row_order(tmp_path):
+def test_run_summaries_do_not_depend_on_database_row_order(store):
     """The defect: the bootstrap drew over values in the order an unordered SELECT returned
     them; reversing the insertion moved the interval's ends by ~1e-4."""
     values = {"bg_mse": [0.011, 0.052, 0.007, 0.093, 0.031, 0.064]}
     summaries = []
-    for name, order in (("forward", range(6)), ("reversed", reversed(range(6)))):
-        store = Store(tmp_path / f"{name}.db")
-        ensure_demo(store)
-        run_id = _finished_run(store, values, order=list(order))
+    ensure_demo(store)
+    for seed, order in enumerate((range(6), reversed(range(6)))):  # two runs, rows written in opposite orders
+        run_id = _finished_run(store, values, order=list(order), seed=seed)
         summaries.append(store.run_detail(run_id).summaries["bg_mse"])
         ids = sorted(store.sample_metric_values(run_id)["bg_mse"])
-        store.close()
     assert summaries[0] == summaries[1]
     # ...and equal to the bootstrap over the values in sample-id order (the samples were
     # imported in set order, so id order is set order here).

@@ -1,18 +1,19 @@
-import sqlite3
-
 import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from engine.spec import config_hash
+from engine.seeding import sample_seed
+from engine.spec import MAX_SEED, config_hash
 from inpaint_tui.jobs.execute import RunProgress
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.jobs.worker import execute_run
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
-from tests.conftest import queue
+from tests.conftest import queue, sql, upgrade_to
 
 
+@pytest.mark.sqlite_only("SQLite's own set-up: WAL, foreign keys, busy timeout")
 def test_sqlite_is_set_up_for_concurrent_readers(store):
     with store.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -20,35 +21,76 @@ def test_sqlite_is_set_up_for_concurrent_readers(store):
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
 
 
-def test_migrations_produce_exactly_the_declared_schema(store):
+def _schema_diff(store) -> list:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
     from inpaint_tui.store.tables import SQLModel
 
     with store.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
-    assert diff == []
+        return compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
 
 
-def test_the_version_that_migrates_a_database_records_itself(tmp_path, monkeypatch):
+def test_migrations_produce_exactly_the_declared_schema(empty_db):
+    """Every migration, from an empty database, on each backend: the result is the models."""
+    store = Store(empty_db)
+    try:
+        assert _schema_diff(store) == []
+    finally:
+        store.close()
+
+
+def test_a_database_at_0005_gets_64_bit_seeds_keeping_its_runs(empty_db):
+    """Migration 0006 on a database an older version left: seeds were 32-bit on PostgreSQL
+    (Integer), too small for per-sample seeds (63-bit); the rows survive the type change."""
+    upgrade_to(empty_db, "0005")
+    sql(empty_db,
+         "INSERT INTO sample (id, key, name, prompt, image_path, mask_path, width, height, source, meta, created_at) "
+         "VALUES (1, 'k', 's', 'p', 'i', 'm', 8, 8, 'x', '{}', '2026-01-01')",
+         "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
+         "config_hash, versions, eval_config, sample_count, created_at) VALUES (1, 'blended', '{}', 'tiny', 2147483647, "
+         "2, 7.5, '', 'demo', 'finished', 'h', '{}', '{}', 1, '2026-01-01')",
+         "INSERT INTO run_sample (id, run_id, sample_id, position, seed, status) VALUES (1, 1, 1, 0, 12345, 'done')")
+    store = Store(empty_db)
+    try:
+        assert _schema_diff(store) == []
+        assert store.run(1).seed == 2147483647 and store.run_detail(1).samples[0].seed == 12345
+    finally:
+        store.close()
+    # the schema is the models' (BIGINT on PostgreSQL), and a 63-bit seed now fits
+    sql(empty_db, "UPDATE run SET seed = :seed", "UPDATE run_sample SET seed = :seed", seed=MAX_SEED)
+    assert sql(empty_db, "SELECT r.seed, s.seed FROM run r JOIN run_sample s ON s.run_id = r.id") == \
+        [(MAX_SEED, MAX_SEED)]
+
+
+def test_a_63_bit_seed_round_trips(store):
+    """The run seed at its maximum and the per-sample seeds derived from it (63-bit) are stored
+    and read back exactly."""
+    ensure_demo(store)
+    run_id = _queue(store, seed=MAX_SEED)
+    detail = store.run_detail(run_id)
+    keys = {info.name: info.key for info in store.samples("demo")}
+    assert detail.run.seed == MAX_SEED
+    assert [s.seed for s in detail.samples] == [sample_seed(MAX_SEED, keys[s.sample_name]) for s in detail.samples]
+    assert max(s.seed for s in detail.samples) > 2**62  # far past 32 bits: the values that overflowed
+    assert sql(store.url, "SELECT seed FROM run WHERE id = :r", r=run_id) == [(MAX_SEED,)]
+
+
+def test_the_version_that_migrates_a_database_records_itself(empty_db, monkeypatch):
     """A new database and one upgraded from an older revision both name the writing version,
     which an older inpaint-tui then quotes; reopening at head does not rewrite it."""
     import inpaint_tui
 
-    path = tmp_path / "a.db"
-    Store(path).close()
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM store_info WHERE key = 'schema_written_by'").fetchall() == \
-            [(inpaint_tui.__version__,)]
-        raw.execute("DROP TABLE store_info")
-        raw.execute("UPDATE alembic_version SET version_num = '0004'")  # as an older version left it
+    Store(empty_db).close()
+    assert sql(empty_db, "SELECT value FROM store_info WHERE key = 'schema_written_by'") == \
+        [(inpaint_tui.__version__,)]
+    # as an older version left it (0004 was before store_info)
+    sql(empty_db, "DROP TABLE store_info", "UPDATE alembic_version SET version_num = '0004'")
     monkeypatch.setattr(inpaint_tui, "__version__", "9.9.9")
-    Store(path).close()  # upgrades 0004 -> head
+    Store(empty_db).close()  # upgrades 0004 -> head
     monkeypatch.setattr(inpaint_tui, "__version__", "10.0.0")
-    Store(path).close()  # already at head: no migration, nothing rewritten
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT key, value FROM store_info").fetchall() == [("schema_written_by", "9.9.9")]
+    Store(empty_db).close()  # already at head: no migration, nothing rewritten
+    assert sql(empty_db, "SELECT key, value FROM store_info") == [("schema_written_by", "9.9.9")]
 
 
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
@@ -94,6 +136,26 @@ def test_missing_things_are_named(store):
         import_source(store, "elsewhere")
 
 
+def test_a_store_reconnects_once_its_server_is_back(postgres, postgres_url, tmp_path):
+    """A PostgreSQL restart between two reads kills the pooled connection: the next read must
+    not fail on it (pre-ping). A read during an outage fails (OperationalError, which the
+    workers retry); afterwards the same Store works again without being reopened."""
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(postgres_url, data_dir=tmp_path / "data")
+    try:
+        ensure_demo(store)
+        with postgres.down():
+            assert not postgres.running()
+        assert len(store.samples("demo")) == 6
+        with postgres.down():
+            with pytest.raises(OperationalError):
+                store.samples("demo")
+        assert len(store.samples("demo")) == 6
+    finally:
+        store.close()
+
+
 def test_database_folder_must_exist(tmp_path):
     with pytest.raises(StoreError, match="folder .*missing does not exist"):
         Store(tmp_path / "missing" / "x.db")
@@ -101,7 +163,7 @@ def test_database_folder_must_exist(tmp_path):
 
 def test_foreign_keys_are_enforced(store):
     ensure_demo(store)
-    with pytest.raises(Exception, match="FOREIGN KEY"):
+    with pytest.raises(IntegrityError, match="(?i)foreign key"):
         with store.engine.begin() as connection:
             connection.execute(text("INSERT INTO sample_set_member (set_id, sample_id, position) VALUES (999, 1, 0)"))
 
@@ -129,10 +191,11 @@ def test_run_lifecycle_writes_every_sample_once(store, tiny_model):
         assert s.status == "done" and s.image_path.is_file() and set(s.metrics) >= {"bg_mse", "bg_psnr"}
     # the run's mean is the mean of its samples
     assert detail.metrics["bg_mse"] == pytest.approx(np.mean([s.metrics["bg_mse"] for s in detail.samples]))
-    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as raw:
-        assert raw.execute("SELECT COUNT(*) FROM run_sample WHERE run_id = ?", (run_id,)).fetchone()[0] == 6
-        assert raw.execute("SELECT COUNT(*) FROM metric WHERE run_id = ? AND name = 'bg_mse' AND run_sample_id IS NOT NULL", (run_id,)).fetchone()[0] == 6
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert sql(store.url, "SELECT COUNT(*) FROM run_sample WHERE run_id = :r", r=run_id) == [(6,)]
+    assert sql(store.url, "SELECT COUNT(*) FROM metric WHERE run_id = :r AND name = 'bg_mse' "
+                "AND run_sample_id IS NOT NULL", r=run_id) == [(6,)]
+    if store.engine.dialect.name == "sqlite":
+        assert sql(store.url, "PRAGMA integrity_check") == [("ok",)]
 
 
 class Interrupt(BaseException):

@@ -2,7 +2,9 @@
 line on stderr naming the file or URL, the documented exit code (2 for a --db that names no
 kind of database, 1 for a store or data problem), no traceback, and nothing lost.
 
-Every broken file is real (written with sqlite3 or as bytes), nothing is mocked. Tests run as
+Every broken file is real (written with sqlite3 or as bytes), nothing is mocked; the
+PostgreSQL cases use the real server the tests start (tests/postgres.py): a closed port, a
+role whose password is checked (scram) given the wrong one, a database that was never created. Tests run as
 root, where file permissions stop no write, so:
 - a read-only database is opened through a read-only SQLite URI
   (`sqlite:///file:PATH?mode=ro&uri=true`): SQLite itself refuses every write, as it would for
@@ -199,6 +201,27 @@ def unparseable_url(good, tmp):
     return ["--db", url, *LIST], None, "postgresql://user:***@localhost:notaport/db"
 
 
+def postgres_unreachable(good, tmp):
+    from tests import postgres
+
+    url = postgres.require().url("inpaint", password="secret", port=postgres.closed_port())
+    return ["--db", url, *LIST], None, url.replace(":secret@", ":***@")
+
+
+def postgres_wrong_password(good, tmp):
+    from tests import postgres
+
+    url = postgres.require().url("postgres", user=postgres.PASSWORD_ROLE, password="secret")  # not its password
+    return ["--db", url, *LIST], None, url.replace(":secret@", ":***@")
+
+
+def postgres_missing_database(good, tmp):
+    from tests import postgres
+
+    url = postgres.require().url("never_created", password="secret")
+    return ["--db", url, *LIST], None, url.replace(":secret@", ":***@")
+
+
 CASES = [
     Case("text file as --db", text_file, 1, "not an SQLite database"),
     Case("corrupted pages", corrupted_pages, 1, "damaged"),
@@ -223,6 +246,9 @@ CASES = [
     Case("unknown driver name", unknown_driver, 2, "unknown driver 'nosuchdriver'"),
     Case("driver not installed", driver_not_installed, 1, "pip install mysqlclient"),
     Case("unparseable URL", unparseable_url, 2, "not a database path or URL"),
+    Case("PostgreSQL server unreachable", postgres_unreachable, 1, "cannot connect to database"),
+    Case("PostgreSQL wrong password", postgres_wrong_password, 1, "cannot log in to database"),
+    Case("PostgreSQL database does not exist", postgres_missing_database, 1, "does not exist on its server"),
 ]
 
 

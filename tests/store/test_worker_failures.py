@@ -1,6 +1,6 @@
 """Failures a long GPU job meets, with real SQLite files and real worker processes: a full
 disk under the data folder, a write lock held past the busy timeout, non-finite outputs, an
-error escaping a run, and a killed worker left as a zombie. Each ends with the run in a final
+error escaping a run, and a killed worker left as a zombie (also on a real PostgreSQL server). Each ends with the run in a final
 state (or re-queued) and nothing lost: a resume completes it with every sample done once."""
 
 import os
@@ -279,6 +279,7 @@ def test_a_daemon_worker_waits_out_a_full_database_disk_and_finishes_the_run(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only("SQLite's write lock and busy timeout")
 def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
     """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
     that sample's record write has failed on the lock (read from the worker's log, so the
@@ -327,6 +328,8 @@ def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only("the failure is injected with an SQLite trigger; slow, and what it tests does not depend "
+                         "on the database kind (CI time)")
 def test_an_error_escaping_a_run_fails_that_run_and_the_worker_goes_on(database):
     """A trigger (a real SQLite error, no mock) makes recording a done sample of run 1 raise
     IntegrityError, which escapes the run: before, the worker died and left it running."""

@@ -1,7 +1,12 @@
-"""Workers as real processes on a real SQLite file: kill -9 at several points and resume,
-several workers on one queue, a reader polling at 10 Hz, cancellation from another process,
-detached runs. Workers are started exactly as users start them (`python -m inpaint_tui.cli
-... worker`), with a short heartbeat so the tests need not wait."""
+"""Workers as real processes on a real SQLite file and on a real PostgreSQL server: kill -9 at
+several points and resume, several workers on one queue, a sweep drained by two workers, a
+reader polling at 10 Hz, cancellation from another process, detached runs. Workers are
+started exactly as users start them (`python -m inpaint_tui.cli ... worker`), with a short
+heartbeat so the tests need not wait.
+
+CI time: each of these takes 10-40 s, so PostgreSQL (the shared-server case) gets the ones
+where a shared server matters: kill -9 recovery and resume, racing claims of independent
+workers on a sweep, resume by hand under a polling reader. The others are SQLite-only."""
 
 import os
 import signal
@@ -15,9 +20,11 @@ from PIL import Image
 
 from inpaint_tui.jobs.execute import CRASH_ENV
 from inpaint_tui.jobs.samples import ensure_demo
+from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
 from inpaint_tui.store import RunStatus, Store, WorkerStatus
 from tests.worker_processes import (
     ENV,
+    EVAL,
     FAST,
     assert_exactly_once,
     command,
@@ -28,6 +35,8 @@ from tests.worker_processes import (
 )
 
 pytestmark = pytest.mark.slow  # real worker processes / a real terminal: minutes
+# Why a slow test runs on SQLite alone: what it tests does not depend on the database kind.
+NOT_THE_SHARED_CASE = "slow, and nothing in it depends on the database kind (CI time: PostgreSQL gets the shared-server ones)"
 
 
 def _images(detail):
@@ -112,6 +121,7 @@ def test_reader_at_10_hz_sees_monotone_progress_through_a_kill_and_a_resume_by_h
     assert done_counts == sorted(done_counts)  # across the kill too: finished samples stay finished
 
 
+@pytest.mark.sqlite_only(NOT_THE_SHARED_CASE + "; racing claims on PostgreSQL: the sweep test below")
 def test_three_workers_share_one_queue_and_execute_each_run_once(database):
     db, store = database
     runs = [queue_small(store, seed=seed, steps=2) for seed in range(5)]
@@ -126,6 +136,26 @@ def test_three_workers_share_one_queue_and_execute_each_run_once(database):
         assert detail.run.worker_id in {w.id for w in daemons}
 
 
+def test_two_independent_workers_drain_a_sweep_and_execute_each_run_once(database):
+    """As on two boxes sharing one store: two workers started separately (no supervisor)
+    claim from one sweep's runs at once; each run is executed once, by one of them."""
+    db, store = database
+    points = expand_grid(["blended"], parse_grid(["blend_start=0,0.5"]), seeds=[0, 1], steps=[2], guidance=[7.5])
+    sweep = queue_sweep(store, points, model="tiny", sample_set="demo", evaluation=EVAL)
+    assert len(sweep.new) == 4
+    workers = [start_worker(db, "--once") for _ in range(2)]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    daemons = store.workers(include_ended=True)
+    assert len(daemons) == 2 and {w.status for w in daemons} == {WorkerStatus.STOPPED}
+    for run_id in sweep.new:
+        detail = assert_exactly_once(store, run_id)
+        assert [s.attempts for s in detail.samples] == [1] * 6
+        assert detail.run.worker_id in {w.id for w in daemons}
+    assert store.sweep(sweep.sweep_id).run_ids == sweep.new
+
+
+@pytest.mark.sqlite_only(NOT_THE_SHARED_CASE)
 def test_cancel_from_another_process_stops_the_worker_at_a_step(database):
     db, store = database
     run_id = queue_small(store, steps=60)
@@ -160,6 +190,7 @@ def test_workers_stop_ends_a_worker_process_at_a_step_through_the_store(database
     assert "running" not in [s.status for s in detail.samples]
 
 
+@pytest.mark.sqlite_only(NOT_THE_SHARED_CASE)
 def test_detached_runs_outlive_their_launcher_and_share_one_worker(database):
     db, store = database
     first = run_cli(db, "run", "-t", "blended", "--steps", "2", "--metrics", "background", "--detach")

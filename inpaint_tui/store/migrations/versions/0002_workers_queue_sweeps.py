@@ -73,7 +73,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('options', sa.JSON(), server_default='{}', nullable=False))
         batch_op.add_column(sa.Column('worker_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('claim', sa.Integer(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('cancel_requested', sa.Boolean(), server_default=sa.text('0'), nullable=False))
+        batch_op.add_column(sa.Column('cancel_requested', sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.create_index(batch_op.f('ix_run_worker_id'), ['worker_id'], unique=False)
 
     with op.batch_alter_table('run_sample', schema=None) as batch_op:
