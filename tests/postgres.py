@@ -8,6 +8,8 @@ copied from a migrated template so the schema is not rebuilt each time. `stop()`
 Tests run as root and initdb refuses root, so the server runs as the `postgres` system user.
 Where no server can be started (no initdb, no psycopg, no such user) `require()` skips with
 the reason, except under CI (CI=true), where it fails: CI must test PostgreSQL for real.
+The binaries are found on PATH, else in Debian's /usr/lib/postgresql/*/bin, else where
+$INPAINT_TUI_TEST_PG_BIN says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ADMIN = "postgres"
 # A role that must give its password (scram over TCP), for the wrong-password case.
 PASSWORD_ROLE, PASSWORD = "inpaint_pw", "right-password"
 TEMPLATE = "inpaint_template"
+BIN_ENV = "INPAINT_TUI_TEST_PG_BIN"  # the folder of initdb and pg_ctl, where they are neither on PATH nor Debian's
 
 
 class Unavailable(RuntimeError):
@@ -36,6 +39,11 @@ class Unavailable(RuntimeError):
 
 
 def _bin_dir() -> Path:
+    override = os.environ.get(BIN_ENV)
+    if override:
+        if not (Path(override) / "initdb").is_file():
+            raise Unavailable(f"{BIN_ENV}={override} holds no initdb")
+        return Path(override)
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
@@ -199,6 +207,7 @@ def require() -> Server:
     try:
         return server()
     except Unavailable as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required under CI: {error}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server: {error}")
+        reason = str(error)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL server: {reason}")

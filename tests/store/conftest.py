@@ -20,3 +20,14 @@ def database(db, monkeypatch):
     yield db, store
     kill_workers(store)
     store.close()
+
+
+@pytest.fixture
+def populated_store(db):
+    """The TUI test database (tests/tui_database.py: finished, failed, running and queued runs,
+    a sweep) built on each backend, with `.ids` naming its runs."""
+    import tui_database
+
+    store = tui_database.build(db)
+    yield store
+    store.close()

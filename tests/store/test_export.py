@@ -64,12 +64,12 @@ def test_export_round_trips_the_stored_values(tui_store, tmp_path, fmt):
     assert any(row["metric.bg_mse.ci_low"] is not None for row in run_rows)
 
 
-def test_export_keeps_awkward_values(tui_store, tmp_path):
+def test_export_keeps_awkward_values(populated_store, tmp_path):
     """A note with a comma, quotes and a newline, quoted and non-ASCII tags, and an infinite
-    PSNR survive every format; text columns come back as text."""
+    PSNR survive the store (on each backend) and every format; text columns come back as text."""
     from inpaint_tui.store import MetricSummary
 
-    store = tui_store
+    store = populated_store
     run_id = store.ids["finished"][0]
     store.annotate_run(run_id, tags=['"quoted"', "ünïcode"], note="line one,\nline \"two\"")
     store.record_run_metrics(run_id, {"bg_psnr": MetricSummary(value=math.inf, n=6)})

@@ -271,12 +271,12 @@ def test_leaderboard_orders_by_direction(store, tiny_model):
     assert {r.technique for r in low_first} == {"vanilla", "blended"}
 
 
-def test_leaderboard_head_is_the_start_of_the_full_ranking(tui_store):
-    """`limit` ranks in SQLite; it must give exactly the first rows of the Python ranking,
-    with ties (by run id), missing values (last, by id) and a sample-set filter."""
+def test_leaderboard_head_is_the_start_of_the_full_ranking(populated_store):
+    """`limit` ranks in SQL; it must give exactly the first rows of the Python ranking, with
+    ties (by run id), missing values (last, by id) and a sample-set filter, on each backend."""
     from inpaint_tui.store import MetricSummary
 
-    store = tui_store
+    store = populated_store
     ended = [run.id for run in store.runs(statuses=list(RunStatus.ENDED))]
     assert len(ended) >= 6
     for index, run_id in enumerate(ended):
