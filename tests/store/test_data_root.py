@@ -103,11 +103,10 @@ def test_a_worker_whose_data_folder_is_not_the_root_refuses_to_start(database, t
     assert result.returncode == 1
     line = _one_error_line(result)
     assert f"data folder {wrong} is " in line and "--data-dir" in line
+    assert f"not the data root of database {db}" in line and store.data_root_id in line
+    assert "mount the shared data root there" in line
     if folder == "another-root":
-        assert "data root of another database" in line
-    else:
-        assert f"not the data root of database {db}" in line and store.data_root_id in line
-        assert "mount the shared data root there" in line
+        assert f"its marker {MARKER} holds {(wrong / MARKER).read_text().strip()}" in line
     assert wrong.exists() == (folder != "missing")  # an unmounted share is never created as a local folder
     assert store.workers(include_ended=True) == []  # no worker row, so nothing was claimed
     assert store.run(run_id).status == "queued"
@@ -125,14 +124,14 @@ def test_an_sqlite_database_moved_without_its_data_folder_is_named(tmp_path):
         [(str(tmp_path / "experiments_data"),)]
     store.close()
     reopened = Store(tmp_path / "experiments.db")
-    ensure_demo(reopened)
+    reopened.require_writable_data_dir()
     assert reopened.data_root_id == root_id
     reopened.close()
     (tmp_path / "moved").mkdir()
     (tmp_path / "experiments.db").rename(tmp_path / "moved" / "experiments.db")
     moved = Store(tmp_path / "moved" / "experiments.db")
     with pytest.raises(StoreError, match=r"moved/experiments_data is not the data root .*it does not exist"):
-        ensure_demo(moved)
+        queue_small(moved)  # a run would write its images there
     assert not (tmp_path / "moved" / "experiments_data").exists()
     moved.close()
 
