@@ -57,6 +57,8 @@ def worker(
     with user_errors():
         validate_device(device)
         store = context_of(ctx).store()
+        # Checked once here too, so a bad data root is one line, not one per child process.
+        store.require_writable_data_dir()
     if ray_address is not None:
         from inpaint_tui.jobs.ray_workers import RayError, serve_on_ray
 
