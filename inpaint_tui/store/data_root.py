@@ -20,10 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from inpaint_tui.store.db import DatabaseArgumentError, StoreError, describe, set_store_info_once, shown, store_info
+from inpaint_tui.store.tables import StoreInfoRecord
 
 MARKER = ".inpaint-tui-root"
 ID_KEY, PATH_KEY, HOST_KEY = "data_root_id", "data_root_path", "data_root_host"
@@ -68,8 +70,8 @@ def read_marker(folder: Path) -> str | None:
 def _write_marker_once(folder: Path, root_id: str) -> None:
     """Create the marker unless it exists (a hard link is atomic and never replaces)."""
     temporary = folder / f".{MARKER}.{os.getpid()}.tmp"
-    temporary.write_text(root_id + "\n")
     try:
+        temporary.write_text(root_id + "\n")
         os.link(temporary, folder / MARKER)
     except FileExistsError:
         pass
@@ -115,7 +117,14 @@ def verify_or_register(engine: Engine, url: str, folder: Path) -> str:
         except DBAPIError as error:  # e.g. a read-only database: one line naming it
             raise StoreError(describe(url, error)) from None
         if won:
-            _write_marker_once(folder, new_id)
+            try:
+                _write_marker_once(folder, new_id)
+            except OSError as error:  # e.g. a full disk: leave nothing registered that no folder carries
+                with engine.begin() as connection:
+                    table = StoreInfoRecord.__table__
+                    connection.execute(delete(table).where(table.c.key.in_([ID_KEY, PATH_KEY, HOST_KEY])))
+                raise DataRootError(f"cannot write {folder / MARKER} ({error.strerror or error}): pass --data-dir a "
+                                    "writable folder, or free space there") from None
         info = registered(engine)  # the loser of a concurrent registration waits for the winner's marker
     deadline = time.monotonic() + MARKER_WAIT_SECONDS
     while (found := read_marker(folder)) is None and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from inpaint_tui.jobs.sweeps import expand_grid, parse_grid, queue_sweep
 from inpaint_tui.store import Store, StoreError, WorkerStatus
 from inpaint_tui.store.data_root import MARKER
 from tests.conftest import sql
+from tests.store.test_worker_failures import _fill, small_tmpfs  # noqa: F401  (a fixture)
 from tests.worker_processes import ENV, EVAL, FAST, assert_exactly_once, command, queue_small
 
 NOT_THE_SHARED_CASE = "the refusal is the same check on both backends; PostgreSQL gets the shared-root test"
@@ -164,3 +165,18 @@ def test_run_detach_reuses_only_a_worker_that_checked_this_data_root(database):
     host = store.worker(other_box).host
     assert serving_message(store, other_box, False) == \
         f"queued for worker {other_box} on {host} (log: /home/lab/inpaint.log as that box sees it)"
+
+
+@pytest.mark.sqlite_only("a full data disk is the folder's matter, the same on both backends")
+def test_a_full_disk_at_registration_leaves_nothing_registered(tmp_path, small_tmpfs):  # noqa: F811
+    """The marker cannot be written (a real full tmpfs; the 0-byte write probe still passes):
+    one line naming the marker, and the database registers no root that no folder carries."""
+    db, data = tmp_path / "experiments.db", small_tmpfs / "data"
+    data.mkdir()
+    _fill(small_tmpfs)
+    result = _cli(db, "samples", "import", "demo", data_dir=data, cwd=tmp_path)
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert f"cannot write {data / MARKER} (No space left on device)" in line, line
+    assert sql(db, "SELECT key FROM store_info WHERE key LIKE 'data_root%'") == []
+    assert [p.name for p in data.iterdir()] == []  # no marker, no temporary file
