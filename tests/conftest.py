@@ -107,6 +107,21 @@ def upgrade_to(db, revision: str) -> None:
     engine.dispose()
 
 
+def downgrade_to(db, revision: str) -> None:
+    """Undo the store's migrations on `db` down to `revision` (their downgrade steps)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from inpaint_tui.store.db import alembic_config, database_url
+
+    engine = create_engine(database_url(db))
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    engine.dispose()
+
+
 def sql(db, *statements: str, **parameters) -> list:
     """Statements on the database behind the store's back (as another client would); the
     rows of the last one."""

@@ -57,7 +57,9 @@ def _finish(store: Store, run_id: int, worker: int, quality: float, *, fail: set
 def build(path) -> Store:
     store = Store(path)
     ensure_demo(store)
-    worker = store.register_worker("daemon", device="cuda:0", pid=None)
+    # A worker of another box that sees the data root at its own path (the id is what must match).
+    worker = store.register_worker("daemon", device="cuda:0", pid=None, data_root="/mnt/lab/inpaint_data",
+                                   data_root_id=store.data_root_id)
 
     def queue(technique, seed=0, **params):
         return queue_spec(store, technique=technique, params=params or None, model="tiny", sample_set="demo",
@@ -97,7 +99,8 @@ def build(path) -> Store:
     with store.engine.begin() as connection:  # fixed times: snapshots must not depend on the clock
         connection.execute(text("UPDATE run SET created_at = :t, started_at = :t, finished_at = "
                                 "CASE WHEN finished_at IS NULL THEN NULL ELSE :t END"), {"t": CREATED})
-        connection.execute(text("UPDATE worker SET started_at = :now, heartbeat_at = :now"), {"now": time.time()})
+        connection.execute(text("UPDATE worker SET started_at = :now, heartbeat_at = :now, host = 'gpu-box-1'"),
+                           {"now": time.time()})
         connection.execute(text("UPDATE run SET git_commit = '0123456789abcdef', versions = :v"),
                            {"v": '{"python": "3.11", "inpaint-tui": "0.1.0", "torch": "2.x", "diffusers": "0.x"}'})
     store.ids = dict(finished=finished, failed=failed, with_errors=with_errors, cancelled=cancelled, running=running,

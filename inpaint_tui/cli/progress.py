@@ -104,10 +104,8 @@ def foreground_worker(store, device: str | None, dtype: str | None):
 
 
 def announce_detached(store, run_ids: list[int], device: str | None) -> None:
-    from inpaint_tui.jobs.launch import ensure_worker, worker_log_path
+    from inpaint_tui.jobs.launch import ensure_worker, serving_message
 
     worker_id, started = ensure_worker(store, device=device)
-    what = "started worker" if started else "queued for worker"
     runs = ", ".join(map(str, run_ids))
-    typer.echo(f"{what} {worker_id} (log: {worker_log_path(store)}); follow with `inpaint-tui runs watch {runs}`",
-               err=True)
+    typer.echo(f"{serving_message(store, worker_id, started)}; follow with `inpaint-tui runs watch {runs}`", err=True)

@@ -57,6 +57,8 @@ def worker(
     with user_errors():
         validate_device(device)
         store = context_of(ctx).store()
+        # Checked once here too, so a bad data root is one line, not one per child process.
+        store.require_writable_data_dir()
     if ray_address is not None:
         from inpaint_tui.jobs.ray_workers import RayError, serve_on_ray
 
@@ -95,7 +97,8 @@ def workers(
     include_ended: bool = typer.Option(False, "--all", help="Also list stopped and lost workers."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """List live workers: device, current run, last heartbeat (`workers stop` stops them)."""
+    """List live workers on every box: host, device, current run, last heartbeat, data root (`workers stop`
+    stops them)."""
     if ctx.invoked_subcommand is not None:
         return
     with user_errors():
@@ -110,11 +113,12 @@ def workers(
     from rich.table import Table
 
     now = time.time()
-    table = Table("worker", "kind", "status", "device", "run", "model", "host", "pid", "heartbeat", "log")
-    for info in infos:
+    table = Table("worker", "kind", "status", "device", "run", "model", "host", "pid", "heartbeat", "data root",
+                  "log")
+    for info in infos:  # paths as each worker's own box sees them
         table.add_row(str(info.id), info.kind, info.status, info.device or "-", str(info.run_id or "-"),
                       info.model or "-", info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago",
-                      str(info.log_path or "-"))
+                      str(info.data_root or "-"), str(info.log_path or "-"))
     rich_console().print(table)
 
 

@@ -84,7 +84,7 @@ def evaluate_run(
         from engine.metrics.kid import DirectoryReferenceCache
 
         evaluation = evaluate(
-            items, config, groups=groups, kid_cache=DirectoryReferenceCache(store.data_dir / "cache" / "kid"),
+            items, config, groups=groups, kid_cache=DirectoryReferenceCache(store.files.local_path("cache/kid")),
             on_message=on_message, phrases=phrases,
         )
         per_sample = {ids[key]: values for key, values in evaluation.per_sample.items() if values}

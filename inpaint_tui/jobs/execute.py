@@ -202,7 +202,7 @@ def _write_outputs(store: Store, monitor: "_Monitor", result, run_id: int, posit
     try:
         animation_path = monitor.save_animation(position, name)
     except OSError as error:
-        store.data_dir.joinpath(image_path).unlink(missing_ok=True)  # no output without its record
+        store.files.remove(image_path)  # no output without its record
         animation = f"runs/{run_id}/{store.output_name(position, name, monitor.animation)}"
         return None, None, f"cannot write output {animation}: {_os_error(error)}"
     return image_path, animation_path, None
@@ -331,10 +331,7 @@ def _use_recorded_threads(recorded: int | None) -> None:
 
 def _remove_partial_files(store: Store, run_id: int) -> None:
     """Temporary files a killed worker left mid-write (finished files have final names)."""
-    folder = store.data_dir / "runs" / str(run_id)
-    if folder.is_dir():
-        for partial in folder.glob(".*.tmp"):
-            partial.unlink(missing_ok=True)
+    store.files.remove_partials(f"runs/{run_id}")
 
 
 def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | None) -> None:

@@ -80,9 +80,12 @@ class Worker:
         self.settle_error: Exception | None = None  # why the last hand-back failed
 
     def __enter__(self) -> "Worker":
-        self.store.require_writable_data_dir()  # outputs go there: refuse before registering
+        # Outputs go to the data root: refuse before registering (so before claiming anything)
+        # when this box cannot write it or sees another folder there.
+        self.store.require_writable_data_dir()
         self.id = self.store.register_worker(
             self.kind, device=self.device_label, pid=os.getpid(), log_path=self.log_path, worker_id=self.id,
+            data_root=self.store.data_dir, data_root_id=self.store.data_root_id,
         )
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{self.id}", daemon=True)
         self._thread.start()

@@ -40,7 +40,8 @@ class NotFound(StoreError):
 
 class DatabaseArgumentError(StoreError):
     """A `--db` value that names no usable kind of database (unparseable URL, unknown dialect
-    or driver name): a bad argument, so the faces exit 2 rather than 1."""
+    or driver name), or a server database given without the `--data-dir` it needs: a bad
+    argument, so the faces exit 2 rather than 1."""
 
 
 # Driver modules SQLAlchemy imports, and the package that provides each (for the hint).
@@ -91,9 +92,11 @@ def database_url(db: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{Path(value).expanduser().resolve()}"
 
 
-def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Where images live: explicit, else $INPAINT_TUI_DATA, else beside an SQLite file
-    (`experiments.db` -> `experiments_data/`), else ./inpaint_data for server databases."""
+def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where images live as given here: explicit, else $INPAINT_TUI_DATA, else beside an SQLite
+    file (`experiments.db` -> `experiments_data/`). None for a server database: its data root
+    is shared by every box, so it is never guessed from the current directory (the Store
+    falls back to the path registered in the database, else refuses)."""
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
     if explicit:
         return Path(explicit).expanduser().resolve()
@@ -101,7 +104,7 @@ def data_dir_for(url: str, data_dir: str | os.PathLike | None = None) -> Path:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = sqlite_path(parsed)
         return path.with_name(f"{path.stem}_data")
-    return Path("inpaint_data").resolve()
+    return None
 
 
 def busy_timeout_ms() -> int:
@@ -309,6 +312,30 @@ def _written_by(connection) -> str | None:
         return None
     table = StoreInfoRecord.__table__
     return connection.execute(select(table.c.value).where(table.c.key == SCHEMA_WRITTEN_BY)).scalar()
+
+
+def store_info(connection, key: str) -> str | None:
+    """One value of the store_info table (None when unset, or before migration 0005)."""
+    from inpaint_tui.store.tables import StoreInfoRecord
+
+    table = StoreInfoRecord.__table__
+    return connection.execute(select(table.c.value).where(table.c.key == key)).scalar()
+
+
+def set_store_info_once(connection, values: dict[str, str]) -> bool:
+    """Insert these keys unless the first is already set (by a concurrent process too: the
+    primary key decides); False when it was. Commits, as its own transaction."""
+    from sqlalchemy.exc import IntegrityError
+
+    from inpaint_tui.store.tables import StoreInfoRecord
+
+    table = StoreInfoRecord.__table__
+    try:
+        with connection.begin():
+            connection.execute(insert(table), [{"key": key, "value": value} for key, value in values.items()])
+    except IntegrityError:
+        return False
+    return True
 
 
 def _record_writer(connection) -> None:

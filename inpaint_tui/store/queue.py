@@ -13,7 +13,6 @@ twice into the store.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -65,6 +64,8 @@ class QueueMixin:
         log_path: str | os.PathLike | None = None,
         status: str = WorkerStatus.IDLE,
         worker_id: int | None = None,
+        data_root: str | os.PathLike | None = None,
+        data_root_id: str | None = None,
     ) -> int:
         """Add a worker row (or adopt one pre-registered by the process that spawned it)."""
         now = time.time()
@@ -76,6 +77,8 @@ class QueueMixin:
             record.pid = pid if pid is not None else record.pid
             record.device = device or record.device
             record.log_path = str(log_path) if log_path is not None else record.log_path
+            record.data_root = str(data_root) if data_root is not None else record.data_root
+            record.data_root_id = data_root_id or record.data_root_id
             if record.status != WorkerStatus.STOPPING:  # a stop asked before it started still holds
                 record.status = status
             record.heartbeat_at = now
@@ -141,6 +144,7 @@ class QueueMixin:
             status=record.status, run_id=record.run_id, model=record.model,
             log_path=Path(record.log_path) if record.log_path else None, started_at=record.started_at,
             heartbeat_at=record.heartbeat_at, stopped_at=record.stopped_at,
+            data_root=Path(record.data_root) if record.data_root else None, data_root_id=record.data_root_id,
         )
 
     def reap_stale_workers(self, stale_after: float) -> list[int]:
@@ -309,10 +313,7 @@ class QueueMixin:
                               f"(inpaint-tui runs cancel {run_id})")
             session.delete(run)
             session.commit()
-        folder = self.data_dir / "runs" / str(run_id)
-        removed = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-        shutil.rmtree(folder, ignore_errors=True)
-        return removed
+        return self.files.remove_tree(f"runs/{run_id}")
 
     # --- progress -------------------------------------------------------------------------------
 

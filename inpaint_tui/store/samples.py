@@ -10,21 +10,19 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from inpaint_tui.store.db import NotFound, StoreError
-from inpaint_tui.store.files import atomic_write
 from inpaint_tui.store.tables import SampleRecord, SampleSetMember, SampleSetRecord
 from inpaint_tui.store.views import ImportReport, NewSample, SampleInfo, SampleSetInfo
 
 
 class SampleMixin:
     """Store methods for samples and sample sets; mixed into `Store` (needs `session`,
-    `data_dir`, `path`)."""
+    `files`, `path`)."""
 
     def _write_content_addressed(self, data: bytes, suffix: str) -> str:
         digest = hashlib.sha256(data).hexdigest()
         relative = f"samples/{digest[:2]}/{digest}{suffix}"
-        target = self.data_dir / relative
-        if not target.exists():  # same name, same bytes: already there from an earlier import
-            atomic_write(target, data)
+        if not self.files.exists(relative):  # same name, same bytes: already there from an earlier import
+            self.files.write_bytes(relative, data)
         return relative
 
     def import_samples(

@@ -30,7 +30,8 @@ from inpaint_tui.store.db import (
     make_engine,
     migrate,
 )
-from inpaint_tui.store.files import atomic_write, safe_file_stem
+from inpaint_tui.store.data_root import check_exists, no_data_root, registered_path, verify_or_register
+from inpaint_tui.store.files import DataFiles, safe_file_stem
 from inpaint_tui.store.metrics import MetricsMixin
 from inpaint_tui.store.queue import QueueMixin
 from inpaint_tui.store.samples import SampleMixin
@@ -54,10 +55,28 @@ __all__ = ["NotFound", "Store", "safe_file_stem"]
 class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
     def __init__(self, db: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None) -> None:
         self.url = database_url(db)
-        self.data_dir = data_dir_for(self.url, data_dir)
+        given = data_dir_for(self.url, data_dir)
         self.engine = make_engine(self.url)
         self._data_dir_checked = False
         migrate(self.engine)  # raises StoreError naming the database for every way it cannot be used
+        # A server database without --data-dir takes the registered root's path; with none
+        # registered, commands that touch no image still work and the others fail on first use.
+        self._data_dir = given if given is not None else registered_path(self.engine)
+        self._files = None if self._data_dir is None else DataFiles(self._data_dir)
+        self.data_root_id: str | None = None  # known once require_writable_data_dir has checked the root
+
+    @property
+    def data_dir(self) -> Path:
+        if self._data_dir is None:
+            raise no_data_root(self.url)
+        return self._data_dir
+
+    @property
+    def files(self) -> DataFiles:
+        """The data root's files (the one interface to them: store/files.py)."""
+        if self._files is None:
+            raise no_data_root(self.url)
+        return self._files
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -72,15 +91,17 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
             raise
 
     def require_writable_data_dir(self) -> Path:
-        """The data folder, created if needed, after proving a file can be written in it (once
-        per store): called before a command's first write there, so an unusable folder is one
-        line naming it rather than an OSError in the middle of an import or a run."""
+        """The data folder, created if needed, after proving a file can be written in it and
+        that it is this database's data root (registering it if the database has none yet;
+        once per store): called before a command's first write there, so an unusable folder
+        is one line naming it rather than an OSError in the middle of an import or a run."""
         if self._data_dir_checked:
             return self.data_dir
         folder = self.data_dir
         if folder.exists() and not folder.is_dir():
             raise StoreError(f"data folder {folder} is a file, not a folder: pass --data-dir a folder "
                              "(or move the file away)")
+        check_exists(self.engine, self.url, folder)
         probe = folder / f".write-check.{os.getpid()}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +114,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
                                  "pass --data-dir another folder") from None
             raise StoreError(f"cannot write to data folder {folder} ({error.strerror or error}): pass --data-dir a "
                              "writable folder, or fix its permissions or free space") from None
+        self.data_root_id = verify_or_register(self.engine, self.url, folder)
         self._data_dir_checked = True
         return folder
 
@@ -102,7 +124,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
     # --- files ----------------------------------------------------------------------------
 
     def path(self, relative: str | None) -> Path | None:
-        return None if relative is None else self.data_dir / relative
+        return None if relative is None else self.files.local_path(relative)
 
     @staticmethod
     def output_name(position: int, sample_name: str, extension: str = "png") -> str:
@@ -112,7 +134,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
     def save_run_file(self, run_id: int, name: str, data: bytes) -> str:
         """Write a file into the run's folder atomically; returns its relative path."""
         relative = f"runs/{run_id}/{name}"
-        atomic_write(self.data_dir / relative, data)
+        self.files.write_bytes(relative, data)
         return relative
 
     def save_output(self, run_id: int, position: int, sample_name: str, png: bytes) -> str:
@@ -284,7 +306,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
             progress = session.get(RunProgressRecord, run_id)
             if progress is not None:
                 if progress.preview_path:
-                    self.data_dir.joinpath(progress.preview_path).unlink(missing_ok=True)
+                    self.files.remove(progress.preview_path)
                 session.delete(progress)
             session.commit()
             return run.status

@@ -200,6 +200,10 @@ class WorkerRecord(SQLModel, table=True):
     started_at: float
     heartbeat_at: float
     stopped_at: Optional[float] = None
+    # The data root it checked at start: the path as its box sees it, and the root's id
+    # (store/data_root.py); NULL for a worker of an older version, which never checked.
+    data_root: Optional[str] = None
+    data_root_id: Optional[str] = None
 
 
 class RunProgressRecord(SQLModel, table=True):
@@ -250,7 +254,8 @@ class SweepRunRecord(SQLModel, table=True):
 
 class StoreInfoRecord(SQLModel, table=True):
     """Facts about the database as a whole, as key/value text (`SCHEMA_WRITTEN_BY`: the
-    inpaint-tui version that last migrated it, named when an older version meets it)."""
+    inpaint-tui version that last migrated it, named when an older version meets it; the
+    data root's id, path and host as registered: store/data_root.py)."""
 
     __tablename__ = "store_info"
 

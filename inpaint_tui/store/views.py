@@ -159,6 +159,8 @@ class WorkerInfo(_View):
     started_at: float
     heartbeat_at: float
     stopped_at: float | None
+    data_root: Path | None = None  # as that worker's box sees it
+    data_root_id: str | None = None
 
 
 @dataclass(frozen=True)

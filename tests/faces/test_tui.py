@@ -46,8 +46,9 @@ async def test_dashboard_shows_active_runs_with_progress_workers_and_latest_resu
         assert "3/6 chelsea-eyes" in running[5] and running[6] == "7/20" and running[7] == "3.5"
         assert queued[0] == str(ids["queued"]) and queued[3] == "queued"
         workers = rows(app.screen.query_one("#workers", DataTable))
-        assert workers == [[str(ids["worker"]), "daemon", "running", "cuda:0", str(ids["running"]), "-", "alive", "-",
-                            "-"]]
+        # every box: its host and its view of the data root (the GPU columns are for this box's GPUs only)
+        assert workers == [[str(ids["worker"]), "gpu-box-1", "daemon", "running", "cuda:0", str(ids["running"]), "-",
+                            "alive", "-", "-", "/mnt/lab/inpaint_data"]]
         recent = rows(app.screen.query_one("#recent", DataTable))
         assert [row[0] for row in recent] == [str(i) for i in sorted(
             [*ids["finished"], ids["failed"], ids["with_errors"], ids["cancelled"], *ids["swept"]], reverse=True)]

@@ -10,7 +10,7 @@ from inpaint_tui.jobs.execute import RunProgress
 from inpaint_tui.jobs.samples import ImportOptions, ensure_demo, import_source, to_engine_sample
 from inpaint_tui.jobs.worker import execute_run
 from inpaint_tui.store import NotFound, RunStatus, Store, StoreError
-from tests.conftest import queue, sql, upgrade_to
+from tests.conftest import downgrade_to, queue, sql, upgrade_to
 
 
 @pytest.mark.sqlite_only("SQLite's own set-up: WAL, foreign keys, busy timeout")
@@ -84,8 +84,8 @@ def test_the_version_that_migrates_a_database_records_itself(empty_db, monkeypat
     Store(empty_db).close()
     assert sql(empty_db, "SELECT value FROM store_info WHERE key = 'schema_written_by'") == \
         [(inpaint_tui.__version__,)]
-    # as an older version left it (0004 was before store_info)
-    sql(empty_db, "DROP TABLE store_info", "UPDATE alembic_version SET version_num = '0004'")
+    # as an older version left it (0004 was before store_info): every later migration undone
+    downgrade_to(empty_db, "0004")
     monkeypatch.setattr(inpaint_tui, "__version__", "9.9.9")
     Store(empty_db).close()  # upgrades 0004 -> head
     monkeypatch.setattr(inpaint_tui, "__version__", "10.0.0")

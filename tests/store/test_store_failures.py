@@ -52,6 +52,21 @@ def _copy(good: Path, tmp: Path, name: str = "broken.db") -> Path:
     return target
 
 
+def _copy_with_data(good: Path, tmp: Path) -> Path:
+    """The database and its data root beside it (a store moved whole)."""
+    target = _copy(good, tmp)
+    shutil.copytree(good.with_name(f"{good.stem}_data"), target.with_name(f"{target.stem}_data"))
+    return target
+
+
+def _copy_unregistered(good: Path, tmp: Path) -> Path:
+    """A copy whose data root is not registered yet (as a store an older inpaint-tui wrote), so
+    a --data-dir elsewhere is taken as the root: the folder's own problems are what is met."""
+    target = _copy(good, tmp)
+    _sql(target, "DELETE FROM store_info WHERE key LIKE 'data_root%'")
+    return target
+
+
 def _sql(path: Path, *statements: str) -> None:
     connection = sqlite3.connect(path)
     for statement in statements:
@@ -145,40 +160,40 @@ def database_folder_missing(good, tmp):
 
 
 def read_only_import(good, tmp):
-    path = _copy(good, tmp)
+    path = _copy_with_data(good, tmp)
     return ["--db", f"sqlite:///file:{path}?mode=ro&uri=true", *IMPORT], path, str(path)
 
 
 def read_only_run(good, tmp):
-    path = _copy(good, tmp)
+    path = _copy_with_data(good, tmp)
     return ["--db", f"sqlite:///file:{path}?mode=ro&uri=true", *RUN], path, str(path)
 
 
 def data_folder_is_file_import(good, tmp):
-    path, data = _copy(good, tmp), tmp / "data"
+    path, data = _copy_unregistered(good, tmp), tmp / "data"
     data.write_text("a file where the data folder should be")
     return ["--db", str(path), "--data-dir", str(data), *IMPORT], path, str(data)
 
 
 def data_folder_is_file_run(good, tmp):
-    path, data = _copy(good, tmp), tmp / "data"
+    path, data = _copy_unregistered(good, tmp), tmp / "data"
     data.write_text("a file where the data folder should be")
     return ["--db", str(path), "--data-dir", str(data), *RUN], path, str(data)
 
 
 def data_folder_under_file(good, tmp):
-    path, blocker = _copy(good, tmp), tmp / "blocker"
+    path, blocker = _copy_unregistered(good, tmp), tmp / "blocker"
     blocker.write_text("a file where a parent folder should be")
     return ["--db", str(path), "--data-dir", str(blocker / "images"), *IMPORT], path, str(blocker)
 
 
 def unwritable_data_folder(good, tmp):
-    path = _copy(good, tmp)
+    path = _copy_unregistered(good, tmp)
     return ["--db", str(path), "--data-dir", "/sys", *IMPORT], path, "/sys"
 
 
 def unwritable_data_folder_run(good, tmp):
-    path = _copy(good, tmp)
+    path = _copy_unregistered(good, tmp)
     return ["--db", str(path), "--data-dir", "/sys/inpaint_data", *RUN], path, "/sys/inpaint_data"
 
 

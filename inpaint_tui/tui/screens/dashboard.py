@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ class DashboardScreen(LiveScreen):
         self.query_one("#active", DataTable).add_columns(
             "run", "technique", "params", "status", "progress", "sample", "step", "it/s", "ETA")
         self.query_one("#workers", DataTable).add_columns(
-            "worker", "kind", "status", "device", "run", "model", "heartbeat", "GPU use", "GPU memory")
+            "worker", "host", "kind", "status", "device", "run", "model", "heartbeat", "GPU use", "GPU memory",
+            "data root")
         self.query_one("#recent", DataTable).add_columns("run", "technique", "params", "set", "status", "done",
                                                          *HEADLINE)
 
@@ -84,13 +86,16 @@ class DashboardScreen(LiveScreen):
         sync_table(self.query_one("#active", DataTable), active_rows)
 
         now = time.time()
+        here = socket.gethostname()
         worker_rows = []
         for worker in data.workers:
-            gpu = data.gpus.get(_gpu_index(worker.device))
+            # nvidia-smi sees this box's GPUs only: another box's cuda:0 is not ours
+            gpu = data.gpus.get(_gpu_index(worker.device)) if worker.host == here else None
             worker_rows.append((worker.id, [
-                str(worker.id), worker.kind, worker.status, worker.device or "-", str(worker.run_id or "-"),
-                worker.model or "-", heartbeat_text(worker, now),
+                str(worker.id), worker.host, worker.kind, worker.status, worker.device or "-",
+                str(worker.run_id or "-"), worker.model or "-", heartbeat_text(worker, now),
                 f"{gpu.utilisation}%" if gpu else "-", f"{gpu.memory_used_mb}/{gpu.memory_total_mb} MB" if gpu else "-",
+                str(worker.data_root or "-"),
             ]))
         sync_table(self.query_one("#workers", DataTable), worker_rows)
 
