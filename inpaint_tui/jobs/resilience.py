@@ -30,6 +30,7 @@ DURABLE_ATTEMPTS = 8
 FIRST_DELAY = 0.25
 MAX_DELAY = 8.0
 OUTAGE_SECONDS = 300.0  # how long a durable write waits for a database server to come back
+OUTAGE_MAX_DELAY = 2.0  # a refused connection costs the server nothing: notice its return quickly
 # What a lost server connection says, across its phases (shutting down, gone, refusing, starting up).
 CONNECTION_LOSS = ("connection refused", "could not connect", "connection failed", "server closed the connection",
                    "terminating connection", "connection is closed", "connection not open", "connection is lost",
@@ -128,7 +129,7 @@ def durable(failures: FailureLog, kind: str, write: Callable[..., T], *args,
                 consequence = f"retrying (up to {attempts} attempts)"
             failures.failed(kind, error, consequence)
             time.sleep(delay)
-            delay = min(delay * 2, MAX_DELAY)
+            delay = min(delay * 2, OUTAGE_MAX_DELAY if lost_since is not None else MAX_DELAY)
             continue
         failures.ok(kind)
         return result

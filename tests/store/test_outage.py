@@ -26,7 +26,7 @@ def test_a_60_s_server_outage_mid_run_ends_with_the_run_finished_and_every_sampl
     monkeypatch.setitem(worker_processes.ENV, DATA_ENV, str(store.data_dir))
     try:
         ensure_demo(store)
-        run_id = queue_small(store, seed=2, steps=12)
+        run_id = queue_small(store, seed=2, steps=4)
         worker = start_worker(postgres_url, "--once")
 
         def generating():
