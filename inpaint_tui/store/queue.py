@@ -25,7 +25,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from sqlalchemy import case, delete, or_, update
+from sqlalchemy import bindparam, case, delete, or_, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from inpaint_tui.store.db import StoreError, server_epoch, without_disk_sync
@@ -58,8 +59,14 @@ class RunControl:
     LOST = "lost"
 
 
+_CLAIM_CHECK = select(RunRecord.claim, RunRecord.status, RunRecord.cancel_requested).where(
+    RunRecord.id == bindparam("run_id"))
+
+
 class QueueMixin:
     """Store methods for the queue; mixed into `Store` (needs `session`, `engine`, `_run`)."""
+
+    _claim_reader = None  # the connection of check_claim, opened on first use (guarded by `_claim_lock`)
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -103,7 +110,7 @@ class QueueMixin:
             if stopping:
                 fields.pop("status", None)  # the request outlives the worker's own status updates
             without_disk_sync(session)  # rewritten every beat: a lost one is replaced by the next
-            record.heartbeat_at = self._now(session)
+            record.heartbeat_at = server_epoch(session.get_bind().dialect.name)  # evaluated in the UPDATE
             for name, value in fields.items():
                 setattr(record, name, value)
             session.commit()
@@ -252,14 +259,30 @@ class QueueMixin:
 
     def check_claim(self, run_id: int, claim: int) -> str:
         """A `RunControl` value: carry on, stop because cancelled, or stop because lost.
-        One indexed read, cheap enough for every denoising step."""
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(RunRecord.claim, RunRecord.status, RunRecord.cancel_requested).where(RunRecord.id == run_id)
-            ).first()
+        One indexed read, cheap enough for every denoising step: on a connection kept for it
+        in autocommit mode, so a check is one round trip (no pool checkout with its liveness
+        ping, no BEGIN/ROLLBACK); a connection that fails is dropped and the next check opens
+        another."""
+        with self._claim_lock:
+            if self._claim_reader is None:
+                self._claim_reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                row = self._claim_reader.execute(_CLAIM_CHECK, {"run_id": run_id}).first()
+            except DBAPIError:
+                self.close_claim_reader()
+                raise
         if row is None or row.claim != claim or row.status != RunStatus.RUNNING:
             return RunControl.LOST
         return RunControl.CANCEL if row.cancel_requested else RunControl.CONTINUE
+
+    def close_claim_reader(self) -> None:
+        """Close the connection `check_claim` keeps (Store.close does)."""
+        reader, self._claim_reader = self._claim_reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except DBAPIError:  # already broken: nothing left to close cleanly
+                reader.invalidate()
 
     def _held(self, session, run_id: int, claim: int | None) -> RunRecord:
         """The run, checked to still carry `claim` (None: unchecked, single-process use)."""
@@ -356,7 +379,7 @@ class QueueMixin:
             for name, value in fields.items():
                 setattr(record, name, value)
             record.worker_id = worker_id
-            record.updated_at = self._now(session)
+            record.updated_at = server_epoch(session.get_bind().dialect.name)  # evaluated in the write
             session.commit()
 
     def run_progress(self, run_id: int) -> RunProgressInfo | None:

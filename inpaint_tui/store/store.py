@@ -9,6 +9,7 @@ sessions, run files and the run lifecycle.
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         self.data_dir = data_dir_for(self.url, data_dir)
         self.engine = make_engine(self.url)
         self._data_dir_checked = False
+        self._claim_lock = threading.Lock()  # check_claim's connection is one per store, any thread may check
         migrate(self.engine)  # raises StoreError naming the database for every way it cannot be used
 
     @contextmanager
@@ -97,6 +99,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         return folder
 
     def close(self) -> None:
+        self.close_claim_reader()
         self.engine.dispose()
 
     # --- files ----------------------------------------------------------------------------

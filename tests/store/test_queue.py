@@ -145,7 +145,7 @@ def test_a_dead_pid_on_another_box_with_the_same_hostname_waits_for_its_heartbea
     sql(store.url, "UPDATE worker SET host_id = 'another-box/1' WHERE id = :w", w=worker)
     assert store.worker(worker).host == socket.gethostname()  # the same hostname as this box
     assert store.reap_stale_workers(stale_after=3600) == []
-    assert store.worker(worker).status == WorkerStatus.RUNNING
+    assert store.worker(worker).status == WorkerStatus.RUNNING and store.run(run_id).status == RunStatus.RUNNING
 
 
 def test_heartbeats_and_staleness_are_judged_by_the_database_clock(store, monkeypatch):
