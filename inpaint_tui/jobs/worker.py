@@ -89,6 +89,12 @@ class Worker:
         self.model: str | None = None
         self.unsettled: list[tuple[int, int]] = []  # (run, claim) abandoned but not yet handed back
         self.settle_error: Exception | None = None  # why the last hand-back failed
+        # When this worker last found the database working again after failing to reach it:
+        # every worker's heartbeat went silent meanwhile, so silence is not judged until the
+        # others have had `stale_after` to beat again (else the first worker back after an
+        # outage would declare all the busy ones lost).
+        self._unreachable = False
+        self._reachable_again = -float("inf")
 
     def __enter__(self) -> "Worker":
         self.store.require_writable_data_dir()  # outputs go there: refuse before registering
@@ -111,11 +117,23 @@ class Worker:
             try:
                 with brief_waits():  # a beat missed under a held lock is caught up by the next one
                     alive = self.store.heartbeat(self.id)
+                self._reached()
                 if not alive and not self.stop_requested.is_set():
                     self._stop_from_store()
                 failures.ok("heartbeat")
             except Exception as error:  # a locked or briefly unavailable database must not kill the thread
+                self._unreachable = self._unreachable or is_transient(error)
                 failures.failed("heartbeat", error, "retrying at the next beat")
+
+    def _reached(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            self._reachable_again = time.monotonic()
+
+    def _reap(self) -> None:
+        """Re-queue the runs of lost workers, unless the database was just unreachable to us too."""
+        if time.monotonic() - self._reachable_again >= self.stale_after:
+            self.store.reap_stale_workers(self.stale_after)
 
     def _stop_from_store(self) -> None:
         record = self.store.worker(self.id)
@@ -219,14 +237,16 @@ class Worker:
         while not self.stop_requested.is_set():
             self._settle()
             try:
-                self.store.reap_stale_workers(self.stale_after)
+                self._reap()
                 claimed = self.store.claim_next_run(self.id, prefer_model=self.model,
                                                     take_back_held=failing_since is not None)
+                self._reached()
                 failures.ok("polling the queue")
                 failing_since = None
             except DBAPIError as error:  # locked or unreachable: look again after a pause
                 if not is_transient(error):
                     raise
+                self._unreachable = True
                 failures.failed("polling the queue", error, f"retrying every {poll:g} s")
                 failing_since = failing_since or time.monotonic()
                 # A daemon waits for the database however long it takes; a `--once` worker

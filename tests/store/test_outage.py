@@ -49,3 +49,41 @@ def test_a_60_s_server_outage_mid_run_ends_with_the_run_finished_and_every_sampl
     finally:
         kill_workers(store)
         store.close()
+
+
+def test_the_first_worker_back_after_an_outage_leaves_the_busy_ones_alive(postgres, postgres_url, tmp_path):
+    """Every heartbeat is silent during an outage. An idle worker, back first, must give the
+    others time to beat again before judging silence (else it would declare every busy worker
+    lost and their runs restarted), and then still reap a worker that truly died."""
+    import threading
+
+    from inpaint_tui.jobs.worker import Worker
+    from inpaint_tui.store import RunStatus, WorkerStatus
+
+    stale_after = 3.0
+    store = Store(postgres_url, data_dir=tmp_path / "data")
+    idle = Worker(Store(postgres_url, data_dir=tmp_path / "data"), heartbeat=0.2, stale_after=stale_after)
+    serving = threading.Thread(target=lambda: idle.serve(poll=0.1))
+    try:
+        ensure_demo(store)
+        run_id = queue_small(store)
+        busy, dead = store.register_worker("daemon"), store.register_worker("daemon")
+        assert store.claim_next_run(busy)[0] == run_id
+        with idle:
+            serving.start()
+            with postgres.down():
+                time.sleep(stale_after + 1)  # longer than the staleness limit
+            time.sleep(1.0)  # the busy worker's heartbeat comes a beat after the server is back
+            deadline = time.monotonic() + 2 * stale_after
+            while time.monotonic() < deadline:
+                assert store.heartbeat(busy) is True, "the busy worker was declared lost"
+                time.sleep(0.2)
+            wait_for(lambda: store.worker(dead).status == WorkerStatus.LOST, timeout=30)
+            idle.request_stop()
+            serving.join(timeout=30)
+        assert store.worker(busy).status == WorkerStatus.RUNNING
+        assert store.run(run_id).status == RunStatus.RUNNING and store.run(run_id).worker_id == busy
+    finally:
+        idle.request_stop()
+        idle.store.close()
+        store.close()
