@@ -125,7 +125,8 @@ def execute_claimed(
 
 
 def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop) -> str:
-    run = store.run(run_id)  # read once per claim: the spec cannot change while the run is held
+    # read once per claim: the spec cannot change while the run is held
+    run = durable(failures, "reading the run", store.run, run_id)
     device = device or run.options.get("device")
     dtype = dtype or run.options.get("dtype")
     pending = durable(failures, "reading run samples", store.pending_samples, run_id)
@@ -339,8 +340,8 @@ def _evaluate(store: Store, run_id: int, on_message: Callable[[str], None] | Non
     the finished samples and their metrics in place: `metrics compute` can retry it."""
     from inpaint_tui.jobs.evaluate import evaluate_run
 
-    try:
-        evaluate_run(store, run_id, at_end=True, on_message=on_message)
+    try:  # retried whole on a database outage: it replaces the metrics it computes
+        durable(failures, "evaluating the run", evaluate_run, store, run_id, at_end=True, on_message=on_message)
     except Exception as error:  # evaluation must never lose a run's generated samples
         from inpaint_tui.jobs.evaluate import summarize_samples
 

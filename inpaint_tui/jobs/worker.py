@@ -14,7 +14,9 @@ imports the engine when the first run starts. `supervise` starts one worker proc
 A worker never dies because of one run: an exception escaping a run ends that run failed
 with the error (or, if even that write fails, hands it back to the queue, retried before the
 next claim), and the worker goes on. A locked or briefly unreachable database delays
-heartbeats and queue polls; each kind of failure is logged once, not once per beat.
+heartbeats and queue polls, and a database server that goes away mid-run is waited for
+(`resilience.OUTAGE_SECONDS`) at the next durable write; each kind of failure is logged
+once, not once per beat.
 """
 
 from __future__ import annotations
@@ -28,9 +30,18 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from inpaint_tui.jobs.resilience import DURABLE_ATTEMPTS, FailureLog, best_effort, describe, durable
+from inpaint_tui.jobs.resilience import (
+    DURABLE_ATTEMPTS,
+    OUTAGE_SECONDS,
+    FailureLog,
+    best_effort,
+    connection_lost,
+    describe,
+    durable,
+    is_transient,
+)
 from inpaint_tui.store import RunStatus, Store, StoreError
 from inpaint_tui.store.db import brief_waits, full_disk_hint, shown
 from inpaint_tui.store.queue import ClaimLost
@@ -78,6 +89,12 @@ class Worker:
         self.model: str | None = None
         self.unsettled: list[tuple[int, int]] = []  # (run, claim) abandoned but not yet handed back
         self.settle_error: Exception | None = None  # why the last hand-back failed
+        # When this worker last found the database working again after failing to reach it:
+        # every worker's heartbeat went silent meanwhile, so silence is not judged until the
+        # others have had `stale_after` to beat again (else the first worker back after an
+        # outage would declare all the busy ones lost).
+        self._unreachable = False
+        self._reachable_again = -float("inf")
 
     def __enter__(self) -> "Worker":
         # Outputs go to the data root: refuse before registering (so before claiming anything)
@@ -103,11 +120,23 @@ class Worker:
             try:
                 with brief_waits():  # a beat missed under a held lock is caught up by the next one
                     alive = self.store.heartbeat(self.id)
+                self._reached()
                 if not alive and not self.stop_requested.is_set():
                     self._stop_from_store()
                 failures.ok("heartbeat")
             except Exception as error:  # a locked or briefly unavailable database must not kill the thread
+                self._unreachable = self._unreachable or is_transient(error)
                 failures.failed("heartbeat", error, "retrying at the next beat")
+
+    def _reached(self) -> None:
+        if self._unreachable:
+            self._unreachable = False
+            self._reachable_again = time.monotonic()
+
+    def _reap(self) -> None:
+        """Re-queue the runs of lost workers, unless the database was just unreachable to us too."""
+        if time.monotonic() - self._reachable_again >= self.stale_after:
+            self.store.reap_stale_workers(self.stale_after)
 
     def _stop_from_store(self) -> None:
         record = self.store.worker(self.id)
@@ -158,10 +187,11 @@ class Worker:
         log.error("run %s: %s", run_id, message)
         log.debug("the error escaping run %s", run_id, exc_info=error)
         # When the database itself just failed every retry, a few more attempts are enough.
-        attempts = 3 if isinstance(error, OperationalError) else DURABLE_ATTEMPTS
+        transient = is_transient(error)
         try:
             return durable(failures, "recording the run's end", self.store.finish_run, run_id, error=message,
-                           claim=claim, attempts=attempts)
+                           claim=claim, attempts=3 if transient else DURABLE_ATTEMPTS,
+                           outage=30.0 if transient else OUTAGE_SECONDS)
         except ClaimLost:
             return "lost"
         except Exception as second:
@@ -210,16 +240,23 @@ class Worker:
         while not self.stop_requested.is_set():
             self._settle()
             try:
-                self.store.reap_stale_workers(self.stale_after)
-                claimed = self.store.claim_next_run(self.id, prefer_model=self.model)
+                self._reap()
+                claimed = self.store.claim_next_run(self.id, prefer_model=self.model,
+                                                    take_back_held=failing_since is not None)
+                self._reached()
                 failures.ok("polling the queue")
                 failing_since = None
-            except OperationalError as error:  # locked or unreachable: look again after a pause
+            except DBAPIError as error:  # locked or unreachable: look again after a pause
+                if not is_transient(error):
+                    raise
+                self._unreachable = True
                 failures.failed("polling the queue", error, f"retrying every {poll:g} s")
                 failing_since = failing_since or time.monotonic()
                 # A daemon waits for the database however long it takes; a `--once` worker
-                # (a script, a CI job) must end, saying what was left behind.
-                if once and time.monotonic() - failing_since >= ONCE_GIVE_UP_SECONDS:
+                # (a script, a CI job) must end, saying what was left behind, but waits out
+                # a server outage as long as a durable write would.
+                give_up = OUTAGE_SECONDS if connection_lost(error) else ONCE_GIVE_UP_SECONDS
+                if once and time.monotonic() - failing_since >= give_up:
                     raise StoreError(self._giving_up(error))
                 self.stop_requested.wait(poll)
                 continue

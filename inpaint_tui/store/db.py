@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, delete, event, insert, inspect, select
+from sqlalchemy import Float, create_engine, delete, event, insert, inspect, literal_column, select, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -125,6 +125,25 @@ def brief_waits(limit_ms: int = BRIEF_WAIT_MS) -> Iterator[None]:
         yield
     finally:
         _wait_limit_ms.reset(token)
+
+
+def server_epoch(dialect_name: str):
+    """The database server's clock as epoch seconds, an SQL expression: heartbeats and their
+    staleness are judged by one clock, so a box whose clock is skewed cannot declare the
+    others' workers lost. SQLite is embedded (its clock is this box's), and julianday() is
+    used because unixepoch('subsec') needs SQLite 3.42."""
+    if dialect_name == "sqlite":
+        return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Float)
+    return literal_column("extract(epoch from now())", Float)
+
+
+def without_disk_sync(session) -> None:
+    """Let the current transaction commit without waiting for its disk sync (PostgreSQL:
+    `synchronous_commit = off` for this transaction alone). For rows rewritten every beat
+    (heartbeats, progress): a crash may lose the last few, which the next beat replaces;
+    SQLite's WAL with synchronous=NORMAL already does not sync per commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SET LOCAL synchronous_commit = off"))
 
 
 def make_engine(url: str) -> Engine:

@@ -1,8 +1,14 @@
 """The run queue in the store: workers and their heartbeats, atomic claims, cancellation,
 re-queueing of runs whose worker died, and live progress.
 
-Workers on this host whose process has gone are declared lost at once; elsewhere (a shared
-server database) a heartbeat silent for `stale_after` seconds decides.
+Workers whose process is visibly gone (same kernel boot and PID namespace as the reaper:
+`host_id()`, not the hostname, which containers and cloned boxes share) are declared lost at
+once; elsewhere a heartbeat silent for `stale_after` seconds decides. Heartbeats, their
+staleness and progress times are the database's clock (`server_epoch`), never a client's.
+
+On PostgreSQL a claim locks its candidate row with FOR UPDATE SKIP LOCKED, so concurrent
+claimers take different runs instead of queueing behind one; SQLite has one writer at a time
+and relies on the conditional update alone.
 
 Every state change is one short transaction, and every write a worker makes about a run is
 conditional on the run still carrying that worker's claim (a counter bumped by each claim):
@@ -12,15 +18,17 @@ twice into the store.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-import time
+import uuid
 from pathlib import Path
 
-from sqlalchemy import case, delete, or_, update
+from sqlalchemy import bindparam, case, delete, or_, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from inpaint_tui.store.db import StoreError
+from inpaint_tui.store.db import StoreError, server_epoch, without_disk_sync
 from inpaint_tui.store.tables import (
     RunProgressRecord,
     RunRecord,
@@ -50,8 +58,14 @@ class RunControl:
     LOST = "lost"
 
 
+_CLAIM_CHECK = select(RunRecord.claim, RunRecord.status, RunRecord.cancel_requested).where(
+    RunRecord.id == bindparam("run_id"))
+
+
 class QueueMixin:
     """Store methods for the queue; mixed into `Store` (needs `session`, `engine`, `_run`)."""
+
+    _claim_reader = None  # the connection of check_claim, opened on first use (guarded by `_claim_lock`)
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -68,13 +82,14 @@ class QueueMixin:
         data_root_id: str | None = None,
     ) -> int:
         """Add a worker row (or adopt one pre-registered by the process that spawned it)."""
-        now = time.time()
         with self.session() as session:
+            now = self._now(session)
             record = session.get(WorkerRecord, worker_id) if worker_id is not None else None
             if record is None:
                 record = WorkerRecord(kind=kind, host=socket.gethostname(), started_at=now, heartbeat_at=now)
                 session.add(record)
-            record.pid = pid if pid is not None else record.pid
+            if pid is not None:  # the pid and where it means something go together
+                record.pid, record.host_id, record.host = pid, host_id(), socket.gethostname()
             record.device = device or record.device
             record.log_path = str(log_path) if log_path is not None else record.log_path
             record.data_root = str(data_root) if data_root is not None else record.data_root
@@ -97,7 +112,8 @@ class QueueMixin:
             stopping = record.status == WorkerStatus.STOPPING
             if stopping:
                 fields.pop("status", None)  # the request outlives the worker's own status updates
-            record.heartbeat_at = time.time()
+            without_disk_sync(session)  # rewritten every beat: a lost one is replaced by the next
+            record.heartbeat_at = server_epoch(session.get_bind().dialect.name)  # evaluated in the UPDATE
             for name, value in fields.items():
                 setattr(record, name, value)
             session.commit()
@@ -123,7 +139,7 @@ class QueueMixin:
                 if record.status in WorkerStatus.LIVE:
                     record.status = WorkerStatus.STOPPED
                 record.run_id = None
-                record.stopped_at = time.time()
+                record.stopped_at = self._now(session)
                 session.commit()
 
     def workers(self, *, include_ended: bool = False) -> list[WorkerInfo]:
@@ -138,6 +154,11 @@ class QueueMixin:
             record = session.get(WorkerRecord, worker_id)
             return None if record is None else self._worker_info(record)
 
+    @staticmethod
+    def _now(session) -> float:
+        """The database's clock, epoch seconds (see `server_epoch`)."""
+        return session.exec(select(server_epoch(session.get_bind().dialect.name))).one()
+
     def _worker_info(self, record: WorkerRecord) -> WorkerInfo:
         return WorkerInfo(
             id=record.id, kind=record.kind, host=record.host, pid=record.pid, device=record.device,
@@ -150,21 +171,20 @@ class QueueMixin:
     def reap_stale_workers(self, stale_after: float) -> list[int]:
         """Declare workers silent for `stale_after` seconds lost and put their runs (and
         running runs without a live worker) back in the queue. Returns the re-queued runs."""
-        cutoff = time.time() - stale_after
         with self.session() as session:
+            now = self._now(session)
             session.exec(
                 update(WorkerRecord)
-                .where(WorkerRecord.status.in_(WorkerStatus.LIVE), WorkerRecord.heartbeat_at < cutoff)
-                .values(status=WorkerStatus.LOST, stopped_at=time.time(), run_id=None)
+                .where(WorkerRecord.status.in_(WorkerStatus.LIVE), WorkerRecord.heartbeat_at < now - stale_after)
+                .values(status=WorkerStatus.LOST, stopped_at=now, run_id=None)
             )
-            # On this host a dead process is certain at once: no need to wait for silence.
-            host = socket.gethostname()
+            # Where this process can see the worker's pid, a dead process is certain at once.
             for record in session.exec(
-                select(WorkerRecord).where(WorkerRecord.status.in_(WorkerStatus.LIVE), WorkerRecord.host == host,
-                                           WorkerRecord.pid.is_not(None))
+                select(WorkerRecord).where(WorkerRecord.status.in_(WorkerStatus.LIVE),
+                                           WorkerRecord.host_id == host_id(), WorkerRecord.pid.is_not(None))
             ).all():
                 if not _process_exists(record.pid):
-                    record.status, record.stopped_at, record.run_id = WorkerStatus.LOST, time.time(), None
+                    record.status, record.stopped_at, record.run_id = WorkerStatus.LOST, now, None
             live = select(WorkerRecord.id).where(WorkerRecord.status.in_(WorkerStatus.LIVE))
             orphans = session.exec(
                 select(RunRecord.id).where(
@@ -179,16 +199,31 @@ class QueueMixin:
 
     # --- claims -----------------------------------------------------------------------------
 
-    def claim_next_run(self, worker_id: int, *, prefer_model: str | None = None) -> tuple[int, int] | None:
+    def claim_next_run(self, worker_id: int, *, prefer_model: str | None = None,
+                       take_back_held: bool = False) -> tuple[int, int] | None:
         """Atomically take the oldest queued run (one using `prefer_model` first, so a loaded
-        model is reused); returns (run id, claim) or None when the queue is empty."""
+        model is reused); returns (run id, claim) or None when the queue is empty.
+        `take_back_held`: first return a run already running under this worker, for a worker
+        holding none whose last claim failed: its commit may have succeeded with the answer
+        lost on a dropped connection, and the run would otherwise stay running unexecuted."""
+        with self.session() as session:
+            held = None if not take_back_held else session.exec(
+                select(RunRecord.id, RunRecord.claim)
+                .where(RunRecord.status == RunStatus.RUNNING, RunRecord.worker_id == worker_id)
+                .order_by(RunRecord.id).limit(1)
+            ).first()
+            if held is not None:
+                return held[0], held[1]
         while True:
             with self.session() as session:
                 order = [RunRecord.id]
                 if prefer_model is not None:
                     order.insert(0, (RunRecord.model != prefer_model))
+                # SKIP LOCKED (PostgreSQL; SQLite renders no locking clause): a run another
+                # claimer is taking is passed over, not waited for.
                 candidate = session.exec(
                     select(RunRecord.id).where(RunRecord.status == RunStatus.QUEUED).order_by(*order).limit(1)
+                    .with_for_update(skip_locked=True)
                 ).first()
                 if candidate is None:
                     return None
@@ -222,20 +257,36 @@ class QueueMixin:
             # A stop requested while it was claiming stays requested: it hands the run back.
             .values(status=case((WorkerRecord.status == WorkerStatus.STOPPING, WorkerStatus.STOPPING),
                                 else_=WorkerStatus.RUNNING),
-                    run_id=run_id, heartbeat_at=time.time())
+                    run_id=run_id, heartbeat_at=server_epoch(session.get_bind().dialect.name))
         )
         return session.exec(select(RunRecord.claim).where(RunRecord.id == run_id)).one()
 
     def check_claim(self, run_id: int, claim: int) -> str:
         """A `RunControl` value: carry on, stop because cancelled, or stop because lost.
-        One indexed read, cheap enough for every denoising step."""
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                select(RunRecord.claim, RunRecord.status, RunRecord.cancel_requested).where(RunRecord.id == run_id)
-            ).first()
+        One indexed read, cheap enough for every denoising step: on a connection kept for it
+        in autocommit mode, so a check is one round trip (no pool checkout with its liveness
+        ping, no BEGIN/ROLLBACK); a connection that fails is dropped and the next check opens
+        another."""
+        with self._claim_lock:
+            if self._claim_reader is None:
+                self._claim_reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                row = self._claim_reader.execute(_CLAIM_CHECK, {"run_id": run_id}).first()
+            except DBAPIError:
+                self.close_claim_reader()
+                raise
         if row is None or row.claim != claim or row.status != RunStatus.RUNNING:
             return RunControl.LOST
         return RunControl.CANCEL if row.cancel_requested else RunControl.CONTINUE
+
+    def close_claim_reader(self) -> None:
+        """Close the connection `check_claim` keeps (Store.close does)."""
+        reader, self._claim_reader = self._claim_reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except DBAPIError:  # already broken: nothing left to close cleanly
+                reader.invalidate()
 
     def _held(self, session, run_id: int, claim: int | None) -> RunRecord:
         """The run, checked to still carry `claim` (None: unchecked, single-process use)."""
@@ -320,6 +371,7 @@ class QueueMixin:
     def write_progress(self, run_id: int, claim: int, worker_id: int, **fields) -> None:
         """Replace the run's progress row; ignored once the claim is gone."""
         with self.session() as session:
+            without_disk_sync(session)  # rewritten a few times a second: the next one replaces a lost one
             self._held(session, run_id, claim)
             record = session.get(RunProgressRecord, run_id)
             if record is None:
@@ -328,7 +380,7 @@ class QueueMixin:
             for name, value in fields.items():
                 setattr(record, name, value)
             record.worker_id = worker_id
-            record.updated_at = time.time()
+            record.updated_at = server_epoch(session.get_bind().dialect.name)  # evaluated in the write
             session.commit()
 
     def run_progress(self, run_id: int) -> RunProgressInfo | None:
@@ -350,6 +402,19 @@ class QueueMixin:
             return {}
         records = session.exec(select(RunProgressRecord).where(RunProgressRecord.run_id.in_(run_ids))).all()
         return {r.run_id: self._progress_info(r) for r in records}
+
+
+@functools.cache
+def host_id() -> str:
+    """Where a pid means something: this kernel boot and PID namespace (Linux), else the
+    hostname and hardware address. Two boxes (or containers) sharing a hostname differ here,
+    so one never declares the other's workers lost because their pids are absent locally."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return f"{socket.gethostname()}/{uuid.getnode():012x}"
+    return f"{boot}/{namespace.removeprefix('pid:').strip('[]')}"
 
 
 def _process_exists(pid: int) -> bool:

@@ -9,6 +9,7 @@ sessions, run files and the run lifecycle.
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         given = data_dir_for(self.url, data_dir)
         self.engine = make_engine(self.url)
         self._data_dir_checked = False
+        self._claim_lock = threading.Lock()  # check_claim's connection is one per store, any thread may check
         migrate(self.engine)  # raises StoreError naming the database for every way it cannot be used
         # A server database without --data-dir takes the registered root's path; with none
         # registered, commands that touch no image still work and the others fail on first use.
@@ -119,6 +121,7 @@ class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
         return folder
 
     def close(self) -> None:
+        self.close_claim_reader()
         self.engine.dispose()
 
     # --- files ----------------------------------------------------------------------------

@@ -184,14 +184,15 @@ class WorkerStatus:
 
 class WorkerRecord(SQLModel, table=True):
     """A process executing runs (a background worker, or `run` in the foreground).
-    Times are epoch seconds so staleness is one comparison in SQL."""
+    Times are epoch seconds of the database's clock, so staleness is one comparison in SQL."""
 
     __tablename__ = "worker"
 
     id: Optional[int] = Field(default=None, primary_key=True)
     kind: str  # "daemon", "foreground" or "ray" (a Ray actor)
-    host: str
+    host: str  # the hostname, for people; `host_id` decides where `pid` can be checked
     pid: Optional[int] = None
+    host_id: Optional[str] = None  # kernel boot and PID namespace of `pid` (store.queue.host_id)
     device: Optional[str] = None
     status: str = Field(default=WorkerStatus.STARTING, index=True)
     run_id: Optional[int] = None

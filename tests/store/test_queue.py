@@ -5,13 +5,14 @@ in for separate processes where it matters. The
 multi-process behaviour (kill -9, several workers, detach) is in test_workers.py."""
 
 import os
+import socket
 import threading
 import time
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from engine.params import ParamError
 from inpaint_tui.jobs.execute import RunProgress
@@ -19,6 +20,7 @@ from inpaint_tui.jobs.samples import ensure_demo
 from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep
 from inpaint_tui.jobs.worker import Worker, execute_run
 from inpaint_tui.store import ClaimLost, RunBusy, RunStatus, Store, StoreError, WorkerStatus
+from inpaint_tui.store.db import server_epoch
 from inpaint_tui.store.queue import RunControl
 from tests.conftest import queue, sql, upgrade_to
 
@@ -126,6 +128,76 @@ def test_a_worker_whose_process_is_gone_is_lost_at_once(store):
     worker = store.register_worker("daemon", pid=process.pid)
     store.claim_next_run(worker)
     assert store.reap_stale_workers(stale_after=3600) == [run_id]  # no waiting for the heartbeat to age
+
+
+def test_a_dead_pid_on_another_box_with_the_same_hostname_waits_for_its_heartbeat(store):
+    """Two boxes (or containers) with one hostname: a pid absent here says nothing about the
+    other box, so only the heartbeat decides there."""
+    import subprocess
+    import sys
+
+    ensure_demo(store)
+    run_id = _queue(store)
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    worker = store.register_worker("daemon", pid=process.pid)
+    store.claim_next_run(worker)
+    sql(store.url, "UPDATE worker SET host_id = 'another-box/1' WHERE id = :w", w=worker)
+    assert store.worker(worker).host == socket.gethostname()  # the same hostname as this box
+    assert store.reap_stale_workers(stale_after=3600) == []
+    assert store.worker(worker).status == WorkerStatus.RUNNING and store.run(run_id).status == RunStatus.RUNNING
+
+
+def test_heartbeats_and_staleness_are_judged_by_the_database_clock(store, monkeypatch):
+    """A client whose clock is an hour off neither declares a fresh worker lost (fast clock)
+    nor keeps a silent one alive (slow clock), and its heartbeats carry the server's time."""
+    def server_now() -> float:
+        with store.engine.connect() as connection:
+            return connection.execute(select(server_epoch(store.engine.dialect.name))).scalar()
+
+    fresh = store.register_worker("daemon", pid=None)
+    silent = store.register_worker("daemon", pid=None)
+    sql(store.url, "UPDATE worker SET heartbeat_at = :t WHERE id = :w", t=server_now() - 120, w=silent)
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # this process's clock runs an hour fast
+    assert store.reap_stale_workers(stale_after=60) == []
+    assert store.worker(fresh).status == WorkerStatus.IDLE
+    assert store.worker(silent).status == WorkerStatus.LOST
+    assert store.heartbeat(fresh) is True
+    assert abs(store.worker(fresh).heartbeat_at - server_now()) < 60
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # an hour slow
+    sql(store.url, "UPDATE worker SET heartbeat_at = :t WHERE id = :w", t=server_now() - 120, w=fresh)
+    assert store.reap_stale_workers(stale_after=60) == []
+    assert store.worker(fresh).status == WorkerStatus.LOST
+
+
+def test_a_claim_passes_over_a_run_another_claimer_has_locked(postgres_url, tmp_path):
+    """PostgreSQL: FOR UPDATE SKIP LOCKED. While another transaction holds the oldest queued
+    run's row, a claim takes the next run at once instead of waiting for that transaction."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    store = Store(postgres_url, data_dir=tmp_path / "data")
+    holder = None
+    try:
+        ensure_demo(store)
+        first, second = _queue(store), _queue(store, seed=1)
+        parsed = make_url(postgres_url)
+        holder = psycopg.connect(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database)
+        holder.execute("SELECT id FROM run WHERE id = %s FOR UPDATE", (first,))
+        # Without SKIP LOCKED the claim would wait for the holder: end its lock after a while,
+        # so such a claim returns (with the wrong run) and the test fails instead of hanging.
+        release = threading.Timer(20, holder.rollback)
+        release.start()
+        worker = store.register_worker("daemon")
+        claimed = store.claim_next_run(worker)
+        release.cancel()
+        assert claimed is not None and claimed[0] == second
+        assert store.run(first).status == RunStatus.QUEUED
+    finally:
+        if holder is not None:
+            holder.close()
+        store.close()
 
 
 def test_a_stop_requested_in_the_store_holds_until_the_worker_has_stopped(store):
