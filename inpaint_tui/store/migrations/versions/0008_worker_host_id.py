@@ -3,16 +3,16 @@ boxes or containers sharing a hostname no longer judge each other's pids.
 
 A nullable column: older rows have none and are judged by their heartbeat alone.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
