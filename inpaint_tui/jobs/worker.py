@@ -134,9 +134,12 @@ class Worker:
             self._reachable_again = time.monotonic()
 
     def _reap(self) -> None:
-        """Re-queue the runs of lost workers, unless the database was just unreachable to us too."""
-        if time.monotonic() - self._reachable_again >= self.stale_after:
-            self.store.reap_stale_workers(self.stale_after)
+        """Re-queue the runs of lost workers, unless the database was just unreachable to us too.
+        While `_unreachable` is still set no call has reached it since the failure: this call may
+        be the first one back, and judging the others' silence now is exactly the mistake."""
+        if self._unreachable or time.monotonic() - self._reachable_again < self.stale_after:
+            return
+        self.store.reap_stale_workers(self.stale_after)
 
     def _stop_from_store(self) -> None:
         record = self.store.worker(self.id)

@@ -74,7 +74,8 @@ def ray_driver(db, address, *args):
     """`inpaint-tui worker --ray ADDRESS` in the background; yields (process, its output so
     far as a function). Its output goes to a file: Ray forwards the actors' logs to it, more
     than a pipe holds."""
-    log_path = db.with_suffix(".ray.log")
+    # beside an SQLite file; for a server URL in a temporary folder
+    log_path = Path(db).with_suffix(".ray.log") if "://" not in str(db) else Path(tempfile.mkdtemp()) / "ray.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(command(db, "worker", "--ray", address, *FAST, *args), env=RAY_ENV, stdout=log,
                                    stderr=subprocess.STDOUT)
