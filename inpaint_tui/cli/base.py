@@ -104,6 +104,16 @@ def rich_console():
     return console if console.is_terminal else Console(width=200)
 
 
+def recorded_command() -> str:
+    """This command line as a run or sweep records it, passwords in URLs hidden (a run's
+    command is stored, exported and shown in reports)."""
+    import shlex
+
+    from inpaint_tui.store.db import hide_passwords
+
+    return hide_passwords(shlex.join(["inpaint-tui", *sys.argv[1:]]))
+
+
 def fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)

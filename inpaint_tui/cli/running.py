@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from typing import List, Optional
 
@@ -20,6 +19,7 @@ from inpaint_tui.cli.base import (
     fail,
     open_tui,
     print_json,
+    recorded_command,
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
@@ -76,7 +76,7 @@ def run(
         spec = RunSpec.build(technique, given, model=model, steps=steps, guidance=guidance, seed=seed,
                              negative_prompt=negative_prompt, evaluation=evaluation)
         store = context_of(ctx).store()
-        placement = dict(sample_set=sample_set, command=shlex.join(["inpaint-tui", *sys.argv[1:]]),
+        placement = dict(sample_set=sample_set, command=recorded_command(),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
                                       animation=animation, allow_pickle_weights=allow_pickle_weights))
         validate_options(placement["options"])  # before a foreground worker is registered
@@ -127,7 +127,7 @@ def demo(
         store = context_of(ctx).store()
         ensure_demo(store)
         run_ids = queue_demo_runs(store, model=model, steps=steps, seed=seed, evaluation=evaluation,
-                                  command=shlex.join(["inpaint-tui", *sys.argv[1:]]))
+                                  command=recorded_command())
         with foreground_worker(store, device, None) as worker:
             execute_with_progress(store, worker, [(run_id, None) for run_id in run_ids])
         rows = [row for row in leaderboard_rows(store, DEFAULT_RANKING_METRIC, DEMO_SET_NAME, True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import List, Optional
 
 import typer
@@ -19,6 +17,7 @@ from inpaint_tui.cli.base import (
     app,
     context_of,
     print_json,
+    recorded_command,
     rich_console,
     sweeps_app,
     user_errors,
@@ -79,7 +78,7 @@ def sweep(
             store, points, model=model, sample_set=sample_set, negative_prompt=negative_prompt,
             evaluation=evaluation,
             options=dict(device=device, dtype=dtype, preview_every=preview_every or None, animation=animation),
-            command=shlex.join(["inpaint-tui", *sys.argv[1:]]), name=name, force=force,
+            command=recorded_command(), name=name, force=force,
             spec=dict(techniques=techniques, grid=grid, seeds=seed_values, steps=step_values, guidance=guidance_values,
                       model=model, sample_set=sample_set),
         )

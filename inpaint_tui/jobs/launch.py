@@ -18,7 +18,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import make_url
 
-from inpaint_tui.jobs.worker import BACKGROUND_KINDS, STALE_AFTER_SECONDS, child_command
+from inpaint_tui.jobs.worker import BACKGROUND_KINDS, STALE_AFTER_SECONDS, child_command, child_environment
 from inpaint_tui.store import Store
 from inpaint_tui.store.tables import WorkerStatus
 
@@ -88,8 +88,8 @@ def spawn_worker(store: Store, *, device: str | None = None, idle_exit: float | 
         arguments += ["--device", device]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            child_command(store, arguments), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            child_command(store, arguments), env=child_environment(store), stdin=subprocess.DEVNULL, stdout=log_file,
+            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
         )
     store.heartbeat(worker_id, pid=process.pid)
     return worker_id

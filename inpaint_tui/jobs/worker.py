@@ -342,9 +342,16 @@ def configure_logging(log_file: str | None) -> None:
 
 
 def child_command(store: Store, worker_args: Sequence[str]) -> list[str]:
-    """The command line of a worker process on the same database and data folder."""
-    return [sys.executable, "-m", "inpaint_tui.cli", "--db", store.url, "--data-dir", str(store.data_dir),
-            "worker", *worker_args]
+    """The command line of a worker process on the same database and data folder; the
+    database URL travels in its environment (`child_environment`), since a command line is
+    visible to every user of the box (`ps`) and a server URL may hold a password."""
+    return [sys.executable, "-m", "inpaint_tui.cli", "--data-dir", str(store.data_dir), "worker", *worker_args]
+
+
+def child_environment(store: Store, extra: dict[str, str] | None = None) -> dict[str, str]:
+    from inpaint_tui.store.db import DB_ENV
+
+    return {**os.environ, **(extra or {}), DB_ENV: store.url}
 
 
 def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *, once: bool,
@@ -358,7 +365,7 @@ def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *
 
     def start(index: int) -> None:
         environment, arguments = slots[index]
-        children[index] = subprocess.Popen(child_command(store, arguments), env={**os.environ, **environment})
+        children[index] = subprocess.Popen(child_command(store, arguments), env=child_environment(store, environment))
         log.info("supervisor: started worker process %s for slot %d", children[index].pid, index)
 
     def forward(signum, _frame) -> None:
@@ -393,4 +400,4 @@ def supervise(store: Store, slots: Sequence[tuple[dict[str, str], list[str]]], *
 
 
 __all__ = ["BACKGROUND_KINDS", "HEARTBEAT_SECONDS", "MAX_RESTARTS", "STALE_AFTER_SECONDS", "RunStatus", "Worker",
-           "configure_logging", "execute_run", "run_worker", "supervise", "worker_main"]
+           "configure_logging", "execute_run", "run_worker", "supervise", "worker_main", "child_command", "child_environment"]

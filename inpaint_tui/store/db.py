@@ -50,9 +50,10 @@ DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "
                    "oracledb": "oracledb", "pyodbc": "pyodbc", "pymssql": "pymssql"}
 
 
-def _masked(url: str) -> str:
-    """An unparseable URL with any `user:password@` password replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+def hide_passwords(text: str) -> str:
+    """`text` (a URL, or a command line holding one) with every `user:password@` password
+    replaced by ***: what may be recorded, logged or shown."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", text)
 
 
 def shown(url: str | URL) -> str:
@@ -60,7 +61,7 @@ def shown(url: str | URL) -> str:
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except (ArgumentError, ValueError):
-        return _masked(str(url))
+        return hide_passwords(str(url))
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return str(sqlite_path(parsed))
     return parsed.render_as_string(hide_password=True)
@@ -71,7 +72,7 @@ def parse_url(url: str) -> URL:
         return make_url(url)
     except (ArgumentError, ValueError) as error:
         raise DatabaseArgumentError(
-            f"--db {_masked(url)}: not a database path or URL ({error}); give a file path or a URL such as "
+            f"--db {hide_passwords(url)}: not a database path or URL ({error}); give a file path or a URL such as "
             "sqlite:///experiments.db or postgresql+psycopg://user@host/db"
         ) from None
 
