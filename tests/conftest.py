@@ -94,21 +94,15 @@ def empty_db(backend, tmp_path, request):
 def upgrade_to(db, revision: str) -> None:
     """Run the store's migrations on `db` (a path or URL) up to `revision`, as an older
     inpaint-tui left it."""
-    from alembic import command
-    from sqlalchemy import create_engine
-
-    from inpaint_tui.store.db import alembic_config, database_url
-
-    engine = create_engine(database_url(db))
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    engine.dispose()
+    _migrate(db, "upgrade", revision)
 
 
 def downgrade_to(db, revision: str) -> None:
     """Undo the store's migrations on `db` down to `revision` (their downgrade steps)."""
+    _migrate(db, "downgrade", revision)
+
+
+def _migrate(db, direction: str, revision: str) -> None:
     from alembic import command
     from sqlalchemy import create_engine
 
@@ -118,7 +112,7 @@ def downgrade_to(db, revision: str) -> None:
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+        getattr(command, direction)(config, revision)
     engine.dispose()
 
 

@@ -20,12 +20,18 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from inpaint_tui.store.db import DatabaseArgumentError, StoreError, describe, set_store_info_once, shown, store_info
-from inpaint_tui.store.tables import StoreInfoRecord
+from inpaint_tui.store.db import (
+    DatabaseArgumentError,
+    StoreError,
+    delete_store_info,
+    describe,
+    set_store_info_once,
+    shown,
+    store_info,
+)
 
 MARKER = ".inpaint-tui-root"
 ID_KEY, PATH_KEY, HOST_KEY = "data_root_id", "data_root_path", "data_root_host"
@@ -121,8 +127,7 @@ def verify_or_register(engine: Engine, url: str, folder: Path) -> str:
                 _write_marker_once(folder, new_id)
             except OSError as error:  # e.g. a full disk: leave nothing registered that no folder carries
                 with engine.begin() as connection:
-                    table = StoreInfoRecord.__table__
-                    connection.execute(delete(table).where(table.c.key.in_([ID_KEY, PATH_KEY, HOST_KEY])))
+                    delete_store_info(connection, [ID_KEY, PATH_KEY, HOST_KEY])
                 raise DataRootError(f"cannot write {folder / MARKER} ({error.strerror or error}): pass --data-dir a "
                                     "writable folder, or free space there") from None
         info = registered(engine)  # the loser of a concurrent registration waits for the winner's marker

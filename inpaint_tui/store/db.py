@@ -328,10 +328,9 @@ def _written_by(connection) -> str | None:
     """The inpaint-tui version that last migrated this database, where it recorded one."""
     from inpaint_tui.store.tables import SCHEMA_WRITTEN_BY, StoreInfoRecord
 
-    if not inspect(connection).has_table(StoreInfoRecord.__tablename__):
+    if not inspect(connection).has_table(StoreInfoRecord.__tablename__):  # written before 0005
         return None
-    table = StoreInfoRecord.__table__
-    return connection.execute(select(table.c.value).where(table.c.key == SCHEMA_WRITTEN_BY)).scalar()
+    return store_info(connection, SCHEMA_WRITTEN_BY)
 
 
 def store_info(connection, key: str) -> str | None:
@@ -358,13 +357,19 @@ def set_store_info_once(connection, values: dict[str, str]) -> bool:
     return True
 
 
+def delete_store_info(connection, keys) -> None:
+    from inpaint_tui.store.tables import StoreInfoRecord
+
+    table = StoreInfoRecord.__table__
+    connection.execute(delete(table).where(table.c.key.in_(list(keys))))
+
+
 def _record_writer(connection) -> None:
     from inpaint_tui import __version__
     from inpaint_tui.store.tables import SCHEMA_WRITTEN_BY, StoreInfoRecord
 
-    table = StoreInfoRecord.__table__
-    connection.execute(delete(table).where(table.c.key == SCHEMA_WRITTEN_BY))
-    connection.execute(insert(table).values(key=SCHEMA_WRITTEN_BY, value=__version__))
+    delete_store_info(connection, [SCHEMA_WRITTEN_BY])
+    connection.execute(insert(StoreInfoRecord.__table__).values(key=SCHEMA_WRITTEN_BY, value=__version__))
 
 
 def _refuse_foreign(connection, url: str) -> None:
