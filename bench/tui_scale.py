@@ -73,7 +73,7 @@ def build(path: Path, runs: int):
                            "finished_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)", rows)
         cursor.executemany("INSERT INTO metric (run_id, run_sample_id, name, value) VALUES (?, ?, ?, ?)", metrics)
         cursor.executemany(
-            "INSERT INTO metric (run_id, run_sample_id, name, value, ci_low, ci_high, n) VALUES (?, NULL, ?, ?, ?, ?, 6)",
+            "INSERT INTO run_metric (run_id, name, value, ci_low, ci_high, n) VALUES (?, ?, ?, ?, ?, 6)",
             [(run_id, name, 0.5, 0.4, 0.6) for run_id in range(1, runs + 1) for name in METRICS])
         raw.commit()
     finally:

@@ -119,28 +119,39 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _loaded(module: str, name: str) -> type:
+    """An exception class of `module` if that module is loaded, else a class nothing raises:
+    an error of a module never imported cannot occur, and importing it only to name its
+    errors would cost every command its start-up (engine.samples pulls in numpy and PIL)."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
     argument (technique, parameter, model, value, a --db that names no kind of database), 1 for
     a store or data problem (a database or data folder that cannot be used)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from engine.models import ModelUnavailable
-    from engine.params import ParamError
-    from engine.samples import SampleError
-    from inpaint_tui.store import StoreError
-    from inpaint_tui.store.db import DatabaseArgumentError
-
     try:
         yield
-    except (ParamError, ModelUnavailable, DatabaseArgumentError) as error:
-        fail(str(error), 2)
-    except (StoreError, SampleError) as error:
-        fail(str(error), 1)
-    except SQLAlchemyError as error:  # the store names what it recognises; anything else still gets one line
-        fail(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}", 1)
-    except OSError as error:  # a data-folder write that failed after the folder was checked (e.g. disk full)
+    except Exception as error:
+        bad_argument = (_loaded("engine.params", "ParamError"), _loaded("engine.models", "ModelUnavailable"),
+                        _loaded("inpaint_tui.store.db", "DatabaseArgumentError"))
+        bad_data = (_loaded("inpaint_tui.store.db", "StoreError"), _loaded("engine.samples", "SampleError"))
+        if isinstance(error, bad_argument):
+            fail(str(error), 2)
+        if isinstance(error, bad_data):
+            fail(str(error), 1)
+        if isinstance(error, _loaded("sqlalchemy.exc", "SQLAlchemyError")):
+            # The store names what it recognises; anything else still gets one line.
+            fail(f"database: {str(getattr(error, 'orig', None) or error).splitlines()[0]}", 1)
+        if not isinstance(error, OSError):
+            raise
+        # A data-folder write that failed after the folder was checked (e.g. disk full).
         fail(f"cannot write {error.filename or 'a file'}: {error.strerror or error}", 1)
 
 DEFAULT_METRICS = ",".join(DEFAULT_GROUPS)

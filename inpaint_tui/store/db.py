@@ -279,18 +279,45 @@ def is_unusable(error: Exception) -> bool:
                                             "no such column", "no such table", "has no column"))
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
 def alembic_config():
     """The Alembic configuration of the store's migrations (the connection to run them on goes
     in `config.attributes["connection"]`)."""
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
+def schema_head() -> str:
+    """The newest schema revision this version knows, read from the migration file names
+    (`NNNN_name.py`, revision "NNNN"; tests check this equals Alembic's head) so the common
+    case of opening an up-to-date database does not import Alembic and parse every script."""
+    return max(path.name[:4] for path in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest migration (a no-op when it is already there)."""
+    """Bring the schema to the latest migration (a no-op when it is already there). A database
+    at this version's head costs two cheap reads (its revision and its catalogue of columns);
+    Alembic is loaded only when the revision differs."""
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.connect() as connection:
+            columns = _catalogue(connection)
+            if "alembic_version" in columns:
+                current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                if current == schema_head():
+                    _check_schema(columns, url)
+                    return
+    except DBAPIError as error:
+        raise StoreError(describe(url, error)) from None
+    _migrate_with_alembic(engine, url)
+
+
+def _migrate_with_alembic(engine: Engine, url: str) -> None:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -298,7 +325,6 @@ def migrate(engine: Engine) -> None:
     config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
-    url = engine.url.render_as_string(hide_password=False)
     try:
         with engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
@@ -313,8 +339,8 @@ def migrate(engine: Engine) -> None:
                 )
             if current is None and engine.dialect.name == "sqlite":  # a server database may hold others' tables
                 _refuse_foreign(connection, url)
-            if current == head:
-                _check_schema(connection, url)
+            if current == head:  # a head this version knows, reached by another route than the fast path
+                _check_schema(_catalogue(connection), url)
                 return
         with engine.begin() as connection:
             config.attributes["connection"] = connection
@@ -322,6 +348,23 @@ def migrate(engine: Engine) -> None:
             _record_writer(connection)
     except DBAPIError as error:
         raise StoreError(describe(url, error)) from None
+
+
+def _catalogue(connection) -> dict[str, set[str]]:
+    """Every table of the database (of the current schema on a server) with its column names,
+    in one query."""
+    if connection.dialect.name == "sqlite":
+        rows = connection.execute(text(
+            "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p WHERE m.type = 'table'"
+        ))
+    else:
+        rows = connection.execute(text(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        ))
+    tables: dict[str, set[str]] = {}
+    for table, column in rows:
+        tables.setdefault(table, set()).add(column)
+    return tables
 
 
 def _written_by(connection) -> str | None:
@@ -384,20 +427,16 @@ def _refuse_foreign(connection, url: str) -> None:
         )
 
 
-def _check_schema(connection, url: str) -> None:
-    """Every table and column the models use exists (a cheap read of the catalogue), so a
+def _check_schema(present: dict[str, set[str]], url: str) -> None:
+    """Every table and column the models use exists in the catalogue read by `_catalogue`, so a
     hand-altered database fails here with one line, not in the middle of a command."""
     from inpaint_tui.store.tables import SQLModel
 
-    inspector = inspect(connection)
-    present = set(inspector.get_table_names())
     for table in SQLModel.metadata.sorted_tables:
         if table.name not in present:
             raise StoreError(f"database {shown(url)} lacks table {table.name} although its schema revision says it "
                              "has it: it was altered by hand or is damaged; restore it from a backup")
-        columns = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = [column.name for column in table.columns if column.name not in columns]
+        missing = [column.name for column in table.columns if column.name not in present[table.name]]
         if missing:
             raise StoreError(f"database {shown(url)}: table {table.name} lacks column(s) {', '.join(missing)} although "
                              "its schema revision says it has them: it was altered by hand; restore it from a backup")
-

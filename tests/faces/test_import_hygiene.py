@@ -40,6 +40,21 @@ def test_listing_commands_stay_light():
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_listing_runs_of_an_up_to_date_database_loads_neither_alembic_nor_numpy(tmp_path):
+    """Start-up: an up-to-date store is checked with two reads, without Alembic; listing runs
+    needs no image library. The first open (which creates the schema) does load Alembic."""
+    db = tmp_path / "e.db"
+    code = (
+        "from inpaint_tui.cli import app\n"
+        f"try:\n    app(['--db', {str(db)!r}, 'runs', 'list'])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code"
+    )
+    assert "alembic" in _modules_after(code)  # creates the schema: the probe sees Alembic when it is used
+    loaded = _modules_after(code)
+    assert "sqlalchemy" in loaded
+    assert not loaded & {"alembic", "numpy", "PIL", *HEAVY}, loaded & {"alembic", "numpy", "PIL", *HEAVY}
+
+
 def test_cli_help_and_worker_help_load_no_ray():
     loaded = _modules_after(
         "from inpaint_tui.cli import app\n"

@@ -93,6 +93,32 @@ def test_the_version_that_migrates_a_database_records_itself(empty_db, monkeypat
     assert sql(empty_db, "SELECT key, value FROM store_info") == [("schema_written_by", "9.9.9")]
 
 
+def test_the_head_read_from_file_names_is_alembics_head_and_the_chain_is_linear():
+    """The fast open path compares a database's revision with `schema_head()` (file names, no
+    Alembic): it must be Alembic's own head, each file's revision its number, one chain."""
+    from alembic.script import ScriptDirectory
+
+    from inpaint_tui.store.db import MIGRATIONS, alembic_config, schema_head
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert schema_head() == scripts.get_current_head()
+    chain = list(reversed(list(scripts.walk_revisions())))
+    files = sorted(path.name for path in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+    assert [script.revision for script in chain] == [name[:4] for name in files]
+    assert [script.down_revision for script in chain] == [None, *[name[:4] for name in files[:-1]]]
+
+
+def test_an_up_to_date_database_missing_a_column_is_refused_on_open(empty_db):
+    """The two-read check at open sees a column dropped by hand, on each backend."""
+    Store(empty_db).close()
+    sql(empty_db, "DROP TABLE run_metric")
+    with pytest.raises(StoreError, match="lacks table run_metric"):
+        Store(empty_db)
+    sql(empty_db, "ALTER TABLE run DROP COLUMN note")  # run is checked before run_metric
+    with pytest.raises(StoreError, match=r"table run lacks column\(s\) note"):
+        Store(empty_db)
+
+
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path):
     first = Store(tmp_path / "a.db")
     import_source(first, "demo")
