@@ -88,7 +88,7 @@ async def test_runs_screen_filters_sorts_and_opens_a_run(tui_store):
         await wait_for(pilot, lambda: table.row_count == len(tui_store.runs()))
         assert app.screen.row_run_ids == sorted(app.screen.row_run_ids, reverse=True)  # newest first
         failed = next(row for row in rows(table) if row[0] == str(ids["with_errors"]))
-        assert failed[1] == "finished_with_errors" and failed[6] == "5/6 (1 failed)"
+        assert failed[1] == "finished_with_errors" and failed[3] == "5/6 (1 failed)"
 
         await pilot.press("slash")
         await pilot.press(*"blended")

@@ -45,11 +45,11 @@ class SamplesScreen(LiveScreen):
     SamplesScreen #preview { height: 1fr; min-height: 8; }
     """
     BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="samples.filter", tooltip="by name or prompt"),
         Binding("space", "toggle_mark", "Mark", id="samples.mark"),
-        Binding("a", "mark_all", "Mark shown", id="samples.mark_all"),
-        Binding("u", "unmark_all", "Unmark all", id="samples.unmark_all"),
-        Binding("b", "build_set", "Build set", id="samples.build_set"),
-        Binding("slash", "focus_filter", "Filter", id="samples.filter"),
+        Binding("a", "mark_all", "Mark all", id="samples.mark_all", tooltip="every sample shown"),
+        Binding("u", "unmark_all", "Unmark all", id="samples.unmark_all", show=False),
+        Binding("b", "build_set", "Build set", id="samples.build_set", tooltip="a sample set of the marked samples"),
         Binding("escape", "focus_table", "Back to the table", id="samples.table", show=False),
     ]
 
