@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.cells import cell_len
 from textual.widgets import DataTable
 
@@ -36,3 +38,48 @@ async def settle_tables(pilot, timeout: float = 20.0) -> None:
         await pilot.pause(0.05)
         waited += 0.05
     await pilot.pause()
+
+
+def screen_text(app) -> list[str]:
+    """The characters on the terminal, one string per line (what a user reads)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system="truecolor",
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False).splitlines()
+
+
+CUT_NUMBER = re.compile(r"[\d.]…|…[\d.]")
+
+
+def assert_readable(app) -> None:
+    """What 80 columns must never do: an input or a select too narrow for its value, a number
+    cut to "…", a footer whose keys run off the screen."""
+    from textual.widgets import Footer, Input, Select
+
+    screen = app.screen
+    problems = []
+
+    def shown(widget) -> bool:  # not hidden, nor inside something hidden (a collapsed section)
+        return all(node.display for node in widget.ancestors_with_self if node is not app)
+
+    for field in screen.query(Input):
+        if shown(field) and field.value and cell_len(field.value) >= field.content_size.width:
+            problems.append(f"input #{field.id} shows {field.content_size.width} cells of {field.value!r}")
+    for select in screen.query(Select):
+        current = select.query_one("SelectCurrent")
+        label = current.label
+        width = current.query_one("#label").content_size.width
+        if shown(select) and label is not Select.NULL and cell_len(str(label)) > width:
+            problems.append(f"select #{select.id} shows {width} cells of {label!r}")
+    lines = screen_text(app)
+    problems += [f"number cut on line {index}: {line.strip()!r}" for index, line in enumerate(lines)
+                 if CUT_NUMBER.search(line)]
+    for footer in screen.query(Footer):  # a modal screen has none: the one under it was checked
+        if shown(footer) and footer.max_scroll_x > 0:
+            problems.append(f"footer runs {footer.max_scroll_x} cells off the screen: {lines[-1].strip()!r}")
+    assert not problems, "\n".join(problems) + "\n" + "\n".join(lines)

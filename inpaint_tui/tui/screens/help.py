@@ -7,16 +7,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rich.console import Group
+from rich.table import Table as RichTable
+from rich.text import Text
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Markdown
+from textual.widgets import Static
 
 GUIDE = """\
-Keys work everywhere except while typing in a field (`escape` leaves it). In tables, `enter`
-opens the row. Generation runs in background worker processes (`inpaint-tui worker`), never in
+Keys work everywhere except while typing in a field (escape leaves it). In tables, enter
+opens the row. Generation runs in background worker processes (inpaint-tui worker), never in
 this app: closing it, or losing the SSH connection, stops nothing.
 """
 
@@ -67,35 +71,35 @@ def key_sections(screen: Screen) -> list[tuple[str, list[KeyRow]]]:
     return [(title, rows) for title, rows in sections if rows]
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def help_markdown(screen: Screen) -> str:
-    parts = ["# inpaint-tui: keys", ""]
+def help_text(screen: Screen) -> Group:
+    """The sections as Rich tables (one line per key where the width allows; long
+    descriptions wrap), then the guide."""
+    parts: list = [Text("inpaint-tui: keys", style="bold")]
     for title, rows in key_sections(screen):
-        parts += [f"**{title}**", "", "| key | does | id |", "|---|---|---|"]
+        table = RichTable(box=None, show_header=False, padding=(0, 1), expand=True)
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("does", ratio=1)
+        table.add_column("id", style="dim", no_wrap=True)
         for row in rows:
-            keys = " / ".join(f"`{key}`" for key in row.keys.split(" / "))
-            does = row.description + (f": {row.tooltip}" if row.tooltip else "")
-            parts.append(f"| {keys} | {_cell(does)} | `{row.id}` |")
-        parts.append("")
-    parts.append(GUIDE)
-    return "\n".join(parts)
+            table.add_row(row.keys, row.description + (f": {row.tooltip}" if row.tooltip else ""), row.id)
+        parts += [Text(""), Text(title, style="bold underline"), table]
+    parts += [Text(""), Text(" ".join(GUIDE.split()))]
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 90%; max-width: 110; height: 90%; border: thick $accent;
-                                  background: $surface; }
+                                  background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close", id="help.close")]
 
     def __init__(self, over: Screen) -> None:
         super().__init__()
-        self.text = help_markdown(over)
+        self.sections = key_sections(over)
+        self.content = help_text(over)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Markdown(self.text)
+            yield Static(self.content, id="keys")

@@ -33,13 +33,15 @@ class SamplesData:
 
 
 class SamplesScreen(LiveScreen):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     DEFAULT_CSS = """
     SamplesScreen #sets-pane { width: 34; }
+    SamplesScreen.-narrow #sets-pane { width: 24; }
     SamplesScreen #samples-pane { width: 1fr; }
     SamplesScreen #sets { height: 1fr; }
     SamplesScreen #filter-row { height: 3; }
     SamplesScreen #filter { width: 1fr; }
-    SamplesScreen #marked { width: 24; padding: 1 1 0 1; color: $text-muted; }
+    SamplesScreen #marked { width: auto; padding: 1 1 0 1; color: $text-muted; }
     SamplesScreen #samples { height: 1fr; min-height: 6; }
     SamplesScreen #prompt { height: auto; max-height: 3; padding: 0 1; }
     SamplesScreen #preview { height: 1fr; min-height: 8; }
