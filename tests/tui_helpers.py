@@ -8,13 +8,15 @@ from rich.cells import cell_len
 from textual.widgets import DataTable
 
 
-def _narrow_columns(table: DataTable) -> list[str]:
-    """Columns whose measured width is below their widest cell (not measured yet)."""
+def _narrow_columns(table: DataTable, rendered: bool = False) -> list[str]:
+    """Columns whose measured width (with `rendered`, the width drawn: a column given a fixed
+    width is drawn at it) is below their widest cell (not measured yet)."""
     narrow = []
     for column in table.ordered_columns:
         widest = max((cell_len(str(table.get_cell(row.key, column.key))) for row in table.ordered_rows), default=0)
-        if column.content_width < widest:
-            narrow.append(f"{column.key.value} ({column.content_width} < {widest})")
+        width = column.get_render_width(table) - 2 * table.cell_padding if rendered else column.content_width
+        if width < widest:
+            narrow.append(f"{column.key.value} ({width} < {widest})")
     return narrow
 
 
@@ -79,7 +81,13 @@ def assert_readable(app) -> None:
     lines = screen_text(app)
     problems += [f"number cut on line {index}: {line.strip()!r}" for index, line in enumerate(lines)
                  if CUT_NUMBER.search(line)]
+    for table in screen.query(DataTable):  # a column given a width draws longer cells cut, without "…"
+        problems += [f"table #{table.id} column {column}" for column in _narrow_columns(table, rendered=True)]
     for footer in screen.query(Footer):  # a modal screen has none: the one under it was checked
-        if shown(footer) and footer.max_scroll_x > 0:
-            problems.append(f"footer runs {footer.max_scroll_x} cells off the screen: {lines[-1].strip()!r}")
+        keys = [key for key in footer.query("FooterKey") if not key.has_class("-command-palette")]
+        palette = [key for key in footer.query("FooterKey") if key.has_class("-command-palette")]
+        right = palette[0].region.x if palette else footer.region.right
+        hidden = [key.description for key in keys if key.region.right > right]
+        if shown(footer) and hidden:
+            problems.append(f"footer keys off the screen or under the palette: {hidden}: {lines[-1].strip()!r}")
     assert not problems, "\n".join(problems) + "\n" + "\n".join(lines)
