@@ -218,3 +218,27 @@ async def test_the_readability_check_flags_a_cut_input_a_cut_number_and_a_long_f
         message = str(failure.value)
         assert "input #narrow" in message and "number cut" in message and "table #cells column value (6 < 11)" in message
         assert "footer keys off the screen" in message and "Action number h" in message
+
+
+async def test_leaderboard_intervals_follow_the_width_and_stay_readable(tui_store):
+    from tui_helpers import settle_tables
+
+    app = make_app(tui_store, start_screen="leaderboard")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#board", Table)
+        await wait_for(pilot, lambda: screen.complete, "the ranking")
+
+        def intervals() -> bool:
+            return all("[" in str(table.get_cell(key, "bg_mse")) for key in screen.row_keys)
+
+        assert not any("[" in str(table.get_cell(key, "bg_mse")) for key in screen.row_keys)
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, intervals, "intervals at 120 columns")
+        await settle_tables(pilot)
+        assert_readable(app)
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: not any("[" in str(table.get_cell(key, "bg_mse")) for key in screen.row_keys),
+                       "no intervals at 80 columns")
+        await settle_tables(pilot)
+        assert_readable(app)

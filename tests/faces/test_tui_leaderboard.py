@@ -194,7 +194,8 @@ def test_an_unfinished_runs_partial_mean_is_ranked_but_never_the_highlighted_bes
     view = build_view([row(1, RunStatus.FINISHED, 0.03), row(2, RunStatus.RUNNING, 0.01),
                        row(3, RunStatus.FINISHED, 0.02)], BoardState(include_unfinished=True))
     assert view.members == [(2,), (3,), (1,)]
-    mse = [cells[-1] for _, cells in view.rows]
+    at = [key for key, _ in view.columns].index("bg_mse")
+    mse = [cells[at] for _, cells in view.rows]
     assert [bold_green(cell) for cell in mse] == [False, True, False]
 
 

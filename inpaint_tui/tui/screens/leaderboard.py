@@ -202,8 +202,8 @@ class LeaderboardScreen(LiveScreen):
         for key, cells in view.rows:
             if old.get(key) != view.row_signatures[key]:
                 for column, cell in zip(column_keys, cells):
-                    if table.get_cell(key, column) != cell:
-                        table.update_cell(key, column, cell)
+                    if table.get_cell(key, column) != cell:  # re-measured: intervals come and go with the width
+                        table.update_cell(key, column, cell, update_width=True)
         if relabelled or previous.keys != view.keys:
             selected = selected_key(table)
             position = {key: index for index, key in enumerate(view.keys)}
