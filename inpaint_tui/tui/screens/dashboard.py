@@ -16,7 +16,8 @@ from inpaint_tui.store import RunInfo, RunStatus, WorkerInfo
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.gpu import GpuInfo, gpu_status
 
-RECENT = 8
+RECENT = 8  # latest results at least; a taller terminal shows as many as fit
+CHROME_LINES = 16  # header, footer, titles, the active runs and workers tables at their usual heights
 HEADLINE = ("bg_mse", "clip_local", "kid")
 
 
@@ -66,7 +67,8 @@ class DashboardScreen(LiveScreen):
     def fetch(self) -> DashboardData:
         store = self.app.store
         active = store.runs(statuses=[RunStatus.RUNNING, RunStatus.QUEUED])
-        recent = store.runs(statuses=list(RunStatus.ENDED), limit=RECENT, newest_first=True)
+        limit = max(RECENT, self.app.size.height - CHROME_LINES)
+        recent = store.runs(statuses=list(RunStatus.ENDED), limit=limit, newest_first=True)
         return DashboardData(active=active, workers=store.workers(), recent=recent,
                              recent_metrics=store.run_metric_values([r.id for r in recent]), gpus=gpu_status())
 
