@@ -185,6 +185,17 @@ async def test_leaderboard_filters_by_sample_set_and_adds_unfinished_runs_on_dem
         await wait_for(pilot, lambda: screen.row_run_ids == everything, what="finished only again")
 
 
+def test_intervals_are_dropped_only_where_they_do_not_fit_and_no_cell_is_cut(tui_store):
+    rows = tui_store.leaderboard("bg_mse", descending=False)
+    wide, narrow = build_view(rows, BoardState(width=120)), build_view(rows, BoardState(width=80))
+    assert wide.intervals and not narrow.intervals
+    at = [key for key, _ in wide.columns].index("bg_mse")
+    assert [str(cells[at]) for _, cells in wide.rows] == [format_summary(row.summaries["bg_mse"]) for row in rows]
+    assert [str(cells[at]) for _, cells in narrow.rows] == [f"{row.metrics['bg_mse']:.4f}" for row in rows]
+    assert build_view(rows, BoardState()).intervals  # no width given: always
+    assert not any("…" in str(cell) for view in (wide, narrow) for _, cells in view.rows for cell in cells)
+
+
 def test_an_unfinished_runs_partial_mean_is_ranked_but_never_the_highlighted_best():
     def row(run_id, status, mse):
         return LeaderboardRow(run_id=run_id, technique="vanilla", params={}, model="tiny", steps=20, seed=run_id,

@@ -110,7 +110,8 @@ class RunsScreen(LiveScreen):
         self.data = data
         self._shown_view = view
         runs = [run for run in data.runs if not needle or needle in _haystack(run)]
-        runs.sort(key=self._sort_key(data))
+        key, reverse = self._sort_key(data)
+        runs.sort(key=key, reverse=reverse)
         self.query_one("#shown", Label).update(
             f"{len(runs)} runs" + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
                                    else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else ""))
@@ -129,22 +130,21 @@ class RunsScreen(LiveScreen):
         sync_table(self.query_one("#runs", DataTable), rows)
 
     def _sort_key(self, data: RunsData):
-        """Newest first by id; by a metric best first (its direction), runs without it last
-        either way; reversed, the other way round."""
-        flip = -1 if self.sort_reversed else 1
+        """(key, reverse) for list.sort: newest first by id; by a metric best first (its
+        direction), runs without it last either way; reversed, the other way round."""
         if self.sort in HEADLINE:
             from engine.metrics.catalogue import higher_is_better
 
-            sign = (-1 if higher_is_better(self.sort) else 1) * flip
+            sign = (-1 if higher_is_better(self.sort) else 1) * (-1 if self.sort_reversed else 1)
 
             def by_metric(run: RunInfo):
                 value = data.metrics.get(run.id, {}).get(self.sort)
-                return (value is None, 0.0 if value is None else sign * value, flip * run.id)
+                return (value is None, 0.0 if value is None else sign * value, run.id)
 
-            return by_metric
+            return by_metric, False
         if self.sort == "id":
-            return lambda run: -flip * run.id
-        return lambda run: (_Reversed(getattr(run, self.sort)) if self.sort_reversed else getattr(run, self.sort), run.id)
+            return (lambda run: run.id), not self.sort_reversed
+        return (lambda run: (getattr(run, self.sort), run.id)), self.sort_reversed
 
     @property
     def row_run_ids(self) -> list[int]:
@@ -304,21 +304,6 @@ class RunsScreen(LiveScreen):
         self._full = True
         self.app.call_from_thread(self.notify, message)
         self.app.call_from_thread(self.reload)
-
-
-class _Reversed:
-    """A text sort key that orders the other way round (for a reversed sort by text)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value) -> None:
-        self.value = value
-
-    def __lt__(self, other: "_Reversed") -> bool:
-        return other.value < self.value
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _Reversed) and self.value == other.value
 
 
 def _haystack(run: RunInfo) -> str:
