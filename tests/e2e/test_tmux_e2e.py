@@ -2,7 +2,7 @@
 navigate to the leaderboard and to a run's detail; read the screen with `capture-pane`.
 
 Run by hand to refresh the README's capture:
-    INPAINT_TUI_CAPTURE=docs/tui-capture.txt pytest tests/e2e/test_tmux_e2e.py
+    INPAINT_TUI_CAPTURE=docs/tui-dashboard.txt pytest tests/e2e/test_tmux_e2e.py
 """
 
 import os
