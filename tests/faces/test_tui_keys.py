@@ -108,6 +108,11 @@ async def test_an_area_key_opens_the_areas_main_screen_whatever_was_stacked_on_i
         await show(app, pilot, "r", RunsScreen)  # the runs area's detail closed too
         assert len(app.screen_stack) == 1
 
+        app.open_compare(ids["finished"][0], ids["finished"][1])  # the palette's "Open ..." does the same
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", "compare from runs")
+        app.open_area("runs")
+        await wait_for(pilot, lambda: type(app.screen) is RunsScreen and len(app.screen_stack) == 1, "runs again")
+
 
 def _ids(bindings) -> set[str]:
     return {binding.id for binding in bindings if binding.id}

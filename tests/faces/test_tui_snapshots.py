@@ -1,7 +1,7 @@
 """Snapshots of every screen at 80×24 and 120×40 (pytest-textual-snapshot), on the test
 database with images drawn as half-blocks so the pictures are deterministic. Each also checks
 the screen's text: no input or select too narrow for its value, no number cut to "…", no
-footer running off the screen. Update after an intended change with
+column drawn narrower than its cells, no footer key off the screen (at 200×60 too). Update after an intended change with
 `pytest tests/faces/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
 import pytest
@@ -119,3 +119,12 @@ def test_screen_snapshot(snap_compare, tui_store, prepare, size):
         assert_readable(pilot.app)
 
     assert snap_compare(_app(tui_store), terminal_size=SIZES[size], run_before=ready)
+
+
+@pytest.mark.parametrize("prepare", SCREENS, ids=[f.__name__ for f in SCREENS])
+async def test_screen_is_readable_at_200x60(tui_store, prepare):
+    """A wide terminal: the same checks, without a snapshot (the layouts only grow)."""
+    app = _app(tui_store)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await prepare(pilot, tui_store)
+        assert_readable(app)
