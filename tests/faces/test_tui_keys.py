@@ -41,6 +41,15 @@ async def show(app, pilot, key: str, screen: type):
     return app.screen
 
 
+async def open_compare(app, pilot, ids) -> None:
+    """A comparison pushed on the current area, shown and loaded (a screen popped while its
+    header is still mounting trips Textual 8.2's Header: wait for it to settle)."""
+    app.open_compare(ids["finished"][0], ids["finished"][1])
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen" and app.screen.data is not None,
+                   "compare loaded")
+    await pilot.pause(0.2)
+
+
 def cursor(table: DataTable) -> int:
     return table.cursor_coordinate.row
 
@@ -93,24 +102,23 @@ async def test_an_area_key_opens_the_areas_main_screen_whatever_was_stacked_on_i
     app = make_app(tui_store)
     async with app.run_test(size=(120, 40)) as pilot:
         board = await show(app, pilot, "l", LeaderboardScreen)
-        app.open_compare(ids["finished"][0], ids["finished"][1])
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", "compare")
+        await open_compare(app, pilot, ids)
         await show(app, pilot, "l", LeaderboardScreen)  # from the compare pushed on it
         assert app.screen is board and app.screen_stack == [board]
 
-        app.open_compare(ids["finished"][0], ids["finished"][1])
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", "compare again")
+        await open_compare(app, pilot, ids)
         await show(app, pilot, "r", RunsScreen)
         app.open_run(ids["finished"][0])
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen", "run detail")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen" and app.screen.data is not None,
+                       "run detail")
+        await pilot.pause(0.2)
         await show(app, pilot, "l", LeaderboardScreen)  # another area, then back: not the old compare
         assert app.screen is board and len(app.screen_stack) == 1
         await show(app, pilot, "r", RunsScreen)  # the runs area's detail closed too
         assert len(app.screen_stack) == 1
 
-        app.open_compare(ids["finished"][0], ids["finished"][1])  # the palette's "Open ..." does the same
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen", "compare from runs")
-        app.open_area("runs")
+        await open_compare(app, pilot, ids)
+        app.open_area("runs")  # what the palette's "Open ..." calls
         await wait_for(pilot, lambda: type(app.screen) is RunsScreen and len(app.screen_stack) == 1, "runs again")
 
 
