@@ -40,15 +40,23 @@ class InpaintApp(App):
         "sweeps": _screen("sweep_plot", "SweepPlotScreen"),
     }
     DEFAULT_MODE = "dashboard"
+    # The area keys open each area's main screen; the footer has room for the screen's own
+    # keys only, so these are listed by `?` (their tooltips say what each area is for).
     BINDINGS = [
-        Binding("d", "switch_mode('dashboard')", "Dashboard", id="go.dashboard"),
-        Binding("s", "switch_mode('samples')", "Samples", id="go.samples"),
-        Binding("n", "switch_mode('new_run')", "New run", id="go.new_run"),
-        Binding("r", "switch_mode('runs')", "Runs", id="go.runs"),
-        Binding("l", "switch_mode('leaderboard')", "Leaderboard", id="go.leaderboard"),
-        Binding("w", "switch_mode('sweeps')", "Sweeps", id="go.sweeps"),
-        Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("d", "area('dashboard')", "Dashboard", id="go.dashboard", show=False,
+                tooltip="active runs with live progress, workers, latest results"),
+        Binding("s", "area('samples')", "Samples", id="go.samples", show=False,
+                tooltip="sets and samples, preview with the mask, build a set"),
+        Binding("n", "area('new_run')", "New run", id="go.new_run", show=False,
+                tooltip="techniques, parameters (comma lists make a sweep), submit"),
+        Binding("r", "area('runs')", "Runs", id="go.runs", show=False,
+                tooltip="every run; cancel, resume, clone, delete, tags, note"),
+        Binding("l", "area('leaderboard')", "Leaderboard", id="go.leaderboard", show=False,
+                tooltip="metrics as mean [95% CI], best per column, compare two runs"),
+        Binding("w", "area('sweeps')", "Sweeps", id="go.sweeps", show=False,
+                tooltip="a metric against a swept parameter"),
+        Binding("question_mark", "help", "Keys", id="app.help", tooltip="this screen's keys and every area's"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="runs go on in their workers"),
     ]
 
     def __init__(
@@ -99,10 +107,22 @@ class InpaintApp(App):
 
         self.push_screen(FirstStartScreen())
 
+    async def action_area(self, mode: str) -> None:
+        """Show the area's main screen: what was stacked on it in that mode (a run's detail, a
+        comparison, a dialog) is closed, so a key always leads to the same place."""
+        await self.switch_mode(mode)
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+
+    def open_area(self, mode: str) -> None:
+        """`action_area` for code (the palette, clone): scheduled, as a key press would be."""
+        self.call_later(self.action_area, mode)
+
     def action_help(self) -> None:
         from inpaint_tui.tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen())
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
 
     def open_run(self, run_id: int) -> None:
         from inpaint_tui.tui.screens.run_detail import RunDetailScreen

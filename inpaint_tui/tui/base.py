@@ -9,6 +9,7 @@ from PIL import Image as PILImage
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Label, Static
@@ -64,7 +65,8 @@ class LiveScreen(Screen):
 
 
 class Table(DataTable):
-    """The DataTable every screen uses: cells are redrawn when their column is re-measured.
+    """The DataTable every screen uses: the keys of a pager (Home/End to the first and last
+    row, PageUp/PageDown, j/k), and cells redrawn when their column is re-measured.
 
     Textual (8.2) caches a rendered cell by row, column, style and update count but not by
     width, and measures columns only when the table goes idle, without counting that as an
@@ -73,7 +75,26 @@ class Table(DataTable):
     table's next update, forever on a quiet screen. Counting a change of width as an update
     makes those cache entries unreachable."""
 
+    # DataTable's own home/end scroll sideways with a row cursor; here they move the cursor,
+    # as in a pager. show=False: the footer has no room for them, `?` lists them.
+    BINDINGS = [
+        Binding("home", "scroll_top", "First row", id="table.first", show=False),
+        Binding("end", "scroll_bottom", "Last row", id="table.last", show=False),
+        Binding("pageup", "page_up", "Page up", id="table.page_up", show=False),
+        Binding("pagedown", "page_down", "Page down", id="table.page_down", show=False),
+        Binding("j", "cursor_down", "Next row", id="table.down", show=False),
+        Binding("k", "cursor_up", "Previous row", id="table.up", show=False),
+    ]
+
     _measured_widths: tuple[int, ...] = ()
+
+    def scroll_to_column(self, key: str) -> None:
+        """Scroll sideways so that the column `key` is in view (a sort by a column far to the
+        right shows it; the fixed columns stay where they are)."""
+        index = next((i for i, column in enumerate(self.ordered_columns) if column.key.value == key), None)
+        if index is not None and index >= self.fixed_columns:
+            self.scroll_to_region(self._get_column_region(index), spacing=self._get_fixed_offset(), animate=False,
+                                  y_axis=False, force=True)
 
     def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
         super()._update_dimensions(new_rows)

@@ -20,8 +20,8 @@ class InpaintCommands(Provider):
 
     def _commands(self):
         for mode, title in AREAS:
-            yield f"Open {title}", partial(self.app.switch_mode, mode), f"switch to the {title.lower()} screen"
-        yield "Start a run", partial(self.app.switch_mode, "new_run"), "pick techniques and parameters"
+            yield f"Open {title}", partial(self.app.open_area, mode), f"switch to the {title.lower()} screen"
+        yield "Start a run", partial(self.app.open_area, "new_run"), "pick techniques and parameters"
         for run in self.runs:
             yield (f"Run {run.id}: {run.technique} on {run.sample_set} ({run.status})",
                    partial(self.app.open_run, run.id), "open the run's detail")

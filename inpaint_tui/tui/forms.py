@@ -91,20 +91,24 @@ def choice_parser(what: str, choices: Iterable[str]) -> Callable[[str], str]:
     return parse
 
 
-class Field(Vertical):
-    """A labelled one-line `Input`, a range hint beside it, a help line under it, and the
-    validation message (red) under that while the value is invalid."""
+LABEL_WIDTH = 20  # the longest parameter name (progressive_shrink) and a space either side
 
-    DEFAULT_CSS = """
-    Field { height: auto; }
-    Field > Horizontal { height: 1; }
-    Field .field-label { width: 22; padding-left: 1; }
-    Field Input { width: 1fr; }
-    Field .field-range { width: 22; color: $text-muted; padding-left: 1; }
-    Field .field-hint { color: $text-muted; padding-left: 22; }
-    Field .field-error { color: $error; padding-left: 22; display: none; }
-    Field.-invalid .field-error { display: block; }
-    Field.-invalid .field-label { color: $error; }
+
+class Field(Vertical):
+    """A labelled one-line `Input` as wide as the form allows, its range and help under it
+    (wrapped, never cut), and the validation message (red) under that while the value is
+    invalid. A screen narrower than a breakpoint puts the label above the input (its CSS:
+    `.field-row` vertical)."""
+
+    DEFAULT_CSS = f"""
+    Field {{ height: auto; }}
+    Field > .field-row {{ height: auto; }}
+    Field .field-label {{ width: {LABEL_WIDTH}; padding-left: 1; }}
+    Field Input {{ width: 1fr; }}
+    Field .field-hint {{ color: $text-muted; padding-left: {LABEL_WIDTH}; }}
+    Field .field-error {{ color: $error; padding-left: {LABEL_WIDTH}; display: none; }}
+    Field.-invalid .field-error {{ display: block; }}
+    Field.-invalid .field-label {{ color: $error; }}
     """
 
     def __init__(
@@ -140,12 +144,12 @@ class Field(Vertical):
         self.input = Input(self.initial, id=self.input_id, placeholder=self.placeholder, validators=validators,
                            valid_empty=self.valid_empty, suggester=suggester, compact=True, tooltip=self.hint or None)
         self.error = Static("", classes="field-error", markup=False)
-        with Horizontal():
-            yield Label(self.label, classes="field-label")
+        with Horizontal(classes="field-row"):
+            yield Label(self.label, classes="field-label", markup=False)
             yield self.input
-            yield Label(self.range_text, classes="field-range")
-        if self.hint:
-            yield Static(self.hint, classes="field-hint", markup=False)
+        hint = " · ".join(text for text in (self.range_text, self.hint) if text)
+        if hint:
+            yield Static(hint, classes="field-hint", markup=False)
         yield self.error
 
     @property

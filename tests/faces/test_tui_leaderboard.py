@@ -91,8 +91,11 @@ async def test_leaderboard_ranks_finished_runs_by_each_metric_best_first_and_hig
         assert screen.sort_metric == "bg_mse" and label(screen, "bg_mse") == "bg_mse ▲"
         assert [str(c) for c in column(screen, "rank")] == [str(i) for i in range(1, len(expected) + 1)]
         assert [str(c) for c in column(screen, "run")] == [str(row.run_id) for row in expected]
-        # the columns are the metrics present, key order; values are mean [95% CI] from the store
-        assert [key.value for key in board(screen).columns][7:] == key_metrics(expected[0].metrics)
+        # the columns: what names the row, the metrics present (key order; values are mean
+        # [95% CI] from the store), then what describes it (params last: they can be long)
+        keys = [key.value for key in board(screen).columns]
+        assert keys[:4] == ["mark", "rank", "run", "technique"] and keys[-3:] == ["done", "set", "params"]
+        assert keys[4:-3] == key_metrics(expected[0].metrics)
         for name in ("bg_mse", "bg_psnr"):
             assert [str(c) for c in column(screen, name)] == [format_summary(row.summaries[name]) for row in expected]
         assert "[" in str(column(screen, "bg_mse")[0])  # the interval is shown
@@ -130,6 +133,15 @@ async def test_leaderboard_ranks_finished_runs_by_each_metric_best_first_and_hig
         table.post_message(DataTable.HeaderSelected(table, list(table.columns)[index], index, Text("bg_psnr")))
         await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr", what="header click sorts")
         assert screen.row_run_ids == [row.run_id for row in tui_store.leaderboard("bg_psnr", descending=True)]
+
+        # the same header again: the worst first (the arrow turns); O turns it back
+        table.post_message(DataTable.HeaderSelected(table, list(table.columns)[index], index, Text("bg_psnr")))
+        worst_first = [row.run_id for row in tui_store.leaderboard("bg_psnr", descending=False)]
+        await wait_for(pilot, lambda: screen.row_run_ids == worst_first, what="header click again reverses")
+        assert label(screen, "bg_psnr") == "bg_psnr ▲" and "worst first" in str(screen.query_one("#status").render())
+        await pilot.press("O")
+        await wait_for(pilot, lambda: screen.row_run_ids == worst_first[::-1], what="O reverses back")
+        assert label(screen, "bg_psnr") == "bg_psnr ▼"
 
 
 async def test_leaderboard_filters_by_sample_set_and_adds_unfinished_runs_on_demand(tui_store):
@@ -173,6 +185,17 @@ async def test_leaderboard_filters_by_sample_set_and_adds_unfinished_runs_on_dem
         await wait_for(pilot, lambda: screen.row_run_ids == everything, what="finished only again")
 
 
+def test_intervals_are_dropped_only_where_they_do_not_fit_and_no_cell_is_cut(tui_store):
+    rows = tui_store.leaderboard("bg_mse", descending=False)
+    wide, narrow = build_view(rows, BoardState(width=120)), build_view(rows, BoardState(width=80))
+    assert wide.intervals and not narrow.intervals
+    at = [key for key, _ in wide.columns].index("bg_mse")
+    assert [str(cells[at]) for _, cells in wide.rows] == [format_summary(row.summaries["bg_mse"]) for row in rows]
+    assert [str(cells[at]) for _, cells in narrow.rows] == [f"{row.metrics['bg_mse']:.4f}" for row in rows]
+    assert build_view(rows, BoardState()).intervals  # no width given: always
+    assert not any("…" in str(cell) for view in (wide, narrow) for _, cells in view.rows for cell in cells)
+
+
 def test_an_unfinished_runs_partial_mean_is_ranked_but_never_the_highlighted_best():
     def row(run_id, status, mse):
         return LeaderboardRow(run_id=run_id, technique="vanilla", params={}, model="tiny", steps=20, seed=run_id,
@@ -182,7 +205,8 @@ def test_an_unfinished_runs_partial_mean_is_ranked_but_never_the_highlighted_bes
     view = build_view([row(1, RunStatus.FINISHED, 0.03), row(2, RunStatus.RUNNING, 0.01),
                        row(3, RunStatus.FINISHED, 0.02)], BoardState(include_unfinished=True))
     assert view.members == [(2,), (3,), (1,)]
-    mse = [cells[-1] for _, cells in view.rows]
+    at = [key for key, _ in view.columns].index("bg_mse")
+    mse = [cells[at] for _, cells in view.rows]
     assert [bold_green(cell) for cell in mse] == [False, True, False]
 
 
@@ -257,8 +281,8 @@ async def test_marking_two_runs_and_c_opens_compare_with_the_paired_statistics(t
         first = [str(c) for c in stats.get_row_at(0)]
         entry = expected[0]
         assert first[0] == entry["metric"] == "bg_mse" and first[1] == "6"
-        assert first[4] == f"{entry['difference']:.4f}" and first[6] == f"{entry['p_value']:.3g}"
-        assert first[7] == f"run {run_b} worse"  # run_b (3rd by bg_mse) has the larger error
+        assert first[4] == f"{entry['difference']:.4f}" and first[7] == f"{entry['p_value']:.3g}"
+        assert first[5] == f"run {run_b} worse"  # run_b (3rd by bg_mse) has the larger error
 
         per_sample = compare.query_one("#per-sample", DataTable)
         await wait_for(pilot, lambda: per_sample.row_count == 6, what="per-sample rows")

@@ -1,62 +1,130 @@
-"""Snapshots of the main screens (pytest-textual-snapshot), on the test database with images
-drawn as half-blocks so the pictures are deterministic. Update after an intended change with
+"""Snapshots of every screen at 80×24 and 120×40 (pytest-textual-snapshot), on the test
+database with images drawn as half-blocks so the pictures are deterministic. Each also checks
+the screen's text: no input or select too narrow for its value, no number cut to "…", no
+column drawn narrower than its cells, no footer key off the screen (at 200×60 too). Update after an intended change with
 `pytest tests/faces/test_tui_snapshots.py --snapshot-update` and look at the SVGs."""
 
-from textual.widgets import DataTable
+import pytest
+from textual.widgets import DataTable, SelectionList
 from textual_image.widget import HalfcellImage
-from tui_helpers import settle_tables
+from tui_helpers import assert_readable, settle_tables
 
 from inpaint_tui.tui.app import InpaintApp
+
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 
 
 def _app(store, **options):
     return InpaintApp(store, image_class=HalfcellImage, refresh_seconds=3600, offer_demo=False, **options)
 
 
+async def _until(pilot, condition, what: str, timeout: float = 20.0) -> None:
+    waited = 0.0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await pilot.pause(0.05)
+        waited += 0.05
+
+
 async def _settle(pilot, table_selector: str, rows: int) -> None:
     """Wait for the rows and for no load in flight (a slow CI machine may still be showing one)."""
-    for _ in range(400):
-        screen = pilot.app.screen
-        tables = screen.query(table_selector)
-        if tables and tables.first(DataTable).row_count >= rows and not screen._loading():
-            break
-        await pilot.pause(0.05)
+    await _until(pilot, lambda: (tables := pilot.app.screen.query(table_selector)) and tables.first(DataTable).row_count
+                 >= rows and not pilot.app.screen._loading(), f"{rows} rows in {table_selector}")
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
     await settle_tables(pilot)
 
 
-def test_dashboard_snapshot(snap_compare, tui_store):
-    async def loaded(pilot):
-        await _settle(pilot, "#recent", 8)
-
-    assert snap_compare(_app(tui_store), terminal_size=(120, 40), run_before=loaded)
+async def _images(pilot, count: int) -> None:
+    await _until(pilot, lambda: len(pilot.app.screen.query("ImageStrip HalfcellImage")) >= count, f"{count} images")
+    await pilot.pause(0.3)
 
 
-def test_dashboard_at_80x24_snapshot(snap_compare, tui_store):
-    async def loaded(pilot):
-        await _settle(pilot, "#recent", 8)
-
-    assert snap_compare(_app(tui_store), terminal_size=(80, 24), run_before=loaded)
+async def dashboard(pilot, store):
+    await _settle(pilot, "#recent", 8)
 
 
-def test_runs_snapshot(snap_compare, tui_store):
-    async def loaded(pilot):
-        await _settle(pilot, "#runs", 10)
+async def samples(pilot, store):
+    await pilot.app.action_area("samples")
+    await _settle(pilot, "#samples", 6)
+    await _images(pilot, 2)
 
-    assert snap_compare(_app(tui_store, start_screen="runs"), terminal_size=(140, 36), run_before=loaded)
+
+async def new_run(pilot, store):
+    await pilot.app.action_area("new_run")
+    screen = pilot.app.screen
+    await _until(pilot, lambda: screen.set_name() == "demo", "the sample sets")
+    screen.query_one("#techniques", SelectionList).select("blended")  # its form under the run settings
+    await _until(pilot, lambda: screen.technique_fields("blended"), "the blended form")
+    await pilot.pause(0.3)
+    screen.form("blended").scroll_visible(animate=False, top=True)  # its parameter fields in view
+    await pilot.pause(0.3)
 
 
-def test_run_detail_snapshot(snap_compare, tui_store):
-    async def opened(pilot):
-        pilot.app.open_run(tui_store.ids["with_errors"])
-        await pilot.pause(0.2)
-        await _settle(pilot, "#samples", 6)
-        for _ in range(200):
-            if len(pilot.app.screen.query("ImageStrip HalfcellImage")) == 4:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause(0.5)
-        await settle_tables(pilot)
+async def runs(pilot, store):
+    await pilot.app.action_area("runs")
+    await _settle(pilot, "#runs", 10)
 
-    assert snap_compare(_app(tui_store), terminal_size=(120, 45), run_before=opened)
+
+async def leaderboard(pilot, store):
+    await pilot.app.action_area("leaderboard")
+    await _until(pilot, lambda: getattr(pilot.app.screen, "complete", False), "the whole ranking")
+    await pilot.pause(0.2)
+    await settle_tables(pilot)
+
+
+async def run_detail(pilot, store):
+    pilot.app.open_run(store.ids["with_errors"])
+    await _settle(pilot, "#samples", 6)
+    await _images(pilot, 4)
+    await settle_tables(pilot)
+
+
+async def compare(pilot, store):
+    await leaderboard(pilot, store)
+    pilot.app.open_compare(store.ids["finished"][0], store.ids["finished"][1])
+    await _until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None, "the comparison")
+    await _images(pilot, 4)
+    await settle_tables(pilot)
+
+
+async def sweeps(pilot, store):
+    await pilot.app.action_area("sweeps")
+    await _settle(pilot, "#points", 2)
+
+
+async def help_keys(pilot, store):
+    await leaderboard(pilot, store)
+    await pilot.press("question_mark")
+    await _until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
+    await pilot.pause(0.2)
+
+
+async def tags_dialog(pilot, store):
+    await runs(pilot, store)
+    await pilot.press("t")
+    await _until(pilot, lambda: type(pilot.app.screen).__name__ == "TextScreen", "the tags dialog")
+    await pilot.pause(0.2)
+
+
+SCREENS = [dashboard, samples, new_run, runs, leaderboard, run_detail, compare, sweeps, help_keys, tags_dialog]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("prepare", SCREENS, ids=[f.__name__ for f in SCREENS])
+def test_screen_snapshot(snap_compare, tui_store, prepare, size):
+    async def ready(pilot):
+        await prepare(pilot, tui_store)
+        assert_readable(pilot.app)
+
+    assert snap_compare(_app(tui_store), terminal_size=SIZES[size], run_before=ready)
+
+
+@pytest.mark.parametrize("prepare", SCREENS, ids=[f.__name__ for f in SCREENS])
+async def test_screen_is_readable_at_200x60(tui_store, prepare):
+    """A wide terminal: the same checks, without a snapshot (the layouts only grow)."""
+    app = _app(tui_store)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await prepare(pilot, tui_store)
+        assert_readable(app)

@@ -48,13 +48,18 @@ def _direction_style(difference: float | None, metric: str) -> str:
     return BETTER if (difference > 0) == direction else WORSE
 
 
+# The verdict before the interval and p: at 80 columns what scrolls off is the detail.
+STATISTICS_COLUMNS = (("metric", "metric"), ("n", "n"), ("a", "run {a} (A)"), ("b", "run {b} (B)"), ("diff", "B − A"),
+                      ("verdict", "verdict"), ("ci", "95% interval"), ("p", "Wilcoxon p"))
+
+
 def statistics_rows(entries: list[dict[str, Any]], run_b: int) -> list[tuple[str, tuple]]:
-    """The paired statistics table's rows, formatted like `inpaint-tui compare`."""
+    """The paired statistics table's rows (STATISTICS_COLUMNS), formatted like `inpaint-tui compare`."""
     rows = []
     for entry in entries:
         name = entry["metric"]
         if "difference" not in entry:
-            cells = (name, str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", ""))
+            cells = (name, str(entry["n"]), "-", "-", "-", entry.get("note", ""), "-", "-")
             rows.append((name, tuple(Text(c) for c in cells)))
             continue
         text = verdict(entry, run_b)
@@ -62,9 +67,9 @@ def statistics_rows(entries: list[dict[str, Any]], run_b: int) -> list[tuple[str
         cells = (
             Text(name), Text(str(entry["n"])),
             Text(format_number(entry["mean_a"])), Text(format_number(entry["mean_b"])),
-            Text(format_number(entry["difference"])),
+            Text(format_number(entry["difference"])), Text(text, style=style),
             Text(f"[{format_number(entry['ci_low'])}, {format_number(entry['ci_high'])}]"),
-            Text(f"{entry['p_value']:.3g}"), Text(text, style=style),
+            Text(f"{entry['p_value']:.3g}"),
         )
         rows.append((name, cells))
     return rows
@@ -79,11 +84,14 @@ class CompareScreen(LiveScreen):
         Binding("o", "cycle_metric", "Metric", id="compare.metric"),
         Binding("x", "swap", "Swap A/B", id="compare.swap"),
     ]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # short: the images give the tables room
     DEFAULT_CSS = """
-    CompareScreen #runs { height: auto; padding: 0 1; }
+    CompareScreen #runs { width: 1fr; height: auto; padding: 0 1; }
     CompareScreen #statistics { height: auto; max-height: 10; }
-    CompareScreen #per-sample { height: 1fr; }
+    CompareScreen.-short #statistics { max-height: 6; }
+    CompareScreen #per-sample { height: 1fr; min-height: 4; }
     CompareScreen ImageStrip { height: 2fr; }
+    CompareScreen.-short ImageStrip { height: 1fr; }
     """
 
     def __init__(self, run_a: int, run_b: int) -> None:
@@ -110,10 +118,8 @@ class CompareScreen(LiveScreen):
     def _set_columns(self) -> None:
         statistics = self.query_one("#statistics", DataTable)
         statistics.clear(columns=True)
-        for key, label in (("metric", "metric"), ("n", "n"), ("a", f"run {self.run_a} (A)"),
-                           ("b", f"run {self.run_b} (B)"), ("diff", "B − A"), ("ci", "95% interval"),
-                           ("p", "Wilcoxon p"), ("verdict", "verdict")):
-            statistics.add_column(label, key=key)
+        for key, label in STATISTICS_COLUMNS:
+            statistics.add_column(label.format(a=self.run_a, b=self.run_b), key=key)
         per_sample = self.query_one("#per-sample", DataTable)
         per_sample.clear(columns=True)
         for key, label in (("sample", "sample"), ("a", f"A: run {self.run_a}"), ("b", f"B: run {self.run_b}"),
@@ -158,8 +164,8 @@ class CompareScreen(LiveScreen):
             Text(f"A  {_describe(data.detail_a)}\nB  {_describe(data.detail_b)}"))
         rows = statistics_rows(data.statistics, self.run_b)
         if data.error:
-            rows = [("error", (Text("error", style=WORSE), Text(""), Text(""), Text(""), Text(""), Text(""), Text(""),
-                               Text(data.error)))]
+            rows = [("error", (Text("error", style=WORSE), Text(""), Text(""), Text(""), Text(""), Text(data.error),
+                               Text(""), Text("")))]
         sync_table(self.query_one("#statistics", DataTable), rows)
         metrics = self.metrics
         if self.metric not in metrics:
@@ -174,7 +180,8 @@ class CompareScreen(LiveScreen):
         direction = higher_is_better(metric) if metric else None
         title = f"Per sample: {metric}" if metric else "Per sample (no metric both runs have)"
         if direction is not None:
-            title += f" ({'higher' if direction else 'lower'} is better; s: next metric)"
+            key = self.app.get_key_display(next(b for _, b in self._bindings if b.id == "compare.metric"))
+            title += f" ({'higher' if direction else 'lower'} is better; {key}: next metric)"
         self.query_one("#per-sample-title", Label).update(title)
         by_a = {s.sample_id: s for s in data.detail_a.samples}
         by_b = {s.sample_id: s for s in data.detail_b.samples}

@@ -16,7 +16,8 @@ from inpaint_tui.store import RunInfo, RunStatus, WorkerInfo
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.gpu import GpuInfo, gpu_status
 
-RECENT = 8
+RECENT = 8  # latest results at least; a taller terminal shows as many as fit
+CHROME_LINES = 16  # header, footer, titles, the active runs and workers tables at their usual heights
 HEADLINE = ("bg_mse", "clip_local", "kid")
 
 
@@ -55,17 +56,19 @@ class DashboardScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#active", DataTable).add_columns(
-            "run", "technique", "params", "status", "progress", "sample", "step", "it/s", "ETA")
+            "run", "technique", "status", "progress", "step", "it/s", "ETA", "sample", "params")
+        # Numbers first, long text last: at 80 columns what scrolls off is names, not numbers.
         self.query_one("#workers", DataTable).add_columns(
-            "worker", "host", "kind", "status", "device", "run", "model", "heartbeat", "GPU use", "GPU memory",
+            "worker", "host", "kind", "status", "device", "run", "heartbeat", "GPU use", "GPU memory", "model",
             "data root")
-        self.query_one("#recent", DataTable).add_columns("run", "technique", "params", "set", "status", "done",
-                                                         *HEADLINE)
+        self.query_one("#recent", DataTable).add_columns("run", "technique", "status", "done", *HEADLINE, "params",
+                                                         "set")
 
     def fetch(self) -> DashboardData:
         store = self.app.store
         active = store.runs(statuses=[RunStatus.RUNNING, RunStatus.QUEUED])
-        recent = store.runs(statuses=list(RunStatus.ENDED), limit=RECENT, newest_first=True)
+        limit = max(RECENT, self.app.size.height - CHROME_LINES)
+        recent = store.runs(statuses=list(RunStatus.ENDED), limit=limit, newest_first=True)
         return DashboardData(active=active, workers=store.workers(), recent=recent,
                              recent_metrics=store.run_metric_values([r.id for r in recent]), gpus=gpu_status())
 
@@ -75,14 +78,16 @@ class DashboardScreen(LiveScreen):
             p = run.progress
             status = run.status + (" (cancelling)" if run.cancel_requested else "")
             if p is None:
-                cells = [progress_bar(run.done_count / run.sample_count if run.sample_count else 0),
-                         f"{run.done_count}/{run.sample_count}", "-", "-", "-"]
+                cells = [progress_bar(run.done_count / run.sample_count if run.sample_count else 0), "-", "-", "-",
+                         f"{run.done_count}/{run.sample_count}"]
             else:
                 sample = p.sample_name or "-" if p.phase == "generating" else p.phase
                 eta = format_duration(p.eta_seconds) if p.eta_seconds is not None else "-"
-                cells = [progress_bar(p.fraction), f"{min(p.samples_done + 1, p.sample_count)}/{p.sample_count} {sample}",
-                         f"{p.step}/{p.steps}", f"{p.steps_per_second:.1f}" if p.steps_per_second else "-", eta]
-            active_rows.append((run.id, [str(run.id), run.technique, format_params(_short_params(run)), status, *cells]))
+                cells = [progress_bar(p.fraction), f"{p.step}/{p.steps}",
+                         f"{p.steps_per_second:.1f}" if p.steps_per_second else "-", eta,
+                         f"{min(p.samples_done + 1, p.sample_count)}/{p.sample_count} {sample}"]
+            active_rows.append((run.id, [str(run.id), run.technique, status, *cells,
+                                         format_params(_short_params(run))]))
         sync_table(self.query_one("#active", DataTable), active_rows)
 
         now = time.time()
@@ -93,18 +98,18 @@ class DashboardScreen(LiveScreen):
             gpu = data.gpus.get(_gpu_index(worker.device)) if worker.host == here else None
             worker_rows.append((worker.id, [
                 str(worker.id), worker.host, worker.kind, worker.status, worker.device or "-",
-                str(worker.run_id or "-"), worker.model or "-", heartbeat_text(worker, now),
+                str(worker.run_id or "-"), heartbeat_text(worker, now),
                 f"{gpu.utilisation}%" if gpu else "-", f"{gpu.memory_used_mb}/{gpu.memory_total_mb} MB" if gpu else "-",
-                str(worker.data_root or "-"),
+                worker.model or "-", str(worker.data_root or "-"),
             ]))
         sync_table(self.query_one("#workers", DataTable), worker_rows)
 
         recent_rows = []
         for run in data.recent:
             values = data.recent_metrics.get(run.id, {})
-            recent_rows.append((run.id, [str(run.id), run.technique, format_params(_short_params(run)), run.sample_set,
-                                         run.status, f"{run.done_count}/{run.sample_count}",
-                                         *[format_number(values.get(name)) for name in HEADLINE]]))
+            recent_rows.append((run.id, [str(run.id), run.technique, run.status, f"{run.done_count}/{run.sample_count}",
+                                         *[format_number(values.get(name)) for name in HEADLINE],
+                                         format_params(_short_params(run)), run.sample_set]))
         sync_table(self.query_one("#recent", DataTable), recent_rows)
 
     @on(DataTable.RowSelected)

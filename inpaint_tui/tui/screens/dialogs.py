@@ -13,7 +13,8 @@ from textual.widgets import Button, Input, Label, Static
 class _Dialog(ModalScreen):
     DEFAULT_CSS = """
     _Dialog { align: center middle; }
-    _Dialog > Vertical { width: 70; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    _Dialog > Vertical { width: 90%; max-width: 100; height: auto; border: thick $accent; background: $surface;
+                         padding: 1 2; }
     _Dialog Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
     _Dialog Button { margin-left: 1; }
     """

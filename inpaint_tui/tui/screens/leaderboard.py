@@ -11,6 +11,7 @@ only fills the table."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from rich.text import Text
@@ -46,13 +47,18 @@ class MarkCell(Text):
 class LeaderboardScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open run", id="leaderboard.open", show=False),
-        Binding("o", "cycle_sort", "Sort", id="leaderboard.sort"),
-        Binding("g", "toggle_group", "Group seeds", id="leaderboard.group"),
-        Binding("a", "toggle_unfinished", "Unfinished", id="leaderboard.unfinished"),
-        Binding("m", "mark", "Mark", id="leaderboard.mark"),
-        Binding("c", "compare", "Compare A/B", id="leaderboard.compare"),
-        Binding("E", "export", "Export", id="leaderboard.export"),
-        Binding("P", "report", "Report", id="leaderboard.report"),
+        Binding("o", "cycle_sort", "Sort", id="leaderboard.sort", tooltip="rank by the next metric"),
+        Binding("O", "reverse_sort", "Reverse", id="leaderboard.reverse", show=False,
+                tooltip="the worst first, and back (so does sorting by the same column again)"),
+        Binding("g", "toggle_group", "Group", id="leaderboard.group", tooltip="pool runs differing only in seed"),
+        Binding("a", "toggle_unfinished", "All", id="leaderboard.unfinished",
+                tooltip="include unfinished runs, or finished only"),
+        Binding("m", "mark", "Mark", id="leaderboard.mark", tooltip="mark the run as A, then B, for compare"),
+        Binding("c", "compare", "Compare", id="leaderboard.compare", tooltip="the paired statistics of A and B"),
+        Binding("E", "export", "Export", id="leaderboard.export", show=False,
+                tooltip="the ranked runs to CSV, JSON lines or Parquet"),
+        Binding("P", "report", "Report", id="leaderboard.report", show=False,
+                tooltip="an HTML + Markdown report on the marked (or ranked) runs"),
     ]
     DEFAULT_CSS = """
     LeaderboardScreen #bar { height: 3; }
@@ -73,6 +79,7 @@ class LeaderboardScreen(LiveScreen):
         self._populated = True
         self._fetch_seconds = 0.0  # how long the last load took (on its thread)
         self._last_tick = 0.0
+        self._scroll_to_sort = False  # a sort the user asked for: its column is scrolled into view
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,8 +89,15 @@ class LeaderboardScreen(LiveScreen):
         yield Table(id="board", cursor_type="row", zebra_stripes=True, fixed_columns=3)
         yield Footer()
 
-    def on_mount(self) -> None:
+    def on_mount(self) -> None:  # LiveScreen.on_mount (the first load) runs after this one
+        self.state = dataclasses.replace(self.state, width=self.app.size.width)
         self.query_one("#board", DataTable).focus()
+
+    def on_resize(self, event) -> None:
+        # The intervals shown or not depend on the width: the same rows, built again.
+        if event.size.width != self.state.width:
+            self._set_state(width=event.size.width)
+            self._refresh_view()
 
     # --- data -------------------------------------------------------------------------------
 
@@ -99,7 +113,7 @@ class LeaderboardScreen(LiveScreen):
             rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)), sample_set=state.sample_set,
                                      include_unfinished=state.include_unfinished)
         except NotFound:  # the chosen set is gone: show all sets
-            state = BoardState(state.sort, state.grouped, state.include_unfinished, None)
+            state = dataclasses.replace(state, sample_set=None)
             rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)),
                                      include_unfinished=state.include_unfinished)
         view = build_view(rows, state, sets)
@@ -168,6 +182,10 @@ class LeaderboardScreen(LiveScreen):
         else:
             self._rebuild_table(table, columns, view)
         self._applied = view
+        if self._scroll_to_sort and view.sort is not None:
+            self._scroll_to_sort = False
+            board = self.query_one("#board", Table)
+            board.call_after_refresh(board.scroll_to_column, view.sort)  # once the cells are measured
 
     def _update_in_place(self, table: DataTable, columns: tuple, previous: BoardView, view: BoardView) -> None:
         """The same rows (a refresh, a new sort): header labels, the cells of rows that
@@ -184,8 +202,8 @@ class LeaderboardScreen(LiveScreen):
         for key, cells in view.rows:
             if old.get(key) != view.row_signatures[key]:
                 for column, cell in zip(column_keys, cells):
-                    if table.get_cell(key, column) != cell:
-                        table.update_cell(key, column, cell)
+                    if table.get_cell(key, column) != cell:  # re-measured: intervals come and go with the width
+                        table.update_cell(key, column, cell, update_width=True)
         if relabelled or previous.keys != view.keys:
             selected = selected_key(table)
             position = {key: index for index, key in enumerate(view.keys)}
@@ -261,7 +279,8 @@ class LeaderboardScreen(LiveScreen):
         if loaded is not None:
             parts[0] += f" (showing {loaded})"
         if view.sort:
-            parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better)")
+            parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better"
+                         + (", worst first)" if view.state.reverse else ")"))
         parts.append("unfinished included" if view.state.include_unfinished else "finished only")
         if self.marked:
             parts.append("marked " + ", ".join(f"{'AB'[i] if i < 2 else '+'}={run}"
@@ -299,10 +318,7 @@ class LeaderboardScreen(LiveScreen):
     # --- actions ----------------------------------------------------------------------------
 
     def _set_state(self, **changes) -> None:
-        values = dict(sort=self.state.sort, grouped=self.state.grouped,
-                      include_unfinished=self.state.include_unfinished, sample_set=self.state.sample_set)
-        values.update(changes)
-        self.state = BoardState(**values)
+        self.state = dataclasses.replace(self.state, **changes)
 
     def action_cycle_sort(self) -> None:
         if self.view is None or not self.view.metrics:
@@ -312,16 +328,24 @@ class LeaderboardScreen(LiveScreen):
         following = metrics[(metrics.index(current) + 1) % len(metrics)] if current in metrics else metrics[0]
         self._sort_by(following)
 
-    def _sort_by(self, metric: str) -> None:
-        self._set_state(sort=metric)
-        self.notify(f"sorted by {metric}, {'higher' if higher_is_better(metric) else 'lower'} first is best",
+    def action_reverse_sort(self) -> None:
+        if self.view is not None and self.view.sort is not None:
+            self._sort_by(self.view.sort, reverse=not self.state.reverse)
+
+    def _sort_by(self, metric: str, reverse: bool = False) -> None:
+        self._set_state(sort=metric, reverse=reverse)
+        best = "higher" if higher_is_better(metric) else "lower"
+        self.notify(f"sorted by {metric}, " + (f"worst first ({best} is best)" if reverse else f"{best} first is best"),
                     timeout=2)
+        self._scroll_to_sort = True
         self._refresh_view()
 
     @on(DataTable.HeaderSelected, "#board")
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        if self.view is not None and event.column_key.value in self.view.metrics:
-            self._sort_by(event.column_key.value)
+        """A metric's header sorts by it; the same header again reverses the order."""
+        metric = event.column_key.value
+        if self.view is not None and metric in self.view.metrics:
+            self._sort_by(metric, reverse=not self.state.reverse if metric == self.view.sort else False)
 
     def action_toggle_group(self) -> None:
         self._set_state(grouped=not self.state.grouped)

@@ -14,17 +14,19 @@ from rich.text import Text
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.pooling import has_value, pool, seed_group_key
-from inpaint_tui.read.present import best_values, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
 
 FINISHED = (RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS)
 BEST_STYLE = "bold green"
-PARAMS_WIDTH = 40
 # Rows formatted and shown: the top of the ranking. Formatting and measuring 10 000 rows of
 # mean [CI] cells takes seconds; a set filter or grouping narrows to the rest.
 DISPLAY_LIMIT = 1000
-INFO_COLUMNS = (("mark", " "), ("rank", "#"), ("run", "run"), ("technique", "technique"), ("params", "params"),
-                ("set", "set"), ("done", "n done"))
+# Before the metrics: what identifies a row; after them: what describes it (params can be long,
+# so they come last and never push the ranking metric off a narrow screen).
+LEAD_COLUMNS = (("rank", "#"), ("run", "run"), ("technique", "technique"))
+TAIL_COLUMNS = (("done", "n done"), ("set", "set"), ("params", "params"))
+CELL_PADDING = 2  # DataTable's cell padding, one column each side
 STATUS_NOTE = {RunStatus.FINISHED: "", RunStatus.FINISHED_WITH_ERRORS: " (errors)"}
 
 
@@ -36,6 +38,8 @@ class BoardState:
     grouped: bool = False
     include_unfinished: bool = False
     sample_set: str | None = None
+    reverse: bool = False  # the worst first
+    width: int | None = None  # the table's width: intervals are dropped when they do not fit; None: always shown
 
 
 @dataclass(repr=False)
@@ -55,6 +59,7 @@ class BoardView:
     sets: list[str] = field(default_factory=list)
     total: int = 0  # rows before the display limit
     partial: bool = False  # only the head of the ranking, shown while the whole loads
+    intervals: bool = True  # whether the metric cells show their 95% intervals
 
     @property
     def keys(self) -> list[str]:
@@ -97,13 +102,13 @@ def _entries(rows: Sequence[LeaderboardRow], grouped: bool) -> list[_Entry]:
     return entries
 
 
-def _sort_entries(entries: list[_Entry], metric: str | None) -> None:
-    """Best first given the metric's direction (catalogue); entries without a value last;
-    ties by run id."""
+def _sort_entries(entries: list[_Entry], metric: str | None, reverse: bool = False) -> None:
+    """Best first given the metric's direction (catalogue), worst first if `reverse`; entries
+    without a value last either way; ties by run id."""
     if metric is None:
         entries.sort(key=lambda e: e.first.run_id)
         return
-    sign = -1.0 if higher_is_better(metric) else 1.0
+    sign = (-1.0 if higher_is_better(metric) else 1.0) * (-1.0 if reverse else 1.0)
 
     def key(entry: _Entry):
         value = entry.metrics.get(metric)
@@ -114,22 +119,24 @@ def _sort_entries(entries: list[_Entry], metric: str | None) -> None:
     entries.sort(key=key)
 
 
-def _sort_label(metric: str, sort: str | None) -> str:
+def _sort_label(metric: str, sort: str | None, reverse: bool = False) -> str:
     """The metric's header: its sort arrow when sorted by it (▲: lower first, ▼: higher
     first), else room for one, so a new sort never changes column widths."""
     if metric != sort:
         return f"{metric}  "
-    return f"{metric} {'▼' if higher_is_better(metric) else '▲'}"
+    return f"{metric} {'▼' if bool(higher_is_better(metric)) != reverse else '▲'}"
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+RUN_IDS_SHOWN = 4  # a pooled row names this many run ids at most (all of them are in `members`)
 
 
 def _run_cell(entry: _Entry) -> str:
+    """The run id; for a pooled row the count and the first ids (never an id cut short)."""
     if len(entry.runs) == 1:
         return str(entry.first.run_id)
-    return _clip(f"{len(entry.runs)} runs: " + ",".join(str(run.run_id) for run in entry.runs), 22)
+    ids = [str(run.run_id) for run in entry.runs]
+    listed = ",".join(ids[:RUN_IDS_SHOWN]) + (f" +{len(ids) - RUN_IDS_SHOWN}" if len(ids) > RUN_IDS_SHOWN else "")
+    return f"{len(ids)} runs: {listed}"
 
 
 def _params_cell(entry: _Entry, cache: dict) -> str:
@@ -140,7 +147,7 @@ def _params_cell(entry: _Entry, cache: dict) -> str:
     text = cache[key]
     if len(entry.runs) > 1:
         text = ("" if text == "-" else text + " ") + "seeds " + ",".join(str(r.seed) for r in entry.runs)
-    return _clip(text, PARAMS_WIDTH)
+    return text  # the last column: shown whole, the table scrolls
 
 
 def _done_cell(entry: _Entry) -> str:
@@ -160,30 +167,36 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     present = {name for e in entries for name in (*e.metrics, *e.summaries)}
     metrics = key_metrics(present)
     sort = state.sort if state.sort in metrics else (metrics[0] if metrics else None)
-    _sort_entries(entries, sort)
+    _sort_entries(entries, sort, state.reverse)
     finished = [e for e in entries if e.finished]
     best = {} if partial else best_values(finished, metrics)
     for name in list(best):  # a value every row shares says nothing: no highlight
         values = {e.metrics[name] for e in finished if has_value(e.metrics.get(name))}
         if len(values) == 1 and sum(has_value(e.metrics.get(name)) for e in finished) > 1:
             del best[name]
-    columns = INFO_COLUMNS[1:] + tuple((name, _sort_label(name, sort)) for name in metrics)
+    columns = LEAD_COLUMNS + tuple((name, _sort_label(name, sort, state.reverse)) for name in metrics) + TAIL_COLUMNS
     params_cache: dict = {}
+    shown = entries[:DISPLAY_LIMIT]
+    with_intervals = {name: [format_summary(e.summaries.get(name), e.metrics.get(name)) for e in shown]
+                      for name in metrics}
+    intervals = state.width is None or _fits(shown, columns, with_intervals, state.width)
     out_rows, members, plain, key_of = [], [], [], {}
     rank = 0
-    for entry in entries[:DISPLAY_LIMIT]:
+    for index, entry in enumerate(shown):
         ranked = sort is not None and has_value(entry.metrics.get(sort))
         rank += ranked
-        info = [str(rank) if ranked else "-", _run_cell(entry), entry.first.technique,
-                _params_cell(entry, params_cache), entry.first.sample_set, _done_cell(entry)]
-        cells: list[Any] = [Text(text) for text in info]
+        lead = [str(rank) if ranked else "-", _run_cell(entry), entry.first.technique]
+        tail = [_done_cell(entry), entry.first.sample_set, _params_cell(entry, params_cache)]
+        cells: list[Any] = [Text(text) for text in lead]
         flags = []
         for name in metrics:
             value = entry.metrics.get(name)
-            text = format_summary(entry.summaries.get(name), value)
+            text = with_intervals[name][index] if intervals else _mean_cell(entry.summaries.get(name), value)
             is_best = entry.finished and name in best and has_value(value) and value == best[name]
             cells.append(Text(text, style=BEST_STYLE if is_best else ""))
             flags.append((text, is_best))
+        cells += [Text(text) for text in tail]
+        info = lead + tail
         ids = tuple(run.run_id for run in entry.runs)
         key = str(ids[0]) if len(ids) == 1 and not state.grouped else f"g{ids[0]}"
         out_rows.append((key, tuple(cells)))
@@ -194,4 +207,24 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     signature = hash((columns, tuple(plain)))
     return BoardView(state=state, sort=sort, metrics=metrics, columns=columns, rows=out_rows, members=members,
                      signature=signature, row_signatures=row_signatures, key_of=key_of, raw=list(rows),
-                     sets=list(sets), total=len(entries), partial=partial)
+                     sets=list(sets), total=len(entries), partial=partial, intervals=intervals)
+
+
+def _mean_cell(summary: MetricSummary | None, value: float | None) -> str:
+    """The mean alone (where intervals do not fit); "missing" as with intervals."""
+    if summary is not None and summary.value is not None:
+        return format_number(summary.value)
+    return format_summary(summary, value)
+
+
+def _fits(entries: list[_Entry], columns: tuple, with_intervals: dict[str, list[str]], width: int) -> bool:
+    """Whether the table with intervals, up to and including the metric columns (params and the
+    rest may scroll), fits in `width` cells (the mark column included)."""
+    lead = [max([len(label), *(len(text) for text in texts)]) for label, texts in (
+        ("#", [str(len(entries))]), ("run", [_run_cell(e) for e in entries]),
+        ("technique", [e.first.technique for e in entries]))]
+    label_of = dict(columns)
+    total = 1 + CELL_PADDING + sum(lead) + CELL_PADDING * len(lead)
+    for name, texts in with_intervals.items():
+        total += max([len(label_of[name]), *map(len, texts)]) + CELL_PADDING
+    return total <= width

@@ -26,6 +26,7 @@ from engine.techniques import estimate_unet_calls, get_technique, technique_name
 from inpaint_tui.store import RunInfo
 from inpaint_tui.tui.base import LiveScreen
 from inpaint_tui.tui.forms import (
+    LABEL_WIDTH,
     Field,
     ParamField,
     TechniqueForm,
@@ -65,21 +66,31 @@ class Plan:
 
 class NewRunScreen(LiveScreen):
     live = False
-    DEFAULT_CSS = """
-    NewRunScreen #body { height: 1fr; }
-    NewRunScreen #techniques-pane { width: 40; }
-    NewRunScreen #techniques { height: auto; max-height: 12; }
-    NewRunScreen #technique-info { height: 1fr; padding: 1 1; color: $text-muted; }
-    NewRunScreen #technique-forms { height: auto; }
-    NewRunScreen #form { width: 1fr; }
-    NewRunScreen .select-row { height: 1; }
-    NewRunScreen .select-row Label { width: 22; padding-left: 1; }
-    NewRunScreen .select-row Select { width: 1fr; }
-    NewRunScreen .select-row .field-range { width: 22; color: $text-muted; padding-left: 1; }
-    NewRunScreen #submit-row { height: 3; }
-    NewRunScreen #summary { width: 1fr; padding: 1 1 0 1; }
-    NewRunScreen #summary.-invalid { color: $error; }
-    NewRunScreen #submit { margin-right: 1; }
+    # Below 100 columns the technique list narrows and every field puts its label above its
+    # input, so inputs keep the form's whole width (at 80 columns: 50 cells).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    DEFAULT_CSS = f"""
+    NewRunScreen #body {{ height: 1fr; }}
+    NewRunScreen #techniques-pane {{ width: 30; }}
+    NewRunScreen.-narrow #techniques-pane {{ width: 22; }}
+    NewRunScreen #techniques {{ height: auto; max-height: 12; }}
+    NewRunScreen #technique-info {{ height: 1fr; padding: 1 1; color: $text-muted; }}
+    NewRunScreen #technique-forms {{ height: auto; }}
+    NewRunScreen #form {{ width: 1fr; }}
+    NewRunScreen .section-title {{ width: 1fr; }}
+    NewRunScreen .select-row {{ height: auto; }}
+    NewRunScreen .select-row Label {{ width: {LABEL_WIDTH}; padding-left: 1; }}
+    NewRunScreen .select-row Select {{ width: 1fr; }}
+    NewRunScreen .select-row .field-range {{ width: auto; color: $text-muted; padding: 0 1; }}
+    NewRunScreen.-narrow .field-row, NewRunScreen.-narrow .select-row {{ layout: vertical; }}
+    NewRunScreen.-narrow .field-label, NewRunScreen.-narrow .select-row Label {{ width: 1fr; }}
+    NewRunScreen.-narrow .field-row Input, NewRunScreen.-narrow .select-row Select {{ margin-left: 1; }}
+    NewRunScreen.-narrow .field-hint, NewRunScreen.-narrow .field-error {{ padding-left: 1; }}
+    NewRunScreen.-narrow .select-row .field-range {{ padding-left: 1; }}
+    NewRunScreen #submit-row {{ height: 3; }}
+    NewRunScreen #summary {{ width: 1fr; padding: 1 1 0 1; }}
+    NewRunScreen #summary.-invalid {{ color: $error; }}
+    NewRunScreen #submit {{ margin-right: 1; }}
     """
     BINDINGS = [
         Binding("ctrl+s", "submit", "Submit", id="new_run.submit", priority=True),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import ScrollableContainer
 from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.metrics.catalogue import key_metrics
@@ -49,13 +49,23 @@ class RunDetailScreen(LiveScreen):
         Binding("escape", "app.pop_screen", "Back", id="detail.back"),
         Binding("c", "cancel", "Cancel run", id="detail.cancel"),
     ]
+    # On a short terminal the configuration scrolls in a few lines (mouse wheel, or tab to it
+    # and the arrows), so the per-sample table keeps room for its rows; on a narrow one the
+    # summary goes under the configuration.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     DEFAULT_CSS = """
-    RunDetailScreen #top { height: auto; max-height: 14; }
+    RunDetailScreen #top { layout: horizontal; height: auto; max-height: 14; overflow-x: hidden; }
+    RunDetailScreen.-short #top { max-height: 5; }
     RunDetailScreen #config { width: 2fr; height: auto; padding: 0 1; }
     RunDetailScreen #summary { width: 1fr; height: auto; padding: 0 1; }
-    RunDetailScreen #samples { height: 1fr; }
+    RunDetailScreen.-narrow #top { layout: vertical; }
+    RunDetailScreen.-narrow #config, RunDetailScreen.-narrow #summary { width: 1fr; }
+    RunDetailScreen #samples { height: 1fr; min-height: 4; }
     RunDetailScreen #error { height: auto; max-height: 6; color: $error; padding: 0 1; }
+    RunDetailScreen.-short #error { max-height: 2; }
     RunDetailScreen ImageStrip { height: 2fr; }
+    RunDetailScreen.-short ImageStrip { height: 1fr; }
     """
 
     def __init__(self, run_id: int) -> None:
@@ -66,7 +76,7 @@ class RunDetailScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="top"):
+        with ScrollableContainer(id="top"):
             yield Static(id="config")
             yield Static(id="summary")
         yield Table(id="samples", cursor_type="row", zebra_stripes=True)
@@ -107,13 +117,14 @@ class RunDetailScreen(LiveScreen):
 
         table = self.query_one("#samples", DataTable)
         names = key_metrics({name for s in data.detail.samples for name in s.metrics})
-        columns = ["#", "sample", "status", "seed", "tries", *names, "error"]
+        # The metrics first: the 19-digit per-sample seeds come last, out of the way at 80 columns.
+        columns = ["#", "sample", "status", *names, "error", "tries", "seed"]
         if [str(c.label) for c in table.columns.values()] != columns:
             table.clear(columns=True)
             table.add_columns(*columns)
         sync_table(table, [
-            (s.sample_id, [str(s.position), s.sample_name, s.status, str(s.seed), str(s.attempts),
-                           *[format_number(s.metrics.get(n)) for n in names], (s.error or "")[:60]])
+            (s.sample_id, [str(s.position), s.sample_name, s.status, *[format_number(s.metrics.get(n)) for n in names],
+                           (s.error or "")[:60], str(s.attempts), str(s.seed)])
             for s in data.detail.samples
         ])
         self._show_selected()

@@ -21,6 +21,9 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FULL_EVERY = 30.0  # seconds between full reloads (they also catch runs deleted elsewhere)
 DISPLAY_LIMIT = 1000  # rows shown after filter and sort; formatting 10 000 would stall input
 SORTS = ("id", "status", "technique", "bg_mse", "clip_local")
+# The headline metrics before the long, variable columns, so they are on screen at 120 columns.
+COLUMNS = ("run", "status", "technique", "done", *HEADLINE, "progress", "params", "set", "model", "tags", "note")
+SORT_COLUMN = {"id": "run"}  # the column a sort orders by (the others: the column of its name)
 NO_METRICS: dict[str, float] = {}  # one shared empty dict, never mutated: rows are cached by identity
 
 
@@ -33,25 +36,30 @@ class RunsData:
 class RunsScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open", show=False),
-        Binding("o", "cycle_sort", "Sort", id="runs.sort"),
+        Binding("slash", "filter", "Filter", id="runs.filter", tooltip="type to keep matching runs; enter: back"),
+        Binding("o", "cycle_sort", "Sort", id="runs.sort", tooltip="by the next column: " + ", ".join(SORTS)),
+        Binding("O", "reverse_sort", "Reverse", id="runs.reverse", show=False,
+                tooltip="the same column the other way round"),
         Binding("c", "cancel", "Cancel", id="runs.cancel"),
-        Binding("R", "resume", "Resume", id="runs.resume"),
-        Binding("e", "clone", "Clone + edit", id="runs.clone"),
-        Binding("t", "tags", "Tags", id="runs.tags"),
-        Binding("N", "note", "Note", id="runs.note"),
-        Binding("x", "delete", "Delete", id="runs.delete"),
-        Binding("E", "export", "Export", id="runs.export"),
-        Binding("P", "report", "Report", id="runs.report"),
-        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="re-queue an interrupted run"),
+        Binding("e", "clone", "Clone", id="runs.clone", tooltip="a new run from this one's settings, to edit"),
+        Binding("x", "delete", "Delete", id="runs.delete", tooltip="the run, its metrics and its images"),
+        Binding("t", "tags", "Tags", id="runs.tags", show=False),
+        Binding("N", "note", "Note", id="runs.note", show=False),
+        Binding("E", "export", "Export", id="runs.export", show=False,
+                tooltip="the runs shown to CSV, JSON lines or Parquet"),
+        Binding("P", "report", "Report", id="runs.report", show=False,
+                tooltip="an HTML + Markdown report on the runs shown, the selected one the baseline"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.sort = "id"
+        self.sort_reversed = False  # the sort's other direction (O)
         self.data: RunsData | None = None
         self._last_full = 0.0
         self._full = True
-        self._shown_view: tuple[str, str] | None = None  # (filter, sort) of what the table shows
+        self._shown_view: tuple[str, str, bool] | None = None  # (filter, sort, reverse) the table shows
         self._rows: dict[int, tuple[RunInfo, dict, list[str]]] = {}  # run id -> (run, its metrics, row)
 
     def compose(self) -> ComposeResult:
@@ -62,9 +70,10 @@ class RunsScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#runs", DataTable).add_columns(
-            "run", "status", "technique", "params", "set", "model", "done", "progress", *HEADLINE, "tags", "note")
-        self.query_one("#runs", DataTable).focus()
+        table = self.query_one("#runs", DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        table.focus()
 
     def fetch(self) -> RunsData:
         """Everything on first load, after an action here and every FULL_EVERY seconds;
@@ -95,16 +104,17 @@ class RunsScreen(LiveScreen):
         are the same objects from one refresh to the next): with 10 000 runs a refresh that
         finds one run progressing costs a sort, not 1000 formatted rows on the event loop."""
         needle = self.query_one("#filter", Input).value.strip().lower()
-        view = (needle, self.sort)
+        view = (needle, self.sort, self.sort_reversed)
         if data is self.data and view == self._shown_view:
             return
         self.data = data
         self._shown_view = view
         runs = [run for run in data.runs if not needle or needle in _haystack(run)]
-        runs.sort(key=self._sort_key(data), reverse=self.sort == "id")
+        key, reverse = self._sort_key(data)
+        runs.sort(key=key, reverse=reverse)
         self.query_one("#shown", Label).update(
             f"{len(runs)} runs" + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
-                                   else "") + f" · sorted by {self.sort}")
+                                   else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else ""))
         runs = runs[:DISPLAY_LIMIT]
         previous_rows, self._rows = self._rows, {}
         rows = []
@@ -120,20 +130,21 @@ class RunsScreen(LiveScreen):
         sync_table(self.query_one("#runs", DataTable), rows)
 
     def _sort_key(self, data: RunsData):
-        """Newest first by id; by a metric best first (its direction), runs without it last."""
+        """(key, reverse) for list.sort: newest first by id; by a metric best first (its
+        direction), runs without it last either way; reversed, the other way round."""
         if self.sort in HEADLINE:
             from engine.metrics.catalogue import higher_is_better
 
-            sign = -1 if higher_is_better(self.sort) else 1
+            sign = (-1 if higher_is_better(self.sort) else 1) * (-1 if self.sort_reversed else 1)
 
             def by_metric(run: RunInfo):
                 value = data.metrics.get(run.id, {}).get(self.sort)
                 return (value is None, 0.0 if value is None else sign * value, run.id)
 
-            return by_metric
+            return by_metric, False
         if self.sort == "id":
-            return lambda run: run.id
-        return lambda run: (getattr(run, self.sort), run.id)
+            return (lambda run: run.id), not self.sort_reversed
+        return (lambda run: (getattr(run, self.sort), run.id)), self.sort_reversed
 
     @property
     def row_run_ids(self) -> list[int]:
@@ -153,8 +164,19 @@ class RunsScreen(LiveScreen):
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.sort_reversed = False
+        self._resort()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reversed = not self.sort_reversed
+        self._resort()
+
+    def _resort(self) -> None:
         if self.data is not None:
             self.show(self.data)
+        table = self.query_one("#runs", Table)
+        column = SORT_COLUMN.get(self.sort, self.sort)
+        table.call_after_refresh(table.scroll_to_column, column)  # once the new cells are measured
 
     def _selected(self) -> int | None:
         key = selected_key(self.query_one("#runs", DataTable))
@@ -291,10 +313,11 @@ def _haystack(run: RunInfo) -> str:
 
 def _format_row(run: RunInfo, values: dict[str, float]) -> list[str]:
     status = run.status + (" (cancelling)" if run.cancel_requested else "")
-    return [
-        str(run.id), status, run.technique, format_params(changed_params(run.technique, run.params)),
-        run.sample_set, run.model, f"{run.done_count}/{run.sample_count}" + (
-            f" ({run.failed_count} failed)" if run.failed_count else ""),
+    return [  # in COLUMNS order
+        str(run.id), status, run.technique,
+        f"{run.done_count}/{run.sample_count}" + (f" ({run.failed_count} failed)" if run.failed_count else ""),
+        *[format_number(values.get(name)) for name in HEADLINE],
         format_progress(run.progress) if run.status == RunStatus.RUNNING else "-",
-        *[format_number(values.get(name)) for name in HEADLINE], " ".join(run.tags), run.note[:40],
+        format_params(changed_params(run.technique, run.params)), run.sample_set, run.model, " ".join(run.tags),
+        run.note[:40],
     ]

@@ -33,23 +33,25 @@ class SamplesData:
 
 
 class SamplesScreen(LiveScreen):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     DEFAULT_CSS = """
     SamplesScreen #sets-pane { width: 34; }
+    SamplesScreen.-narrow #sets-pane { width: 24; }
     SamplesScreen #samples-pane { width: 1fr; }
     SamplesScreen #sets { height: 1fr; }
     SamplesScreen #filter-row { height: 3; }
     SamplesScreen #filter { width: 1fr; }
-    SamplesScreen #marked { width: 24; padding: 1 1 0 1; color: $text-muted; }
+    SamplesScreen #marked { width: auto; padding: 1 1 0 1; color: $text-muted; }
     SamplesScreen #samples { height: 1fr; min-height: 6; }
     SamplesScreen #prompt { height: auto; max-height: 3; padding: 0 1; }
     SamplesScreen #preview { height: 1fr; min-height: 8; }
     """
     BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="samples.filter", tooltip="by name or prompt"),
         Binding("space", "toggle_mark", "Mark", id="samples.mark"),
-        Binding("a", "mark_all", "Mark shown", id="samples.mark_all"),
-        Binding("u", "unmark_all", "Unmark all", id="samples.unmark_all"),
-        Binding("b", "build_set", "Build set", id="samples.build_set"),
-        Binding("slash", "focus_filter", "Filter", id="samples.filter"),
+        Binding("a", "mark_all", "Mark all", id="samples.mark_all", tooltip="every sample shown"),
+        Binding("u", "unmark_all", "Unmark all", id="samples.unmark_all", show=False),
+        Binding("b", "build_set", "Build set", id="samples.build_set", tooltip="a sample set of the marked samples"),
         Binding("escape", "focus_table", "Back to the table", id="samples.table", show=False),
     ]
 

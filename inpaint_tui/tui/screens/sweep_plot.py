@@ -46,6 +46,7 @@ class SweepPlotScreen(LiveScreen):
     SweepPlotScreen #plot { height: 2fr; min-height: 10; }
     SweepPlotScreen #points { height: 1fr; }
     SweepPlotScreen #empty { padding: 1 2; }
+    SweepPlotScreen #summary { width: 1fr; height: auto; }
     """
 
     def __init__(self) -> None:
