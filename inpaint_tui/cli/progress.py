@@ -107,5 +107,9 @@ def announce_detached(store, run_ids: list[int], device: str | None) -> None:
     from inpaint_tui.jobs.launch import ensure_worker, serving_message
 
     worker_id, started = ensure_worker(store, device=device)
-    runs = ", ".join(map(str, run_ids))
-    typer.echo(f"{serving_message(store, worker_id, started)}; follow with `inpaint-tui runs watch {runs}`", err=True)
+    typer.echo(f"{serving_message(store, worker_id, started)}; follow with `{watch_command(run_ids)}`", err=True)
+
+
+def watch_command(run_ids: list[int]) -> str:
+    """The command that follows these runs, as a shell takes it (ids space-separated)."""
+    return "inpaint-tui runs watch " + " ".join(map(str, run_ids))

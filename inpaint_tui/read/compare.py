@@ -13,9 +13,11 @@ def compare_runs(store, run_a: int, run_b: int, metrics: Sequence[str] = ()) -> 
     difference B − A with its 95% bootstrap interval, and the Wilcoxon signed-rank p-value.
     Means, difference and n cover the pairs actually compared (both values finite);
     `excluded` counts the pairs left out for an infinite value. Raises KeyError naming a
-    requested metric not in both runs, UnknownMetric for a name not in the catalogue."""
+    requested metric not in both runs, UnknownMetric for a name not in the catalogue, and
+    NotFound naming a run that does not exist (an empty comparison would look like one)."""
     from engine.metrics.stats import paired_comparison
 
+    store.run(run_a), store.run(run_b)
     a_values, b_values = store.sample_metric_values(run_a), store.sample_metric_values(run_b)
     for name in metrics:
         metric_info(name)
