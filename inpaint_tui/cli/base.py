@@ -4,6 +4,7 @@ one-line error rule. Every command module imports from here; nothing here import
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,34 @@ from typing import Any, Iterator, Optional
 import typer
 
 from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+
+def _value_names_in_help() -> None:
+    """Typer 0.2x's --help shows each parameter's Python annotation (`<list[int]>`, `<str>`, and
+    `<bool>` on flags that take no value). Show what is typed instead: the metavar where one is
+    given, Click's names otherwise (TEXT, INTEGER, NUMBER, PATH), nothing for flags; arguments
+    are named by their metavar alone. Another Typer keeps its own help."""
+    from typer import core
+
+    annotation_label = getattr(core.TyperOption, "display_type", None)
+    if annotation_label is None or not hasattr(core, "TyperArgument"):
+        return
+    names = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER", "float range": "NUMBER",
+             "path": "PATH", "file": "PATH", "directory": "FOLDER"}
+
+    def value_name(self, ctx):
+        if isinstance(self, core.TyperArgument) or getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        label = str(annotation_label(self, ctx)).strip("<>")
+        label = label[len("list["):-1] if label.startswith("list[") else label
+        return names.get(label, label.upper())
+
+    core.TyperArgument.display_type_rich = value_name
+    core.TyperOption.display_type_rich = value_name
+
+
+_value_names_in_help()
 
 app = typer.Typer(
     name="inpaint-tui",
@@ -99,9 +128,13 @@ def print_json(data: Any) -> None:
 def rich_console():
     from rich.console import Console
 
-    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns.
+    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns, unless
+    # COLUMNS asks for a width (`COLUMNS=80 inpaint-tui ... > file`).
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else 200)
 
 
 def recorded_command() -> str:

@@ -92,9 +92,9 @@ def leaderboard(
 @metrics_app.command("compute")
 def metrics_compute(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
     metric: List[str] = typer.Option(
-        [], "--metric", "-m", help="Metric or group to (re)compute; repeatable (default: the run's configured groups)."
+        [], "--metric", "-m", metavar="NAME", help="Metric or group to (re)compute; repeatable (default: the run's configured groups)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's per-run metrics as JSON afterwards."),
 ) -> None:
@@ -127,9 +127,9 @@ def metrics_compute(
 @app.command()
 def compare(
     ctx: typer.Context,
-    run_a: int = typer.Argument(..., help="Baseline run id."),
-    run_b: int = typer.Argument(..., help="Run compared with the baseline."),
-    metric: List[str] = typer.Option([], "--metric", "-m", help="Metrics to compare (default: all both runs have)."),
+    run_a: int = typer.Argument(..., metavar="RUN_A", help="Baseline run id."),
+    run_b: int = typer.Argument(..., metavar="RUN_B", help="Run compared with the baseline."),
+    metric: List[str] = typer.Option([], "--metric", "-m", metavar="NAME", help="Metrics to compare (default: all both runs have)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Paired comparison of two runs on their common samples: mean difference (B − A), its

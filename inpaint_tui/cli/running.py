@@ -30,8 +30,8 @@ from inpaint_tui.read.present import format_params
 @app.command()
 def run(
     ctx: typer.Context,
-    technique: str = typer.Option(..., "-t", "--technique", help="Technique name (see `inpaint-tui techniques`)."),
-    param: List[str] = typer.Option([], "-p", "--param", help="Technique parameter as key=value; repeatable."),
+    technique: str = typer.Option(..., "-t", "--technique", metavar="NAME", help="Technique name (see `inpaint-tui techniques`)."),
+    param: List[str] = typer.Option([], "-p", "--param", metavar="KEY=VALUE", help="Technique parameter as key=value; repeatable."),
     sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
     model: str = typer.Option(DEFAULTS.model, "--model", help="Model preset or local pipeline folder (see "
                               "`inpaint-tui models`)."),

@@ -14,7 +14,7 @@ from inpaint_tui.read.present import printable
 def samples_import(
     ctx: typer.Context,
     source: str = typer.Argument(
-        ..., help="demo (bundled photos), hf:paint-by-inpaint/PIPE, hf:OWNER/NAME (with --*-column), or a folder."
+        ..., metavar="SOURCE", help="demo (bundled photos), hf:paint-by-inpaint/PIPE, hf:OWNER/NAME (with --*-column), or a folder."
     ),
     set_name: Optional[str] = typer.Option(None, "--set", help="Sample set to add to (default: named after the source)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be imported and what cannot; change nothing."),
@@ -116,7 +116,7 @@ def samples_list(
 @samples_app.command("show")
 def samples_show(
     ctx: typer.Context,
-    sample_id: int = typer.Argument(..., help="Sample id (see `samples list`)."),
+    sample_id: int = typer.Argument(..., metavar="SAMPLE_ID", help="Sample id (see `samples list`)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one sample: files, size, prompt, sets and metadata."""

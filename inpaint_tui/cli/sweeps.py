@@ -29,9 +29,9 @@ from inpaint_tui.read.present import format_number, format_params
 @app.command()
 def sweep(
     ctx: typer.Context,
-    technique: List[str] = typer.Option(..., "-t", "--technique", help="Technique(s); repeatable or comma-separated; "
+    technique: List[str] = typer.Option(..., "-t", "--technique", metavar="NAME", help="Technique(s); repeatable or comma-separated; "
                                         "`all` for every technique."),
-    param: List[str] = typer.Option([], "-p", "--param", help="name=v1,v2,...: a grid axis; repeatable."),
+    param: List[str] = typer.Option([], "-p", "--param", metavar="NAME=V1,V2", help="name=v1,v2,...: a grid axis; repeatable."),
     sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
     model: str = typer.Option(DEFAULTS.model, "--model", help="Model preset or local pipeline folder."),
     steps: str = typer.Option(str(DEFAULTS.steps), "--steps", help="Denoising steps; a comma list sweeps them."),
@@ -129,8 +129,8 @@ def sweeps_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
 @sweeps_app.command("show")
 def sweeps_show(
     ctx: typer.Context,
-    sweep_id: int = typer.Argument(..., help="Sweep id."),
-    metric: str = typer.Option("bg_mse", "--metric", "-m", help="Metric column to show."),
+    sweep_id: int = typer.Argument(..., metavar="SWEEP_ID", help="Sweep id."),
+    metric: str = typer.Option("bg_mse", "--metric", "-m", metavar="NAME", help="Metric column to show."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show a sweep: each grid point's run, status and a metric."""

@@ -125,7 +125,7 @@ def workers(
 @workers_app.command("stop")
 def workers_stop(
     ctx: typer.Context,
-    worker_ids: Optional[list[int]] = typer.Argument(None, metavar="WORKER", help="Worker ids (default: every "
+    worker_ids: Optional[list[int]] = typer.Argument(None, metavar="WORKER_ID", help="Worker ids (default: every "
                                                      "live worker)."),
 ) -> None:
     """Stop workers at their next denoising step; their runs go back to the queue.
