@@ -52,14 +52,15 @@ def short(value: float) -> str:
     return ("inf" if value > 0 else "-inf") if math.isinf(value) else f"{value:.3g}"
 
 
-def format_interval(low: float | None, high: float | None, *, number=short) -> str:
-    """`[low–high]`; a single point (every resample equal: all values, or all differences,
-    the same) is `all equal`, not a range `[4–4]`; `-` when there is none (one value)."""
+def format_interval(low: float | None, high: float | None, *, number=short, separator: str = "–") -> str:
+    """`[low–high]` (`separator` ", " where bounds are often negative: `[-0.03, -0.01]`); a
+    single point (every resample equal: all values, or all differences, the same) is
+    `all equal`, not a range `[4–4]`; `-` when there is none (one value)."""
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "-"
     if low == high:
         return "all equal"
-    return f"[{number(low)}–{number(high)}]"
+    return f"[{number(low)}{separator}{number(high)}]"
 
 
 def format_p_value(p: float) -> str:

@@ -92,3 +92,79 @@ def test_the_progress_row_names_a_sample_as_soon_as_it_starts(db, demo_store):
     second = demo_store.run_detail(run_id).samples[1]
     progress = demo_store.run_progress(run_id)
     assert (progress.sample_position, progress.sample_name, progress.samples_done) == (1, second.sample_name, 1)
+
+
+# --- 6. the compare verdict follows its stated rule ---------------------------------------
+
+def _brute_force_wilcoxon(differences) -> float:
+    """Two-sided exact signed-rank p by enumerating every sign assignment (zeros dropped,
+    tied |d| sharing their mean rank): independent of engine.metrics.stats' recursion."""
+    import itertools
+
+    d = [x for x in differences if x != 0]
+    order = sorted(abs(x) for x in d)
+    rank = {v: (order.index(v) + 1 + len(order) - order[::-1].index(v)) / 2 for v in order}
+    ranks = [rank[abs(x)] for x in d]
+    observed = sum(r for r, x in zip(ranks, d) if x > 0)
+    centre = sum(ranks) / 2
+    extreme = sum(1 for signs in itertools.product((0, 1), repeat=len(d))
+                  if abs(sum(r for r, s in zip(ranks, signs) if s) - centre) >= abs(observed - centre) - 1e-9)
+    return extreme / 2 ** len(d)
+
+
+def _bootstrap_excludes_zero(differences, resamples=20_000) -> bool:
+    """Whether a percentile bootstrap of the mean (Python's own RNG) puts 0 outside its 95%
+    interval; the hand-made data below are far from the boundary either way."""
+    import random
+
+    rng = random.Random(1)
+    n = len(differences)
+    means = sorted(sum(rng.choice(differences) for _ in range(n)) / n for _ in range(resamples))
+    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return not (low <= 0 <= high)
+
+
+@pytest.mark.parametrize("metric, differences", [
+    ("bg_mse", [0.01, 0.02, 0.015, 0.03, 0.012]),  # the case seen: interval above 0, p = 0.0625 on 5 pairs
+    ("bg_psnr", [0.4, 0.9, 1.3, 0.2, 0.6, 1.1, 0.8, 0.5]),  # higher is better, all up: better
+    ("bg_mse", [-0.01, -0.02, -0.004, -0.03, -0.012, -0.007, -0.02, -0.015]),  # lower is better, all down
+    ("bg_psnr", [float(k) for k in range(1, 16)] + [-300.0]),  # p small, interval spans 0: skewed
+    ("bg_psnr", [-0.4, -0.9, -1.3, -0.2, -0.6, -1.1, -0.8, -0.5, 0.1, -0.7]),  # worse
+    ("bg_ssim", [0.0, 0.0, 0.0, 0.0]),  # no difference at all
+])
+def test_the_verdict_is_the_stated_rule_applied_to_the_shown_p_and_interval(metric, differences):
+    from engine.metrics.catalogue import higher_is_better
+    from inpaint_tui.read.compare import VERDICT_LEVEL, compare_values, verdict
+
+    a = [0.5 + 0.01 * i for i in range(len(differences))]
+    b = [x + d for x, d in zip(a, differences)]
+    entry = compare_values(metric, a, b)
+    p, excludes = _brute_force_wilcoxon(differences) if any(differences) else 1.0, _bootstrap_excludes_zero(differences)
+    assert entry["p_value"] == pytest.approx(p, abs=1e-12)
+    assert (not entry["ci_low"] <= 0 <= entry["ci_high"]) == excludes
+    if p < VERDICT_LEVEL and excludes:
+        up = sum(differences) > 0
+        expected = "run 2 better" if up == higher_is_better(metric) else "run 2 worse"
+    else:
+        expected = "no clear difference"
+    assert verdict(entry, 2) == expected
+
+
+def test_the_seen_case_is_explained_by_the_rule_line():
+    from inpaint_tui.read.compare import VERDICT_RULE, compare_values, verdict
+    from inpaint_tui.read.present import format_p_value
+
+    entry = compare_values("bg_mse", [0.1] * 5, [0.11, 0.12, 0.115, 0.13, 0.112])
+    assert entry["ci_low"] > 0 and verdict(entry, 2) == "no clear difference"
+    assert format_p_value(entry["p_value"]) == "0.0625"
+    assert "p < 0.05 and the 95% interval of B − A excludes 0" in VERDICT_RULE
+    assert "no multiple-comparison correction" in VERDICT_RULE
+
+
+@pytest.mark.parametrize("p, shown", [(0.03125, "0.0312"), (0.04996, "0.04996"), (0.05, "0.05"), (0.0500004, "0.05"),
+                                      (1.0, "1"), (0.000123456, "0.000123")])
+def test_p_values_never_round_across_the_verdict_level(p, shown):
+    from inpaint_tui.read.present import format_p_value
+
+    assert format_p_value(p) == shown
+    assert (float(shown) < 0.05) == (p < 0.05)
