@@ -147,6 +147,21 @@ def recorded_command() -> str:
     return hide_passwords(shlex.join(["inpaint-tui", *sys.argv[1:]]))
 
 
+def require_model(store, model: str, *, detach: bool = False) -> None:
+    """Refuse, before anything is queued or a worker registered, a model this box cannot load
+    (engine.models.check_available). A detached run that a live worker on another box will
+    take is left to that worker: its box may have the weights this one lacks."""
+    import socket
+
+    from engine.models import check_available
+    from inpaint_tui.jobs.worker import BACKGROUND_KINDS
+
+    if detach and any(worker.kind in BACKGROUND_KINDS and worker.host != socket.gethostname()
+                      for worker in store.workers()):
+        return
+    check_available(model)
+
+
 def fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -156,10 +171,11 @@ def fail(message: str, code: int = 1) -> None:
 def user_errors() -> Iterator[None]:
     """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
     argument (technique, parameter, model, value, a --db that names no kind of database), 1 for
-    a store or data problem (a database or data folder that cannot be used)."""
+    a store or data problem (a database or data folder that cannot be used, a hub model that is
+    not downloaded)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from engine.models import ModelUnavailable
+    from engine.models import ModelNotDownloaded, ModelUnavailable
     from engine.params import ParamError
     from engine.samples import SampleError
     from inpaint_tui.store import StoreError
@@ -167,6 +183,8 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
+    except ModelNotDownloaded as error:  # the weights are missing here, the argument was fine
+        fail(str(error), 1)
     except (ParamError, ModelUnavailable, DatabaseArgumentError) as error:
         fail(str(error), 2)
     except (StoreError, SampleError) as error:

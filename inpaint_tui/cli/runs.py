@@ -8,7 +8,16 @@ from typing import List, Optional
 import typer
 
 from engine.metrics.catalogue import key_metrics
-from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, runs_app, user_errors
+from inpaint_tui.cli.base import (
+    JSON_HELP,
+    context_of,
+    fail,
+    print_json,
+    require_model,
+    rich_console,
+    runs_app,
+    user_errors,
+)
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
 from inpaint_tui.read.present import format_number, format_params, format_progress, format_seed, printable
 
@@ -126,6 +135,7 @@ def runs_resume(
     with their recorded seeds, so the outputs equal those of an uninterrupted run."""
     with user_errors():
         store = context_of(ctx).store()
+        require_model(store, store.run(run_id).model, detach=detach)  # before it is re-queued
         store.requeue_for_resume(run_id, stale_after=stale_after())
         info = store.run(run_id)
         typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of {info.sample_count} samples "

@@ -18,6 +18,7 @@ from inpaint_tui.cli.base import (
     context_of,
     print_json,
     recorded_command,
+    require_model,
     rich_console,
     sweeps_app,
     user_errors,
@@ -71,6 +72,8 @@ def sweep(
         grid = parse_grid(param)
         points = expand_grid(techniques, grid, seeds=seed_values, steps=step_values, guidance=guidance_values)
         store = context_of(ctx).store()
+        if not dry_run:
+            require_model(store, model, detach=detach)  # before the sweep's runs are queued
         if dry_run:
             print_grid(points)
             return

@@ -168,3 +168,26 @@ def test_p_values_never_round_across_the_verdict_level(p, shown):
 
     assert format_p_value(p) == shown
     assert (float(shown) < 0.05) == (p < 0.05)
+
+
+# --- 7. a model that is not here is refused before anything is queued ----------------------
+
+@pytest.mark.parametrize("args", [["run", "-t", "vanilla"], ["run", "-t", "blended", "--detach"],
+                                  ["sweep", "-t", "blended", "-p", "blend_start=0,0.5"],
+                                  ["sweep", "-t", "vanilla", "--detach"]])
+def test_an_uncached_hub_model_offline_is_one_line_and_nothing_is_created(db, demo_store, tmp_path, args):
+    from tests.worker_processes import ENV, run_cli
+
+    empty_home = tmp_path / "hf-home"
+    empty_home.mkdir()
+    env = {**ENV, "HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_home)}
+    env.pop("HF_HUB_CACHE", None)
+    env.pop("HUGGINGFACE_HUB_CACHE", None)
+    result = run_cli(db, *args, "--model", "sd15", "--steps", "2", env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: model 'sd15' needs "), result.stderr
+    assert "not in the local cache" in lines[0] and "`hf download stable-diffusion-v1-5/" in lines[0]
+    assert "huggingface-cli" not in lines[0] and result.stdout == ""
+    assert demo_store.runs() == [] and demo_store.sweeps() == []
+    assert demo_store.workers(include_ended=True) == []
