@@ -24,7 +24,7 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
-from inpaint_tui.read.present import format_number, format_params
+from inpaint_tui.read.present import format_number, format_params, plural
 
 
 @app.command()
@@ -42,7 +42,7 @@ def sweep(
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the sweep."),
     force: bool = typer.Option(False, "--force", help="Compute every grid point even if an identical run exists."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid and what it would reuse; queue nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid, what it would reuse and its UNet calls; queue nothing."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32."),
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
@@ -56,7 +56,14 @@ def sweep(
     Example: sweep -t blended -p progressive_shrink=0,1,2 -p blend_start=0,0.25 --seeds 0,1."""
     from engine.params import ParamError
     from engine.spec import EvalConfig
-    from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep, split_values
+    from inpaint_tui.jobs.sweeps import (
+        expand_grid,
+        expand_techniques,
+        parse_grid,
+        plan_sweep,
+        queue_sweep,
+        split_values,
+    )
 
     with user_errors():
         try:
@@ -72,16 +79,16 @@ def sweep(
         grid = parse_grid(param)
         points = expand_grid(techniques, grid, seeds=seed_values, steps=step_values, guidance=guidance_values)
         store = context_of(ctx).store()
-        if not dry_run:
-            require_model(store, model, detach=detach)  # before the sweep's runs are queued
+        placement = dict(model=model, sample_set=sample_set, negative_prompt=negative_prompt, evaluation=evaluation,
+                         options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
+                                      animation=animation))
         if dry_run:
-            print_grid(points)
+            planned = plan_sweep(store, points, force=force, **placement)
+            print_plan(planned, len(store.set_sample_ids(sample_set)), as_json=as_json)
             return
+        require_model(store, model, detach=detach)  # before the sweep's runs are queued
         queued = queue_sweep(
-            store, points, model=model, sample_set=sample_set, negative_prompt=negative_prompt,
-            evaluation=evaluation,
-            options=dict(device=device, dtype=dtype, preview_every=preview_every or None, animation=animation),
-            command=recorded_command(), name=name, force=force,
+            store, points, **placement, command=recorded_command(), name=name, force=force,
             spec=dict(techniques=techniques, grid=grid, seeds=seed_values, steps=step_values, guidance=guidance_values,
                       model=model, sample_set=sample_set),
         )
@@ -100,14 +107,49 @@ def sweep(
         typer.echo(queued.sweep_id)
 
 
-def print_grid(points) -> None:
-    from rich.table import Table
+def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
+    """The dry run: each grid point, whether it would reuse a run or be computed, and its
+    cost in UNet calls (the techniques' own estimates, as the TUI's form shows them)."""
+    computed = [entry for entry in planned if entry.computed]
+    total = sum(entry.unet_calls_per_image for entry in computed) * sample_count
+    exact = all(entry.exact for entry in computed)
+    if as_json:
+        print_json({
+            "dry_run": True, "samples": sample_count, "unet_calls": total, "exact": exact,
+            "points": [{"index": i, "technique": e.point.technique, "params": e.point.params, "steps": e.point.steps,
+                        "guidance": e.point.guidance, "seed": e.point.seed, "swept": e.point.swept,
+                        "reuse_run": e.reuse, "same_as": e.same_as, "unet_calls_per_image": e.unet_calls_per_image,
+                        "unet_calls": e.unet_calls_per_image * sample_count if e.computed else 0, "exact": e.exact}
+                       for i, e in enumerate(planned)]})
+        return
+    from rich.text import Text
 
-    table = Table("#", "technique", "parameters", "steps", "guidance", "seed")
-    for index, point in enumerate(points):
-        table.add_row(str(index), point.technique, format_params(point.params), str(point.steps), str(point.guidance),
-                      str(point.seed))
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    def outcome(entry) -> str:
+        if entry.reuse is not None:
+            return f"reuse run {entry.reuse}"
+        return f"as #{entry.same_as}" if entry.same_as is not None else "compute"
+
+    def calls(entry) -> str:
+        text = f"{'' if entry.exact else '≈'}{entry.unet_calls_per_image * sample_count}"
+        return text if entry.computed else f"({text})"
+
+    console = rich_console()
+    columns = [Col("#", justify="right"), Col("technique"), Col("parameters", keep=False), Col("steps", justify="right"),
+               Col("guidance", justify="right", drop=1), Col("seed", justify="right", drop=1),
+               Col("UNet calls", justify="right"), Col("would")]
+    rows = [[str(i), e.point.technique, Text(format_params(e.point.params)), str(e.point.steps), f"{e.point.guidance:g}",
+             str(e.point.seed), calls(e), outcome(e)] for i, e in enumerate(planned)]
+    table, dropped = fit_table(columns, rows, width=console.width, title="sweep (dry run: nothing queued)")
+    console.print(table)
+    reused = sorted({e.reuse for e in planned if e.reuse is not None})
+    console.print(Text(
+        f"{plural(len(planned), 'grid point')}: {len(computed)} to compute, "
+        f"{plural(len(reused), 'run')} reused{(' (' + ', '.join(map(str, reused)) + ')') if reused else ''}; "
+        f"{'' if exact else 'about '}{total} UNet calls to compute ({plural(sample_count, 'sample')} per run; "
+        f"a batched CFG pair counts as one call)"
+        + (f"; not shown at this width: {', '.join(dropped)}" if dropped else "")))
 
 
 @sweeps_app.command("list")

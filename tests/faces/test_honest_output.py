@@ -191,3 +191,31 @@ def test_an_uncached_hub_model_offline_is_one_line_and_nothing_is_created(db, de
     assert "huggingface-cli" not in lines[0] and result.stdout == ""
     assert demo_store.runs() == [] and demo_store.sweeps() == []
     assert demo_store.workers(include_ended=True) == []
+
+
+# --- 3. the dry run says what it would reuse and what the rest costs -----------------------
+
+def test_sweep_dry_run_names_reused_runs_and_the_unet_calls_of_the_rest(cli, demo_store):
+    import json
+
+    from engine.spec import EvalConfig
+
+    evaluation = EvalConfig.for_model("tiny", metrics="background", models="auto")
+    existing = queue(demo_store, params={"blend_start": 0.25}, model="tiny", steps=8, eval_config=evaluation)
+    grid = ["sweep", "-t", "blended", "-p", "blend_start=0,0.25,0.5,0.5", "--model", "tiny", "--steps", "8",
+            "--metrics", "background", "--dry-run"]
+    plan = json.loads(cli(*grid, "--json").stdout)
+    # Blended Latent Diffusion costs N UNet calls per image, less the floor(p·N) skipped steps
+    # (RESEARCH.md): 8, 6, 4 at 8 steps; 6 samples each.
+    assert [(p["reuse_run"], p["same_as"], p["unet_calls_per_image"]) for p in plan["points"]] == [
+        (None, None, 8), (existing, None, 6), (None, None, 4), (None, 2, 4)]
+    assert [p["unet_calls"] for p in plan["points"]] == [48, 0, 24, 0]
+    assert (plan["unet_calls"], plan["samples"], plan["exact"]) == (72, 6, True)
+
+    text = cli(*grid).stdout
+    assert f"reuse run {existing}" in text and "as #2" in text
+    assert "4 grid points: 2 to compute, 1 run reused" in " ".join(text.split())
+    assert "72 UNet calls" in text
+    forced = json.loads(cli(*grid, "--force", "--json").stdout)
+    assert forced["unet_calls"] == 6 * (8 + 6 + 4 + 4) and all(p["reuse_run"] is None for p in forced["points"])
+    assert [r.id for r in demo_store.runs()] == [existing] and demo_store.sweeps() == []
