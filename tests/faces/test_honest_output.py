@@ -219,3 +219,64 @@ def test_sweep_dry_run_names_reused_runs_and_the_unet_calls_of_the_rest(cli, dem
     forced = json.loads(cli(*grid, "--force", "--json").stdout)
     assert forced["unet_calls"] == 6 * (8 + 6 + 4 + 4) and all(p["reuse_run"] is None for p in forced["points"])
     assert [r.id for r in demo_store.runs()] == [existing] and demo_store.sweeps() == []
+
+
+# --- 5. progress reaches a stderr that is not a terminal -----------------------------------
+
+@pytest.mark.sqlite_only(reason="what reaches stderr does not depend on the backend")
+def test_a_run_with_stderr_in_a_file_logs_a_plain_line_per_sample(db, demo_store, tmp_path):
+    import subprocess
+
+    from tests.worker_processes import ENV, command
+
+    log = tmp_path / "run.log"
+    with open(log, "w") as stderr:
+        result = subprocess.run(command(db, "run", "-t", "blended", "--model", "tiny", "--steps", "3", "--metrics",
+                                        "background"), stdout=subprocess.PIPE, stderr=stderr, text=True, env=ENV,
+                                timeout=300)
+    text = log.read_text()
+    assert result.returncode == 0, text
+    run_id = int(result.stdout)
+    assert "\x1b" not in text and "\r" not in text
+    names = [s.sample_name for s in demo_store.run_detail(run_id).samples]
+    prefix = f"run {run_id} blended: "
+    lines = [line.removeprefix(prefix) for line in text.splitlines() if line.startswith(prefix)]
+    starts = [line for line in lines if line.startswith("sample ") and " step " not in line]
+    assert [line.split()[1:3] for line in starts] == [[f"{i + 1}/6", name] for i, name in enumerate(names)]
+    assert lines[0] == "loading model" and lines[-2:] == ["evaluating", "finished (6/6 samples done)"]
+
+
+def test_line_progress_writes_step_lines_at_quarters_at_most_every_ten_seconds():
+    import io
+    from types import SimpleNamespace
+
+    from inpaint_tui.cli.progress import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = LineProgress(out, clock=lambda: now[0])
+    task = progress.add_task("run 1 blended", total=2)
+
+    def state(done, name, step, phase="generating"):
+        return SimpleNamespace(phase=phase, samples_done=done, sample_count=2, sample_name=name, step=step, steps=40)
+
+    progress.update(task, state=state(0, None, 0, "loading"))
+    progress.update(task, state=state(0, "a", 0))
+    for step in range(1, 41):  # 3 s per step: quarters at steps 10, 20, 30, 40, each ≥ 10 s after the last line
+        now[0] += 3
+        progress.update(task, state=state(0, "a", step), rate="0.3 it/s")
+    progress.update(task, state=state(1, "a", 0))  # the sample's end: no line
+    progress.update(task, state=state(1, "b", 0))
+    for step in range(1, 41):  # fast: a quarter is reached every 0.1 s, but 10 s must pass between lines
+        now[0] += 0.01
+        progress.update(task, state=state(1, "b", step))
+    progress.update(task, detail="finished", completed=2)
+    progress.console.print("[yellow]a note[/]")
+    assert out.getvalue().splitlines() == [
+        "run 1 blended: loading model",
+        "run 1 blended: sample 1/2 a",
+        *[f"run 1 blended: sample 1/2 a step {step}/40 0.3 it/s" for step in (10, 20, 30, 40)],
+        "run 1 blended: sample 2/2 b",
+        "run 1 blended: finished (2/2 samples done)",
+        "a note",
+    ]
