@@ -26,7 +26,8 @@ class Col:
     header: str
     keep: bool = True
     justify: str = "left"
-    drop: int = 0
+    drop: float = 0
+    ratio: int = 1  # a wrapping column's share of the room left
 
 
 def _width(cell: Any) -> int:
@@ -55,13 +56,14 @@ def fit_table(columns: Sequence[Col], rows: Sequence[Sequence[Any]], *, width: i
     left out. Cells are strings (Rich markup allowed) or Rich Text."""
     from rich.table import Table
 
-    def need(index: int, break_header: bool) -> tuple[int, str]:
-        """(width the column needs, its header as shown)."""
+    def need(index: int, break_header: bool) -> tuple[int, int, str]:
+        """(width the column needs, its natural width, its header as shown)."""
         column = columns[index]
         cells = max((_width(row[index]) for row in rows), default=0)
         header = _header(column.header, max(cells, 1)) if break_header else column.header
         head = max(len(line) for line in header.split("\n"))
-        return (max(cells, head) if column.keep else max(min(cells, _TEXT_MIN), head)), header
+        natural = max(cells, head)
+        return (natural if column.keep else min(natural, max(_TEXT_MIN, head))), natural, header
 
     def total(shown: list[int]) -> int:
         return _BORDER + sum(sizes[i][0] + _PER_COLUMN for i in shown)
@@ -74,13 +76,29 @@ def fit_table(columns: Sequence[Col], rows: Sequence[Sequence[Any]], *, width: i
         if total(shown) <= width:
             break
         shown.remove(candidate)
+    widths = {i: sizes[i][0] for i in shown}
+    # The room left goes to the wrapping columns, in proportion to their `ratio`, none past its
+    # natural width (Rich alone would stop at their longest word, a path or a hub id).
+    spare = width - total(shown)
+    growing = [i for i in shown if not columns[i].keep and widths[i] < sizes[i][1]]
+    while spare > 0 and growing:
+        weight = sum(columns[i].ratio for i in growing)
+        given = 0
+        for i in growing:
+            extra = min(max(1, spare * columns[i].ratio // weight), sizes[i][1] - widths[i], spare - given)
+            widths[i] += extra
+            given += extra
+        spare -= given
+        growing = [i for i in growing if widths[i] < sizes[i][1]]
+        if not given:
+            break
     table = Table(**table_options)
     for i in shown:
         column = columns[i]
         if column.keep:
-            table.add_column(sizes[i][1], justify=column.justify, no_wrap=True, min_width=sizes[i][0])
+            table.add_column(sizes[i][2], justify=column.justify, no_wrap=True, min_width=widths[i])
         else:
-            table.add_column(sizes[i][1], justify=column.justify, overflow="fold", min_width=sizes[i][0])
+            table.add_column(sizes[i][2], justify=column.justify, overflow="fold", width=widths[i])
     for row in rows:
         table.add_row(*[row[i] for i in shown])
     return table, [columns[i].header for i in range(len(columns)) if i not in shown]

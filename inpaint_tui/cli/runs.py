@@ -19,7 +19,7 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
-from inpaint_tui.read.present import format_number, format_params, format_progress, format_seed, printable
+from inpaint_tui.read.present import format_number, format_params, format_progress, format_seed, plural, printable
 
 
 @runs_app.command("list")
@@ -138,8 +138,8 @@ def runs_resume(
         require_model(store, store.run(run_id).model, detach=detach)  # before it is re-queued
         store.requeue_for_resume(run_id, stale_after=stale_after())
         info = store.run(run_id)
-        typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of {info.sample_count} samples "
-                   f"to do", err=True)
+        typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of "
+                   f"{plural(info.sample_count, 'sample')} to do", err=True)
         if detach:
             announce_detached(store, [run_id], device)
             return
@@ -161,15 +161,16 @@ def runs_delete(
         store = context_of(ctx).store()
         infos = [store.run(run_id) for run_id in run_ids]
     if not yes:
-        listing = ", ".join(f"{i.id} ({i.technique}, {i.status}, {i.done_count} images)" for i in infos)
+        listing = ", ".join(f"{i.id} ({i.technique}, {i.status}, {plural(i.done_count, 'image')})" for i in infos)
+        runs = "run" if len(infos) == 1 else "runs"
         if not sys.stdin.isatty():
-            fail(f"deleting run(s) {listing} needs confirmation: pass --yes", 2)
-        if not typer.confirm(f"Delete run(s) {listing} and their files?"):
+            fail(f"deleting {runs} {listing} needs confirmation: pass --yes", 2)
+        if not typer.confirm(f"Delete {runs} {listing} and their files?"):
             raise typer.Exit(1)
     with user_errors():
         for info in infos:
             removed = store.delete_run(info.id, stale_after=stale_after())
-            typer.echo(f"run {info.id} deleted ({removed} files)", err=True)
+            typer.echo(f"run {info.id} deleted ({plural(removed, 'file')})", err=True)
 
 
 @runs_app.command("tag")

@@ -92,7 +92,7 @@ def sweep(
             spec=dict(techniques=techniques, grid=grid, seeds=seed_values, steps=step_values, guidance=guidance_values,
                       model=model, sample_set=sample_set),
         )
-    typer.echo(f"sweep {queued.sweep_id}: {len(points)} grid points, {len(queued.new)} new run(s), "
+    typer.echo(f"sweep {queued.sweep_id}: {plural(len(points), 'grid point')}, {plural(len(queued.new), 'new run')}, "
                f"{len(queued.reused)} reused ({', '.join(map(str, queued.reused)) or '-'})", err=True)
     if queued.new:
         if detach:
@@ -160,15 +160,19 @@ def sweeps_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     if as_json:
         print_json([info.to_dict() for info in infos])
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("sweep", "name", "runs", "reused", "techniques", "axes", "created")
-    for info in infos:
-        grid = info.spec.get("grid", {})
-        table.add_row(str(info.id), info.name or "-", str(len(info.run_ids)), str(sum(info.reused)),
-                      ",".join(info.spec.get("techniques", [])), " ".join(f"{k}={','.join(v)}" for k, v in grid.items()),
-                      info.created_at.strftime("%Y-%m-%d %H:%M"))
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("sweep", justify="right"), Col("name", keep=False), Col("runs", justify="right"),
+               Col("reused", justify="right"), Col("techniques", keep=False), Col("axes", keep=False, ratio=2),
+               Col("created")]
+    rows = [[str(info.id), Text(info.name or "-"), str(len(info.run_ids)), str(sum(info.reused)),
+             Text(", ".join(info.spec.get("techniques", []))),
+             Text(" ".join(f"{k}={','.join(map(str, v))}" for k, v in info.spec.get("grid", {}).items()) or "-"),
+             info.created_at.strftime("%Y-%m-%d %H:%M")] for info in infos]
+    console.print(fit_table(columns, rows, width=console.width)[0])
 
 
 @sweeps_app.command("show")
@@ -188,14 +192,19 @@ def sweeps_show(
     if as_json:
         print_json({**info.to_dict(), "runs": [runs[r].to_dict() for r in info.run_ids if r in runs]})
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("run", "swept values", "status", "done", metric, "reused", title=f"sweep {sweep_id} {info.name or ''}")
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("run", justify="right"), Col("swept values", keep=False), Col("status"), Col("done", justify="right"),
+               Col(metric, justify="right"), Col("reused")]
+    rows = []
     for run_id, point, reused in zip(info.run_ids, info.points, info.reused):
         run = runs.get(run_id)
         if run is None:
             continue
         value = leaderboard[run_id].metrics.get(metric) if run_id in leaderboard else None
-        table.add_row(str(run_id), format_params(point), run.status, f"{run.done_count}/{run.sample_count}",
-                      format_number(value), "yes" if reused else "")
-    rich_console().print(table)
+        rows.append([str(run_id), Text(format_params(point)), run.status, f"{run.done_count}/{run.sample_count}",
+                     format_number(value), "yes" if reused else ""])
+    console.print(fit_table(columns, rows, width=console.width, title=f"sweep {sweep_id} {info.name or ''}")[0])

@@ -280,3 +280,107 @@ def test_line_progress_writes_step_lines_at_quarters_at_most_every_ten_seconds()
         "run 1 blended: finished (2/2 samples done)",
         "a note",
     ]
+
+
+# --- 8. --help names values as they are typed ------------------------------------------------
+
+def _all_commands():
+    import typer
+
+    from inpaint_tui.cli import app
+
+    def walk(command, path):
+        yield path
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            yield from walk(sub, path + [name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=lambda path: " ".join(path) or "inpaint-tui")
+def test_help_shows_metavars_not_python_types(path):
+    import re
+
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"<(list\[|str>|int|bool>|float|path>)", result.output), result.output
+    assert "run_id" not in result.output and "run_ids" not in result.output  # arguments by their metavar
+
+
+# --- 9. tables at 80 columns -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory, tiny_model):
+    """Two finished tiny runs and a sweep over them, on SQLite (table layout does not depend on
+    the backend)."""
+    import json
+
+    db = str(tmp_path_factory.mktemp("narrow") / "experiments.db")
+    runner = CliRunner()
+
+    def invoke(*args, env=None):
+        result = runner.invoke(app, ["--db", db, *args], env=env)
+        assert result.exit_code == 0, result.output + result.stderr
+        return result
+
+    invoke("samples", "import", "demo")
+    sweep = json.loads(invoke("sweep", "-t", "blended", "-p", "blend_start=0,0.5", "--model", "tiny", "--steps", "2",
+                              "--metrics", "background", "--json").stdout)
+    return invoke, sweep["run_ids"]
+
+
+def _check_fits(text: str, width: int = 80) -> list[str]:
+    from rich.cells import cell_len
+
+    lines = text.splitlines()
+    assert all(cell_len(line) <= width for line in lines), "\n".join(l for l in lines if cell_len(l) > width)
+    assert "…" not in text, text
+    return lines
+
+
+def test_runs_show_at_80_columns_keeps_every_number_one_row_per_sample(finished_runs):
+    import json
+
+    from inpaint_tui.read.present import format_number
+
+    invoke, (first, _) = finished_runs
+    detail = json.loads(invoke("runs", "show", str(first), "--json").stdout)
+    lines = _check_fits(invoke("runs", "show", str(first), env={"COLUMNS": "80"}).stdout)
+    for sample in detail["samples"]:
+        row = [line for line in lines if f" {sample['sample_name']} " in line]
+        assert len(row) == 1, lines  # one line per sample
+        cells = [cell.strip() for cell in row[0].split("│")[1:-1]]
+        assert cells[:3] == [str(sample["position"]), sample["sample_name"], "done"]
+        assert cells[3:5] == [format_number(sample["metrics"]["bg_mse"]), format_number(sample["metrics"]["bg_psnr"])]
+    assert any(line.strip().startswith("outputs: ") for line in lines)
+    assert any("not shown at this width" in line for line in lines)
+    wide = invoke("runs", "show", str(first), env={"COLUMNS": "250"}).stdout
+    assert "not shown" not in wide and f"{detail['samples'][0]['seed']:x}" in wide and "seed (hex)" in wide
+
+
+@pytest.mark.parametrize("args", [["compare", "{a}", "{b}"], ["samples", "list"], ["workers", "--all"], ["sweeps", "list"],
+                                  ["sweeps", "show", "1"], ["techniques"], ["models"], ["metrics", "compute", "{a}"],
+                                  ["sweep", "-t", "blended", "-p", "blend_start=0,0.5,0.75", "-p",
+                                   "progressive_shrink=0,1", "--steps", "2,4", "--seeds", "0,1", "--model", "tiny",
+                                   "--metrics", "background", "--dry-run"]])
+def test_cli_tables_fit_80_columns_without_cutting_anything(finished_runs, args):
+    invoke, (a, b) = finished_runs
+    text = invoke(*[arg.format(a=a, b=b) for arg in args], env={"COLUMNS": "80"}).stdout
+    _check_fits(text)
+
+
+def test_compare_at_80_columns_shows_the_interval_p_and_the_rule(finished_runs):
+    import json
+
+    from inpaint_tui.read.present import format_interval, format_number, format_p_value
+
+    invoke, (a, b) = finished_runs
+    entries = json.loads(invoke("compare", str(a), str(b), "--json").stdout)["comparisons"]
+    lines = _check_fits(invoke("compare", str(a), str(b), env={"COLUMNS": "80"}).stdout)
+    for entry in entries:
+        row = next(line for line in lines if line.startswith(f"│ {entry['metric']} "))
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        assert cells == [entry["metric"], str(entry["n"]), format_number(entry["difference"]),
+                         format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", "),
+                         format_p_value(entry["p_value"]), entry["verdict"]]
+    assert "p < 0.05 and the 95% interval of B − A excludes 0" in " ".join(" ".join(lines).split())
