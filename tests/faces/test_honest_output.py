@@ -384,3 +384,21 @@ def test_compare_at_80_columns_shows_the_interval_p_and_the_rule(finished_runs):
                          format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", "),
                          format_p_value(entry["p_value"]), entry["verdict"]]
     assert "p < 0.05 and the 95% interval of B − A excludes 0" in " ".join(" ".join(lines).split())
+
+
+# --- 8. numbers, intervals, seeds and plurals as they are --------------------------------
+
+def test_formatting_whole_numbers_degenerate_intervals_seeds_and_plurals():
+    from inpaint_tui.read.present import format_interval, format_number, format_seed, format_summary, plural
+    from inpaint_tui.store import MetricSummary
+
+    assert [format_number(v) for v in (4.0, 0.0, -3.0, 0.01234567, 12.3456789, 2.5e-5, 123456.7)] == [
+        "4", "0", "-3", "0.0123", "12.3457", "2.500e-05", "1.235e+05"]
+    assert format_summary(MetricSummary(value=4.0, ci_low=4.0, ci_high=4.0, n=6)) == "4 (all equal)"
+    assert format_summary(MetricSummary(value=0.5, ci_low=0.25, ci_high=0.75, n=6)) == "0.5000 [0.25–0.75]"
+    assert format_summary(MetricSummary(value=0.5, ci_low=float("nan"), ci_high=float("nan"), n=1)) == "0.5000"
+    assert format_interval(0.0, 0.0) == "all equal" and format_interval(None, 1.0) == "-"
+    assert format_interval(-0.03, -0.01, number=format_number, separator=", ") == "[-0.0300, -0.0100]"
+    seed = 5863425046325970838  # 19 decimal digits, as engine.seeding draws them
+    assert format_seed(seed) == "515f12038d634796" and int(format_seed(seed), 16) == seed
+    assert [plural(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
