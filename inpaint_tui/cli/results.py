@@ -4,6 +4,7 @@ and report (a write-up)."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from inpaint_tui.read.compare import VERDICT_RULE, compare_runs, verdict
 from inpaint_tui.read.present import (
     best_values,
     format_interval,
-    format_number,
+    format_metric,
     format_p_value,
     format_params,
     format_summary,
@@ -127,7 +128,7 @@ def metrics_compute(
     console = rich_console()
     console.print(f"run {run_id}: computed {', '.join(names)}" + (f" ({len(messages)} skipped)" if messages else ""))
     for name, summary in sorted(detail.summaries.items()):
-        console.print(f"  {name:>20}: {format_summary(summary, None)}" + (f"  ({summary.note})" if summary.note else ""),
+        console.print(f"  {name:>20}: {format_summary(summary, None, name)}" + (f"  ({summary.note})" if summary.note else ""),
                       highlight=False)
 
 
@@ -166,9 +167,9 @@ def compare(
             rows.append([entry["metric"], str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", "")])
             continue
         n = str(entry["n"]) + (f" ({entry['excluded']} inf left out)" if entry.get("excluded") else "")
-        rows.append([entry["metric"], n, format_number(entry["mean_a"]), format_number(entry["mean_b"]),
-                     format_number(entry["difference"]),
-                     format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", "),
+        number = functools.partial(format_metric, entry["metric"])
+        rows.append([entry["metric"], n, number(entry["mean_a"]), number(entry["mean_b"]), number(entry["difference"]),
+                     format_interval(entry["ci_low"], entry["ci_high"], number=number, separator=", "),
                      format_p_value(entry["p_value"]), verdict(entry, run_b)])
     table, dropped = fit_table(columns, [[Text(str(cell)) for cell in row] for row in rows], width=console.width,
                                title=f"run {run_b} vs run {run_a} (paired, common samples)")

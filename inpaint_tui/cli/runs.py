@@ -19,7 +19,7 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
-from inpaint_tui.read.present import format_number, format_params, format_progress, format_seed, plural, printable
+from inpaint_tui.read.present import format_metric, format_params, format_progress, format_seed, plural, printable
 
 
 @runs_app.command("list")
@@ -88,7 +88,7 @@ def runs_show(
                *[Col(n, justify="right", drop=1 + j / 100 if j >= 3 else 0) for j, n in enumerate(names)],
                Col("output / error", keep=False, drop=3)]
     rows = [[str(s.position), Text(printable(s.sample_name)), s.status, format_seed(s.seed),
-             *[format_number(s.metrics.get(n)) for n in names],
+             *[format_metric(n, s.metrics.get(n)) for n in names],
              str(s.image_path) if s.image_path else (s.error or "-")] for s in detail.samples]
     table, dropped = fit_table(columns, rows, width=console.width)
     console.print(table)
@@ -103,7 +103,7 @@ def runs_show(
     if hidden:
         console.print(Text(f"  not shown at this width: {', '.join(hidden)} (--json has every value)"))
     if detail.metrics:
-        console.print("  mean: " + "  ".join(f"{k}={format_number(v)}" for k, v in sorted(detail.metrics.items())),
+        console.print("  mean: " + "  ".join(f"{k}={format_metric(k, v)}" for k, v in sorted(detail.metrics.items())),
                       highlight=False)
 
 

@@ -24,7 +24,7 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
-from inpaint_tui.read.present import format_number, format_params, plural
+from inpaint_tui.read.present import format_metric, format_params, plural
 
 
 @app.command()
@@ -206,5 +206,5 @@ def sweeps_show(
             continue
         value = leaderboard[run_id].metrics.get(metric) if run_id in leaderboard else None
         rows.append([str(run_id), Text(format_params(point)), run.status, f"{run.done_count}/{run.sample_count}",
-                     format_number(value), "yes" if reused else ""])
+                     format_metric(metric, value), "yes" if reused else ""])
     console.print(fit_table(columns, rows, width=console.width, title=f"sweep {sweep_id} {info.name or ''}")[0])

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
-from engine.metrics.catalogue import higher_is_better
+from engine.metrics.catalogue import METRICS, higher_is_better
 
 # ANSI escape sequences (CSI such as colours and cursor moves, OSC such as titles and links,
 # two-character ESC ones), then any other C0/C1 control character or DEL.
@@ -28,12 +28,14 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(" ", text.replace("\n", " ").replace("\t", " "))
 
 
-def format_number(value: float | None) -> str:
-    """4 decimals, scientific below 1e-3 and from 1e5; whole numbers (counts such as
-    unet_calls, a pasted background's 0) without decimals.
+def format_number(value: float | None, *, whole: bool = False) -> str:
+    """4 decimals, scientific below 1e-3 and from 1e5; with `whole`, a whole number (a count
+    such as unet_calls, or its mean when every sample had the same count) without decimals.
 
     >>> [format_number(v) for v in (0.01234567, 4.0, 0.0, 2.5e-5, None)]
-    ['0.0123', '4', '0', '2.500e-05', '-']
+    ['0.0123', '4.0000', '0.0000', '2.500e-05', '-']
+    >>> format_number(4.0, whole=True), format_number(4.5, whole=True)
+    ('4', '4.5000')
     """
     if value is None:
         return "-"
@@ -41,11 +43,18 @@ def format_number(value: float | None) -> str:
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    if value == int(value) and abs(value) < 1e15:
+    if whole and value == int(value) and abs(value) < 1e15:
         return str(int(value))
-    if abs(value) < 1e-3 or abs(value) >= 1e5:
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
         return f"{value:.3e}"
     return f"{value:.4f}"
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """A metric's value: counts (the catalogue's `count` metrics) as whole numbers where they
+    are whole, everything else as format_number."""
+    info = METRICS.get(name)
+    return format_number(value, whole=bool(info and info.count))
 
 
 def short(value: float) -> str:
@@ -97,12 +106,14 @@ def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
-def format_summary(summary, value: float | None = None) -> str:
+def format_summary(summary, value: float | None = None, name: str | None = None) -> str:
     """`mean [low–high]` (bootstrap interval; `mean (all equal)` when every sample had the
-    value, `mean` alone with one sample), `value ±std` (set-level), or "missing"."""
+    value, `mean` alone with one sample), `value ±std` (set-level), or "missing". With the
+    metric's `name`, counts show as whole numbers (format_metric)."""
+    number = (lambda v: format_metric(name, v)) if name else format_number
     if summary is None or summary.value is None:
-        return "missing" if summary is not None else format_number(value)
-    text = format_number(summary.value)
+        return "missing" if summary is not None else number(value)
+    text = number(summary.value)
     if summary.std is not None:
         return f"{text} ±{short(summary.std)}"
     interval = format_interval(summary.ci_low, summary.ci_high)

@@ -352,6 +352,7 @@ def test_runs_show_at_80_columns_keeps_every_number_one_row_per_sample(finished_
         cells = [cell.strip() for cell in row[0].split("│")[1:-1]]
         assert cells[:3] == [str(sample["position"]), sample["sample_name"], "done"]
         assert cells[3:5] == [format_number(sample["metrics"]["bg_mse"]), format_number(sample["metrics"]["bg_psnr"])]
+        assert str(int(sample["metrics"]["unet_calls"])) in cells  # a count, without decimals
     assert any(line.strip().startswith("outputs: ") for line in lines)
     assert any("not shown at this width" in line for line in lines)
     wide = invoke("runs", "show", str(first), env={"COLUMNS": "250"}).stdout
@@ -372,16 +373,18 @@ def test_cli_tables_fit_80_columns_without_cutting_anything(finished_runs, args)
 def test_compare_at_80_columns_shows_the_interval_p_and_the_rule(finished_runs):
     import json
 
-    from inpaint_tui.read.present import format_interval, format_number, format_p_value
+    from inpaint_tui.read.present import format_interval, format_metric, format_p_value
 
     invoke, (a, b) = finished_runs
     entries = json.loads(invoke("compare", str(a), str(b), "--json").stdout)["comparisons"]
     lines = _check_fits(invoke("compare", str(a), str(b), env={"COLUMNS": "80"}).stdout)
+    assert {entry["metric"] for entry in entries} >= {"bg_mse", "unet_calls"}
     for entry in entries:
+        number = lambda value: format_metric(entry["metric"], value)  # noqa: E731
         row = next(line for line in lines if line.startswith(f"│ {entry['metric']} "))
         cells = [cell.strip() for cell in row.split("│")[1:-1]]
-        assert cells == [entry["metric"], str(entry["n"]), format_number(entry["difference"]),
-                         format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", "),
+        assert cells == [entry["metric"], str(entry["n"]), number(entry["difference"]),
+                         format_interval(entry["ci_low"], entry["ci_high"], number=number, separator=", "),
                          format_p_value(entry["p_value"]), entry["verdict"]]
     assert "p < 0.05 and the 95% interval of B − A excludes 0" in " ".join(" ".join(lines).split())
 
@@ -389,12 +392,24 @@ def test_compare_at_80_columns_shows_the_interval_p_and_the_rule(finished_runs):
 # --- 8. numbers, intervals, seeds and plurals as they are --------------------------------
 
 def test_formatting_whole_numbers_degenerate_intervals_seeds_and_plurals():
-    from inpaint_tui.read.present import format_interval, format_number, format_seed, format_summary, plural
+    from inpaint_tui.read.present import (
+        format_interval,
+        format_metric,
+        format_number,
+        format_seed,
+        format_summary,
+        plural,
+    )
     from inpaint_tui.store import MetricSummary
 
-    assert [format_number(v) for v in (4.0, 0.0, -3.0, 0.01234567, 12.3456789, 2.5e-5, 123456.7)] == [
-        "4", "0", "-3", "0.0123", "12.3457", "2.500e-05", "1.235e+05"]
-    assert format_summary(MetricSummary(value=4.0, ci_low=4.0, ci_high=4.0, n=6)) == "4 (all equal)"
+    assert [format_number(v) for v in (4.0, 0.0, 0.01234567, 12.3456789, 2.5e-5, 123456.7)] == [
+        "4.0000", "0.0000", "0.0123", "12.3457", "2.500e-05", "1.235e+05"]
+    # Counts (the catalogue's) are whole numbers where they are whole; their means may not be.
+    assert [format_metric("unet_calls", v) for v in (4.0, 0.0, 4.5)] == ["4", "0", "4.5000"]
+    assert [format_metric("seconds", 1.0), format_metric("bg_psnr", 23.0)] == ["1.0000", "23.0000"]
+    degenerate = MetricSummary(value=4.0, ci_low=4.0, ci_high=4.0, n=6)
+    assert format_summary(degenerate, name="unet_calls") == "4 (all equal)"
+    assert format_summary(degenerate) == "4.0000 (all equal)"
     assert format_summary(MetricSummary(value=0.5, ci_low=0.25, ci_high=0.75, n=6)) == "0.5000 [0.25–0.75]"
     assert format_summary(MetricSummary(value=0.5, ci_low=float("nan"), ci_high=float("nan"), n=1)) == "0.5000"
     assert format_interval(0.0, 0.0) == "all equal" and format_interval(None, 1.0) == "-"
