@@ -56,7 +56,7 @@ class LineProgress:
     def add_task(self, description: str, total: float | None = None, **fields) -> int:
         task = len(self.tasks)
         self.tasks[task] = {"description": description, "total": total, "last": None, "phase": None,
-                            "sample": None, "quarter": 0, "ended": False}
+                            "sample": None, "quarter": 0}
         return task
 
     def print(self, text: str, **_) -> None:
@@ -71,13 +71,11 @@ class LineProgress:
                **_) -> None:
         info = self.tasks[task]
         prefix = info["description"]
-        if state is None:  # the end (detail is the run's status), or a status without progress yet
-            if detail and detail != info["phase"] and not info["ended"]:
+        if state is None:  # a status without progress (queued), or the end with the samples done
+            if detail and detail != info["phase"]:
                 info["phase"] = detail
-                if detail in ("finished", "finished_with_errors", "failed", "cancelled", "lost", "queued"):
-                    info["ended"] = True
-                    if completed is not None and info["total"]:
-                        detail += f" ({int(completed)}/{int(info['total'])} samples done)"
+                if completed is not None and info["total"]:
+                    detail += f" ({int(completed)}/{int(info['total'])} samples done)"
                 self._write(f"{prefix}: {detail}")
             return
         if state.phase != "generating":
