@@ -31,6 +31,11 @@ class ModelUnavailable(RuntimeError):
     """A preset or model folder that cannot be loaded here; the message says why and what to do."""
 
 
+class ModelNotDownloaded(ModelUnavailable):
+    """A hub model that is neither in the local cache nor reachable: missing data (the
+    command was right; the weights are not here), where ModelUnavailable is a bad argument."""
+
+
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
@@ -376,19 +381,31 @@ def _ddim_config(source: str) -> dict[str, Any]:
     return config
 
 
+def check_available(name: str) -> None:
+    """Raise ModelUnavailable (or ModelNotDownloaded) unless model `name` can be loaded here:
+    built in, a usable local folder, or hub weights in the local cache or reachable. The faces
+    call it before a run is queued (torch-free), so a missing model is one line, not a failed run."""
+    preset = resolve_preset(name)
+    for source in (preset.inpaint, preset.txt2img):
+        if source and not preset.builtin:
+            _ensure_loadable(source, preset.name)
+
+
 def _ensure_loadable(source: str, preset_name: str) -> None:
     """Fail fast, before any multi-minute hub timeout, when a hub model cannot be had."""
     if _is_local(source) or _cached(source):
         return
-    hint = f"Use --model tiny (offline), a local pipeline folder, or download it with `huggingface-cli download {source}`."
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise ModelUnavailable(f"model {preset_name!r} needs {source}, which is not in the local cache and HF_HUB_OFFLINE is set. {hint}")
+    # `hf` is huggingface_hub's current command line (`huggingface-cli` is deprecated).
+    hint = f"Use --model tiny (offline), a local pipeline folder, or download it with `hf download {source}`."
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelNotDownloaded(f"model {preset_name!r} needs {source}, which is not in the local cache and "
+                                 f"HF_HUB_OFFLINE is set. {hint}")
     from huggingface_hub import model_info
 
     try:
         model_info(source, timeout=10)
     except Exception as error:  # any failure here means the download below would fail too
-        raise ModelUnavailable(
+        raise ModelNotDownloaded(
             f"model {preset_name!r} needs {source}, which is not cached and the hub cannot be reached "
             f"({type(error).__name__}). {hint}"
         ) from None

@@ -41,6 +41,7 @@ class MetricInfo:
     summary: str = "bootstrap"  # bootstrap | set | wilson (see the module docstring)
     summarised_as: str | None = None  # a per-sample metric summarised by another entry
     key: bool = False  # shown first in tables (in catalogue order)
+    count: bool = False  # whole numbers per sample (model evaluations, hits): shown without decimals
 
     def __post_init__(self) -> None:
         if self.direction not in (HIGHER, LOWER):
@@ -106,21 +107,22 @@ _METRICS = (
                "clip", key=True),
     MetricInfo("prompt_hit", "1 when the detector finds the prompted object (score >= 0.1) with IoU >= 0.3 "
                "against the mask's box, else 0", HIGHER, SAMPLE, "precision", summarised_as="prompt_precision",
-               key=True),
+               key=True, count=True),
     MetricInfo("prompt_precision", "share of samples with prompt_hit = 1, with its 95% Wilson score interval",
                HIGHER, RUN, "precision", summary="wilson", key=True),
     MetricInfo("kid", "kernel inception distance between the masked crops of outputs and of references "
                "(unbiased MMD², cubic polynomial kernel): mean ± std over subsets", LOWER, RUN, "kid",
                summary="set", key=True),
     MetricInfo("unet_calls", "UNet forward passes per image (a batched CFG pair counts once)", LOWER, SAMPLE,
-               "cost", key=True),
+               "cost", key=True, count=True),
     MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O; after a warm-up)", LOWER, SAMPLE,
                "cost", "s", key=True),
     MetricInfo("peak_memory_mb", "peak CUDA memory allocated, or growth of the process's peak RSS on CPU", LOWER,
                SAMPLE, "cost", "MB"),
-    MetricInfo("vae_encodes", "VAE encoder passes per image", LOWER, SAMPLE, "cost"),
-    MetricInfo("vae_decodes", "VAE decoder passes per image", LOWER, SAMPLE, "cost"),
-    MetricInfo("optimisation_steps", "gradient steps per image (decoder fine-tuning)", LOWER, SAMPLE, "cost"),
+    MetricInfo("vae_encodes", "VAE encoder passes per image", LOWER, SAMPLE, "cost", count=True),
+    MetricInfo("vae_decodes", "VAE decoder passes per image", LOWER, SAMPLE, "cost", count=True),
+    MetricInfo("optimisation_steps", "gradient steps per image (decoder fine-tuning)", LOWER, SAMPLE, "cost",
+               count=True),
 )
 
 METRICS: dict[str, MetricInfo] = {m.name: m for m in _METRICS}

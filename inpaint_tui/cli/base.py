@@ -4,6 +4,7 @@ one-line error rule. Every command module imports from here; nothing here import
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,34 @@ from typing import Any, Iterator, Optional
 import typer
 
 from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+
+def _value_names_in_help() -> None:
+    """Typer 0.2x's --help shows each parameter's Python annotation (`<list[int]>`, `<str>`, and
+    `<bool>` on flags that take no value). Show what is typed instead: the metavar where one is
+    given, Click's names otherwise (TEXT, INTEGER, NUMBER, PATH), nothing for flags; arguments
+    are named by their metavar alone. Another Typer keeps its own help."""
+    from typer import core
+
+    annotation_label = getattr(core.TyperOption, "display_type", None)
+    if annotation_label is None or not hasattr(core, "TyperArgument"):
+        return
+    names = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER", "float range": "NUMBER",
+             "path": "PATH", "file": "PATH", "directory": "FOLDER"}
+
+    def value_name(self, ctx):
+        if isinstance(self, core.TyperArgument) or getattr(self, "is_flag", False) or getattr(self, "count", False):
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        label = str(annotation_label(self, ctx)).strip("<>")
+        label = label[len("list["):-1] if label.startswith("list[") else label
+        return names.get(label, label.upper())
+
+    core.TyperArgument.display_type_rich = value_name
+    core.TyperOption.display_type_rich = value_name
+
+
+_value_names_in_help()
 
 app = typer.Typer(
     name="inpaint-tui",
@@ -99,9 +128,13 @@ def print_json(data: Any) -> None:
 def rich_console():
     from rich.console import Console
 
-    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns.
+    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns, unless
+    # COLUMNS asks for a width (`COLUMNS=80 inpaint-tui ... > file`).
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else 200)
 
 
 def recorded_command() -> str:
@@ -112,6 +145,21 @@ def recorded_command() -> str:
     from inpaint_tui.store.db import hide_passwords
 
     return hide_passwords(shlex.join(["inpaint-tui", *sys.argv[1:]]))
+
+
+def require_model(store, model: str, *, detach: bool = False) -> None:
+    """Refuse, before anything is queued or a worker registered, a model this box cannot load
+    (engine.models.check_available). A detached run that a live worker on another box will
+    take is left to that worker: its box may have the weights this one lacks."""
+    import socket
+
+    from engine.models import check_available
+    from inpaint_tui.jobs.worker import BACKGROUND_KINDS
+
+    if detach and any(worker.kind in BACKGROUND_KINDS and worker.host != socket.gethostname()
+                      for worker in store.workers()):
+        return
+    check_available(model)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -135,10 +183,13 @@ class _NeverRaised(Exception):
 def user_errors() -> Iterator[None]:
     """Known failures become one readable line on stderr and a non-zero exit: 2 for a bad
     argument (technique, parameter, model, value, a --db that names no kind of database), 1 for
-    a store or data problem (a database or data folder that cannot be used)."""
+    a store or data problem (a database or data folder that cannot be used, a hub model that is
+    not downloaded)."""
     try:
         yield
     except Exception as error:
+        if isinstance(error, _loaded("engine.models", "ModelNotDownloaded")):  # the argument was fine
+            fail(str(error), 1)
         bad_argument = (_loaded("engine.params", "ParamError"), _loaded("engine.models", "ModelUnavailable"),
                         _loaded("inpaint_tui.store.db", "DatabaseArgumentError"))
         bad_data = (_loaded("inpaint_tui.store.db", "StoreError"), _loaded("engine.samples", "SampleError"))
@@ -153,6 +204,7 @@ def user_errors() -> Iterator[None]:
             raise
         # A data-folder write that failed after the folder was checked (e.g. disk full).
         fail(f"cannot write {error.filename or 'a file'}: {error.strerror or error}", 1)
+
 
 DEFAULT_METRICS = ",".join(DEFAULT_GROUPS)
 METRICS_HELP = f"Metric groups computed for the run: {', '.join(GROUPS)} (comma-separated)."

@@ -17,19 +17,20 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
         print_json([spec.to_dict() for spec in specs])
         return
     from rich.table import Table
+    from rich.text import Text
 
     from engine.options import POSTPROCESS_SCHEMA
+    from inpaint_tui.cli.fit import Col, fit_table
 
     console = rich_console()
 
     def schema_table(title: str, params, caption: str = "") -> Table:
-        table = Table("parameter", "type", "default", "range", "help", title=title, title_justify="left",
-                      caption=caption, caption_justify="left")
-        for param in params:
-            table.add_row(param.name, param.kind, str(param.default), param.describe_range(), param.help)
-        if not params:
-            table.add_row("-", "", "", "", "no parameters")
-        return table
+        columns = [Col("parameter"), Col("type"), Col("default"), Col("range", keep=False), Col("help", keep=False, ratio=3)]
+        # Choices as `a | b | c`, so that a long list wraps between names, not inside one.
+        rows = [[param.name, param.kind, str(param.default), Text(param.describe_range().replace("|", " | ")),
+                 Text(param.help)] for param in params] or [["-", "", "", "", "no parameters"]]
+        return fit_table(columns, rows, width=console.width, title=title, title_justify="left", caption=caption,
+                         caption_justify="left")[0]
 
     for spec in specs:
         console.print(schema_table(f"[bold]{spec.name}[/] — {spec.summary}", spec.schema.params, spec.reference))
@@ -45,14 +46,17 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
     if as_json:
         print_json(statuses)
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("preset", "resolution", "inpaint UNet", "text-to-image UNet", "offline", "description")
-    for status in statuses:
-        table.add_row(
-            status["name"], str(status["resolution"]),
-            f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
-            f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})",
-            "yes" if status["available_offline"] else "no", status["description"],
-        )
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("preset"), Col("size", justify="right"), Col("offline"), Col("inpaint UNet", keep=False),
+               Col("text-to-image UNet", keep=False), Col("description", keep=False, drop=1, ratio=2)]
+    rows = [[status["name"], str(status["resolution"]), "yes" if status["available_offline"] else "no",
+             Text(f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})"),
+             Text(f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})"), Text(status["description"])]
+            for status in statuses]
+    table, dropped = fit_table(columns, rows, width=console.width, caption="size: the working resolution in pixels",
+                               caption_justify="left")
+    console.print(table)

@@ -4,6 +4,7 @@ and report (a write-up)."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 from pathlib import Path
@@ -14,8 +15,15 @@ import typer
 from engine.metrics.catalogue import key_metrics
 from engine.spec import changed_params
 from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, metrics_app, print_json, rich_console, user_errors
-from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
+from inpaint_tui.read.compare import VERDICT_RULE, compare_runs, verdict
+from inpaint_tui.read.present import (
+    best_values,
+    format_interval,
+    format_metric,
+    format_p_value,
+    format_params,
+    format_summary,
+)
 
 
 def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool):
@@ -92,9 +100,9 @@ def leaderboard(
 @metrics_app.command("compute")
 def metrics_compute(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
     metric: List[str] = typer.Option(
-        [], "--metric", "-m", help="Metric or group to (re)compute; repeatable (default: the run's configured groups)."
+        [], "--metric", "-m", metavar="NAME", help="Metric or group to (re)compute; repeatable (default: the run's configured groups)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run's per-run metrics as JSON afterwards."),
 ) -> None:
@@ -120,16 +128,16 @@ def metrics_compute(
     console = rich_console()
     console.print(f"run {run_id}: computed {', '.join(names)}" + (f" ({len(messages)} skipped)" if messages else ""))
     for name, summary in sorted(detail.summaries.items()):
-        console.print(f"  {name:>20}: {format_summary(summary, None)}" + (f"  ({summary.note})" if summary.note else ""),
+        console.print(f"  {name:>20}: {format_summary(summary, None, name)}" + (f"  ({summary.note})" if summary.note else ""),
                       highlight=False)
 
 
 @app.command()
 def compare(
     ctx: typer.Context,
-    run_a: int = typer.Argument(..., help="Baseline run id."),
-    run_b: int = typer.Argument(..., help="Run compared with the baseline."),
-    metric: List[str] = typer.Option([], "--metric", "-m", help="Metrics to compare (default: all both runs have)."),
+    run_a: int = typer.Argument(..., metavar="RUN_A", help="Baseline run id."),
+    run_b: int = typer.Argument(..., metavar="RUN_B", help="Run compared with the baseline."),
+    metric: List[str] = typer.Option([], "--metric", "-m", metavar="NAME", help="Metrics to compare (default: all both runs have)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Paired comparison of two runs on their common samples: mean difference (B − A), its
@@ -141,21 +149,34 @@ def compare(
         except KeyError as error:
             fail(error.args[0], 2)
     if as_json:
-        print_json({"run_a": run_a, "run_b": run_b, "comparisons": results})
+        print_json({"run_a": run_a, "run_b": run_b, "rule": VERDICT_RULE,
+                    "comparisons": [dict(entry, verdict=verdict(entry, run_b)) for entry in results]})
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("metric", "n", f"run {run_a}", f"run {run_b}", "B − A", "95% interval", "Wilcoxon p", "verdict",
-                  title=f"run {run_b} vs run {run_a} (paired, common samples)")
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    # Narrow terminals keep the difference, its interval, p and the verdict; the runs' means go.
+    columns = [Col("metric"), Col("n", justify="right"), Col(f"run {run_a}", justify="right", drop=1),
+               Col(f"run {run_b}", justify="right", drop=1), Col("B − A", justify="right"), Col("95% interval"),
+               Col("p", justify="right"), Col("verdict", keep=False)]
+    rows = []
     for entry in results:
         if "difference" not in entry:
-            table.add_row(entry["metric"], str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", ""))
+            rows.append([entry["metric"], str(entry["n"]), "-", "-", "-", "-", "-", entry.get("note", "")])
             continue
-        table.add_row(entry["metric"], str(entry["n"]), format_number(entry["mean_a"]), format_number(entry["mean_b"]),
-                      format_number(entry["difference"]),
-                      f"[{format_number(entry['ci_low'])}, {format_number(entry['ci_high'])}]",
-                      f"{entry['p_value']:.3g}", verdict(entry, run_b))
-    rich_console().print(table)
+        n = str(entry["n"]) + (f" ({entry['excluded']} inf left out)" if entry.get("excluded") else "")
+        number = functools.partial(format_metric, entry["metric"])
+        rows.append([entry["metric"], n, number(entry["mean_a"]), number(entry["mean_b"]), number(entry["difference"]),
+                     format_interval(entry["ci_low"], entry["ci_high"], number=number, separator=", "),
+                     format_p_value(entry["p_value"]), verdict(entry, run_b)])
+    table, dropped = fit_table(columns, [[Text(str(cell)) for cell in row] for row in rows], width=console.width,
+                               title=f"run {run_b} vs run {run_a} (paired, common samples)")
+    console.print(table)
+    if dropped:
+        console.print(Text(f"not shown at this width: the means of {' and '.join(dropped)} (--json has them)"))
+    console.print(Text("p: two-sided Wilcoxon signed-rank; interval: percentile bootstrap of B − A. " + VERDICT_RULE))
 
 
 @app.command()

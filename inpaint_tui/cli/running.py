@@ -20,6 +20,7 @@ from inpaint_tui.cli.base import (
     open_tui,
     print_json,
     recorded_command,
+    require_model,
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
@@ -30,8 +31,8 @@ from inpaint_tui.read.present import format_params
 @app.command()
 def run(
     ctx: typer.Context,
-    technique: str = typer.Option(..., "-t", "--technique", help="Technique name (see `inpaint-tui techniques`)."),
-    param: List[str] = typer.Option([], "-p", "--param", help="Technique parameter as key=value; repeatable."),
+    technique: str = typer.Option(..., "-t", "--technique", metavar="NAME", help="Technique name (see `inpaint-tui techniques`)."),
+    param: List[str] = typer.Option([], "-p", "--param", metavar="KEY=VALUE", help="Technique parameter as key=value; repeatable."),
     sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
     model: str = typer.Option(DEFAULTS.model, "--model", help="Model preset or local pipeline folder (see "
                               "`inpaint-tui models`)."),
@@ -76,6 +77,7 @@ def run(
         spec = RunSpec.build(technique, given, model=model, steps=steps, guidance=guidance, seed=seed,
                              negative_prompt=negative_prompt, evaluation=evaluation)
         store = context_of(ctx).store()
+        require_model(store, model, detach=detach)  # before a run exists or a worker is registered
         placement = dict(sample_set=sample_set, command=recorded_command(),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
                                       animation=animation, allow_pickle_weights=allow_pickle_weights))
@@ -125,6 +127,7 @@ def demo(
         validate_device(device)
         evaluation = EvalConfig.for_model(model, metrics=metrics, models=eval_models)
         store = context_of(ctx).store()
+        require_model(store, model)
         ensure_demo(store)
         run_ids = queue_demo_runs(store, model=model, steps=steps, seed=seed, evaluation=evaluation,
                                   command=recorded_command())

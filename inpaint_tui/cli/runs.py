@@ -8,9 +8,18 @@ from typing import List, Optional
 import typer
 
 from engine.metrics.catalogue import key_metrics
-from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, runs_app, user_errors
+from inpaint_tui.cli.base import (
+    JSON_HELP,
+    context_of,
+    fail,
+    print_json,
+    require_model,
+    rich_console,
+    runs_app,
+    user_errors,
+)
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
-from inpaint_tui.read.present import format_number, format_params, format_progress
+from inpaint_tui.read.present import format_metric, format_params, format_progress, format_seed, plural, printable
 
 
 @runs_app.command("list")
@@ -38,7 +47,7 @@ def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show a run: configuration, status, per-sample outcomes and metrics."""
@@ -47,7 +56,9 @@ def runs_show(
     if as_json:
         print_json(detail.to_dict())
         return
-    from rich.table import Table
+    from rich.text import Text
+
+    from inpaint_tui.cli.fit import Col, fit_table
 
     run = detail.run
     console = rich_console()
@@ -56,7 +67,7 @@ def runs_show(
         ("parameters", format_params(run.params)),
         ("model", run.model),
         ("samples", f"{run.sample_set} ({run.done_count}/{run.sample_count} done, {run.failed_count} failed)"),
-        ("steps / guidance / seed", f"{run.steps} / {run.guidance} / {run.seed}"),
+        ("steps / guidance / seed", f"{run.steps} / {run.guidance:g} / {run.seed}"),
         ("negative prompt", run.negative_prompt or "-"),
         ("device", run.device or "-"),
         ("worker", str(run.worker_id or "-")),
@@ -72,16 +83,28 @@ def runs_show(
     ):
         console.print(f"  {label:>24}: {value}", highlight=False)
     names = key_metrics({name for s in detail.samples for name in s.metrics})
-    table = Table("#", "sample", "status", "seed", *names, "output / error")
-    table.columns[1].no_wrap = True
-    for s in detail.samples:
-        table.add_row(
-            str(s.position), s.sample_name, s.status, str(s.seed), *[format_number(s.metrics.get(n)) for n in names],
-            str(s.image_path) if s.image_path else (s.error or "-"),
-        )
+    columns = [Col("#", justify="right"), Col("sample"), Col("status"), Col("seed (hex)", justify="right", drop=2),
+               # the later metrics give way first; the outputs' folder is printed instead of the paths
+               *[Col(n, justify="right", drop=1 + j / 100 if j >= 3 else 0) for j, n in enumerate(names)],
+               Col("output / error", keep=False, drop=3)]
+    rows = [[str(s.position), Text(printable(s.sample_name)), s.status, format_seed(s.seed),
+             *[format_metric(n, s.metrics.get(n)) for n in names],
+             str(s.image_path) if s.image_path else (s.error or "-")] for s in detail.samples]
+    table, dropped = fit_table(columns, rows, width=console.width)
     console.print(table)
+    if "output / error" in dropped:
+        folder = next((s.image_path.parent for s in detail.samples if s.image_path), None)
+        if folder is not None:
+            console.print(Text(f"  outputs: {folder}/"))
+        for s in detail.samples:
+            if s.error:
+                console.print(Text(f"  {printable(s.sample_name)}: {printable(s.error)}"))
+    hidden = [name for name in dropped if name in names] + (["seed"] if "seed (hex)" in dropped else [])
+    if hidden:
+        console.print(Text(f"  not shown at this width: {', '.join(hidden)} (--json has every value)"))
     if detail.metrics:
-        console.print("  mean: " + "  ".join(f"{k}={format_number(v)}" for k, v in sorted(detail.metrics.items())))
+        console.print("  mean: " + "  ".join(f"{k}={format_metric(k, v)}" for k, v in sorted(detail.metrics.items())),
+                      highlight=False)
 
 
 def stale_after() -> float:
@@ -91,7 +114,7 @@ def stale_after() -> float:
 
 
 @runs_app.command("cancel")
-def runs_cancel(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., help="Run ids.")) -> None:
+def runs_cancel(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., metavar="RUN_ID", help="Run ids (one or more, space-separated).")) -> None:
     """Cancel runs: queued ones at once, running ones at their worker's next denoising step."""
     with user_errors():
         store = context_of(ctx).store()
@@ -104,7 +127,7 @@ def runs_cancel(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., hel
 @runs_app.command("resume")
 def runs_resume(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
     detach: bool = typer.Option(False, "--detach", help="Leave it to a background worker (started if none runs)."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cpu, ... (default: the run's)."),
 ) -> None:
@@ -112,10 +135,11 @@ def runs_resume(
     with their recorded seeds, so the outputs equal those of an uninterrupted run."""
     with user_errors():
         store = context_of(ctx).store()
+        require_model(store, store.run(run_id).model, detach=detach)  # before it is re-queued
         store.requeue_for_resume(run_id, stale_after=stale_after())
         info = store.run(run_id)
-        typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of {info.sample_count} samples "
-                   f"to do", err=True)
+        typer.echo(f"run {run_id} re-queued: {info.sample_count - info.done_count} of "
+                   f"{plural(info.sample_count, 'sample')} to do", err=True)
         if detach:
             announce_detached(store, [run_id], device)
             return
@@ -129,7 +153,7 @@ def runs_resume(
 @runs_app.command("delete")
 def runs_delete(
     ctx: typer.Context,
-    run_ids: List[int] = typer.Argument(..., help="Run ids."),
+    run_ids: List[int] = typer.Argument(..., metavar="RUN_ID", help="Run ids (one or more, space-separated)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (scripts)."),
 ) -> None:
     """Delete runs: their rows, metrics and image files. Running runs must be cancelled first."""
@@ -137,23 +161,24 @@ def runs_delete(
         store = context_of(ctx).store()
         infos = [store.run(run_id) for run_id in run_ids]
     if not yes:
-        listing = ", ".join(f"{i.id} ({i.technique}, {i.status}, {i.done_count} images)" for i in infos)
+        listing = ", ".join(f"{i.id} ({i.technique}, {i.status}, {plural(i.done_count, 'image')})" for i in infos)
+        runs = "run" if len(infos) == 1 else "runs"
         if not sys.stdin.isatty():
-            fail(f"deleting run(s) {listing} needs confirmation: pass --yes", 2)
-        if not typer.confirm(f"Delete run(s) {listing} and their files?"):
+            fail(f"deleting {runs} {listing} needs confirmation: pass --yes", 2)
+        if not typer.confirm(f"Delete {runs} {listing} and their files?"):
             raise typer.Exit(1)
     with user_errors():
         for info in infos:
             removed = store.delete_run(info.id, stale_after=stale_after())
-            typer.echo(f"run {info.id} deleted ({removed} files)", err=True)
+            typer.echo(f"run {info.id} deleted ({plural(removed, 'file')})", err=True)
 
 
 @runs_app.command("tag")
 def runs_tag(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
-    add: List[str] = typer.Argument(None, help="Tags to add."),
-    remove: List[str] = typer.Option([], "--remove", "-r", help="Tag to remove; repeatable."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
+    add: List[str] = typer.Argument(None, metavar="TAG", help="Tags to add (space-separated)."),
+    remove: List[str] = typer.Option([], "--remove", "-r", metavar="TAG", help="Tag to remove; repeatable."),
 ) -> None:
     """Add or remove a run's tags (e.g. `runs tag 7 paper -r draft`)."""
     with user_errors():
@@ -166,8 +191,8 @@ def runs_tag(
 @runs_app.command("note")
 def runs_note(
     ctx: typer.Context,
-    run_id: int = typer.Argument(..., help="Run id."),
-    text: str = typer.Argument(..., help="The note (replaces the previous one; \"\" clears it)."),
+    run_id: int = typer.Argument(..., metavar="RUN_ID", help="Run id."),
+    text: str = typer.Argument(..., metavar="TEXT", help="The note (replaces the previous one; \"\" clears it)."),
 ) -> None:
     """Set a run's free-text note."""
     with user_errors():
@@ -175,7 +200,7 @@ def runs_note(
 
 
 @runs_app.command("watch")
-def runs_watch(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., help="Run ids.")) -> None:
+def runs_watch(ctx: typer.Context, run_ids: List[int] = typer.Argument(..., metavar="RUN_ID", help="Run ids (one or more, space-separated).")) -> None:
     """Follow runs that workers execute, until they end (Ctrl-C stops watching, not the runs)."""
     with user_errors():
         store = context_of(ctx).store()

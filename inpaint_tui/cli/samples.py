@@ -7,14 +7,14 @@ from typing import Optional
 import typer
 
 from inpaint_tui.cli.base import JSON_HELP, context_of, fail, print_json, rich_console, samples_app, user_errors
-from inpaint_tui.read.present import printable
+from inpaint_tui.read.present import plural, printable
 
 
 @samples_app.command("import")
 def samples_import(
     ctx: typer.Context,
     source: str = typer.Argument(
-        ..., help="demo (bundled photos), hf:paint-by-inpaint/PIPE, hf:OWNER/NAME (with --*-column), or a folder."
+        ..., metavar="SOURCE", help="demo (bundled photos), hf:paint-by-inpaint/PIPE, hf:OWNER/NAME (with --*-column), or a folder."
     ),
     set_name: Optional[str] = typer.Option(None, "--set", help="Sample set to add to (default: named after the source)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be imported and what cannot; change nothing."),
@@ -75,10 +75,10 @@ def samples_import(
         for name, reason in plan.problems:
             err.print(f"[red]cannot import[/] {name}: {reason}", highlight=False)
         if dry_run:
-            typer.echo(f"dry run: {len(plan.samples)} sample(s) importable into set {outcome.set_name!r}: "
+            typer.echo(f"dry run: {plural(len(plan.samples), 'sample')} importable into set {outcome.set_name!r}: "
                        f"{outcome.new_count} new, {len(outcome.present)} already present"
                        + (f", {len(outcome.merged)} merged" if outcome.merged else "")
-                       + f"; {len(plan.problems)} problem(s)")
+                       + f"; {plural(len(plan.problems), 'problem')}")
             for sample in plan.samples:
                 typer.echo(f"  {sample.id}  {sample.size[0]}x{sample.size[1]}  {printable(sample.prompt)}")
         elif report is not None:
@@ -103,20 +103,26 @@ def samples_list(
     if as_json:
         print_json([info.to_dict() for info in infos])
         return
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table("id", "name", "size", "prompt", "reference", "source", title=f"samples{f' in {set_name}' if set_name else ''}")
-    for info in infos:
-        table.add_row(str(info.id), Text(printable(info.name)), f"{info.width}x{info.height}", Text(printable(info.prompt)),
-                      "yes" if info.reference_path else "no", info.source)
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("id", justify="right"), Col("name"), Col("size", justify="right"), Col("prompt", keep=False),
+               Col("ref", drop=1), Col("source", keep=False, drop=2)]
+    rows = [[str(info.id), Text(printable(info.name)), f"{info.width}x{info.height}", Text(printable(info.prompt)),
+             "yes" if info.reference_path else "no", Text(info.source)] for info in infos]
+    table, dropped = fit_table(columns, rows, width=console.width,
+                               title=f"samples{f' in {set_name}' if set_name else ''}")
+    console.print(table)
+    if dropped:
+        console.print(Text(f"not shown at this width: {', '.join(dropped)} (--json, or `samples show ID`)"))
 
 
 @samples_app.command("show")
 def samples_show(
     ctx: typer.Context,
-    sample_id: int = typer.Argument(..., help="Sample id (see `samples list`)."),
+    sample_id: int = typer.Argument(..., metavar="SAMPLE_ID", help="Sample id (see `samples list`)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show one sample: files, size, prompt, sets and metadata."""

@@ -18,20 +18,21 @@ from inpaint_tui.cli.base import (
     context_of,
     print_json,
     recorded_command,
+    require_model,
     rich_console,
     sweeps_app,
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
-from inpaint_tui.read.present import format_number, format_params
+from inpaint_tui.read.present import format_metric, format_params, plural
 
 
 @app.command()
 def sweep(
     ctx: typer.Context,
-    technique: List[str] = typer.Option(..., "-t", "--technique", help="Technique(s); repeatable or comma-separated; "
+    technique: List[str] = typer.Option(..., "-t", "--technique", metavar="NAME", help="Technique(s); repeatable or comma-separated; "
                                         "`all` for every technique."),
-    param: List[str] = typer.Option([], "-p", "--param", help="name=v1,v2,...: a grid axis; repeatable."),
+    param: List[str] = typer.Option([], "-p", "--param", metavar="NAME=V1,V2", help="name=v1,v2,...: a grid axis; repeatable."),
     sample_set: str = typer.Option("demo", "--samples", help="Sample set to run on."),
     model: str = typer.Option(DEFAULTS.model, "--model", help="Model preset or local pipeline folder."),
     steps: str = typer.Option(str(DEFAULTS.steps), "--steps", help="Denoising steps; a comma list sweeps them."),
@@ -41,7 +42,7 @@ def sweep(
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the sweep."),
     force: bool = typer.Option(False, "--force", help="Compute every grid point even if an identical run exists."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid and what it would reuse; queue nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid, what it would reuse and its UNet calls; queue nothing."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32."),
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
@@ -55,7 +56,14 @@ def sweep(
     Example: sweep -t blended -p progressive_shrink=0,1,2 -p blend_start=0,0.25 --seeds 0,1."""
     from engine.params import ParamError
     from engine.spec import EvalConfig
-    from inpaint_tui.jobs.sweeps import expand_grid, expand_techniques, parse_grid, queue_sweep, split_values
+    from inpaint_tui.jobs.sweeps import (
+        expand_grid,
+        expand_techniques,
+        parse_grid,
+        plan_sweep,
+        queue_sweep,
+        split_values,
+    )
 
     with user_errors():
         try:
@@ -71,18 +79,20 @@ def sweep(
         grid = parse_grid(param)
         points = expand_grid(techniques, grid, seeds=seed_values, steps=step_values, guidance=guidance_values)
         store = context_of(ctx).store()
+        placement = dict(model=model, sample_set=sample_set, negative_prompt=negative_prompt, evaluation=evaluation,
+                         options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
+                                      animation=animation))
         if dry_run:
-            print_grid(points)
+            planned = plan_sweep(store, points, force=force, **placement)
+            print_plan(planned, len(store.set_sample_ids(sample_set)), as_json=as_json)
             return
+        require_model(store, model, detach=detach)  # before the sweep's runs are queued
         queued = queue_sweep(
-            store, points, model=model, sample_set=sample_set, negative_prompt=negative_prompt,
-            evaluation=evaluation,
-            options=dict(device=device, dtype=dtype, preview_every=preview_every or None, animation=animation),
-            command=recorded_command(), name=name, force=force,
+            store, points, **placement, command=recorded_command(), name=name, force=force,
             spec=dict(techniques=techniques, grid=grid, seeds=seed_values, steps=step_values, guidance=guidance_values,
                       model=model, sample_set=sample_set),
         )
-    typer.echo(f"sweep {queued.sweep_id}: {len(points)} grid points, {len(queued.new)} new run(s), "
+    typer.echo(f"sweep {queued.sweep_id}: {plural(len(points), 'grid point')}, {plural(len(queued.new), 'new run')}, "
                f"{len(queued.reused)} reused ({', '.join(map(str, queued.reused)) or '-'})", err=True)
     if queued.new:
         if detach:
@@ -97,14 +107,49 @@ def sweep(
         typer.echo(queued.sweep_id)
 
 
-def print_grid(points) -> None:
-    from rich.table import Table
+def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
+    """The dry run: each grid point, whether it would reuse a run or be computed, and its
+    cost in UNet calls (the techniques' own estimates, as the TUI's form shows them)."""
+    computed = [entry for entry in planned if entry.computed]
+    total = sum(entry.unet_calls_per_image for entry in computed) * sample_count
+    exact = all(entry.exact for entry in computed)
+    if as_json:
+        print_json({
+            "dry_run": True, "samples": sample_count, "unet_calls": total, "exact": exact,
+            "points": [{"index": i, "technique": e.point.technique, "params": e.point.params, "steps": e.point.steps,
+                        "guidance": e.point.guidance, "seed": e.point.seed, "swept": e.point.swept,
+                        "reuse_run": e.reuse, "same_as": e.same_as, "unet_calls_per_image": e.unet_calls_per_image,
+                        "unet_calls": e.unet_calls_per_image * sample_count if e.computed else 0, "exact": e.exact}
+                       for i, e in enumerate(planned)]})
+        return
+    from rich.text import Text
 
-    table = Table("#", "technique", "parameters", "steps", "guidance", "seed")
-    for index, point in enumerate(points):
-        table.add_row(str(index), point.technique, format_params(point.params), str(point.steps), str(point.guidance),
-                      str(point.seed))
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    def outcome(entry) -> str:
+        if entry.reuse is not None:
+            return f"reuse run {entry.reuse}"
+        return f"as #{entry.same_as}" if entry.same_as is not None else "compute"
+
+    def calls(entry) -> str:
+        text = f"{'' if entry.exact else '≈'}{entry.unet_calls_per_image * sample_count}"
+        return text if entry.computed else f"({text})"
+
+    console = rich_console()
+    columns = [Col("#", justify="right"), Col("technique"), Col("parameters", keep=False), Col("steps", justify="right"),
+               Col("guidance", justify="right", drop=1), Col("seed", justify="right", drop=1),
+               Col("UNet calls", justify="right"), Col("would")]
+    rows = [[str(i), e.point.technique, Text(format_params(e.point.params)), str(e.point.steps), f"{e.point.guidance:g}",
+             str(e.point.seed), calls(e), outcome(e)] for i, e in enumerate(planned)]
+    table, dropped = fit_table(columns, rows, width=console.width, title="sweep (dry run: nothing queued)")
+    console.print(table)
+    reused = sorted({e.reuse for e in planned if e.reuse is not None})
+    console.print(Text(
+        f"{plural(len(planned), 'grid point')}: {len(computed)} to compute, "
+        f"{plural(len(reused), 'run')} reused{(' (' + ', '.join(map(str, reused)) + ')') if reused else ''}; "
+        f"{'' if exact else 'about '}{total} UNet calls to compute ({plural(sample_count, 'sample')} per run; "
+        f"a batched CFG pair counts as one call)"
+        + (f"; not shown at this width: {', '.join(dropped)}" if dropped else "")))
 
 
 @sweeps_app.command("list")
@@ -115,22 +160,26 @@ def sweeps_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     if as_json:
         print_json([info.to_dict() for info in infos])
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("sweep", "name", "runs", "reused", "techniques", "axes", "created")
-    for info in infos:
-        grid = info.spec.get("grid", {})
-        table.add_row(str(info.id), info.name or "-", str(len(info.run_ids)), str(sum(info.reused)),
-                      ",".join(info.spec.get("techniques", [])), " ".join(f"{k}={','.join(v)}" for k, v in grid.items()),
-                      info.created_at.strftime("%Y-%m-%d %H:%M"))
-    rich_console().print(table)
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("sweep", justify="right"), Col("name", keep=False), Col("runs", justify="right"),
+               Col("reused", justify="right"), Col("techniques", keep=False), Col("axes", keep=False, ratio=2),
+               Col("created")]
+    rows = [[str(info.id), Text(info.name or "-"), str(len(info.run_ids)), str(sum(info.reused)),
+             Text(", ".join(info.spec.get("techniques", []))),
+             Text(" ".join(f"{k}={','.join(map(str, v))}" for k, v in info.spec.get("grid", {}).items()) or "-"),
+             info.created_at.strftime("%Y-%m-%d %H:%M")] for info in infos]
+    console.print(fit_table(columns, rows, width=console.width)[0])
 
 
 @sweeps_app.command("show")
 def sweeps_show(
     ctx: typer.Context,
-    sweep_id: int = typer.Argument(..., help="Sweep id."),
-    metric: str = typer.Option("bg_mse", "--metric", "-m", help="Metric column to show."),
+    sweep_id: int = typer.Argument(..., metavar="SWEEP_ID", help="Sweep id."),
+    metric: str = typer.Option("bg_mse", "--metric", "-m", metavar="NAME", help="Metric column to show."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Show a sweep: each grid point's run, status and a metric."""
@@ -143,14 +192,19 @@ def sweeps_show(
     if as_json:
         print_json({**info.to_dict(), "runs": [runs[r].to_dict() for r in info.run_ids if r in runs]})
         return
-    from rich.table import Table
+    from rich.text import Text
 
-    table = Table("run", "swept values", "status", "done", metric, "reused", title=f"sweep {sweep_id} {info.name or ''}")
+    from inpaint_tui.cli.fit import Col, fit_table
+
+    console = rich_console()
+    columns = [Col("run", justify="right"), Col("swept values", keep=False), Col("status"), Col("done", justify="right"),
+               Col(metric, justify="right"), Col("reused")]
+    rows = []
     for run_id, point, reused in zip(info.run_ids, info.points, info.reused):
         run = runs.get(run_id)
         if run is None:
             continue
         value = leaderboard[run_id].metrics.get(metric) if run_id in leaderboard else None
-        table.add_row(str(run_id), format_params(point), run.status, f"{run.done_count}/{run.sample_count}",
-                      format_number(value), "yes" if reused else "")
-    rich_console().print(table)
+        rows.append([str(run_id), Text(format_params(point)), run.status, f"{run.done_count}/{run.sample_count}",
+                     format_metric(metric, value), "yes" if reused else ""])
+    console.print(fit_table(columns, rows, width=console.width, title=f"sweep {sweep_id} {info.name or ''}")[0])

@@ -110,22 +110,31 @@ def workers(
     if not infos:
         typer.echo("no live workers (start one with `inpaint-tui worker`, or `run --detach`)", err=True)
         return
-    from rich.table import Table
+    from rich.text import Text
+
+    from inpaint_tui.cli.fit import Col, fit_table
 
     now = time.time()
-    table = Table("worker", "kind", "status", "device", "run", "model", "host", "pid", "heartbeat", "data root",
-                  "log")
-    for info in infos:  # paths as each worker's own box sees them
-        table.add_row(str(info.id), info.kind, info.status, info.device or "-", str(info.run_id or "-"),
-                      info.model or "-", info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago",
-                      str(info.data_root or "-"), str(info.log_path or "-"))
-    rich_console().print(table)
+    console = rich_console()
+    # Narrow: the paths go first (listed below the table), then pid and host.
+    columns = [Col("worker", justify="right"), Col("kind"), Col("status"), Col("device"), Col("run", justify="right"),
+               Col("model", keep=False), Col("host", drop=2), Col("pid", justify="right", drop=3),
+               Col("heartbeat", justify="right"), Col("data root", keep=False, drop=5), Col("log", keep=False, drop=4)]
+    rows = [[str(info.id), info.kind, info.status, info.device or "-", str(info.run_id or "-"), Text(info.model or "-"),
+             info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago", Text(str(info.data_root or "-")),
+             Text(str(info.log_path or "-"))] for info in infos]  # paths as each worker's own box sees them
+    table, dropped = fit_table(columns, rows, width=console.width)
+    console.print(table)
+    if {"data root", "log"} & set(dropped):
+        for info in infos:
+            console.print(Text(f"  worker {info.id} on {info.host}: data root {info.data_root or '-'}, "
+                               f"log {info.log_path or '-'}"))
 
 
 @workers_app.command("stop")
 def workers_stop(
     ctx: typer.Context,
-    worker_ids: Optional[list[int]] = typer.Argument(None, metavar="WORKER", help="Worker ids (default: every "
+    worker_ids: Optional[list[int]] = typer.Argument(None, metavar="WORKER_ID", help="Worker ids (default: every "
                                                      "live worker)."),
 ) -> None:
     """Stop workers at their next denoising step; their runs go back to the queue.

@@ -9,7 +9,8 @@ the worker's claim on the run (see `inpaint_tui.store.queue`).
 The run's row is read once per claim (its spec is fixed); generation is prepared once per
 run (engine.runner.Generation) and called per sample. At every denoising step the run's
 claim and cancel flag are read once: a cancel request or a lost claim stops
-the run at that step boundary. Progress goes to the store at most `PROGRESS_INTERVAL` apart.
+the run at that step boundary. Step progress goes to the store at most `PROGRESS_INTERVAL`
+apart; phase changes and sample boundaries (begin, end) are written at once.
 
 Failures stay with the sample they hit: an output that cannot be written (disk full,
 permission) fails that sample with the errno and the file, and the run goes on. Progress
@@ -247,12 +248,14 @@ class _Monitor:
         self.position, self.name = position, name
         self.frames = []
         self.sample_started = self.last_step = time.perf_counter()
-        self._publish(0, self.run.steps, force=False)
+        # Sample boundaries are always written: throttled, the row would name the sample just
+        # finished until the next one's first step, which on a real model can be many seconds.
+        self._publish(0, self.run.steps, force=True)
 
     def end_sample(self) -> None:
         self.sample_seconds.append(time.perf_counter() - self.sample_started)
         self.samples_done += 1
-        self._publish(0, self.run.steps, force=False)
+        self._publish(0, self.run.steps, force=True)
 
     def step(self, progress: Progress) -> None:
         """The runner's step callback: may raise Cancelled, Stopping or Lost."""

@@ -9,6 +9,7 @@ again, unless forced.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -115,6 +116,58 @@ def expand_grid(
     return points
 
 
+@dataclass(frozen=True)
+class PlannedPoint:
+    """What queueing a grid point would do: reuse an identical run (`reuse`), repeat an
+    earlier point of the same grid (`same_as`, its index), or compute it; and its cost in
+    UNet calls as the technique estimates it (engine.techniques.estimate_unet_calls)."""
+
+    point: SweepPoint
+    new_run: Any  # the store's NewRun
+    seeds: dict[int, int]
+    reuse: int | None
+    same_as: int | None
+    unet_calls_per_image: int
+    exact: bool  # whether the technique's estimate is exact
+
+    @property
+    def computed(self) -> bool:
+        return self.reuse is None and self.same_as is None
+
+
+def plan_sweep(
+    store: Store,
+    points: Sequence[SweepPoint],
+    *,
+    model: str,
+    sample_set: str,
+    negative_prompt: str = "",
+    evaluation: EvalConfig | Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    force: bool = False,
+) -> list[PlannedPoint]:
+    """Validate every point and say what queueing it would do, writing nothing (the dry
+    run; `queue_sweep` validates through it too)."""
+    from engine.techniques import estimate_unet_calls
+
+    sample_ids = store.set_sample_ids(sample_set)
+    planned: list[PlannedPoint] = []
+    first_of: dict[tuple[str, str], int] = {}
+    for index, point in enumerate(points):
+        new_run, seeds = prepare_run(store, point.spec(model=model, negative_prompt=negative_prompt,
+                                                       evaluation=evaluation),
+                                     sample_set=sample_set, command=command, options=options)
+        key = (new_run.config_hash, json.dumps(new_run.eval_config, sort_keys=True, default=str))
+        same_as = None if force else first_of.get(key)
+        first_of.setdefault(key, index)
+        reuse = None if force or same_as is not None else store.find_identical_run(
+            new_run.config_hash, sample_set, new_run.eval_config, sample_ids)
+        calls, exact = estimate_unet_calls(point.technique, point.params, point.steps)
+        planned.append(PlannedPoint(point, new_run, seeds, reuse, same_as, calls, exact))
+    return planned
+
+
 def queue_sweep(
     store: Store,
     points: Sequence[SweepPoint],
@@ -131,14 +184,13 @@ def queue_sweep(
 ) -> QueuedSweep:
     """Validate every point first (nothing is queued if one is invalid), then queue the new
     ones and record the sweep."""
-    prepared = [
-        prepare_run(store, point.spec(model=model, negative_prompt=negative_prompt, evaluation=evaluation),
-                    sample_set=sample_set, command=command, options=options)
-        for point in points
-    ]
+    planned = plan_sweep(store, points, model=model, sample_set=sample_set, negative_prompt=negative_prompt,
+                         evaluation=evaluation, options=options, command=command, force=force)
     sample_ids = store.set_sample_ids(sample_set)
     members, new, reused = [], [], []
-    for point, (new_run, seeds) in zip(points, prepared):
+    for entry in planned:
+        point, new_run = entry.point, entry.new_run
+        # Looked up again at creation: an earlier point of this grid may be the identical run.
         existing = None if force else store.find_identical_run(new_run.config_hash, sample_set, new_run.eval_config,
                                                                sample_ids)
         if existing is not None:
@@ -146,7 +198,7 @@ def queue_sweep(
             if existing not in reused:
                 reused.append(existing)
             continue
-        run_id = store.create_run(new_run, seeds)
+        run_id = store.create_run(new_run, entry.seeds)
         members.append((run_id, point.swept, False))
         new.append(run_id)
     sweep_id = store.create_sweep(name=name, spec=dict(spec or {}), command=command, members=members)

@@ -17,6 +17,7 @@ import math
 import statistics
 from typing import Any, Sequence
 
+from inpaint_tui.read.present import plural
 from inpaint_tui.store import MetricSummary
 
 
@@ -49,7 +50,7 @@ def pool(values: Sequence[float | None], summaries: Sequence[MetricSummary | Non
         return summary if summary is not None else MetricSummary(value=value, n=None)
     means = [value for value, _ in present]
     return MetricSummary(value=statistics.fmean(means), ci_low=min(means), ci_high=max(means), n=len(means),
-                         note=f"{len(means)} runs (seeds): lowest to highest run value")
+                         note=f"{plural(len(means), 'run')} (seeds): lowest to highest run value")
 
 
 __all__ = ["has_value", "pool", "seed_group_key"]

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any, Iterable, Sequence
 
-from engine.metrics.catalogue import higher_is_better
+from engine.metrics.catalogue import METRICS, higher_is_better
 
 # ANSI escape sequences (CSI such as colours and cursor moves, OSC such as titles and links,
 # two-character ESC ones), then any other C0/C1 control character or DEL.
@@ -28,36 +28,98 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(" ", text.replace("\n", " ").replace("\t", " "))
 
 
-def format_number(value: float | None) -> str:
+def format_number(value: float | None, *, whole: bool = False) -> str:
+    """4 decimals, scientific below 1e-3 and from 1e5; with `whole`, a whole number (a count
+    such as unet_calls, or its mean when every sample had the same count) without decimals.
+
+    >>> [format_number(v) for v in (0.01234567, 4.0, 0.0, 2.5e-5, None)]
+    ['0.0123', '4.0000', '0.0000', '2.500e-05', '-']
+    >>> format_number(4.0, whole=True), format_number(4.5, whole=True)
+    ('4', '4.5000')
+    """
     if value is None:
         return "-"
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
+    if whole and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
         return f"{value:.3e}"
     return f"{value:.4f}"
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """A metric's value: counts (the catalogue's `count` metrics) as whole numbers where they
+    are whole, everything else as format_number."""
+    info = METRICS.get(name)
+    return format_number(value, whole=bool(info and info.count))
 
 
 def short(value: float) -> str:
     return ("inf" if value > 0 else "-inf") if math.isinf(value) else f"{value:.3g}"
 
 
+def format_interval(low: float | None, high: float | None, *, number=short, separator: str = "–") -> str:
+    """`[low–high]` (`separator` ", " where bounds are often negative: `[-0.03, -0.01]`); a
+    single point (every resample equal: all values, or all differences, the same) is
+    `all equal`, not a range `[4–4]`; `-` when there is none (one value)."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "-"
+    if low == high:
+        return "all equal"
+    return f"[{number(low)}{separator}{number(high)}]"
+
+
+def format_p_value(p: float) -> str:
+    """3 significant digits, with more where rounding would put it on the other side of 0.05
+    (the verdict's level), so the shown p never contradicts the verdict."""
+    for digits in (3, 4, 5, 6):
+        text = f"{p:.{digits}g}"
+        if (float(text) < 0.05) == (p < 0.05):
+            return text
+    return repr(p)
+
+
+def format_seed(seed: int | None) -> str:
+    """A per-sample seed (63-bit, engine.seeding) in hexadecimal: 16 digits at most instead
+    of 19 decimal ones, for tables headed "seed (hex)". Display only: the stored value is
+    unchanged and --json has it in decimal. Run seeds (small, typed by the user) stay decimal.
+
+    >>> format_seed(5863425046325970838), format_seed(7)
+    ('515f12038d634796', '7')
+    """
+    return "-" if seed is None else f"{seed:x}"
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """`1 run`, `2 runs`, `0 runs`.
+
+    >>> plural(1, "run"), plural(3, "sample"), plural(2, "match", "matches")
+    ('1 run', '3 samples', '2 matches')
+    """
+    return f"{count} {word if count == 1 else plural_word or word + 's'}"
+
+
 def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) or "-"
 
 
-def format_summary(summary, value: float | None = None) -> str:
-    """`mean [low–high]` (bootstrap interval), `value ±std` (set-level), or "missing"."""
+def format_summary(summary, value: float | None = None, name: str | None = None) -> str:
+    """`mean [low–high]` (bootstrap interval; `mean (all equal)` when every sample had the
+    value, `mean` alone with one sample), `value ±std` (set-level), or "missing". With the
+    metric's `name`, counts show as whole numbers (format_metric)."""
+    number = (lambda v: format_metric(name, v)) if name else format_number
     if summary is None or summary.value is None:
-        return "missing" if summary is not None else format_number(value)
-    text = format_number(summary.value)
+        return "missing" if summary is not None else number(value)
+    text = number(summary.value)
     if summary.std is not None:
         return f"{text} ±{short(summary.std)}"
-    if summary.ci_low is not None and summary.ci_high is not None:
-        return f"{text} [{short(summary.ci_low)}–{short(summary.ci_high)}]"
-    return text
+    interval = format_interval(summary.ci_low, summary.ci_high)
+    if interval == "all equal":
+        return f"{text} (all equal)"
+    return text if interval == "-" else f"{text} {interval}"
 
 
 def best_values(rows: Sequence[Any], names: Iterable[str]) -> dict[str, float]:

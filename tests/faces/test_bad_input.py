@@ -136,7 +136,7 @@ def test_merged_samples_are_named_in_the_dry_run_and_the_import(tmp_path):
     dry = runner.invoke(app, ["--db", db, "samples", "import", str(folder), "--dry-run"])
     assert dry.exit_code == 0, dry.stderr
     assert "astro_maskrgb: same content as astro_mask16 (merged)" in dry.stderr
-    assert "2 sample(s) importable" in dry.stdout and "2 new, 0 already present, 1 merged" in dry.stdout
+    assert "2 samples importable" in dry.stdout and "2 new, 0 already present, 1 merged" in dry.stdout
     real = runner.invoke(app, ["--db", db, "samples", "import", str(folder)])
     assert real.exit_code == 0, real.stderr
     assert "astro_maskrgb: same content as astro_mask16 (merged)" in real.stderr
