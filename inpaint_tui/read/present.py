@@ -118,7 +118,10 @@ def format_summary(summary, value: float | None = None, name: str | None = None)
         return f"{text} ±{short(summary.std)}"
     interval = format_interval(summary.ci_low, summary.ci_high)
     if interval == "all equal":
-        return f"{text} (all equal)"
+        # A count every sample shares (unet_calls) is just that number; a measured value
+        # every sample shares is worth saying.
+        counted = name is not None and name in METRICS and METRICS[name].count
+        return text if counted else f"{text} (all equal)"
     return text if interval == "-" else f"{text} {interval}"
 
 

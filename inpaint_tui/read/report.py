@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_metric, format_number, format_p_value, format_params, format_summary
 from inpaint_tui.read.report_images import copy_animations, write_grid, write_sweep_plots
 from inpaint_tui.store import RunDetail, Store
 
@@ -132,7 +132,7 @@ def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float]) -
         for name in metrics:
             value = row.metrics.get(name)
             is_best = name in best and value is not None and value == best[name]
-            cells.append((format_summary(row.detail.summaries.get(name), value), is_best))
+            cells.append((format_summary(row.detail.summaries.get(name), value, name), is_best))
         body.append(info + cells)
     return {"header": header, "rows": body, "metrics": metrics}
 
@@ -247,9 +247,10 @@ def _markdown(title, board, baseline, comparisons, grid, plots, animations, repr
 def _comparison_cells(entry: dict[str, Any]) -> list[str]:
     if "difference" not in entry:
         return [entry["metric"], str(entry["n"]), "-", "-", "-", "-", entry.get("verdict", "")]
-    return [entry["metric"], str(entry["n"]), format_number(entry["mean_a"]), format_number(entry["mean_b"]),
+    name = entry["metric"]
+    return [name, str(entry["n"]), format_metric(name, entry["mean_a"]), format_metric(name, entry["mean_b"]),
             f"{format_number(entry['difference'])} [{format_number(entry['ci_low'])}, {format_number(entry['ci_high'])}]",
-            f"{entry['p_value']:.3g}", entry["verdict"]]
+            format_p_value(entry["p_value"]), entry["verdict"]]
 
 
 STYLE = """

@@ -408,7 +408,7 @@ def test_formatting_whole_numbers_degenerate_intervals_seeds_and_plurals():
     assert [format_metric("unet_calls", v) for v in (4.0, 0.0, 4.5)] == ["4", "0", "4.5000"]
     assert [format_metric("seconds", 1.0), format_metric("bg_psnr", 23.0)] == ["1.0000", "23.0000"]
     degenerate = MetricSummary(value=4.0, ci_low=4.0, ci_high=4.0, n=6)
-    assert format_summary(degenerate, name="unet_calls") == "4 (all equal)"
+    assert format_summary(degenerate, name="unet_calls") == "4"  # a shared count is just the count
     assert format_summary(degenerate) == "4.0000 (all equal)"
     assert format_summary(MetricSummary(value=0.5, ci_low=0.25, ci_high=0.75, n=6)) == "0.5000 [0.25–0.75]"
     assert format_summary(MetricSummary(value=0.5, ci_low=float("nan"), ci_high=float("nan"), n=1)) == "0.5000"

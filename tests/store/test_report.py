@@ -81,7 +81,7 @@ def test_report_numbers_images_and_sections(tui_store, tmp_path):
     for row in board[1:]:
         detail = details[int(row[0][0])]
         for name, (text, css) in zip(metrics, row[5:]):
-            assert text == format_summary(detail.summaries.get(name), detail.metrics.get(name))
+            assert text == format_summary(detail.summaries.get(name), detail.metrics.get(name), name)
             bold += "best" in css
     first = metrics[0]
     values = [details[int(row[0][0])].metrics.get(first) for row in board[1:]]
@@ -166,7 +166,7 @@ def test_report_of_a_tiny_sweep_from_the_cli(tmp_path, tiny_model):
         detail = store.run_detail(int(row[0][0]))
         assert detail.run.status == "finished"
         assert [text for text, _ in row[5:]] == [
-            format_summary(detail.summaries.get(name), detail.metrics.get(name)) for name in metrics]
+            format_summary(detail.summaries.get(name), detail.metrics.get(name), name) for name in metrics]
     grid_rows = [row for table in page.tables for row in table if row and row[0][0].startswith(("coffee-cup", "chelsea-eyes"))]
     assert len(grid_rows) == 2
 

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import format_number, format_params
+from inpaint_tui.read.present import format_metric, format_number, format_p_value, format_params
 from inpaint_tui.store import NotFound, RunDetail, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 
@@ -66,10 +66,10 @@ def statistics_rows(entries: list[dict[str, Any]], run_b: int) -> list[tuple[str
         style = BETTER if text.endswith("better") else WORSE if text.endswith("worse") else ""
         cells = (
             Text(name), Text(str(entry["n"])),
-            Text(format_number(entry["mean_a"])), Text(format_number(entry["mean_b"])),
+            Text(format_metric(name, entry["mean_a"])), Text(format_metric(name, entry["mean_b"])),
             Text(format_number(entry["difference"])), Text(text, style=style),
             Text(f"[{format_number(entry['ci_low'])}, {format_number(entry['ci_high'])}]"),
-            Text(f"{entry['p_value']:.3g}"),
+            Text(format_p_value(entry["p_value"])),
         )
         rows.append((name, cells))
     return rows

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Label
 
-from inpaint_tui.read.present import format_duration, format_number, format_params
+from inpaint_tui.read.present import format_duration, format_metric, format_params
 from inpaint_tui.store import RunInfo, RunStatus, WorkerInfo
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.gpu import GpuInfo, gpu_status
@@ -108,7 +108,7 @@ class DashboardScreen(LiveScreen):
         for run in data.recent:
             values = data.recent_metrics.get(run.id, {})
             recent_rows.append((run.id, [str(run.id), run.technique, run.status, f"{run.done_count}/{run.sample_count}",
-                                         *[format_number(values.get(name)) for name in HEADLINE],
+                                         *[format_metric(name, values.get(name)) for name in HEADLINE],
                                          format_params(_short_params(run)), run.sample_set]))
         sync_table(self.query_one("#recent", DataTable), recent_rows)
 

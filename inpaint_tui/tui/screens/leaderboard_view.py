@@ -14,7 +14,7 @@ from rich.text import Text
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.pooling import has_value, pool, seed_group_key
-from inpaint_tui.read.present import best_values, format_number, format_params, format_summary
+from inpaint_tui.read.present import best_values, format_metric, format_params, format_summary
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
 
 FINISHED = (RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS)
@@ -177,7 +177,7 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     columns = LEAD_COLUMNS + tuple((name, _sort_label(name, sort, state.reverse)) for name in metrics) + TAIL_COLUMNS
     params_cache: dict = {}
     shown = entries[:DISPLAY_LIMIT]
-    with_intervals = {name: [format_summary(e.summaries.get(name), e.metrics.get(name)) for e in shown]
+    with_intervals = {name: [format_summary(e.summaries.get(name), e.metrics.get(name), name) for e in shown]
                       for name in metrics}
     intervals = state.width is None or _fits(shown, columns, with_intervals, state.width)
     out_rows, members, plain, key_of = [], [], [], {}
@@ -191,7 +191,7 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
         flags = []
         for name in metrics:
             value = entry.metrics.get(name)
-            text = with_intervals[name][index] if intervals else _mean_cell(entry.summaries.get(name), value)
+            text = with_intervals[name][index] if intervals else _mean_cell(entry.summaries.get(name), value, name)
             is_best = entry.finished and name in best and has_value(value) and value == best[name]
             cells.append(Text(text, style=BEST_STYLE if is_best else ""))
             flags.append((text, is_best))
@@ -210,11 +210,11 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
                      sets=list(sets), total=len(entries), partial=partial, intervals=intervals)
 
 
-def _mean_cell(summary: MetricSummary | None, value: float | None) -> str:
+def _mean_cell(summary: MetricSummary | None, value: float | None, name: str) -> str:
     """The mean alone (where intervals do not fit); "missing" as with intervals."""
     if summary is not None and summary.value is not None:
-        return format_number(summary.value)
-    return format_summary(summary, value)
+        return format_metric(name, summary.value)
+    return format_summary(summary, value, name)
 
 
 def _fits(entries: list[_Entry], columns: tuple, with_intervals: dict[str, list[str]], width: int) -> bool:

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from engine.metrics.catalogue import key_metrics
 from engine.spec import changed_params
-from inpaint_tui.read.present import format_number, format_params, format_progress, format_summary
+from inpaint_tui.read.present import format_metric, format_params, format_progress, format_seed, format_summary
 from inpaint_tui.store import RunDetail, RunStatus, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.images import load, with_mask
@@ -112,19 +112,19 @@ class RunDetailScreen(LiveScreen):
         if run.status == RunStatus.RUNNING:
             summary.append(format_progress(run.progress))
         for name in key_metrics(data.detail.summaries):
-            summary.append(f"{name:>11} {format_summary(data.detail.summaries[name])}")
+            summary.append(f"{name:>11} {format_summary(data.detail.summaries[name], name=name)}")
         self.query_one("#summary", Static).update("\n".join(summary))
 
         table = self.query_one("#samples", DataTable)
         names = key_metrics({name for s in data.detail.samples for name in s.metrics})
         # The metrics first: the 19-digit per-sample seeds come last, out of the way at 80 columns.
-        columns = ["#", "sample", "status", *names, "error", "tries", "seed"]
+        columns = ["#", "sample", "status", *names, "error", "tries", "seed (hex)"]
         if [str(c.label) for c in table.columns.values()] != columns:
             table.clear(columns=True)
             table.add_columns(*columns)
         sync_table(table, [
-            (s.sample_id, [str(s.position), s.sample_name, s.status, *[format_number(s.metrics.get(n)) for n in names],
-                           (s.error or "")[:60], str(s.attempts), str(s.seed)])
+            (s.sample_id, [str(s.position), s.sample_name, s.status, *[format_metric(n, s.metrics.get(n)) for n in names],
+                           (s.error or "")[:60], str(s.attempts), format_seed(s.seed)])
             for s in data.detail.samples
         ])
         self._show_selected()

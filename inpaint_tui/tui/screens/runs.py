@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from engine.spec import changed_params
-from inpaint_tui.read.present import format_number, format_params, format_progress
+from inpaint_tui.read.present import format_metric, format_params, format_progress
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 
@@ -316,7 +316,7 @@ def _format_row(run: RunInfo, values: dict[str, float]) -> list[str]:
     return [  # in COLUMNS order
         str(run.id), status, run.technique,
         f"{run.done_count}/{run.sample_count}" + (f" ({run.failed_count} failed)" if run.failed_count else ""),
-        *[format_number(values.get(name)) for name in HEADLINE],
+        *[format_metric(name, values.get(name)) for name in HEADLINE],
         format_progress(run.progress) if run.status == RunStatus.RUNNING else "-",
         format_params(changed_params(run.technique, run.params)), run.sample_set, run.model, " ".join(run.tags),
         run.note[:40],

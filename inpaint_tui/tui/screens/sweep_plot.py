@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
-from inpaint_tui.read.present import format_number
+from inpaint_tui.read.present import format_metric
 from inpaint_tui.read.sweep_series import (
     Series,
     SweepData,
@@ -148,7 +148,7 @@ class SweepPlotScreen(LiveScreen):
             value = data.values.get(run_id, {}).get(self.metric) if self.metric else None
             cells = (str(run_id), point.get("technique", "?"), *[str(point.get(key, "-")) for key in axes],
                      str(point.get("seed", "-")), run.status if run else "deleted",
-                     "reused" if sweep.reused[index] else "", format_number(value))
+                     "reused" if sweep.reused[index] else "", format_metric(self.metric, value) if self.metric else "-")
             rows.append((run_id, tuple(Text(cell) for cell in cells)))
         return rows
 
