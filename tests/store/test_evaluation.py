@@ -18,6 +18,10 @@ from inpaint_tui.jobs.worker import execute_run
 from tests.conftest import queue
 
 ALL = ("background", "clip", "precision", "kid")
+# CI time: each test here generates and evaluates a run (15-30 s on PostgreSQL). What they check
+# is the metric computation, the same on either database; storing per-sample and per-run
+# values on both is the first test's, replacing them on recompute the third's.
+COMPUTATION_ONLY = "slow, and the metric computation it checks does not depend on the database kind"
 
 
 def _run(store, technique="blended", models="tiny", groups=ALL, **params):
@@ -49,6 +53,7 @@ def test_end_of_run_metrics_are_stored_per_sample_and_per_run(store, tiny_model)
     assert detail.metrics["bg_mse"] == summaries["bg_mse"].value
 
 
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_unavailable_models_are_recorded_missing_never_zero(store, tiny_model):
     run_id, messages = _run(store, models="real")
     assert {m.split(" ")[0] for m in messages} == {"clip", "precision", "kid"}
@@ -76,6 +81,7 @@ def test_recompute_replaces_only_the_named_metrics(store, tiny_model):
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_recomputing_background_from_files_gives_the_runner_values(store, tiny_model):
     run_id, _ = _run(store, groups=("background",))
     before = {s.sample_id: s.metrics for s in store.run_detail(run_id).samples}
@@ -86,6 +92,7 @@ def test_recomputing_background_from_files_gives_the_runner_values(store, tiny_m
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_kid_reference_features_are_cached_across_runs(store, tiny_model):
     first, _ = _run(store, groups=("kid",))
     second, _ = _run(store, technique="vanilla", groups=("kid",))
@@ -127,6 +134,7 @@ def test_cli_compare_and_metrics_compute(tmp_path, tiny_model):
     assert math.isinf(float(board[0]["metrics"]["bg_psnr"])) or board[0]["metrics"]["bg_psnr"] == "inf"
 
 
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_crop_policy_runs_and_recomputes_on_the_same_pixels(store, tiny_model):
     run_id, _ = _run(store, groups=("background",), resize="crop")
     detail = store.run_detail(run_id)
@@ -161,6 +169,7 @@ def test_cli_evaluation_settings_are_recorded_with_the_run(tmp_path, tiny_model)
     assert detail["summaries"]["clip_local"]["value"] is None and "/nonexistent/clip" in detail["summaries"]["clip_local"]["note"]
 
 
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_every_stored_metric_is_in_the_catalogue(store, tiny_model):
     """Whatever any code path stores (generation-time, end-of-run, summaries), the catalogue
     knows it: its direction, level and group are never guessed."""
@@ -176,6 +185,7 @@ def test_every_stored_metric_is_in_the_catalogue(store, tiny_model):
     assert "prompt_hit" not in store.run_detail(run_id).summaries  # summarised as prompt_precision, not twice
 
 
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
 def test_only_the_groups_asked_for_are_computed_once_with_the_runs_settings(store, tiny_model):
     """The defects: the runner computed background metrics live with the default ring width and
     the evaluation again with the run's --ring-width, overwriting; a `--metrics clip` run
