@@ -89,7 +89,7 @@ def runs_show(
                Col("output / error", keep=False, drop=3)]
     rows = [[str(s.position), Text(printable(s.sample_name)), s.status, format_seed(s.seed),
              *[format_metric(n, s.metrics.get(n)) for n in names],
-             str(s.image_path) if s.image_path else (s.error or "-")] for s in detail.samples]
+             Text(str(s.image_path) if s.image_path else printable(s.error or "-"))] for s in detail.samples]
     table, dropped = fit_table(columns, rows, width=console.width)
     console.print(table)
     if "output / error" in dropped:
