@@ -147,21 +147,6 @@ def recorded_command() -> str:
     return hide_passwords(shlex.join(["inpaint-tui", *sys.argv[1:]]))
 
 
-def require_model(store, model: str, *, detach: bool = False) -> None:
-    """Refuse, before anything is queued or a worker registered, a model this box cannot load
-    (engine.models.check_available). A detached run that a live worker on another box will
-    take is left to that worker: its box may have the weights this one lacks."""
-    import socket
-
-    from engine.models import check_available
-    from inpaint_tui.jobs.worker import BACKGROUND_KINDS
-
-    if detach and any(worker.kind in BACKGROUND_KINDS and worker.host != socket.gethostname()
-                      for worker in store.workers()):
-        return
-    check_available(model)
-
-
 def fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)

@@ -20,7 +20,6 @@ from inpaint_tui.cli.base import (
     open_tui,
     print_json,
     recorded_command,
-    require_model,
     user_errors,
 )
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, foreground_worker
@@ -77,6 +76,7 @@ def run(
         spec = RunSpec.build(technique, given, model=model, steps=steps, guidance=guidance, seed=seed,
                              negative_prompt=negative_prompt, evaluation=evaluation)
         store = context_of(ctx).store()
+        from inpaint_tui.jobs.launch import require_model
         require_model(store, model, detach=detach)  # before a run exists or a worker is registered
         placement = dict(sample_set=sample_set, command=recorded_command(),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
@@ -127,6 +127,7 @@ def demo(
         validate_device(device)
         evaluation = EvalConfig.for_model(model, metrics=metrics, models=eval_models)
         store = context_of(ctx).store()
+        from inpaint_tui.jobs.launch import require_model
         require_model(store, model)
         ensure_demo(store)
         run_ids = queue_demo_runs(store, model=model, steps=steps, seed=seed, evaluation=evaluation,

@@ -13,7 +13,6 @@ from inpaint_tui.cli.base import (
     context_of,
     fail,
     print_json,
-    require_model,
     rich_console,
     runs_app,
     user_errors,
@@ -135,6 +134,7 @@ def runs_resume(
     with their recorded seeds, so the outputs equal those of an uninterrupted run."""
     with user_errors():
         store = context_of(ctx).store()
+        from inpaint_tui.jobs.launch import require_model
         require_model(store, store.run(run_id).model, detach=detach)  # before it is re-queued
         store.requeue_for_resume(run_id, stale_after=stale_after())
         info = store.run(run_id)

@@ -18,7 +18,6 @@ from inpaint_tui.cli.base import (
     context_of,
     print_json,
     recorded_command,
-    require_model,
     rich_console,
     sweeps_app,
     user_errors,
@@ -86,6 +85,7 @@ def sweep(
             planned = plan_sweep(store, points, force=force, **placement)
             print_plan(planned, len(store.set_sample_ids(sample_set)), as_json=as_json)
             return
+        from inpaint_tui.jobs.launch import require_model
         require_model(store, model, detach=detach)  # before the sweep's runs are queued
         queued = queue_sweep(
             store, points, **placement, command=recorded_command(), name=name, force=force,

@@ -26,6 +26,19 @@ IDLE_EXIT_ENV = "INPAINT_TUI_IDLE_EXIT"
 DEFAULT_IDLE_EXIT = 600.0  # seconds a spawned worker waits for new runs before exiting
 
 
+def require_model(store: Store, model: str, *, detach: bool = False) -> None:
+    """Refuse, before anything is queued or a worker registered, a model this box cannot load
+    (engine.models.check_available), for every face that queues runs. A detached run that a
+    live worker on another box will take is left to that worker: its box may have the weights
+    this one lacks."""
+    from engine.models import check_available
+
+    if detach and any(worker.kind in BACKGROUND_KINDS and worker.host != socket.gethostname()
+                      for worker in store.workers()):
+        return
+    check_available(model)
+
+
 def worker_log_path(store: Store) -> Path:
     """`experiments.db` -> `experiments.worker.log` beside it; for server databases, in the
     data root's `logs/`, one file per box (every box shares that folder)."""

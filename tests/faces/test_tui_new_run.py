@@ -316,6 +316,24 @@ async def test_invalid_value_shows_the_error_and_blocks_submit(tui_store):
         assert tui_store.run_count() == runs_before
 
 
+async def test_a_model_not_downloaded_is_refused_before_anything_is_queued(fresh_store, tmp_path, monkeypatch):
+    """As the CLI: a hub model neither cached nor reachable is one notification naming the
+    download command, and no run or worker is created (no worker on another box could take it)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    app = make_app(fresh_store, "new_run")
+    async with app.run_test(size=(120, 40)) as pilot:
+        notes = record_notifications(app)
+        screen = await open_form(pilot, app, ["blended"])
+        screen.query_one("#model", Select).value = "sd15"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(notes) > 0, timeout=10, what="a notification")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, NewRunScreen) and not screen.query_one("#submit").disabled
+    assert fresh_store.run_count() == 0 and fresh_store.workers(include_ended=True) == []
+    assert len(notes) == 1 and "not in the local cache" in notes[0] and "hf download" in notes[0], notes
+
+
 async def test_sweep_summary_counts_runs(tui_store):
     app = make_app(tui_store, "new_run")
     async with app.run_test(size=(120, 40)) as pilot:

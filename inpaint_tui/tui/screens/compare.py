@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Label
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
-from inpaint_tui.read.present import format_metric, format_number, format_p_value, format_params
+from inpaint_tui.read.present import format_interval, format_metric, format_number, format_p_value, format_params
 from inpaint_tui.store import NotFound, RunDetail, SampleInfo
 from inpaint_tui.tui.base import ImageStrip, LiveScreen, Table, selected_key, sync_table
 
@@ -68,7 +68,7 @@ def statistics_rows(entries: list[dict[str, Any]], run_b: int) -> list[tuple[str
             Text(name), Text(str(entry["n"])),
             Text(format_metric(name, entry["mean_a"])), Text(format_metric(name, entry["mean_b"])),
             Text(format_number(entry["difference"])), Text(text, style=style),
-            Text(f"[{format_number(entry['ci_low'])}, {format_number(entry['ci_high'])}]"),
+            Text(format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", ")),
             Text(format_p_value(entry["p_value"])),
         )
         rows.append((name, cells))

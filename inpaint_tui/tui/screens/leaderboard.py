@@ -24,6 +24,7 @@ from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
 from engine.metrics.catalogue import higher_is_better
+from inpaint_tui.read.present import plural
 from inpaint_tui.store import NotFound
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key
 from inpaint_tui.tui.screens.leaderboard_view import BoardState, BoardView, build_view
@@ -271,9 +272,9 @@ class LeaderboardScreen(LiveScreen):
             select.value = current if current in sets else ALL_SETS
 
     def _update_status(self, view: BoardView, loaded: int | None = None) -> None:
-        parts = [f"{len(view.rows)} {'configurations' if view.state.grouped else 'runs'}"]
+        parts = [plural(len(view.rows), "configuration" if view.state.grouped else "run")]
         if view.partial:
-            parts[0] = f"top {len(view.rows)} runs (loading the rest)"
+            parts[0] = f"top {plural(len(view.rows), 'run')} (loading the rest)"
         elif view.total > len(view.rows):
             parts[0] = f"top {len(view.rows)} of {view.total} {'configurations' if view.state.grouped else 'runs'}"
         if loaded is not None:

@@ -330,13 +330,14 @@ class NewRunScreen(LiveScreen):
 
     @work(thread=True, exclusive=True, group="submit", exit_on_error=False)
     def _submit(self, plan: Plan) -> None:
-        from inpaint_tui.jobs.launch import ensure_worker
+        from inpaint_tui.jobs.launch import ensure_worker, require_model
         from inpaint_tui.jobs.runs import queue_run
         from inpaint_tui.jobs.sweeps import queue_sweep
         from inpaint_tui.store import StoreError
 
         store = self.app.store
         try:
+            require_model(store, plan.model, detach=True)  # before anything is queued, as the CLI does
             if len(plan.points) == 1:
                 spec = plan.points[0].spec(model=plan.model, negative_prompt=plan.negative_prompt,
                                            evaluation=plan.evaluation)

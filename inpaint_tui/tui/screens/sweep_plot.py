@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
-from inpaint_tui.read.present import format_metric
+from inpaint_tui.read.present import format_metric, plural
 from inpaint_tui.read.sweep_series import (
     Series,
     SweepData,
@@ -102,7 +102,7 @@ class SweepPlotScreen(LiveScreen):
             self.metric = metrics[0] if metrics else None
         if self.x not in axes:
             self.x = axes[0] if axes else None
-        self._set_options("sweep", [(f"sweep {s.id}" + (f" {s.name}" if s.name else "") + f" ({len(s.run_ids)} runs)",
+        self._set_options("sweep", [(f"sweep {s.id}" + (f" {s.name}" if s.name else "") + f" ({plural(len(s.run_ids), 'run')})",
                                      s.id) for s in reversed(data.sweeps)], sweep.id)
         self._set_options("metric", [(name, name) for name in metrics], self.metric)
         self._set_options("x", [(name, name) for name in axes], self.x)
