@@ -99,9 +99,12 @@ def print_json(data: Any) -> None:
 def rich_console():
     from rich.console import Console
 
-    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns.
+    # Piped output (scripts, `| less -S`) should not wrap tables into 80 columns, unless
+    # COLUMNS says how wide to be (as it does for a terminal).
+    import os
+
     console = Console()
-    return console if console.is_terminal else Console(width=200)
+    return console if console.is_terminal or os.environ.get("COLUMNS", "").isdigit() else Console(width=200)
 
 
 def recorded_command() -> str:
