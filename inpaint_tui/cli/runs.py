@@ -55,7 +55,7 @@ def runs_list(
             justify="right" if column.numeric else "left", wrap=column.key in ("params", "note", "error", "tag"),
             priority=0 if picked else _drop_priority(column, shown),
             group="metric" if column.is_metric else None))
-    count = f"{len(infos)} of {total} runs" if total != len(infos) else f"{len(infos)} runs"
+    count = f"{len(infos)} of {total} runs" if total != len(infos) else f"{len(infos)} run{'s' * (len(infos) != 1)}"
     title = count + "".join(f", {name} {value}" for name, value in shared.items())
     console = rich_console()
     if not infos:
@@ -164,7 +164,8 @@ def runs_diff(
     columns = [Column("field", "field", [d.field for d in differences])]
     columns += [Column(str(run_id), f"run {run_id}", [shown(d.values[i]) for d in differences], wrap=True)
                 for i, run_id in enumerate(run_ids)]
-    print_table(console, columns, title=f"runs {names}: {len(differences)} difference(s)", max_lines=3)
+    count = f"{len(differences)} difference{'s' * (len(differences) != 1)}"
+    print_table(console, columns, title=f"runs {names}: {count}", max_lines=3)
 
 
 def stale_after() -> float:

@@ -243,13 +243,20 @@ def print_table(console, columns: Sequence[Column], *, title: str | None = None,
     notes = [text] if text else []
     if fitted.dropped:
         notes.append(f"hidden at {console.width} columns: {', '.join(fitted.dropped_headers)} (--wide shows {what})")
-    table = build(fitted, title=title, caption="\n".join(notes) or None)
+    from rich.text import Text
+
+    # Title and notes are printed apart from the table: a narrow table would wrap them to its width.
+    table = build(fitted)
+    if title:
+        console.print(Text(title), highlight=False)
     terminal_width = console.width
     console.width = width  # Rich never prints wider than its console: --wide widens it for this table
     try:
         console.print(table, crop=False)
     finally:
         console.width = terminal_width
+    for note in notes:
+        console.print(Text(note), highlight=False)
     return fitted
 
 

@@ -92,6 +92,8 @@ def test_runs_list_filters_sorts_and_limits(cli_store):
     assert [r["id"] for r in last][-1] == store.ids["many"]  # runs without the metric last
     assert _json(invoke, "runs", "list", "--filter", "technique = blended", "--limit", "0") == []
     assert "no runs match (11 in the store)" in invoke("runs", "list", "--filter", "steps > 1000").stdout
+    assert invoke("runs", "list", "--filter", "id = 8", columns=80).stdout.split("\n")[0].strip() == "1 of 11 runs"
+    assert invoke("runs", "list", "--columns", "id", "--limit", "1", columns=80).stdout.startswith("1 of 11 runs")
 
 
 def _table_lines(output: str) -> tuple[list[str], list[str]]:
@@ -215,7 +217,8 @@ def test_runs_diff(cli_store):
     invoke, store = cli_store
     db = invoke.db
     output = invoke("runs", "diff", "2", "8", columns=80).stdout
-    assert output.startswith("runs 2 and 8: 2 difference(s)")
+    assert output.startswith("runs 2 and 8: 2 differences")
+    assert invoke("runs", "diff", "7", "8").stdout.split("\n")[0].strip() == "runs 7 and 8: 1 difference"
     fields = [line.split()[0] for line in _table_lines(output)[1]]
     assert fields == ["param.blend_start", "param.progressive_shrink"]
     data = _json(invoke, "runs", "diff", "2", "8", "1")
