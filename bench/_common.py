@@ -18,3 +18,21 @@ def run_benchmark(main: Callable[[], object], name: str) -> None:
         traceback.print_exc()
         print(f"{name} benchmark could not run: {type(error).__name__}: {error}", file=sys.stderr)
     sys.exit(0)
+
+
+def interleaved(cases: dict[str, Callable[[], object]], rounds: int, *, repeat: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each case, one entry per round: in every round each case is timed
+    `repeat` times back to back, the order of the cases reversed every other round (ABBA), so
+    drift and background load fall on all of them alike. Compare cases by the median of the
+    per-round ratios, not by one run each."""
+    import time
+
+    names = list(cases)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            started = time.perf_counter()
+            for _ in range(repeat):
+                cases[name]()
+            times[name].append((time.perf_counter() - started) / repeat)
+    return times

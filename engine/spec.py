@@ -174,9 +174,23 @@ def changed_params(technique: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if defaults.get(k, object()) != v}
 
 
+def recorded_params(technique: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parameters as it ran: the recorded ones, and the technique's default for any it
+    does not record (a run made before that parameter existed ran with today's default, as
+    far as can be known). A technique no longer registered keeps what was recorded."""
+    from engine.techniques import get_technique
+
+    try:
+        defaults = get_technique(technique).full_schema.defaults()
+    except ParamError:
+        return dict(params)
+    return {**defaults, **params}
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "validate_seed"]
+__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "recorded_params",
+           "validate_seed"]

@@ -15,6 +15,7 @@ import typer
 from engine.metrics.catalogue import key_metrics
 from engine.spec import changed_params
 from inpaint_tui.cli.base import JSON_HELP, app, context_of, fail, metrics_app, print_json, rich_console, user_errors
+from inpaint_tui.cli.selection import FILTER_HELP, LIMIT_HELP, SORT_HELP, selection
 from inpaint_tui.read.compare import VERDICT_RULE, compare_runs, verdict
 from inpaint_tui.read.present import (
     best_values,
@@ -26,17 +27,20 @@ from inpaint_tui.read.present import (
 )
 
 
-def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool):
+def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinished: bool, *, where=None,
+                     order=(), limit: int | None = None):
     """Runs ranked best first by `metric` in its catalogue direction (a metric summarised as
-    another, prompt_hit, ranks by that one); an unknown metric raises UnknownMetric."""
+    another, prompt_hit, ranks by that one), or in the order of the sort keys `order`; only
+    those matching the filter `where`; at most `limit`. An unknown metric raises UnknownMetric."""
     from engine.metrics.catalogue import higher_is_better, ranking_metric
 
     metric = ranking_metric(metric)
     return store.leaderboard(metric, descending=higher_is_better(metric), sample_set=sample_set,
-                             include_unfinished=include_unfinished)
+                             include_unfinished=include_unfinished, where=where, order=order, limit=limit)
 
 
-def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> None:
+def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: bool = False,
+                      sorted_by: str | None = None) -> None:
     from engine.metrics.catalogue import metric_info, ranking_metric
 
     metric = ranking_metric(metric)
@@ -55,29 +59,64 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool) -> None
                 + [repr(row.metrics[n]) if n in row.metrics else "" for n in names]
             )
         return
-    from rich.table import Table
+    from inpaint_tui.cli.tables import Column, print_table
+    from inpaint_tui.read.present import compact_number
 
-    names = key_metrics({n for row in rows for n in row.metrics}, first=metric)
+    present = {n for row in rows for n in row.metrics} | {n for row in rows for n in row.summaries}
+    names = key_metrics(present, first=metric) if not wide else \
+        [metric] + [n for n in names if n != metric]
     arrow = metric_info(metric).arrow
     # Settings every row shares go to the title, so the table keeps room for the metrics.
     settings = {"model": lambda r: r.model, "steps": lambda r: str(r.steps), "set": lambda r: r.sample_set}
     shared = {k: get(rows[0]) for k, get in settings.items() if rows and len({get(r) for r in rows}) == 1}
     varying = [k for k in settings if k not in shared]
-    title = f"leaderboard by {metric}" + "".join(f", {k} {v}" for k, v in shared.items())
-    table = Table("#", "run", "technique", "params", *varying, "n",
-                  *[f"{n} {arrow}" if n == metric else n for n in names], title=title,
-                  caption="mean [95% bootstrap interval]; KID: mean ±std over subsets; prompt_precision: share [95% "
-                          "Wilson interval]; best per column in green",
-                  caption_justify="left")
+    order = f"sorted by {sorted_by}" if sorted_by else f"by {metric}"
+    title = f"leaderboard {order}" + "".join(f", {k} {v}" for k, v in shared.items())
     best = best_values(rows, names)
-    for i, row in enumerate(rows):
-        cells = []
-        for n in names:
-            text = format_summary(row.summaries.get(n), row.metrics.get(n))
-            cells.append(f"[bold green]{text}[/]" if n in best and row.metrics.get(n) == best[n] else text)
-        table.add_row(str(i + 1), str(row.run_id), row.technique, format_params(changed_params(row.technique, row.params)),
-                      *[settings[k](row) for k in varying], str(row.samples_done), *cells)
-    rich_console().print(table)
+    columns = [
+        Column("#", "#", [str(i + 1) for i in range(len(rows))], justify="right"),
+        Column("run", "run", [str(row.run_id) for row in rows], justify="right"),
+        Column("technique", "technique", [row.technique for row in rows]),
+    ]
+    for index, name in enumerate(names):
+        full, two_lines, bare, compact = [], [], [], []
+        for row in rows:
+            summary, value = row.summaries.get(name), row.metrics.get(name)
+            text = format_summary(summary, value, name)
+            number = format_metric(name, value) if value is not None else text
+            spread = text[len(number):].strip() if text.startswith(number) else ""
+            full.append(text)
+            two_lines.append(f"{number}\n{spread}" if spread else number)
+            bare.append(number)
+            compact.append(compact_number(value) if value is not None else text)
+        styles = ["bold green" if name in best and row.metrics.get(name) == best[name] else None for row in rows]
+        # Forms: mean [interval]; the interval on a second line; the mean alone; 4 significant digits.
+        column = Column(name, f"{name} {arrow}" if name == metric else name, full,
+                        forms=[two_lines, bare, compact], justify="left", form_justify=["left", "right", "right"],
+                        styles=styles, priority=0 if name == metric else 30 + index,
+                        group="rank" if name == metric else "metric")
+        columns.append(column)
+        if name == metric:  # the ranking metric before the parameters
+            columns.append(Column("params", "params", [format_params(changed_params(row.technique, row.params))
+                                                       for row in rows], wrap=True))
+    position = 5 if names else 4  # after the parameters
+    if not names:
+        columns.append(Column("params", "params", [format_params(changed_params(row.technique, row.params))
+                                                   for row in rows], wrap=True))
+    for offset, key in enumerate(varying):
+        columns.insert(position + offset, Column(key, key, [settings[key](row) for row in rows], priority=10 + offset))
+    columns.insert(position + len(varying), Column("n", "n", [str(row.samples_done) for row in rows],
+                                                   justify="right", priority=25))
+
+    def caption(fitted) -> str:
+        shown = {column.key: column for column in fitted.columns}
+        forms = {column.form for column in fitted.columns if column.key in names}
+        if forms and forms <= {2}:
+            return "means; intervals hidden at this width (--wide or --json shows them); best per column in green"
+        return ("mean [95% bootstrap interval]; KID: mean ±std over subsets; prompt_precision: share [95% Wilson "
+                "interval]; best per column in green") if shown else ""
+
+    print_table(rich_console(), columns, title=title, caption=caption, wide=wide)
 
 
 @app.command()
@@ -86,6 +125,11 @@ def leaderboard(
     metric: str = typer.Option("bg_mse", "--metric", "-m", help="Metric to rank by (direction-aware)."),
     sample_set: Optional[str] = typer.Option(None, "--set", help="Only runs on this sample set."),
     include_unfinished: bool = typer.Option(False, "--all", help="Include runs that have not finished."),
+    filter_text: Optional[str] = typer.Option(None, "--filter", help=FILTER_HELP),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help=SORT_HELP + " Default: by --metric, best first."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help=LIMIT_HELP),
+    wide: bool = typer.Option(False, "--wide", "-w", help="Every metric, intervals included, whatever the "
+                                                          "terminal's width (for a pager: | less -S)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
 ) -> None:
@@ -93,8 +137,10 @@ def leaderboard(
     if as_json and as_csv:
         fail("--json and --csv are exclusive", 2)
     with user_errors():
-        rows = leaderboard_rows(context_of(ctx).store(), metric, sample_set, include_unfinished)
-    print_leaderboard(rows, metric, as_json=as_json, as_csv=as_csv)
+        chosen = selection(filter_text, sort, limit)
+        rows = leaderboard_rows(context_of(ctx).store(), metric, sample_set, include_unfinished, where=chosen.where,
+                                order=chosen.order, limit=chosen.limit)
+    print_leaderboard(rows, metric, as_json=as_json, as_csv=as_csv, wide=wide, sorted_by=sort if chosen.order else None)
 
 
 @metrics_app.command("compute")
@@ -179,11 +225,29 @@ def compare(
     console.print(Text("p: two-sided Wilcoxon signed-rank; interval: percentile bootstrap of B − A. " + VERDICT_RULE))
 
 
+def chosen_runs(store, run_ids: list[int], chosen) -> list[int]:
+    """The runs `export` and `report` take: those named (in their order), narrowed by the
+    filter, reordered by --sort and cut by --limit; with none named, every run the filter
+    matches."""
+    if not (chosen.where is not None or chosen.order or chosen.limit is not None):
+        return run_ids
+    matching = store.query_run_ids(chosen.where, chosen.order, None if run_ids and not chosen.order else chosen.limit,
+                                   run_ids=run_ids or None)
+    if run_ids and not chosen.order:  # the order given on the command line stays
+        kept = set(matching)
+        matching = [run_id for run_id in run_ids if run_id in kept][:chosen.limit]
+    return matching
+
+
 @app.command()
 def export(
     ctx: typer.Context,
     run_ids: Optional[List[int]] = typer.Argument(None, metavar="RUN", help="Run ids to export."),
     sweep: Optional[int] = typer.Option(None, "--sweep", help="Export every run of this sweep."),
+    filter_text: Optional[str] = typer.Option(None, "--filter", help=FILTER_HELP + " Without RUN or --sweep: "
+                                                                                     "every run matching."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help=SORT_HELP + " The rows' order."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help=LIMIT_HELP),
     fmt: Optional[str] = typer.Option(
         None, "--format", "-f", help="csv, jsonl or parquet (default: from --out's extension)."),
     out: Path = typer.Option(..., "--out", "-o", help="File for the per-sample rows; the per-run rows go "
@@ -193,19 +257,24 @@ def export(
     (means with 95% intervals). Column names are listed in the README."""
     from inpaint_tui.read.export import ExportError, format_for, write_export
 
-    if not run_ids and sweep is None:
-        fail("name RUN ids or --sweep ID to export", 2)
+    with user_errors():
+        chosen = selection(filter_text, sort, limit)
+    if not run_ids and sweep is None and not (chosen.where is not None or chosen.order or chosen.limit is not None):
+        fail("name RUN ids, --sweep ID or --filter EXPR to export", 2)
     try:
         format_for(out, fmt)
     except ExportError as error:
         fail(str(error), 2)
     with user_errors():
         store = context_of(ctx).store()
-        chosen = list(run_ids or [])
+        named = list(run_ids or [])
         if sweep is not None:
-            chosen += [run_id for run_id in store.sweep(sweep).run_ids if run_id not in chosen]
-        samples_path, runs_path = write_export(store, chosen, out, fmt)
-    typer.echo(f"wrote {samples_path} (per sample) and {runs_path} (per run) for {len(chosen)} run(s)")
+            named += [run_id for run_id in store.sweep(sweep).run_ids if run_id not in named]
+        runs = chosen_runs(store, named, chosen)
+        if not runs:
+            fail("no runs to export: none matches" if chosen.where is not None else "no runs to export", 1)
+        samples_path, runs_path = write_export(store, runs, out, fmt)
+    typer.echo(f"wrote {samples_path} (per sample) and {runs_path} (per run) for {len(runs)} run(s)")
 
 
 @app.command()
@@ -214,6 +283,10 @@ def report(
     run_ids: Optional[List[int]] = typer.Argument(None, metavar="RUN", help="Run ids to report."),
     sweep: Optional[int] = typer.Option(None, "--sweep", help="Report every run of this sweep."),
     sample_set: Optional[str] = typer.Option(None, "--set", help="Report every finished run on this sample set."),
+    filter_text: Optional[str] = typer.Option(None, "--filter", help=FILTER_HELP + " Without RUN, --sweep or "
+                                                                                     "--set: every run matching."),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help=SORT_HELP + " The first is the default baseline."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help=LIMIT_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for index.html, report.md and images/."),
     baseline: Optional[int] = typer.Option(None, "--baseline", help="Run the others are compared with "
                                                                      "(default: the first reported)."),
@@ -229,20 +302,26 @@ def report(
     from inpaint_tui.read.report import ReportError, write_report
     from inpaint_tui.store import RunStatus
 
-    if not run_ids and sweep is None and sample_set is None:
-        fail("name RUN ids, --sweep ID or --set NAME to report", 2)
+    with user_errors():
+        chosen = selection(filter_text, sort, limit)
+    narrowed = chosen.where is not None or chosen.order or chosen.limit is not None
+    if not run_ids and sweep is None and sample_set is None and not narrowed:
+        fail("name RUN ids, --sweep ID, --set NAME or --filter EXPR to report", 2)
     with user_errors():
         store = context_of(ctx).store()
-        chosen = list(run_ids or [])
+        named = list(run_ids or [])
         if sweep is not None:
-            chosen += store.sweep(sweep).run_ids
+            named += store.sweep(sweep).run_ids
         if sample_set is not None:
             store.samples(sample_set)  # names a missing set
-            chosen += [run.id for run in store.runs(statuses=[RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS])
-                       if run.sample_set == sample_set]
+            named += [run.id for run in store.runs(statuses=[RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS])
+                      if run.sample_set == sample_set]
+        runs = chosen_runs(store, list(dict.fromkeys(named)), chosen)
+        if not runs:
+            fail("no runs to report: none matches" if chosen.where is not None else "no runs to report", 1)
         names = [name.strip() for name in samples.split(",") if name.strip()] if samples else []
         try:
-            files = write_report(store, list(dict.fromkeys(chosen)), out, baseline=baseline, sample_names=names,
+            files = write_report(store, runs, out, baseline=baseline, sample_names=names,
                                  grid_samples=grid, title=title, sweep_id=sweep, inline=inline)
         except ReportError as error:
             fail(str(error), 2)

@@ -17,30 +17,71 @@ from inpaint_tui.cli.base import (
     runs_app,
     user_errors,
 )
+from inpaint_tui.cli.selection import FILTER_HELP, LIMIT_HELP, SORT_HELP, selection
 from inpaint_tui.cli.progress import announce_detached, execute_with_progress, follow, foreground_worker, progress_bars
 from inpaint_tui.read.present import format_metric, format_params, format_progress, format_seed, plural, printable
 
 
 @runs_app.command("list")
-def runs_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
-    """List runs."""
-    with user_errors():
-        infos = context_of(ctx).store().runs()
-    if as_json:
-        print_json([info.to_dict() for info in infos])
-        return
-    from rich.table import Table
+def runs_list(
+    ctx: typer.Context,
+    filter_text: Optional[str] = typer.Option(None, "--filter", help=FILTER_HELP),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help=SORT_HELP + " Default: id."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=0, help=LIMIT_HELP),
+    columns: Optional[str] = typer.Option(
+        None, "--columns", "-c", help="Comma-separated columns: run fields, param.NAME, metric.NAME, params (those "
+                                      "not at their defaults), progress; e.g. id,technique,param.blend_start,metric.kid."),
+    wide: bool = typer.Option(False, "--wide", "-w", help="Every column at full width, whatever the terminal "
+                                                          "(for a pager: | less -S)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List runs, one line each: parameters that differ from their defaults and the key
+    metrics, fitted to the terminal's width."""
+    from inpaint_tui.read.listing import cell_forms, default_columns, parse_columns
 
-    table = Table("run", "status", "technique", "params", "model", "steps", "seed", "samples", "done", "failed",
-                  "progress", "created")
-    for info in infos:
-        table.add_row(
-            str(info.id), info.status + (" (cancelling)" if info.cancel_requested else ""), info.technique,
-            format_params(info.params), info.model, str(info.steps), str(info.seed), info.sample_set,
-            f"{info.done_count}/{info.sample_count}", str(info.failed_count), format_progress(info.progress),
-            info.created_at.strftime("%Y-%m-%d %H:%M"),
-        )
-    rich_console().print(table)
+    with user_errors():
+        chosen = selection(filter_text, sort, limit)
+        picked = parse_columns(columns) if columns else None
+        store = context_of(ctx).store()
+        infos = store.find_runs(chosen.where, chosen.order, chosen.limit)
+        values, _ = store.run_metrics([info.id for info in infos])
+        total = store.run_count() if chosen.narrows else len(infos)
+    if as_json:
+        print_json([dict(info.to_dict(), metrics=values.get(info.id, {})) for info in infos])
+        return
+    from inpaint_tui.cli.tables import Column, print_table
+
+    shown, shared = (picked, {}) if picked else default_columns(infos, values, wide=wide)
+    table_columns = []
+    for column in shown:
+        forms = [cell_forms(info, column, values.get(info.id, {})) for info in infos]
+        depth = max((len(f) for f in forms), default=1)
+        padded = [f + [f[-1]] * (depth - len(f)) for f in forms]
+        table_columns.append(Column(
+            key=column.key, header=column.header, cells=[f[0] for f in padded],
+            forms=[[f[level] for f in padded] for level in range(1, depth)],
+            justify="right" if column.numeric else "left", wrap=column.key in ("params", "note", "error", "tag"),
+            priority=0 if picked else _drop_priority(column, shown),
+            group="metric" if column.is_metric else None))
+    count = f"{len(infos)} of {total} runs" if total != len(infos) else f"{len(infos)} run{'s' * (len(infos) != 1)}"
+    title = count + "".join(f", {name} {value}" for name, value in shared.items())
+    console = rich_console()
+    if not infos:
+        console.print(f"no runs{' match' if chosen.where is not None else ''} ({total} in the store)", highlight=False)
+        return
+    print_table(console, table_columns, title=title, wide=wide)
+
+
+def _drop_priority(column, shown) -> int:
+    """Which default columns give way first when the terminal is narrow (0: never): the
+    creation time, then the last metrics, tags, progress and settings; never the run, its
+    status, technique, parameters, done count or first metric."""
+    metrics = [c for c in shown if c.is_metric]
+    if column.is_metric:
+        index = metrics.index(column)
+        return 0 if index == 0 else 30 + index
+    return {"created": 90, "commit": 80, "hash": 80, "device": 80, "note": 75, "failed": 70, "tag": 25,
+            "progress": 20, "seed": 15, "guidance": 14, "steps": 13, "model": 12, "set": 11}.get(column.key, 0)
 
 
 @runs_app.command("show")
@@ -104,6 +145,49 @@ def runs_show(
     if detail.metrics:
         console.print("  mean: " + "  ".join(f"{k}={format_metric(k, v)}" for k, v in sorted(detail.metrics.items())),
                       highlight=False)
+
+
+@runs_app.command("diff")
+def runs_diff(
+    ctx: typer.Context,
+    run_ids: List[int] = typer.Argument(..., metavar="A B [C...]", help="Two or more run ids."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """What differs between runs' configurations: technique, model, steps, seed, guidance,
+    parameters (defaults filled in), options, evaluation, sample set, versions, git commit."""
+    from inpaint_tui.read.diff import config_diff
+
+    if len(run_ids) < 2:
+        fail("runs diff needs two or more run ids", 2)
+    with user_errors():
+        store = context_of(ctx).store()
+        runs = [store.run(run_id) for run_id in run_ids]
+    differences = config_diff(runs)
+    if as_json:
+        print_json({"runs": run_ids, "differences": [d.to_dict(run_ids) for d in differences]})
+        return
+    names = " and ".join(", ".join(map(str, run_ids)).rsplit(", ", 1))
+    console = rich_console()
+    if not differences:
+        console.print(f"runs {names}: the same configuration", highlight=False)
+        return
+    from inpaint_tui.cli.tables import Column, print_table
+    from inpaint_tui.read.present import printable
+
+    def shown(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value)) or "-"
+        return printable(str(value)) or '""'
+
+    columns = [Column("field", "field", [d.field for d in differences])]
+    columns += [Column(str(run_id), f"run {run_id}", [shown(d.values[i]) for d in differences], wrap=True)
+                for i, run_id in enumerate(run_ids)]
+    count = f"{len(differences)} difference{'s' * (len(differences) != 1)}"
+    print_table(console, columns, title=f"runs {names}: {count}", max_lines=3)
 
 
 def stale_after() -> float:

@@ -50,6 +50,18 @@ def format_number(value: float | None, *, whole: bool = False) -> str:
     return f"{value:.4f}"
 
 
+def compact_number(value: float | None) -> str:
+    """Four significant digits (0.0105, 26.25, 20): a narrow table's numbers, never cut."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    text = f"{value:.4g}"
+    return text.replace("e-0", "e-").replace("e+0", "e")
+
+
 def format_metric(name: str, value: float | None) -> str:
     """A metric's value: counts (the catalogue's `count` metrics) as whole numbers where they
     are whole, everything else as format_number."""

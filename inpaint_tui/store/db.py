@@ -138,6 +138,44 @@ def server_epoch(dialect_name: str):
     return literal_column("extract(epoch from now())", Float)
 
 
+def json_document(dialect_name: str, column):
+    """A JSON column as an expression its accessors (`[key].as_float()`, ...) read on this
+    backend. SQLite's JSON functions before 3.42 refuse the `Infinity` Python's json writes for
+    an infinite float (TD-Paint's t_bg=inf), which would fail a whole query on one such run:
+    there it is read as 1e999, which SQLite parses as infinity."""
+    from sqlalchemy import JSON, func, type_coerce
+
+    if dialect_name == "sqlite":
+        return type_coerce(func.replace(column, "Infinity", "1e999"), JSON)
+    return column
+
+
+def json_list_elements(dialect_name: str, column):
+    """The text elements of a JSON list column as a table with one column, `value`, for a
+    correlated subquery (a run's tags): json_each on SQLite, json_array_elements_text on
+    PostgreSQL."""
+    from sqlalchemy import func
+
+    if dialect_name == "sqlite":
+        return func.json_each(column).table_valued("value")
+    return func.json_array_elements_text(column).table_valued("value")
+
+
+def byte_order(dialect_name: str, expression):
+    """Text ordered by its bytes on both backends (SQLite's default; PostgreSQL's database
+    collation would otherwise sort `a_b` against `ab` its own way)."""
+    return expression.collate("C") if dialect_name == "postgresql" else expression
+
+
+def comparable_time(dialect_name: str, expression):
+    """A timestamp column (or a bound datetime) as something that compares and sorts in time
+    order: SQLite keeps timestamps as text, written as `... 09:30:00.000000` by SQLAlchemy or
+    `... 09:30:00+00:00` by other clients, so it is compared as julianday()."""
+    from sqlalchemy import func
+
+    return func.julianday(expression) if dialect_name == "sqlite" else expression
+
+
 def without_disk_sync(session) -> None:
     """Let the current transaction commit without waiting for its disk sync (PostgreSQL:
     `synchronous_commit = off` for this transaction alone). For rows rewritten every beat

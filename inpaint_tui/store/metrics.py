@@ -10,8 +10,12 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from inpaint_tui.store.db import NotFound
+from inpaint_tui.store.query import Node, RunQuery, SortKey
 from inpaint_tui.store.tables import MetricRecord, RunMetricRecord, RunRecord, RunSampleRecord, RunStatus, SampleStatus
 from inpaint_tui.store.views import LeaderboardRow, MetricSummary
+
+
+IDS_PER_QUERY = 5000
 
 
 class MetricsMixin:
@@ -66,9 +70,15 @@ class MetricsMixin:
         self, run_ids: Sequence[int]
     ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, MetricSummary]]]:
         """Per run, its per-run metric values and their summaries (intervals where stored)."""
+        run_ids = list(run_ids)
+        values: dict[int, dict[str, float]] = {}
+        summaries: dict[int, dict[str, MetricSummary]] = {}
         with self.session() as session:
-            values, summaries = self._run_metrics(session, list(run_ids))
-            return dict(values), dict(summaries)
+            for start in range(0, len(run_ids), IDS_PER_QUERY):  # backends cap a query's bound values
+                chunk_values, chunk_summaries = self._run_metrics(session, run_ids[start:start + IDS_PER_QUERY])
+                values.update(chunk_values)
+                summaries.update(chunk_summaries)
+            return values, summaries
 
     def record_run_metrics(self, run_id: int, summaries: dict[str, MetricSummary]) -> None:
         """Replace the run's per-run rows for these metric names (one transaction)."""
@@ -122,15 +132,18 @@ class MetricsMixin:
 
     def leaderboard(
         self, metric: str, *, descending: bool, sample_set: str | None = None, include_unfinished: bool = False,
-        limit: int | None = None,
+        limit: int | None = None, where: Node | None = None, order: Sequence[SortKey] = (),
     ) -> list[LeaderboardRow]:
         """Runs ranked by `metric` (best first given its direction, ties by run id); runs
-        without the metric come last. Only finished runs unless `include_unfinished`.
+        without the metric come last. Only finished runs unless `include_unfinished`; only
+        those matching the filter `where` (store/query.py). `order` ranks by those sort keys
+        instead (missing values last, ties by id).
 
         `limit` returns the first rows of that same ranking, ranked by SQLite on the stored
         per-run values, so the top of 10 000 runs costs what a few rows cost (a screen shows
         them while the whole ranking loads). Unfinished runs have live means computed here,
-        so with `include_unfinished` the whole ranking is built and cut."""
+        so with `include_unfinished` the whole ranking is built and cut (not so with `order`,
+        whose keys read live means in SQL)."""
         with self.session() as session:
             table = RunRecord.__table__.c
             query = select(table.id, table.technique, table.params, table.model, table.steps, table.seed,
@@ -140,8 +153,18 @@ class MetricsMixin:
                 query = query.where(RunRecord.sample_set == sample_set)
             if not include_unfinished:
                 query = query.where(RunRecord.status.in_([RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS]))
+            compiler = RunQuery(session.get_bind().dialect.name)
+            if where is not None:
+                query = query.where(compiler.condition(where))
             chosen = query.with_only_columns(RunRecord.id).scalar_subquery()
-            if limit is not None and not include_unfinished:
+            ordered: list[int] | None = None
+            if order:
+                ordered = list(session.connection().execute(
+                    query.with_only_columns(RunRecord.id).order_by(*compiler.order(order)).limit(limit)
+                ).scalars().all())
+                query = query.where(RunRecord.id.in_(ordered))
+                chosen = ordered
+            elif limit is not None and not include_unfinished:
                 top = self._top_run_ids(session, chosen, metric, descending, limit)
                 query = query.where(RunRecord.id.in_(top))
                 chosen = top
@@ -165,6 +188,9 @@ class MetricsMixin:
             )
             for r in records
         ]
+        if ordered is not None:
+            place = {run_id: index for index, run_id in enumerate(ordered)}
+            return sorted(rows, key=lambda row: place[row.run_id])
         present = [row for row in rows if metric in row.metrics]
         missing = [row for row in rows if metric not in row.metrics]
         present.sort(key=lambda row: row.metrics[metric], reverse=descending)

@@ -2,7 +2,8 @@
 returning plain views.
 
 Split by area: samples (store/samples.py), metrics and the leaderboard (store/metrics.py),
-the queue (store/queue.py) and sweeps (store/sweeps.py) are mixins; this file keeps set-up,
+filtered and sorted run queries (store/query.py), the queue (store/queue.py) and sweeps
+(store/sweeps.py) are mixins; this file keeps set-up,
 sessions, run files and the run lifecycle.
 """
 
@@ -34,6 +35,7 @@ from inpaint_tui.store.db import (
 from inpaint_tui.store.data_root import check_exists, no_data_root, registered_path, verify_or_register
 from inpaint_tui.store.files import DataFiles, safe_file_stem
 from inpaint_tui.store.metrics import MetricsMixin
+from inpaint_tui.store.query import QueryMixin
 from inpaint_tui.store.queue import QueueMixin
 from inpaint_tui.store.samples import SampleMixin
 from inpaint_tui.store.sweeps import SweepMixin
@@ -53,7 +55,7 @@ from inpaint_tui.store.views import NewRun, RunDetail, RunInfo, RunSampleInfo, S
 __all__ = ["NotFound", "Store", "safe_file_stem"]
 
 
-class Store(SampleMixin, MetricsMixin, QueueMixin, SweepMixin):
+class Store(SampleMixin, MetricsMixin, QueryMixin, QueueMixin, SweepMixin):
     def __init__(self, db: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None) -> None:
         self.url = database_url(db)
         given = data_dir_for(self.url, data_dir)
