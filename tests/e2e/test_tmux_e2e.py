@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # real worker processes / a real terminal: minutes
-
 BIN = Path(sys.executable).with_name("inpaint-tui")
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-
+# real worker processes / a real terminal: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
 def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True, timeout=30).stdout
