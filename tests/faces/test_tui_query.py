@@ -1,0 +1,108 @@
+"""The TUI's filter box (runs screen, leaderboard) in the query language of `runs list
+--filter`, its substring fallback and its error line, and the configuration diff screen;
+on the varied store of tests/query_database.py (SQLite), with the CLI as the independent side."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.widgets import DataTable, Input, Label
+from typer.testing import CliRunner
+
+from inpaint_tui.cli import app as cli
+from inpaint_tui.read.present import format_params
+from inpaint_tui.read.query import parse_filter
+from inpaint_tui.tui.app import InpaintApp
+from tests import query_database
+from tests.faces.test_tui import make_app, wait_for
+
+EXPRESSIONS = (
+    "technique = 'blended'",
+    "technique = 'blended' and param.blend_start >= 0.25",
+    "metric.bg_mse < 0.02 or tag = 'paper'",
+    "status in (finished, failed) and not tag = draft",
+    "note ~ 'seam'",
+    "tag is null and steps > 20",
+)
+
+
+@pytest.fixture(scope="module")
+def query_store(tmp_path_factory):
+    """(store, cli_ids): the varied store, and `cli_ids(expr)`, the run ids `runs list
+    --filter expr --json` prints."""
+    folder = tmp_path_factory.mktemp("tui-query")
+    db = folder / "experiments.db"
+    store, _ = query_database.build(db, data_dir=folder / "experiments_data")
+    runner = CliRunner()
+
+    def cli_ids(expression: str) -> set[int]:
+        result = runner.invoke(cli, ["--db", str(db), "runs", "list", "--filter", expression, "--json"],
+                               env={"INPAINT_TUI_DATA": str(folder / "experiments_data")})
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return {run["id"] for run in json.loads(result.stdout)}
+
+    yield store, cli_ids
+    store.close()
+
+
+async def type_filter(pilot, text: str) -> None:
+    box = pilot.app.screen.query_one("#filter", Input)
+    box.value = text  # Input.Changed, as typing the last character would
+
+
+async def test_the_runs_filter_box_is_the_cli_filter(query_store):
+    store, cli_ids = query_store
+    app: InpaintApp = make_app(store, start_screen="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        total = len(store.runs())
+        await wait_for(pilot, lambda: table.row_count == total)
+        for expression in EXPRESSIONS:
+            expected = cli_ids(expression)
+            assert expected == set(store.query_run_ids(parse_filter(expression)))
+            assert 0 < len(expected) < total, expression  # each expression narrows, so the check means something
+            await type_filter(pilot, expression)
+            await wait_for(pilot, lambda: set(screen.row_run_ids) == expected)
+            assert not screen.query_one("#filter-error", Label).display
+
+        # A bad expression: the parser's message with its column; the last good rows stay.
+        kept = list(screen.row_run_ids)
+        await type_filter(pilot, "metric.bg_mse < 'x")
+        error = screen.query_one("#filter-error", Label)
+        await wait_for(pilot, lambda: error.display)
+        assert "column 17" in str(error.render()) and "quote" in str(error.render())
+        await pilot.pause(0.2)
+        assert screen.row_run_ids == kept
+
+        # An empty box shows everything again.
+        await type_filter(pilot, "")
+        await wait_for(pilot, lambda: table.row_count == total)
+        assert not error.display
+
+
+async def test_a_plain_word_is_a_substring_search(query_store):
+    store, _ = query_store
+    runs = store.runs()
+
+    def having(word: str) -> set[int]:
+        return {run.id for run in runs if word in " ".join([str(run.id), run.status, run.technique, run.sample_set,
+                                                            run.model, format_params(run.params), *run.tags,
+                                                            run.note]).lower()}
+
+    app = make_app(store, start_screen="runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(runs))
+        await type_filter(pilot, "blended")
+        blended = having("blended")
+        assert 0 < len(blended) < len(runs) and {run.id for run in runs if run.technique == "blended"} <= blended
+        await wait_for(pilot, lambda: set(screen.row_run_ids) == blended)
+        await type_filter(pilot, "PAPER")  # any case
+        paper = having("paper")
+        assert 0 < len(paper) < len(runs)
+        await wait_for(pilot, lambda: set(screen.row_run_ids) == paper)
+        assert not screen.query_one("#filter-error", Label).display
+        assert "word" in screen.query_one("#filter", Input).placeholder
