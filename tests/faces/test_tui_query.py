@@ -36,11 +36,11 @@ def query_store(tmp_path_factory):
     store, _ = query_database.build(db, data_dir=folder / "experiments_data")
     runner = CliRunner()
 
-    def cli_ids(expression: str) -> set[int]:
-        result = runner.invoke(cli, ["--db", str(db), "runs", "list", "--filter", expression, "--json"],
+    def cli_ids(expression: str, command: str = "runs list") -> set[int]:
+        result = runner.invoke(cli, ["--db", str(db), *command.split(), "--filter", expression, "--json"],
                                env={"INPAINT_TUI_DATA": str(folder / "experiments_data")})
         assert result.exit_code == 0, result.stdout + result.stderr
-        return {run["id"] for run in json.loads(result.stdout)}
+        return {run["id" if "id" in run else "run_id"] for run in json.loads(result.stdout)}
 
     yield store, cli_ids
     store.close()
@@ -106,3 +106,40 @@ async def test_a_plain_word_is_a_substring_search(query_store):
         await wait_for(pilot, lambda: set(screen.row_run_ids) == paper)
         assert not screen.query_one("#filter-error", Label).display
         assert "word" in screen.query_one("#filter", Input).placeholder
+
+
+async def test_the_leaderboard_filter_box_is_the_cli_filter(query_store):
+    store, cli_ids = query_store
+    app = make_app(store, start_screen="leaderboard")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.complete and screen.row_run_ids, timeout=20)
+        everything = set(screen.row_run_ids)
+        assert everything == cli_ids("id > 0", "leaderboard")  # finished runs only, as the CLI's
+        await pilot.press("slash")
+        assert screen.focused is screen.query_one("#filter", Input)
+        for expression in EXPRESSIONS:
+            expected = cli_ids(expression, "leaderboard")
+            assert expected < everything, expression
+            await type_filter(pilot, expression)
+            await wait_for(pilot, lambda: screen.complete and set(screen.row_run_ids) == expected)
+            assert not screen.query_one("#filter-error", Label).display
+        kept = list(screen.row_run_ids)
+        await type_filter(pilot, "param.blend_start >> 1")
+        error = screen.query_one("#filter-error", Label)
+        await wait_for(pilot, lambda: error.display)
+        assert "(at column" in str(error.render())
+        await pilot.pause(0.2)
+        assert screen.row_run_ids == kept
+
+        # A search word: technique, parameters, tags (the rows do not show tags).
+        found = {run.id for run in store.runs() if run.id in everything and "draft" in " ".join(
+            [str(run.id), run.technique, format_params(run.params), run.model, run.sample_set, run.status, *run.tags,
+             run.note]).lower()}
+        assert {run.id for run in store.runs() if "draft" in run.tags} & everything <= found < everything
+        await type_filter(pilot, "Draft")
+        await wait_for(pilot, lambda: screen.complete and set(screen.row_run_ids) == found and not error.display)
+        await type_filter(pilot, "")
+        await wait_for(pilot, lambda: screen.complete and set(screen.row_run_ids) == everything)
+        await pilot.press("enter")
+        assert isinstance(screen.focused, DataTable)

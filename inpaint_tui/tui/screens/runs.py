@@ -39,8 +39,8 @@ class RunsData:
 class RunsScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open", show=False),
-        Binding("slash", "filter", "Filter", id="runs.filter", tooltip="an expression as in `runs list --filter` (technique = 'blended' and "
-                "metric.bg_mse < 0.02), or a word searched in technique, parameters, tags; enter: back"),
+        Binding("slash", "filter", "Filter", id="runs.filter",
+                tooltip="an expression as in `runs list --filter`, or a word to search for; enter: back"),
         Binding("o", "cycle_sort", "Sort", id="runs.sort", tooltip="by the next column: " + ", ".join(SORTS)),
         Binding("O", "reverse_sort", "Reverse", id="runs.reverse", show=False,
                 tooltip="the same column the other way round"),
