@@ -16,6 +16,7 @@ from inpaint_tui.read.query import parse_filter
 from inpaint_tui.tui.app import InpaintApp
 from tests import query_database
 from tests.faces.test_tui import make_app, wait_for
+from tests.tui_helpers import assert_readable, screen_text
 
 EXPRESSIONS = (
     "technique = 'blended'",
@@ -36,12 +37,19 @@ def query_store(tmp_path_factory):
     store, _ = query_database.build(db, data_dir=folder / "experiments_data")
     runner = CliRunner()
 
+    def cli_diff(*run_ids: int) -> list[str]:
+        result = runner.invoke(cli, ["--db", str(db), "runs", "diff", *map(str, run_ids), "--json"],
+                               env={"INPAINT_TUI_DATA": str(folder / "experiments_data")})
+        assert result.exit_code == 0, result.stdout + result.stderr
+        return [difference["field"] for difference in json.loads(result.stdout)["differences"]]
+
     def cli_ids(expression: str, command: str = "runs list") -> set[int]:
         result = runner.invoke(cli, ["--db", str(db), *command.split(), "--filter", expression, "--json"],
                                env={"INPAINT_TUI_DATA": str(folder / "experiments_data")})
         assert result.exit_code == 0, result.stdout + result.stderr
         return {run["id" if "id" in run else "run_id"] for run in json.loads(result.stdout)}
 
+    cli_ids.diff = cli_diff
     yield store, cli_ids
     store.close()
 
@@ -143,3 +151,73 @@ async def test_the_leaderboard_filter_box_is_the_cli_filter(query_store):
         await wait_for(pilot, lambda: screen.complete and set(screen.row_run_ids) == everything)
         await pilot.press("enter")
         assert isinstance(screen.focused, DataTable)
+
+
+def _pick(store, count: int) -> list[int]:
+    """Finished runs of one technique (their parameters comparable) with different settings."""
+    from collections import defaultdict
+
+    by_technique = defaultdict(list)
+    for run in store.runs(statuses=["finished"]):
+        by_technique[run.technique].append(run)
+    runs = max(by_technique.values(), key=len)
+    assert len(runs) >= count
+    return [run.id for run in runs[:count]]
+
+
+async def test_marked_runs_open_a_diff_of_what_differs_readable_at_80x24(query_store):
+    store, cli_ids = query_store
+    app = make_app(store, start_screen="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(store.runs()))
+        await pilot.press("D")  # nothing marked: a notification, no screen
+        assert type(app.screen).__name__ == "RunsScreen"
+        assert any("mark two or more" in n.message for n in app._notifications)
+        for count in (2, 3):
+            chosen = _pick(store, count)
+            for run_id in chosen:
+                table.move_cursor(row=screen.row_run_ids.index(run_id))
+                await pilot.press("m")
+            assert screen.marked == chosen
+            await pilot.press("D")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "DiffScreen" and app.screen.data is not None)
+            diff = app.screen
+            expected = cli_ids.diff(*chosen)
+            assert diff.fields == expected and expected  # exactly the differing fields, in the CLI's order
+            runs = [store.run(run_id) for run_id in chosen]
+            assert "technique" not in expected  # one technique: only what differs
+            for name in ("model", "steps", "seed", "guidance", "sample_set"):  # by hand, beside the CLI
+                assert (name in expected) == (len({getattr(run, name) for run in runs}) > 1), name
+            if "seed" in expected:
+                cells = diff.query_one("#diff", DataTable).get_row("seed")
+                assert [str(cell) for cell in cells] == ["seed", *(str(run.seed) for run in runs)]
+            text = "\n".join(screen_text(app))
+            assert f"{len(expected)} difference" in text and all(f"run {run_id}" in text for run_id in chosen)
+            await pilot.pause(0.2)
+            assert_readable(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is screen)
+            for run_id in chosen:  # unmark
+                table.move_cursor(row=screen.row_run_ids.index(run_id))
+                await pilot.press("m")
+            assert screen.marked == []
+
+
+async def test_the_leaderboard_diffs_its_marked_runs(query_store):
+    store, cli_ids = query_store
+    app = make_app(store, start_screen="leaderboard")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.complete and screen.row_run_ids, timeout=20)
+        chosen = screen.row_run_ids[:3]
+        table = screen.query_one("#board", DataTable)
+        for index in range(3):
+            table.move_cursor(row=index)
+            await pilot.press("m")
+        await pilot.press("D")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "DiffScreen" and app.screen.data is not None)
+        assert app.screen.run_ids == chosen and app.screen.fields == cli_ids.diff(*chosen)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)

@@ -61,6 +61,8 @@ class LeaderboardScreen(LiveScreen):
                 tooltip="include unfinished runs, or finished only"),
         Binding("m", "mark", "Mark", id="leaderboard.mark", tooltip="mark the run as A, then B, for compare"),
         Binding("c", "compare", "Compare", id="leaderboard.compare", tooltip="the paired statistics of A and B"),
+        Binding("D", "diff", "Diff", id="leaderboard.diff", show=False,
+                tooltip="what differs between the marked runs' configurations (two or more)"),
         Binding("E", "export", "Export", id="leaderboard.export", show=False,
                 tooltip="the ranked runs to CSV, JSON lines or Parquet"),
         Binding("P", "report", "Report", id="leaderboard.report", show=False,
@@ -464,6 +466,12 @@ class LeaderboardScreen(LiveScreen):
                         severity="warning")
             return
         self.app.open_compare(*self.marked)
+
+    def action_diff(self) -> None:
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more runs with m to diff them ({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_diff(self.marked)
 
     @on(DataTable.RowSelected, "#board")
     def _row_selected(self, event: DataTable.RowSelected) -> None:

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from engine.spec import changed_params
-from inpaint_tui.read.present import format_metric, format_params, format_progress
+from inpaint_tui.read.present import format_metric, format_params, format_progress, plural
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
 from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, haystack, parse_box
@@ -45,6 +45,9 @@ class RunsScreen(LiveScreen):
         Binding("O", "reverse_sort", "Reverse", id="runs.reverse", show=False,
                 tooltip="the same column the other way round"),
         Binding("c", "cancel", "Cancel", id="runs.cancel"),
+        Binding("m", "mark", "Mark", id="runs.mark", show=False, tooltip="mark the run (or unmark it), for a diff"),
+        Binding("D", "diff", "Diff", id="runs.diff", show=False,
+                tooltip="what differs between the marked runs' configurations (two or more)"),
         Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="re-queue an interrupted run"),
         Binding("e", "clone", "Clone", id="runs.clone", tooltip="a new run from this one's settings, to edit"),
         Binding("x", "delete", "Delete", id="runs.delete", tooltip="the run, its metrics and its images"),
@@ -63,7 +66,8 @@ class RunsScreen(LiveScreen):
         self.data: RunsData | None = None
         self._last_full = 0.0
         self._full = True
-        self._shown_view: tuple[str, bool] | None = None  # (sort, reverse) the table shows
+        self._shown_view: tuple | None = None  # (sort, reverse, marked) the table shows
+        self.marked: list[int] = []  # run ids, in the order marked (m), for a diff (D)
         self._filter_text = ""  # the box's text, for the fetch thread (which never reads widgets)
         self._rows: dict[int, tuple[RunInfo, dict, list[str]]] = {}  # run id -> (run, its metrics, row)
 
@@ -128,7 +132,7 @@ class RunsScreen(LiveScreen):
         """Rows are formatted only for runs that changed (carried-over runs and their metrics
         are the same objects from one refresh to the next): with 10 000 runs a refresh that
         finds one run progressing costs a sort, not 1000 formatted rows on the event loop."""
-        view = (self.sort, self.sort_reversed)
+        view = (self.sort, self.sort_reversed, tuple(self.marked))
         if data is self.data and view == self._shown_view:
             return
         self.data = data
@@ -140,10 +144,12 @@ class RunsScreen(LiveScreen):
         key, reverse = self._sort_key(data)
         runs.sort(key=key, reverse=reverse)
         self.query_one("#shown", Label).update(
-            f"{len(runs)} runs" + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
-                                   else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else ""))
+            plural(len(runs), "run") + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
+                                   else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else "")
+            + (f" · marked {', '.join(map(str, self.marked))} (D: diff)" if self.marked else ""))
         runs = runs[:DISPLAY_LIMIT]
         previous_rows, self._rows = self._rows, {}
+        marked = set(self.marked)
         rows = []
         for run in runs:
             values = data.metrics.get(run.id, NO_METRICS)
@@ -153,7 +159,7 @@ class RunsScreen(LiveScreen):
             else:
                 row = _format_row(run, values)
             self._rows[run.id] = (run, values, row)
-            rows.append((run.id, row))
+            rows.append((run.id, [f"● {row[0]}", *row[1:]] if run.id in marked else row))
         sync_table(self.query_one("#runs", DataTable), rows)
 
     def _sort_key(self, data: RunsData):
@@ -188,6 +194,22 @@ class RunsScreen(LiveScreen):
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
+
+    def action_mark(self) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        if self.data is not None:
+            self.show(self.data)
+
+    def action_diff(self) -> None:
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more runs with m to diff them ({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_diff(self.marked)
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
