@@ -172,16 +172,7 @@ def runs_diff(
         console.print(f"runs {names}: the same configuration", highlight=False)
         return
     from inpaint_tui.cli.tables import Column, print_table
-    from inpaint_tui.read.present import printable
-
-    def shown(value) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (list, tuple)):
-            return ",".join(map(str, value)) or "-"
-        return printable(str(value)) or '""'
+    from inpaint_tui.read.diff import format_value as shown
 
     columns = [Column("field", "field", [d.field for d in differences])]
     columns += [Column(str(run_id), f"run {run_id}", [shown(d.values[i]) for d in differences], wrap=True)

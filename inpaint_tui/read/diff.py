@@ -1,4 +1,4 @@
-"""What differs between runs' configurations (`runs diff`, and the TUI later). Torch-free.
+"""What differs between runs' configurations (`runs diff`, and the TUI's diff screen). Torch-free.
 
 A run's configuration, flattened to one value per field: technique, model, steps, seed,
 guidance, negative prompt, sample set and its size; `param.NAME` for every parameter the run
@@ -58,10 +58,23 @@ def config_diff(runs: Sequence[Any]) -> list[Difference]:
     return differences
 
 
+def format_value(value: Any) -> str:
+    """A configuration value as the diff tables show it (CLI and TUI): `-` for missing."""
+    from inpaint_tui.read.present import printable
+
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return printable(str(value)) or '""'
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
 
 
-__all__ = ["Difference", "config_diff", "configuration"]
+__all__ = ["Difference", "config_diff", "configuration", "format_value"]

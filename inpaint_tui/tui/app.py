@@ -134,6 +134,11 @@ class InpaintApp(App):
 
         self.push_screen(CompareScreen(run_a, run_b))
 
+    def open_diff(self, run_ids) -> None:
+        from inpaint_tui.tui.screens.diff import DiffScreen
+
+        self.push_screen(DiffScreen(run_ids))
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.report_worker_error(event)
 

@@ -108,7 +108,16 @@ async def tags_dialog(pilot, store):
     await pilot.pause(0.2)
 
 
-SCREENS = [dashboard, samples, new_run, runs, leaderboard, run_detail, compare, sweeps, help_keys, tags_dialog]
+async def diff(pilot, store):
+    await runs(pilot, store)
+    pilot.app.open_diff([store.ids["finished"][0], store.ids["finished"][1], store.ids["with_errors"]])
+    await _until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None
+                 and type(pilot.app.screen).__name__ == "DiffScreen", "the diff")
+    await pilot.pause(0.2)
+    await settle_tables(pilot)
+
+
+SCREENS = [dashboard, samples, new_run, runs, leaderboard, run_detail, compare, sweeps, help_keys, tags_dialog, diff]
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -2,7 +2,8 @@
 
 The leaderboard: one row per run (or per configuration, seeds pooled), metrics as
 mean [95% CI], the best value of each column highlighted, sorted by any metric best first;
-filter by sample set, include unfinished runs, mark two runs and compare them.
+filter by sample set and by the query language of `leaderboard --filter` (or a search
+word), include unfinished runs, mark two runs and compare them.
 
 Everything that scales with the number of runs (the SQL, sorting, grouping, formatting) runs
 on a thread (leaderboard_view.py: BoardState, BoardView, build_view, no widgets); the event loop
@@ -19,7 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Label, Select
+from textual.widgets import DataTable, Footer, Header, Input, Label, Select
 from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
@@ -27,6 +28,7 @@ from engine.metrics.catalogue import higher_is_better
 from inpaint_tui.read.present import plural
 from inpaint_tui.store import NotFound
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key
+from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, parse_box
 from inpaint_tui.tui.screens.leaderboard_view import BoardState, BoardView, build_view
 
 ALL_SETS = "\x00all"  # the Select value for "all sets" (no set can be named so)
@@ -48,6 +50,9 @@ class MarkCell(Text):
 class LeaderboardScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open run", id="leaderboard.open", show=False),
+        # Not in the footer (it would push q off at 80 columns): the box is on screen, `?` lists the key.
+        Binding("slash", "filter", "Filter", id="leaderboard.filter", show=False,
+                tooltip="an expression as in `leaderboard --filter`, or a word to search for; enter: back"),
         Binding("o", "cycle_sort", "Sort", id="leaderboard.sort", tooltip="rank by the next metric"),
         Binding("O", "reverse_sort", "Reverse", id="leaderboard.reverse", show=False,
                 tooltip="the worst first, and back (so does sorting by the same column again)"),
@@ -56,6 +61,8 @@ class LeaderboardScreen(LiveScreen):
                 tooltip="include unfinished runs, or finished only"),
         Binding("m", "mark", "Mark", id="leaderboard.mark", tooltip="mark the run as A, then B, for compare"),
         Binding("c", "compare", "Compare", id="leaderboard.compare", tooltip="the paired statistics of A and B"),
+        Binding("D", "diff", "Diff", id="leaderboard.diff", show=False,
+                tooltip="what differs between the marked runs' configurations (two or more)"),
         Binding("E", "export", "Export", id="leaderboard.export", show=False,
                 tooltip="the ranked runs to CSV, JSON lines or Parquet"),
         Binding("P", "report", "Report", id="leaderboard.report", show=False,
@@ -81,18 +88,22 @@ class LeaderboardScreen(LiveScreen):
         self._fetch_seconds = 0.0  # how long the last load took (on its thread)
         self._last_tick = 0.0
         self._scroll_to_sort = False  # a sort the user asked for: its column is scrolled into view
+        self._good_filter = FilterResult("")  # the last filter that parsed (kept while the box holds a bad one)
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="bar"):
             yield Select([("all sets", ALL_SETS)], value=ALL_SETS, allow_blank=False, id="set", prompt="sample set")
             yield Label("", id="status")
+        yield Input(placeholder=PLACEHOLDER, id="filter", classes="filter")
+        yield Label("", id="filter-error", classes="hint error")
         yield Table(id="board", cursor_type="row", zebra_stripes=True, fixed_columns=3)
         yield Footer()
 
     def on_mount(self) -> None:  # LiveScreen.on_mount (the first load) runs after this one
         self.state = dataclasses.replace(self.state, width=self.app.size.width)
         self.query_one("#board", DataTable).focus()
+        self.query_one("#filter-error", Label).display = False
 
     def on_resize(self, event) -> None:
         # The intervals shown or not depend on the width: the same rows, built again.
@@ -107,17 +118,25 @@ class LeaderboardScreen(LiveScreen):
         state = self.state
         store = self.app.store
         metric = state.sort or DEFAULT_SORT
-        if self.view is None and not state.grouped and not state.include_unfinished and state.sample_set is None:
+        if self.view is None and not state.grouped and not state.include_unfinished and state.sample_set is None \
+                and not state.filter_text.strip():
             self._show_head(store, state, metric)
         sets = [info.name for info in store.sample_sets()]
+        result = parse_box(state.filter_text)
+        if result.error is None:
+            self._good_filter = result
+        chosen = self._good_filter
         try:
             rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)), sample_set=state.sample_set,
-                                     include_unfinished=state.include_unfinished)
+                                     include_unfinished=state.include_unfinished, where=chosen.where)
         except NotFound:  # the chosen set is gone: show all sets
             state = dataclasses.replace(state, sample_set=None)
             rows = store.leaderboard(metric, descending=bool(higher_is_better(metric)),
-                                     include_unfinished=state.include_unfinished)
+                                     include_unfinished=state.include_unfinished, where=chosen.where)
+        if chosen.needle is not None:
+            rows = _search(store, rows, chosen.needle)
         view = build_view(rows, state, sets)
+        view.filter_error = result.error
         self._fetch_seconds = time.monotonic() - started
         return view
 
@@ -145,6 +164,7 @@ class LeaderboardScreen(LiveScreen):
     def _rebuild(self, view: BoardView) -> None:
         """The same rows for a new state (sort, grouping): no SQL, off the event loop."""
         built = build_view(view.raw, self.state, view.sets)
+        built.filter_error = view.filter_error  # the same rows, so the same filter
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show, built)
 
@@ -161,14 +181,17 @@ class LeaderboardScreen(LiveScreen):
         self._update_sets(view.sets)
         if view.state != self.state:
             # built for an older choice: same SQL filter -> re-sort/re-group; else fetch again
-            if (view.state.sample_set, view.state.include_unfinished) == (self.state.sample_set,
-                                                                          self.state.include_unfinished):
+            if (view.state.sample_set, view.state.include_unfinished, view.state.filter_text) == (
+                    self.state.sample_set, self.state.include_unfinished, self.state.filter_text):
                 self._rebuild(view)
             else:
                 self.reload()
             return
         self.view = view
         self._update_status(view)
+        error = self.query_one("#filter-error", Label)
+        error.update(view.filter_error or "")
+        error.display = view.filter_error is not None
         shown = (view.signature, tuple(self.marked))
         if shown == self._shown:
             return
@@ -356,6 +379,19 @@ class LeaderboardScreen(LiveScreen):
         self._set_state(include_unfinished=not self.state.include_unfinished)
         self.reload()
 
+    def action_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value != self.state.filter_text:
+            self._set_state(filter_text=event.value)
+            self.reload()  # parsed and run in SQL on the fetch thread
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#board", DataTable).focus()
+
     @on(Select.Changed, "#set")
     def _set_changed(self, event: Select.Changed) -> None:
         sample_set = None if event.value in (ALL_SETS, Select.NULL) else event.value
@@ -431,6 +467,12 @@ class LeaderboardScreen(LiveScreen):
             return
         self.app.open_compare(*self.marked)
 
+    def action_diff(self) -> None:
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more runs with m to diff them ({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_diff(self.marked)
+
     @on(DataTable.RowSelected, "#board")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
@@ -439,3 +481,16 @@ class LeaderboardScreen(LiveScreen):
         ids = self._cursor_members()
         if ids is not None:
             self.app.open_run(ids[0])
+
+
+def _search(store, rows: list, needle: str) -> list:
+    """The rows whose run has the search word in its id, technique, parameters, model, set or
+    status (on the row), or in a tag or its note (asked in SQL: the rows do not carry them)."""
+    from inpaint_tui.read.query import parse_filter
+    from inpaint_tui.tui.filtering import haystack
+
+    # A search word has no quote characters (tui/filtering.py); only a backslash needs escaping.
+    quoted = "'" + needle.replace("\\", "\\\\") + "'"
+    tagged = set(store.query_run_ids(parse_filter(f"tag ~ {quoted} or note ~ {quoted}")))
+    return [row for row in rows if row.run_id in tagged
+            or needle in haystack(row.run_id, row.technique, row.params, (), row.model, row.sample_set, row.status)]

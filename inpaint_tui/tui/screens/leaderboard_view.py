@@ -40,6 +40,7 @@ class BoardState:
     sample_set: str | None = None
     reverse: bool = False  # the worst first
     width: int | None = None  # the table's width: intervals are dropped when they do not fit; None: always shown
+    filter_text: str = ""  # the filter box (tui/filtering.py): an expression, a search word or empty
 
 
 @dataclass(repr=False)
@@ -60,6 +61,7 @@ class BoardView:
     total: int = 0  # rows before the display limit
     partial: bool = False  # only the head of the ranking, shown while the whole loads
     intervals: bool = True  # whether the metric cells show their 95% intervals
+    filter_error: str | None = None  # the filter box's expression does not parse: the rows are the last good ones
 
     @property
     def keys(self) -> list[str]:

@@ -12,9 +12,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from engine.spec import changed_params
-from inpaint_tui.read.present import format_metric, format_params, format_progress
+from inpaint_tui.read.present import format_metric, format_params, format_progress, plural
 from inpaint_tui.store import RunInfo, RunStatus
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
+from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, haystack, parse_box
 
 HEADLINE = ("bg_mse", "clip_local")
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
@@ -31,16 +32,22 @@ NO_METRICS: dict[str, float] = {}  # one shared empty dict, never mutated: rows 
 class RunsData:
     runs: list[RunInfo]
     metrics: dict[int, dict[str, float]]
+    filter: FilterResult = FilterResult("")
+    matching: frozenset[int] | None = None  # the runs the filter keeps (None: every run)
 
 
 class RunsScreen(LiveScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", id="runs.open", show=False),
-        Binding("slash", "filter", "Filter", id="runs.filter", tooltip="type to keep matching runs; enter: back"),
+        Binding("slash", "filter", "Filter", id="runs.filter",
+                tooltip="an expression as in `runs list --filter`, or a word to search for; enter: back"),
         Binding("o", "cycle_sort", "Sort", id="runs.sort", tooltip="by the next column: " + ", ".join(SORTS)),
         Binding("O", "reverse_sort", "Reverse", id="runs.reverse", show=False,
                 tooltip="the same column the other way round"),
         Binding("c", "cancel", "Cancel", id="runs.cancel"),
+        Binding("m", "mark", "Mark", id="runs.mark", show=False, tooltip="mark the run (or unmark it), for a diff"),
+        Binding("D", "diff", "Diff", id="runs.diff", show=False,
+                tooltip="what differs between the marked runs' configurations (two or more)"),
         Binding("R", "resume", "Resume", id="runs.resume", show=False, tooltip="re-queue an interrupted run"),
         Binding("e", "clone", "Clone", id="runs.clone", tooltip="a new run from this one's settings, to edit"),
         Binding("x", "delete", "Delete", id="runs.delete", tooltip="the run, its metrics and its images"),
@@ -59,12 +66,15 @@ class RunsScreen(LiveScreen):
         self.data: RunsData | None = None
         self._last_full = 0.0
         self._full = True
-        self._shown_view: tuple[str, str, bool] | None = None  # (filter, sort, reverse) the table shows
+        self._shown_view: tuple | None = None  # (sort, reverse, marked) the table shows
+        self.marked: list[int] = []  # run ids, in the order marked (m), for a diff (D)
+        self._filter_text = ""  # the box's text, for the fetch thread (which never reads widgets)
         self._rows: dict[int, tuple[RunInfo, dict, list[str]]] = {}  # run id -> (run, its metrics, row)
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: technique, status, parameter, tag, note…", id="filter", classes="filter")
+        yield Input(placeholder=PLACEHOLDER, id="filter", classes="filter")
+        yield Label("", id="filter-error", classes="hint error")
         yield Label("", id="shown", classes="hint")
         yield Table(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
@@ -74,49 +84,72 @@ class RunsScreen(LiveScreen):
         for name in COLUMNS:
             table.add_column(name, key=name)
         table.focus()
+        self.query_one("#filter-error", Label).display = False
 
     def fetch(self) -> RunsData:
+        """The runs (see _fetch_runs) and the ids the filter keeps, chosen by the store in
+        SQL for an expression. A bad expression keeps the last good choice."""
+        store = self.app.store
+        previous = self.data
+        runs, metrics = self._fetch_runs(store, previous)
+        text = self._filter_text
+        if previous is not None and runs is previous.runs and text == previous.filter.text:
+            return previous  # the same object: show() then has nothing to do
+        result = parse_box(text)
+        if result.error is not None:
+            matching = previous.matching if previous is not None else None
+        elif result.where is not None:
+            matching = frozenset(store.query_run_ids(result.where))
+        elif result.needle is not None:
+            matching = frozenset(run.id for run in runs if result.needle in _haystack(run))
+        else:
+            matching = None
+        return RunsData(runs=runs, metrics=metrics, filter=result, matching=matching)
+
+    def _fetch_runs(self, store, previous: RunsData | None) -> tuple[list[RunInfo], dict[int, dict[str, float]]]:
         """Everything on first load, after an action here and every FULL_EVERY seconds;
         otherwise only what can have changed: runs that were active, are active now, or are
         new. With 10 000 runs a refresh then reads a handful of rows, not all of them; so
         does the reload on return to the screen (closing help must not cost a full read)."""
-        store = self.app.store
-        previous = self.data
         if previous is None or self._full or time.monotonic() - self._last_full >= FULL_EVERY:
             self._full = False
             self._last_full = time.monotonic()
             runs = store.runs()
-            return RunsData(runs=runs, metrics=store.run_metric_values([r.id for r in runs]))
+            return runs, store.run_metric_values([r.id for r in runs])
         was_active = [r.id for r in previous.runs if r.status in ACTIVE]
         newest = max((r.id for r in previous.runs), default=0)
         changed = {r.id: r for r in store.runs(was_active)}
         changed.update({r.id: r for r in store.runs(statuses=list(ACTIVE))})
         changed.update({r.id: r for r in store.runs(newer_than=newest)})
         if not changed:
-            return previous  # the same object: show() then has nothing to do
+            return previous.runs, previous.metrics
         metrics = dict(previous.metrics)
         metrics.update(store.run_metric_values(list(changed)))
         runs = [changed.pop(r.id, r) for r in previous.runs] + sorted(changed.values(), key=lambda r: r.id)
-        return RunsData(runs=runs, metrics=metrics)
+        return runs, metrics
 
     def show(self, data: RunsData) -> None:
         """Rows are formatted only for runs that changed (carried-over runs and their metrics
         are the same objects from one refresh to the next): with 10 000 runs a refresh that
         finds one run progressing costs a sort, not 1000 formatted rows on the event loop."""
-        needle = self.query_one("#filter", Input).value.strip().lower()
-        view = (needle, self.sort, self.sort_reversed)
+        view = (self.sort, self.sort_reversed, tuple(self.marked))
         if data is self.data and view == self._shown_view:
             return
         self.data = data
         self._shown_view = view
-        runs = [run for run in data.runs if not needle or needle in _haystack(run)]
+        error = self.query_one("#filter-error", Label)
+        error.update(data.filter.error or "")
+        error.display = data.filter.error is not None
+        runs = data.runs if data.matching is None else [run for run in data.runs if run.id in data.matching]
         key, reverse = self._sort_key(data)
         runs.sort(key=key, reverse=reverse)
         self.query_one("#shown", Label).update(
-            f"{len(runs)} runs" + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
-                                   else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else ""))
+            plural(len(runs), "run") + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
+                                   else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else "")
+            + (f" · marked {', '.join(map(str, self.marked))} (D: diff)" if self.marked else ""))
         runs = runs[:DISPLAY_LIMIT]
         previous_rows, self._rows = self._rows, {}
+        marked = set(self.marked)
         rows = []
         for run in runs:
             values = data.metrics.get(run.id, NO_METRICS)
@@ -126,7 +159,7 @@ class RunsScreen(LiveScreen):
             else:
                 row = _format_row(run, values)
             self._rows[run.id] = (run, values, row)
-            rows.append((run.id, row))
+            rows.append((run.id, [f"● {row[0]}", *row[1:]] if run.id in marked else row))
         sync_table(self.query_one("#runs", DataTable), rows)
 
     def _sort_key(self, data: RunsData):
@@ -151,9 +184,9 @@ class RunsScreen(LiveScreen):
         return [int(key.value) for key in self.query_one("#runs", DataTable).rows]
 
     @on(Input.Changed, "#filter")
-    def _filter_changed(self) -> None:
-        if self.data is not None:
-            self.show(self.data)
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._filter_text = event.value
+        self.reload()  # parsed and run on the fetch thread; a newer keystroke cancels this load
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -161,6 +194,22 @@ class RunsScreen(LiveScreen):
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
+
+    def action_mark(self) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        if self.data is not None:
+            self.show(self.data)
+
+    def action_diff(self) -> None:
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more runs with m to diff them ({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_diff(self.marked)
 
     def action_cycle_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
@@ -307,8 +356,7 @@ class RunsScreen(LiveScreen):
 
 
 def _haystack(run: RunInfo) -> str:
-    return " ".join([str(run.id), run.status, run.technique, run.sample_set, run.model, format_params(run.params),
-                     *run.tags, run.note]).lower()
+    return haystack(run.id, run.technique, run.params, run.tags, run.status, run.sample_set, run.model, run.note)
 
 
 def _format_row(run: RunInfo, values: dict[str, float]) -> list[str]:
