@@ -13,7 +13,7 @@ import time
 
 from inpaint_tui.jobs.execute import CRASH_ENV
 from inpaint_tui.store import RunStatus
-from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
+from inpaint_tui.store.db import BUSY_TIMEOUT_ENV, DATA_ENV
 from tests.conftest import queue, sql
 
 FAST = ["--heartbeat", "0.2", "--stale-after", "3"]
@@ -22,6 +22,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NU
        "INPAINT_TUI_IDLE_EXIT": "3"}
 ENV.pop(CRASH_ENV, None)
 ENV.pop(BUSY_TIMEOUT_ENV, None)
+# Built when first imported, which may be inside a test whose `db` fixture has set the data
+# folder for itself: later tests' processes must not inherit that folder.
+ENV.pop(DATA_ENV, None)
 EVAL = {"groups": ["background"], "models": "tiny"}
 
 
