@@ -16,25 +16,25 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
     if as_json:
         print_json([spec.to_dict() for spec in specs])
         return
-    from rich.table import Table
     from rich.text import Text
 
     from engine.options import POSTPROCESS_SCHEMA
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
 
-    def schema_table(title: str, params, caption: str = "") -> Table:
-        columns = [Col("parameter"), Col("type"), Col("default"), Col("range", keep=False), Col("help", keep=False, ratio=3)]
+    def schema_table(title: Text, params, caption: str = "") -> None:
+        columns = [Column("parameter", "parameter", []), Column("type", "type", []), Column("default", "default", []),
+                   Column("range", "range", [], wrap=True), Column("help", "help", [], wrap=True, ratio=3)]
         # Choices as `a | b | c`, so that a long list wraps between names, not inside one.
-        rows = [[param.name, param.kind, str(param.default), Text(param.describe_range().replace("|", " | ")),
-                 Text(param.help)] for param in params] or [["-", "", "", "", "no parameters"]]
-        return fit_table(columns, rows, width=console.width, title=title, title_justify="left", caption=caption,
-                         caption_justify="left")[0]
+        rows = [[param.name, param.kind, param.default, param.describe_range().replace("|", " | "), param.help]
+                for param in params] or [["-", "", "", "", "no parameters"]]
+        print_table(console, from_rows(columns, rows), boxed=True, title=title, caption=caption or None)
 
     for spec in specs:
-        console.print(schema_table(f"[bold]{spec.name}[/] — {spec.summary}", spec.schema.params, spec.reference))
-    console.print(schema_table("[bold]options for every technique[/] (-p key=value)", POSTPROCESS_SCHEMA.params))
+        schema_table(Text.from_markup(f"[bold]{spec.name}[/] — ") + Text(spec.summary), spec.schema.params,
+                     spec.reference)
+    schema_table(Text.from_markup("[bold]options for every technique[/] (-p key=value)"), POSTPROCESS_SCHEMA.params)
 
 
 @app.command()
@@ -48,15 +48,20 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
-    columns = [Col("preset"), Col("size", justify="right"), Col("offline"), Col("inpaint UNet", keep=False),
-               Col("text-to-image UNet", keep=False), Col("description", keep=False, drop=1, ratio=2)]
-    rows = [[status["name"], str(status["resolution"]), "yes" if status["available_offline"] else "no",
-             Text(f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})"),
-             Text(f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})"), Text(status["description"])]
+    # Hub ids are one long word each: they fold rather than widen the table (the description
+    # folds too, rather than being dropped for them).
+    columns = [Column("preset", "preset", []), Column("size", "size", [], justify="right"),
+               Column("offline", "offline", []), Column("inpaint", "inpaint UNet", [], wrap=True, fold=True),
+               Column("txt2img", "text-to-image UNet", [], wrap=True, fold=True),
+               Column("description", "description", [], wrap=True, fold=True, priority=1, ratio=2)]
+    rows = [[status["name"], status["resolution"], "yes" if status["available_offline"] else "no",
+             f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
+             f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})", status["description"]]
             for status in statuses]
-    table, dropped = fit_table(columns, rows, width=console.width, caption="size: the working resolution in pixels",
-                               caption_justify="left")
-    console.print(table)
+    fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
+                         caption="size: the working resolution in pixels")
+    if fitted.dropped:
+        console.print(Text(f"not shown at this width: {', '.join(fitted.dropped_headers)} (--json has it)"))

@@ -200,13 +200,15 @@ def compare(
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
     # Narrow terminals keep the difference, its interval, p and the verdict; the runs' means go.
-    columns = [Col("metric"), Col("n", justify="right"), Col(f"run {run_a}", justify="right", drop=1),
-               Col(f"run {run_b}", justify="right", drop=1), Col("B − A", justify="right"), Col("95% interval"),
-               Col("p", justify="right"), Col("verdict", keep=False)]
+    columns = [Column("metric", "metric", []), Column("n", "n", [], justify="right"),
+               Column("a", f"run {run_a}", [], justify="right", priority=1),
+               Column("b", f"run {run_b}", [], justify="right", priority=1),
+               Column("difference", "B − A", [], justify="right"), Column("interval", "95% interval", []),
+               Column("p", "p", [], justify="right"), Column("verdict", "verdict", [], wrap=True)]
     rows = []
     for entry in results:
         if "difference" not in entry:
@@ -217,11 +219,12 @@ def compare(
         rows.append([entry["metric"], n, number(entry["mean_a"]), number(entry["mean_b"]), number(entry["difference"]),
                      format_interval(entry["ci_low"], entry["ci_high"], number=number, separator=", "),
                      format_p_value(entry["p_value"]), verdict(entry, run_b)])
-    table, dropped = fit_table(columns, [[Text(str(cell)) for cell in row] for row in rows], width=console.width,
-                               title=f"run {run_b} vs run {run_a} (paired, common samples)")
-    console.print(table)
-    if dropped:
-        console.print(Text(f"not shown at this width: the means of {' and '.join(dropped)} (--json has them)"))
+    fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
+                         title=f"run {run_b} vs run {run_a} (paired, common samples)")
+    if fitted.dropped:
+        means = [column.header for column in columns if column in fitted.dropped]  # in the table's order
+        console.print(Text(f"not shown at this width: the means of {' and '.join(means)} "
+                           "(--json has them)"))
     console.print(Text("p: two-sided Wilcoxon signed-rank; interval: percentile bootstrap of B − A. " + VERDICT_RULE))
 
 

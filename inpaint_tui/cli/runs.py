@@ -98,7 +98,7 @@ def runs_show(
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     run = detail.run
     console = rich_console()
@@ -123,23 +123,24 @@ def runs_show(
     ):
         console.print(f"  {label:>24}: {value}", highlight=False)
     names = key_metrics({name for s in detail.samples for name in s.metrics})
-    columns = [Col("#", justify="right"), Col("sample"), Col("status"), Col("seed (hex)", justify="right", drop=2),
-               # the later metrics give way first; the outputs' folder is printed instead of the paths
-               *[Col(n, justify="right", drop=1 + j / 100 if j >= 3 else 0) for j, n in enumerate(names)],
-               Col("output / error", keep=False, drop=3)]
-    rows = [[str(s.position), Text(printable(s.sample_name)), s.status, format_seed(s.seed),
+    columns = [Column("#", "#", [], justify="right"), Column("sample", "sample", []), Column("status", "status", []),
+               Column("seed", "seed (hex)", [], justify="right", priority=2),
+               # the later metrics give way first (the rightmost of a priority goes first); the
+               # outputs' folder is printed instead of the paths
+               *[Column(n, n, [], justify="right", priority=1 if j >= 3 else 0) for j, n in enumerate(names)],
+               Column("output", "output / error", [], wrap=True, fold=True, priority=3)]
+    rows = [[s.position, printable(s.sample_name), s.status, format_seed(s.seed),
              *[format_metric(n, s.metrics.get(n)) for n in names],
-             Text(str(s.image_path) if s.image_path else printable(s.error or "-"))] for s in detail.samples]
-    table, dropped = fit_table(columns, rows, width=console.width)
-    console.print(table)
-    if "output / error" in dropped:
+             str(s.image_path) if s.image_path else printable(s.error or "-")] for s in detail.samples]
+    dropped = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False).dropped_keys
+    if "output" in dropped:
         folder = next((s.image_path.parent for s in detail.samples if s.image_path), None)
         if folder is not None:
             console.print(Text(f"  outputs: {folder}/"))
         for s in detail.samples:
             if s.error:
                 console.print(Text(f"  {printable(s.sample_name)}: {printable(s.error)}"))
-    hidden = [name for name in dropped if name in names] + (["seed"] if "seed (hex)" in dropped else [])
+    hidden = [name for name in dropped if name in names] + (["seed"] if "seed" in dropped else [])
     if hidden:
         console.print(Text(f"  not shown at this width: {', '.join(hidden)} (--json has every value)"))
     if detail.metrics:

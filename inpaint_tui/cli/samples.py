@@ -105,18 +105,19 @@ def samples_list(
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
-    columns = [Col("id", justify="right"), Col("name"), Col("size", justify="right"), Col("prompt", keep=False),
-               Col("ref", drop=1), Col("source", keep=False, drop=2)]
-    rows = [[str(info.id), Text(printable(info.name)), f"{info.width}x{info.height}", Text(printable(info.prompt)),
-             "yes" if info.reference_path else "no", Text(info.source)] for info in infos]
-    table, dropped = fit_table(columns, rows, width=console.width,
-                               title=f"samples{f' in {set_name}' if set_name else ''}")
-    console.print(table)
-    if dropped:
-        console.print(Text(f"not shown at this width: {', '.join(dropped)} (--json, or `samples show ID`)"))
+    columns = [Column("id", "id", [], justify="right"), Column("name", "name", []),
+               Column("size", "size", [], justify="right"), Column("prompt", "prompt", [], wrap=True),
+               Column("ref", "ref", [], priority=1), Column("source", "source", [], wrap=True, fold=True, priority=2)]
+    rows = [[info.id, printable(info.name), f"{info.width}x{info.height}", printable(info.prompt),
+             "yes" if info.reference_path else "no", info.source] for info in infos]
+    fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
+                         title=f"samples{f' in {set_name}' if set_name else ''}")
+    if fitted.dropped:
+        console.print(Text(f"not shown at this width: {', '.join(fitted.dropped_headers)} "
+                           "(--json, or `samples show ID`)"))
 
 
 @samples_app.command("show")

@@ -124,7 +124,7 @@ def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     def outcome(entry) -> str:
         if entry.reuse is not None:
@@ -136,13 +136,15 @@ def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
         return text if entry.computed else f"({text})"
 
     console = rich_console()
-    columns = [Col("#", justify="right"), Col("technique"), Col("parameters", keep=False), Col("steps", justify="right"),
-               Col("guidance", justify="right", drop=1), Col("seed", justify="right", drop=1),
-               Col("UNet calls", justify="right"), Col("would")]
-    rows = [[str(i), e.point.technique, Text(format_params(e.point.params)), str(e.point.steps), f"{e.point.guidance:g}",
-             str(e.point.seed), calls(e), outcome(e)] for i, e in enumerate(planned)]
-    table, dropped = fit_table(columns, rows, width=console.width, title="sweep (dry run: nothing queued)")
-    console.print(table)
+    columns = [Column("#", "#", [], justify="right"), Column("technique", "technique", []),
+               Column("parameters", "parameters", [], wrap=True), Column("steps", "steps", [], justify="right"),
+               Column("guidance", "guidance", [], justify="right", priority=1),
+               Column("seed", "seed", [], justify="right", priority=1),
+               Column("calls", "UNet calls", [], justify="right"), Column("would", "would", [])]
+    rows = [[i, e.point.technique, format_params(e.point.params), e.point.steps, f"{e.point.guidance:g}",
+             e.point.seed, calls(e), outcome(e)] for i, e in enumerate(planned)]
+    dropped = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
+                          title="sweep (dry run: nothing queued)").dropped_headers
     reused = sorted({e.reuse for e in planned if e.reuse is not None})
     console.print(Text(
         f"{plural(len(planned), 'grid point')}: {len(computed)} to compute, "
@@ -160,19 +162,18 @@ def sweeps_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"
     if as_json:
         print_json([info.to_dict() for info in infos])
         return
-    from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
-    columns = [Col("sweep", justify="right"), Col("name", keep=False), Col("runs", justify="right"),
-               Col("reused", justify="right"), Col("techniques", keep=False), Col("axes", keep=False, ratio=2),
-               Col("created")]
-    rows = [[str(info.id), Text(info.name or "-"), str(len(info.run_ids)), str(sum(info.reused)),
-             Text(", ".join(info.spec.get("techniques", []))),
-             Text(" ".join(f"{k}={','.join(map(str, v))}" for k, v in info.spec.get("grid", {}).items()) or "-"),
+    columns = [Column("sweep", "sweep", [], justify="right"), Column("name", "name", [], wrap=True),
+               Column("runs", "runs", [], justify="right"), Column("reused", "reused", [], justify="right"),
+               Column("techniques", "techniques", [], wrap=True), Column("axes", "axes", [], wrap=True, ratio=2),
+               Column("created", "created", [])]
+    rows = [[info.id, info.name or "-", len(info.run_ids), sum(info.reused), ", ".join(info.spec.get("techniques", [])),
+             " ".join(f"{k}={','.join(map(str, v))}" for k, v in info.spec.get("grid", {}).items()) or "-",
              info.created_at.strftime("%Y-%m-%d %H:%M")] for info in infos]
-    console.print(fit_table(columns, rows, width=console.width)[0])
+    print_table(console, from_rows(columns, rows), boxed=True)
 
 
 @sweeps_app.command("show")
@@ -192,19 +193,19 @@ def sweeps_show(
     if as_json:
         print_json({**info.to_dict(), "runs": [runs[r].to_dict() for r in info.run_ids if r in runs]})
         return
-    from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     console = rich_console()
-    columns = [Col("run", justify="right"), Col("swept values", keep=False), Col("status"), Col("done", justify="right"),
-               Col(metric, justify="right"), Col("reused")]
+    columns = [Column("run", "run", [], justify="right"), Column("swept", "swept values", [], wrap=True),
+               Column("status", "status", []), Column("done", "done", [], justify="right"),
+               Column("metric", metric, [], justify="right"), Column("reused", "reused", [])]
     rows = []
     for run_id, point, reused in zip(info.run_ids, info.points, info.reused):
         run = runs.get(run_id)
         if run is None:
             continue
         value = leaderboard[run_id].metrics.get(metric) if run_id in leaderboard else None
-        rows.append([str(run_id), Text(format_params(point)), run.status, f"{run.done_count}/{run.sample_count}",
+        rows.append([run_id, format_params(point), run.status, f"{run.done_count}/{run.sample_count}",
                      format_metric(metric, value), "yes" if reused else ""])
-    console.print(fit_table(columns, rows, width=console.width, title=f"sweep {sweep_id} {info.name or ''}")[0])
+    print_table(console, from_rows(columns, rows), boxed=True, title=f"sweep {sweep_id} {info.name or ''}")

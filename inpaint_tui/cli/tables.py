@@ -16,16 +16,33 @@ this order until the table fits:
 5. what is left (only when even the essential columns are too wide) goes to the free-text
    columns, which then take more lines.
 
+Whatever room is left is shared among the free-text columns by their `ratio`, none past its
+natural width.
+
 Numbers and other non-wrapping cells are never cut: a column is as wide as its widest cell.
+A `fold` column (paths, hub ids: one long word) may be folded inside its words down to a
+dozen characters rather than be held to `max_lines`. Tables are borderless by default (the
+listings); `boxed=True` draws Rich's default box, for the detail tables (`runs show`,
+`compare`, sweeps, samples, workers, techniques, models) whose rows are read across by `│`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 BOX_GAP = 2  # characters between two columns (see `build`): a space of padding and the separator
+TEXT_MIN = 12  # the narrowest a folding column gets, so a path stays readable
+
+
+def overhead(count: int, boxed: bool = False) -> int:
+    """The characters a table of `count` columns spends outside its cells: borderless, the gaps
+    between columns; boxed, two edges and per column a separator and two spaces of padding."""
+    return 3 * count + 1 if boxed and count else BOX_GAP * max(0, count - 1)
 
 
 @dataclass
@@ -45,6 +62,8 @@ class Column:
     header_style: str | None = None
     group: str | None = None  # columns whose forms change together (all metrics); default: the key
     form_justify: list[str] | None = None  # the justification of each form after the first
+    fold: bool = False  # a wrapping column whose words may fold (paths): see the module docstring
+    ratio: int = 1  # a wrapping column's share of the room left to free text (see `_grow`)
     # chosen by `fit`
     form: int = 0
     split_header: bool = False
@@ -75,6 +94,11 @@ class Fitted:
     columns: list[Column]
     dropped: list[Column]
     width: int  # the table's width
+    boxed: bool = False
+
+    @property
+    def dropped_keys(self) -> list[str]:
+        return [column.key for column in self.dropped]
 
     @property
     def dropped_headers(self) -> list[str]:
@@ -104,8 +128,16 @@ def _break(header: str, width: int) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def table_width(columns: Sequence[Column]) -> int:
-    return sum(column.width() for column in columns) + BOX_GAP * max(0, len(columns) - 1)
+def table_width(columns: Sequence[Column], boxed: bool = False) -> int:
+    return sum(column.width() for column in columns) + overhead(len(columns), boxed)
+
+
+def from_rows(columns: Sequence[Column], rows: Sequence[Sequence[object]]) -> list[Column]:
+    """The columns with their cells taken from `rows` (one list per row, in column order), for
+    callers that build a table row by row."""
+    for index, column in enumerate(columns):
+        column.cells = [str(row[index]) for row in rows]
+    return list(columns)
 
 
 def _lines(console, text: str, width: int) -> int:
@@ -114,12 +146,18 @@ def _lines(console, text: str, width: int) -> int:
     return sum(len(Text(part).wrap(console, width, overflow="fold")) or 1 for part in text.split("\n"))
 
 
+def _longest_word(column: Column) -> int:
+    return max((_text_width(word) for cell in column.shown_cells for word in cell.split()), default=1)
+
+
 def _narrowest(console, column: Column, max_lines: int) -> int:
     """The narrowest width at which every cell of a wrapping column takes at most
     `max_lines` lines without cutting a word (its longest word, at least)."""
     cells = column.shown_cells
     natural = column.content_width()
-    words = max((_text_width(word) for cell in cells for word in cell.split()), default=1)
+    if column.fold:  # one long word per cell: folded, not held to `max_lines`
+        return max(1, min(natural, TEXT_MIN))
+    words = _longest_word(column)
     low, high = max(1, words), max(1, natural)
     if low >= high:
         return high
@@ -132,7 +170,27 @@ def _narrowest(console, column: Column, max_lines: int) -> int:
     return low
 
 
-def fit(columns: Sequence[Column], width: int, console, *, max_lines: int = 2) -> Fitted:
+def _grow(shown: list[Column], wrapping: list[Column], width: int, boxed: bool) -> None:
+    """Widen the wrapping columns from their current limits into the room the table leaves,
+    shared by `ratio` and none past its natural width, so that a short column's surplus goes
+    to the others (widening one column to the full before the next leaves the next folded)."""
+    natural = {id(column): column.content_width() for column in wrapping}
+    growing = [column for column in wrapping if (column.limit or 0) < natural[id(column)]]
+    while growing and (spare := width - table_width(shown, boxed)) > 0:
+        weight = sum(column.ratio for column in growing)
+        grown = False
+        for column in growing:
+            before = column.limit or 0
+            column.limit = min(natural[id(column)], before + max(1, spare * column.ratio // weight))
+            while column.limit > before and table_width(shown, boxed) > width:  # past the room: back
+                column.limit -= 1
+            grown = grown or column.limit > before
+        growing = [column for column in growing if column.limit < natural[id(column)]]
+        if not grown:
+            break
+
+
+def fit(columns: Sequence[Column], width: int, console, *, max_lines: int = 2, boxed: bool = False) -> Fitted:
     """The columns to show at `width` and how (see the module docstring), and those dropped.
 
     Found greedily: everything made as compact as it can be, columns dropped (highest
@@ -145,10 +203,10 @@ def fit(columns: Sequence[Column], width: int, console, *, max_lines: int = 2) -
         column.form, column.split_header, column.limit = 0, False, None
 
     def fits() -> bool:
-        return table_width(shown) <= width
+        return table_width(shown, boxed) <= width
 
     if fits():
-        return Fitted(shown, [], table_width(shown))
+        return Fitted(shown, [], table_width(shown, boxed), boxed)
     for column in shown:  # as compact as possible
         column.split_header = True
         column.form = len(column.forms)
@@ -169,12 +227,13 @@ def fit(columns: Sequence[Column], width: int, console, *, max_lines: int = 2) -
             shown.remove(column)
     if not fits():  # only essential columns left, still too wide: the free text takes what remains
         wrapping = [column for column in shown if column.wrap]
-        for column in wrapping:
-            column.limit = None
-        fixed = table_width([c for c in shown if not c.wrap]) + BOX_GAP * len(wrapping)
-        for column in wrapping:
-            column.limit = max(4, (width - fixed) // len(wrapping))
-        return Fitted(shown, dropped, table_width(shown))
+        for column in wrapping:  # words whole where the room allows (`euler_ancestral`, not `euler_ances`)
+            column.limit = max(1, min(column.content_width(), TEXT_MIN if column.fold else _longest_word(column)))
+        if not fits():
+            for column in wrapping:
+                column.limit = min(column.content_width(), 4)
+        _grow(shown, wrapping, width, boxed)
+        return Fitted(shown, dropped, table_width(shown, boxed), boxed)
     groups = list(dict.fromkeys(column.group or column.key for column in shown))
     for group in groups:  # richer forms back, a group at a time
         members = [c for c in shown if (c.group or c.key) == group]
@@ -190,16 +249,12 @@ def fit(columns: Sequence[Column], width: int, console, *, max_lines: int = 2) -
                     if c.wrap:
                         c.limit = _narrowest(console, c, max_lines)
                 break
-    for column in (c for c in shown if c.wrap):  # free text as wide as the room left allows
-        natural, narrowest = column.content_width(), column.limit or 1
-        column.limit = natural
-        while column.limit > narrowest and not fits():
-            column.limit -= 1
+    _grow(shown, [c for c in shown if c.wrap], width, boxed)  # free text as wide as the room left allows
     for column in shown:  # whole headers where there is room
         column.split_header = False
         if not fits():
             column.split_header = True
-    return Fitted(shown, dropped, table_width(shown))
+    return Fitted(shown, dropped, table_width(shown, boxed), boxed)
 
 
 def build(fitted: Fitted, *, title: str | None = None, caption: str | None = None):
@@ -208,8 +263,11 @@ def build(fitted: Fitted, *, title: str | None = None, caption: str | None = Non
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), title=title,
-                  caption=caption, caption_justify="left", title_justify="left")
+    if fitted.boxed:  # Rich's default box: `│` between cells and at both edges
+        table = Table(title=title, caption=caption, caption_justify="left", title_justify="left")
+    else:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), title=title,
+                      caption=caption, caption_justify="left", title_justify="left")
     for column in fitted.columns:
         width = column.width()
         header = Text("\n".join(column.header_lines(column.limit if column.wrap else None)),
@@ -225,30 +283,33 @@ def build(fitted: Fitted, *, title: str | None = None, caption: str | None = Non
     return table
 
 
-def print_table(console, columns: Sequence[Column], *, title: str | None = None,
+def print_table(console, columns: Sequence[Column], *, title: "str | Text | None" = None,
                 caption: "str | Callable[[Fitted], str] | None" = None,
-                wide: bool = False, max_lines: int = 2, what: str = "them") -> Fitted:
+                wide: bool = False, max_lines: int = 2, what: str = "them", boxed: bool = False,
+                say_dropped: bool = True) -> Fitted:
     """Fit the columns to the console (or, `wide`, show them all at their full width, for a
-    pager) and print the table, saying under it which columns did not fit. `caption` may be
-    a function of the fitted table (to say what a compact form left out)."""
+    pager) and print the table, saying under it which columns did not fit (unless
+    `say_dropped` is false: the caller says where their content went). `caption` may be a
+    function of the fitted table (to say what a compact form left out); `title` may be Rich
+    Text (for markup)."""
     if wide:
-        fitted = Fitted(list(columns), [], table_width(columns))
         for column in columns:
             column.form, column.split_header, column.limit = 0, False, None
+        fitted = Fitted(list(columns), [], table_width(columns, boxed), boxed)
         width = max(console.width, fitted.width)
     else:
-        fitted = fit(columns, console.width, console, max_lines=max_lines)
+        fitted = fit(columns, console.width, console, max_lines=max_lines, boxed=boxed)
         width = console.width
     text = caption(fitted) if callable(caption) else caption
     notes = [text] if text else []
-    if fitted.dropped:
+    if fitted.dropped and say_dropped:
         notes.append(f"hidden at {console.width} columns: {', '.join(fitted.dropped_headers)} (--wide shows {what})")
     from rich.text import Text
 
     # Title and notes are printed apart from the table: a narrow table would wrap them to its width.
     table = build(fitted)
     if title:
-        console.print(Text(title), highlight=False)
+        console.print(title if isinstance(title, Text) else Text(title), highlight=False)
     terminal_width = console.width
     console.width = width  # Rich never prints wider than its console: --wide widens it for this table
     try:
@@ -260,4 +321,4 @@ def print_table(console, columns: Sequence[Column], *, title: str | None = None,
     return fitted
 
 
-__all__ = ["Column", "Fitted", "build", "fit", "print_table", "table_width"]
+__all__ = ["Column", "Fitted", "build", "fit", "from_rows", "overhead", "print_table", "table_width"]

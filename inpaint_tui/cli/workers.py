@@ -112,20 +112,23 @@ def workers(
         return
     from rich.text import Text
 
-    from inpaint_tui.cli.fit import Col, fit_table
+    from inpaint_tui.cli.tables import Column, from_rows, print_table
 
     now = time.time()
     console = rich_console()
     # Narrow: the paths go first (listed below the table), then pid and host.
-    columns = [Col("worker", justify="right"), Col("kind"), Col("status"), Col("device"), Col("run", justify="right"),
-               Col("model", keep=False), Col("host", drop=2), Col("pid", justify="right", drop=3),
-               Col("heartbeat", justify="right"), Col("data root", keep=False, drop=5), Col("log", keep=False, drop=4)]
-    rows = [[str(info.id), info.kind, info.status, info.device or "-", str(info.run_id or "-"), Text(info.model or "-"),
-             info.host, str(info.pid or "-"), f"{now - info.heartbeat_at:.0f} s ago", Text(str(info.data_root or "-")),
-             Text(str(info.log_path or "-"))] for info in infos]  # paths as each worker's own box sees them
-    table, dropped = fit_table(columns, rows, width=console.width)
-    console.print(table)
-    if {"data root", "log"} & set(dropped):
+    columns = [Column("worker", "worker", [], justify="right"), Column("kind", "kind", []),
+               Column("status", "status", []), Column("device", "device", []),
+               Column("run", "run", [], justify="right"), Column("model", "model", [], wrap=True, fold=True),
+               Column("host", "host", [], priority=2), Column("pid", "pid", [], justify="right", priority=3),
+               Column("heartbeat", "heartbeat", [], justify="right"),
+               Column("data_root", "data root", [], wrap=True, fold=True, priority=5),
+               Column("log", "log", [], wrap=True, fold=True, priority=4)]
+    rows = [[info.id, info.kind, info.status, info.device or "-", info.run_id or "-", info.model or "-",
+             info.host, info.pid or "-", f"{now - info.heartbeat_at:.0f} s ago", info.data_root or "-",
+             info.log_path or "-"] for info in infos]  # paths as each worker's own box sees them
+    dropped = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False).dropped_keys
+    if {"data_root", "log"} & set(dropped):
         for info in infos:
             console.print(Text(f"  worker {info.id} on {info.host}: data root {info.data_root or '-'}, "
                                f"log {info.log_path or '-'}"))
