@@ -308,7 +308,8 @@ class _Monitor:
     def _publish(self, step: int, steps: int, *, force: bool) -> None:
         now = time.monotonic()
         if force or now - self.last_write >= PROGRESS_INTERVAL:
-            self.last_write = now
+            if not force:  # a boundary's write must not hold back the next sample's step writes
+                self.last_write = now
             seconds = sum(self.sample_seconds) / len(self.sample_seconds) if self.sample_seconds else None
             # Best effort: a locked database delays progress, never fails the sample (ClaimLost still stops it).
             best_effort(

@@ -335,17 +335,15 @@ def test_progress_rows_previews_and_animations(db, tiny_model):
     assert [s.samples_done for s in generating] == sorted(s.samples_done for s in generating)
     with_preview = [s for s in generating if s.preview_path is not None]
     assert with_preview and all(s.preview_step in (2, 4) for s in with_preview)
-    # Step rows are throttled: consecutive rows of one sample at least PROGRESS_INTERVAL apart;
-    # a sample's start and end are written at once (they change the sample or the count done).
+    # Step rows (step > 0) are throttled: at least PROGRESS_INTERVAL apart; a sample's start and
+    # end (step 0) are written at once, and do not hold back the next step row.
     from inpaint_tui.jobs.execute import PROGRESS_INTERVAL
 
     rows = list({s.updated_at: s for s in generating}.values())
-    boundaries = 0
-    for a, b in zip(rows, rows[1:]):
-        if (a.sample_name, a.samples_done) != (b.sample_name, b.samples_done):
-            boundaries += 1
-        else:
-            assert b.updated_at - a.updated_at >= PROGRESS_INTERVAL * 0.9
+    step_rows = [row for row in rows if row.step > 0]
+    assert step_rows
+    assert all(b.updated_at - a.updated_at >= PROGRESS_INTERVAL * 0.9 for a, b in zip(step_rows, step_rows[1:]))
+    boundaries = sum((a.sample_name, a.samples_done) != (b.sample_name, b.samples_done) for a, b in zip(rows, rows[1:]))
     assert boundaries >= 5  # 6 samples: every start after the first was seen
 
     # Previews and animations never change the images; the preview file goes with the run's end.
