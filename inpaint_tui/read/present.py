@@ -28,6 +28,17 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(" ", text.replace("\n", " ").replace("\t", " "))
 
 
+def _not_a_number(value: float | None) -> str | None:
+    """How every number format shows a missing or non-finite value; None for a finite one."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
+
+
 def format_number(value: float | None, *, whole: bool = False) -> str:
     """4 decimals, scientific below 1e-3 and from 1e5; with `whole`, a whole number (a count
     such as unet_calls, or its mean when every sample had the same count) without decimals.
@@ -37,12 +48,9 @@ def format_number(value: float | None, *, whole: bool = False) -> str:
     >>> format_number(4.0, whole=True), format_number(4.5, whole=True)
     ('4', '4.5000')
     """
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
+    special = _not_a_number(value)
+    if special is not None:
+        return special
     if whole and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
@@ -52,12 +60,9 @@ def format_number(value: float | None, *, whole: bool = False) -> str:
 
 def compact_number(value: float | None) -> str:
     """Four significant digits (0.0105, 26.25, 20): a narrow table's numbers, never cut."""
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
+    special = _not_a_number(value)
+    if special is not None:
+        return special
     text = f"{value:.4g}"
     return text.replace("e-0", "e-").replace("e+0", "e")
 
