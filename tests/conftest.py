@@ -91,6 +91,17 @@ def empty_db(backend, tmp_path, request):
     return url
 
 
+def module_database(request, folder):
+    """For a module-scoped fixture parametrized ("sqlite", "postgresql"): a database file in
+    `folder`, or a fresh PostgreSQL database dropped when the fixture ends."""
+    if request.param == "sqlite":
+        return folder / "experiments.db"
+    server = request.getfixturevalue("postgres")
+    url = server.fresh_url()
+    request.addfinalizer(lambda: server.drop(url))
+    return url
+
+
 def upgrade_to(db, revision: str) -> None:
     """Run the store's migrations on `db` (a path or URL) up to `revision`, as an older
     inpaint-tui left it."""

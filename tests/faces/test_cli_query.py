@@ -16,7 +16,7 @@ from inpaint_tui.cli import app
 from inpaint_tui.read.export import read_export, summary_path
 from inpaint_tui.read.present import format_number
 from inpaint_tui.store import MetricSummary
-from tests.conftest import queue, sql
+from tests.conftest import module_database, queue, sql
 
 EXTRA = ("bg_ssim", "ring_mse", "ring_psnr", "clip_local", "clip_global", "peak_memory_mb")
 
@@ -32,12 +32,7 @@ def cli_store(request, tmp_path_factory):
     from inpaint_tui.store.db import DATA_ENV
 
     folder = tmp_path_factory.mktemp(f"cli-query-{request.param}")
-    if request.param == "sqlite":
-        db = folder / "experiments.db"
-    else:
-        server = request.getfixturevalue("postgres")
-        db = server.fresh_url()
-        request.addfinalizer(lambda: server.drop(db))
+    db = module_database(request, folder)
     data = str(folder / "experiments_data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(DATA_ENV, data)

@@ -16,6 +16,7 @@ import pytest
 from engine.techniques import get_technique, technique_names
 from inpaint_tui.read.query import QueryError, parse_filter, parse_sort
 from tests import query_database
+from tests.conftest import module_database
 
 DEFAULTS = {name: get_technique(name).full_schema.defaults() for name in technique_names()}
 
@@ -24,12 +25,7 @@ DEFAULTS = {name: get_technique(name).full_schema.defaults() for name in techniq
 def varied(request, tmp_path_factory):
     """(store, records): the varied store on each backend, built once for the module."""
     folder = tmp_path_factory.mktemp(f"query-{request.param}")
-    if request.param == "sqlite":
-        db = folder / "experiments.db"
-    else:
-        server = request.getfixturevalue("postgres")
-        db = server.fresh_url()
-        request.addfinalizer(lambda: server.drop(db))
+    db = module_database(request, folder)
     store, records = query_database.build(db, data_dir=folder / "experiments_data")
     yield store, records
     store.close()
