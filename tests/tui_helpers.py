@@ -20,6 +20,16 @@ def _narrow_columns(table: DataTable, rendered: bool = False) -> list[str]:
     return narrow
 
 
+async def until(pilot, condition, what: str = "condition", timeout: float = 20.0) -> None:
+    """Let the app run until `condition()` holds; fail naming `what` after `timeout` seconds."""
+    waited = 0.0
+    while not condition():
+        if waited >= timeout:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        await pilot.pause(0.05)
+        waited += 0.05
+
+
 async def settle_tables(pilot, timeout: float = 20.0) -> None:
     """Wait until every table on the screen has measured its columns. DataTable measures new
     rows when its message queue goes idle; a snapshot taken before shows columns as narrow as

@@ -13,7 +13,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input
 from textual_image.widget import HalfcellImage
-from tui_helpers import assert_readable
+from tui_helpers import assert_readable, until
 
 from inpaint_tui.tui.app import InpaintApp
 from inpaint_tui.tui.base import Table
@@ -27,12 +27,7 @@ def make_app(store, **options) -> InpaintApp:
 
 
 async def wait_for(pilot, condition, what: str = "condition", timeout: float = 15.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await pilot.pause(0.05)
-        waited += 0.05
+    await until(pilot, condition, what, timeout)
 
 
 async def show(app, pilot, key: str, screen: type):

@@ -7,7 +7,7 @@ column drawn narrower than its cells, no footer key off the screen (at 200×60 t
 import pytest
 from textual.widgets import DataTable, SelectionList
 from textual_image.widget import HalfcellImage
-from tui_helpers import assert_readable, settle_tables
+from tui_helpers import assert_readable, settle_tables, until
 
 from inpaint_tui.tui.app import InpaintApp
 
@@ -18,18 +18,9 @@ def _app(store, **options):
     return InpaintApp(store, image_class=HalfcellImage, refresh_seconds=3600, offer_demo=False, **options)
 
 
-async def _until(pilot, condition, what: str, timeout: float = 20.0) -> None:
-    waited = 0.0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        await pilot.pause(0.05)
-        waited += 0.05
-
-
 async def _settle(pilot, table_selector: str, rows: int) -> None:
     """Wait for the rows and for no load in flight (a slow CI machine may still be showing one)."""
-    await _until(pilot, lambda: (tables := pilot.app.screen.query(table_selector)) and tables.first(DataTable).row_count
+    await until(pilot, lambda: (tables := pilot.app.screen.query(table_selector)) and tables.first(DataTable).row_count
                  >= rows and not pilot.app.screen._loading(), f"{rows} rows in {table_selector}")
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.3)
@@ -37,7 +28,7 @@ async def _settle(pilot, table_selector: str, rows: int) -> None:
 
 
 async def _images(pilot, count: int) -> None:
-    await _until(pilot, lambda: len(pilot.app.screen.query("ImageStrip HalfcellImage")) >= count, f"{count} images")
+    await until(pilot, lambda: len(pilot.app.screen.query("ImageStrip HalfcellImage")) >= count, f"{count} images")
     await pilot.pause(0.3)
 
 
@@ -54,9 +45,9 @@ async def samples(pilot, store):
 async def new_run(pilot, store):
     await pilot.app.action_area("new_run")
     screen = pilot.app.screen
-    await _until(pilot, lambda: screen.set_name() == "demo", "the sample sets")
+    await until(pilot, lambda: screen.set_name() == "demo", "the sample sets")
     screen.query_one("#techniques", SelectionList).select("blended")  # its form under the run settings
-    await _until(pilot, lambda: screen.technique_fields("blended"), "the blended form")
+    await until(pilot, lambda: screen.technique_fields("blended"), "the blended form")
     await pilot.pause(0.3)
     screen.form("blended").scroll_visible(animate=False, top=True)  # its parameter fields in view
     await pilot.pause(0.3)
@@ -69,7 +60,7 @@ async def runs(pilot, store):
 
 async def leaderboard(pilot, store):
     await pilot.app.action_area("leaderboard")
-    await _until(pilot, lambda: getattr(pilot.app.screen, "complete", False), "the whole ranking")
+    await until(pilot, lambda: getattr(pilot.app.screen, "complete", False), "the whole ranking")
     await pilot.pause(0.2)
     await settle_tables(pilot)
 
@@ -84,7 +75,7 @@ async def run_detail(pilot, store):
 async def compare(pilot, store):
     await leaderboard(pilot, store)
     pilot.app.open_compare(store.ids["finished"][0], store.ids["finished"][1])
-    await _until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None, "the comparison")
+    await until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None, "the comparison")
     await _images(pilot, 4)
     await settle_tables(pilot)
 
@@ -97,21 +88,21 @@ async def sweeps(pilot, store):
 async def help_keys(pilot, store):
     await leaderboard(pilot, store)
     await pilot.press("question_mark")
-    await _until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
     await pilot.pause(0.2)
 
 
 async def tags_dialog(pilot, store):
     await runs(pilot, store)
     await pilot.press("t")
-    await _until(pilot, lambda: type(pilot.app.screen).__name__ == "TextScreen", "the tags dialog")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "TextScreen", "the tags dialog")
     await pilot.pause(0.2)
 
 
 async def diff(pilot, store):
     await runs(pilot, store)
     pilot.app.open_diff([store.ids["finished"][0], store.ids["finished"][1], store.ids["with_errors"]])
-    await _until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None
+    await until(pilot, lambda: getattr(pilot.app.screen, "data", None) is not None
                  and type(pilot.app.screen).__name__ == "DiffScreen", "the diff")
     await pilot.pause(0.2)
     await settle_tables(pilot)
