@@ -53,6 +53,14 @@ def wait_for(condition, timeout=120.0, interval=0.05):
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def wait_mid_run(store, run_id: int, timeout: float = 180.0) -> None:
+    """Until the run's worker is generating its second to fifth of six samples. Sample
+    boundaries are always written; step rows are throttled, so waiting for "step >= N" of a
+    short sample can wait forever on a fast machine (CI did)."""
+    wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and 1 <= p.samples_done <= 4,
+             timeout=timeout, interval=0.01)
+
+
 def queue_small(store, **overrides) -> int:
     """The standard small run: blended, 3 steps, background metrics, on the demo set."""
     settings = dict(technique="blended", params=None, model="tiny", sample_set="demo", seed=0, steps=3, guidance=7.5,

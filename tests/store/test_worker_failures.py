@@ -4,6 +4,7 @@ error escaping a run, and a killed worker left as a zombie (also on a real Postg
 state (or re-queued) and nothing lost: a resume completes it with every sample done once."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +20,8 @@ from inpaint_tui.store import RunStatus, Store, WorkerStatus
 from inpaint_tui.store.db import BUSY_TIMEOUT_ENV
 from inpaint_tui.store.files import atomic_write
 from inpaint_tui.store.queue import _process_exists
-from tests.worker_processes import ENV, assert_exactly_once, command, kill_workers, queue_small, run_cli, wait_for
+from tests.worker_processes import (ENV, assert_exactly_once, command, kill_workers, queue_small, run_cli, wait_for,
+                                    wait_mid_run)
 
 def _temporaries(folder: Path) -> list[Path]:
     return sorted(folder.rglob("*.tmp")) if folder.is_dir() else []
@@ -205,8 +207,7 @@ def test_database_disk_full_mid_run_ends_the_worker_with_one_line_and_resume_com
         run_id = queue_small(store, seed=3, steps=10)
         worker = subprocess.Popen(command(db, "worker", "--once", "--heartbeat", "0.2", data_dir=data), env=ENV,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
-                 timeout=180, interval=0.02)
+        wait_mid_run(store, run_id)
         filler = _fill(small_tmpfs)
         output = worker.communicate(timeout=300)[0]
         assert worker.returncode == 1, output
@@ -258,8 +259,7 @@ def test_a_daemon_worker_waits_out_a_full_database_disk_and_finishes_the_run(tmp
 
         reader = threading.Thread(target=read)
         reader.start()
-        wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 3,
-                 timeout=180, interval=0.02)
+        wait_mid_run(store, run_id)
         filler = _fill(small_tmpfs)
         assert unrecorded.wait(timeout=180), "".join(lines)
         time.sleep(2)  # a few polls against the full disk
@@ -281,9 +281,10 @@ def test_a_daemon_worker_waits_out_a_full_database_disk_and_finishes_the_run(tmp
 @pytest.mark.slow
 @pytest.mark.sqlite_only("SQLite's write lock and busy timeout")
 def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample(database):
-    """Another connection holds BEGIN IMMEDIATE from step 8 of 10 of the first sample until
-    that sample's record write has failed on the lock (read from the worker's log, so the
-    retry is certain whatever the machine's speed), plus 1 s (3 s at least); the worker's busy timeout is
+    """Another connection holds BEGIN IMMEDIATE from mid-run (the second to fifth of six samples
+    generating) until a durable write of the sample loop (its record, or marking the next sample
+    running) has failed on the lock (read from the worker's log, so the retry is certain whatever
+    the machine's speed), plus 1 s (3 s at least); the worker's busy timeout is
     200 ms (INPAINT_TUI_BUSY_TIMEOUT_MS). Progress and heartbeats hit "database is locked"
     many times, are skipped and logged once per kind; the record is retried with backoff."""
     db, store = database
@@ -297,13 +298,15 @@ def test_write_lock_held_past_the_busy_timeout_delays_writes_and_fails_no_sample
     def read() -> None:
         for line in worker.stdout:
             lines.append(line)
-            if "recording a sample failed (OperationalError: database is locked); retrying" in line:
+            # The first durable write after the lock: the sample's record, or, when the lock came
+            # between two samples, marking the next one running.
+            if re.search(r"(recording a sample|marking a sample running) failed \(OperationalError: database is "
+                         r"locked\); retrying", line):
                 record_blocked.set()
 
     reader = threading.Thread(target=read)
     reader.start()
-    wait_for(lambda: (p := store.run_progress(run_id)) and p.phase == "generating" and p.step >= 8,
-              timeout=180, interval=0.02)
+    wait_mid_run(store, run_id)
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     held_from = time.monotonic()
