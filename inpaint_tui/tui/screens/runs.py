@@ -132,6 +132,10 @@ class RunsScreen(LiveScreen):
         """Rows are formatted only for runs that changed (carried-over runs and their metrics
         are the same objects from one refresh to the next): with 10 000 runs a refresh that
         finds one run progressing costs a sort, not 1000 formatted rows on the event loop."""
+        if self.marked and (self.data is None or data.runs is not self.data.runs):
+            # A run deleted here (x) or by another process (seen at a full reload) leaves the marks.
+            present = {run.id for run in data.runs}
+            self.marked = [run_id for run_id in self.marked if run_id in present]
         view = (self.sort, self.sort_reversed, tuple(self.marked))
         if data is self.data and view == self._shown_view:
             return
