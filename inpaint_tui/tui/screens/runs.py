@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label
 from engine.spec import changed_params
 from inpaint_tui.read.present import format_metric, format_params, format_progress, plural
 from inpaint_tui.store import RunInfo, RunStatus
-from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key, show_filter_error, sync_table
 from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, haystack, parse_box
 
 HEADLINE = ("bg_mse", "clip_local")
@@ -141,9 +141,7 @@ class RunsScreen(LiveScreen):
             return
         self.data = data
         self._shown_view = view
-        error = self.query_one("#filter-error", Label)
-        error.update(data.filter.error or "")
-        error.display = data.filter.error is not None
+        show_filter_error(self.query_one("#filter-error", Label), data.filter.error)
         runs = data.runs if data.matching is None else [run for run in data.runs if run.id in data.matching]
         key, reverse = self._sort_key(data)
         runs.sort(key=key, reverse=reverse)
