@@ -97,7 +97,7 @@ async def test_runs_screen_filters_sorts_and_opens_a_run(tui_store):
         await pilot.press("enter")  # leaves the filter for the table
         for _ in range(3):
             await pilot.press("o")  # id -> status -> technique -> bg_mse
-        assert app.screen.sort == "bg_mse"
+        assert app.screen.sort == "metric.bg_mse"
         values = [tui_store.run_metric_values([r])[r].get("bg_mse") for r in app.screen.row_run_ids]
         present = [v for v in values if v is not None]
         assert present == sorted(present) and values[len(present):] == [None] * (len(values) - len(present))
