@@ -27,7 +27,8 @@ class ColumnsScreen(_Dialog):
     ColumnsScreen SelectionList { height: 1fr; }
     """
     BINDINGS = [
-        Binding("K,shift+up", "move(-1)", "Move up", id="columns.up", tooltip="the highlighted column one place earlier (further left in the table)"),
+        Binding("K,shift+up", "move(-1)", "Move up", id="columns.up",
+                tooltip="the highlighted column one place earlier (further left in the table)"),
         Binding("J,shift+down", "move(1)", "Move down", id="columns.down",
                 tooltip="the highlighted column one place later (further right)"),
         Binding("r", "restore", "Defaults", id="columns.defaults", tooltip="the screen's own columns again"),
