@@ -407,3 +407,32 @@ def test_ten_thousand_ids_still_list(varied):
     values, _ = store.run_metrics([r.id for r in records] * 30)
     assert set(values) <= {r.id for r in records}
 
+
+
+def test_every_runs_metrics_bind_no_ids_and_equal_the_listed_ids(varied):
+    """The TUI's full reload asks for every run's metrics: no ids are bound (50 000 runs would
+    exceed SQLite's 32 766), the same values as for the ids listed, and a long list is split
+    into queries of at most IDS_PER_QUERY ids."""
+    from sqlalchemy import event
+
+    from inpaint_tui.store.metrics import IDS_PER_QUERY
+
+    store, records = varied
+    bound: list[int] = []
+
+    def count(_connection, _cursor, _statement, parameters, _context, _many) -> None:
+        bound.append(len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        every = store.run_metric_values()
+        every_bound, bound[:] = max(bound, default=0), []
+        ids = [r.id for r in records]
+        asked = ids * 3 + list(range(10_000, 10_000 + IDS_PER_QUERY))
+        listed = store.run_metric_values(asked)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert every_bound <= 4 and len(records) > 4
+    assert every == listed and set(every) <= set(ids) and every
+    chunks = -(-len(asked) // IDS_PER_QUERY)
+    assert chunks >= 2 and len(bound) == 2 * chunks and max(bound) <= IDS_PER_QUERY + 4  # two queries a chunk
