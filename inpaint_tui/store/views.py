@@ -4,7 +4,7 @@ objects, so nothing lazy-loads from a closed session in a widget."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,16 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):  # a view inside a view (a run's progress)
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
     return value
 
 
 class _View:
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        # One pass over the fields: dataclasses.asdict deep-copied every value first, the
+        # larger part of `leaderboard --json`'s time at 50 000 runs.
+        return jsonable(self)
 
 
 @dataclass(frozen=True)

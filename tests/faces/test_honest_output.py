@@ -417,3 +417,30 @@ def test_formatting_whole_numbers_degenerate_intervals_seeds_and_plurals():
     seed = 5863425046325970838  # 19 decimal digits, as engine.seeding draws them
     assert format_seed(seed) == "515f12038d634796" and int(format_seed(seed), 16) == seed
     assert [plural(n, "run") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
+
+
+def test_json_lists_stream_an_element_per_line_and_views_convert_as_asdict_did(capsys):
+    """`--json` of a list: one compact element per line (the C encoder, written as it goes),
+    parsed back equal; a view's to_dict (one pass over its fields) equals dataclasses.asdict
+    followed by jsonable, nested views and non-finite floats included."""
+    import dataclasses
+    import json
+    import math
+    from datetime import datetime, timezone
+
+    from inpaint_tui.cli.base import print_json
+    from inpaint_tui.store import MetricSummary, jsonable
+    from inpaint_tui.store.views import LeaderboardRow
+
+    row = LeaderboardRow(run_id=3, technique="tdpaint", params={"t_bg": math.inf}, model="tiny", steps=2, seed=0,
+                         sample_set="demo", status="finished", samples_done=6, metrics={"bg_mse": 0.5},
+                         summaries={"bg_mse": MetricSummary(value=0.5, ci_low=0.4, ci_high=math.nan)})
+    assert row.to_dict() == jsonable(dataclasses.asdict(row))
+    assert row.to_dict()["params"] == {"t_bg": "inf"} and row.to_dict()["summaries"]["bg_mse"]["ci_high"] == "nan"
+    items = [row.to_dict(), {"when": datetime(2026, 1, 2, tzinfo=timezone.utc)}, 7]
+    print_json(items)
+    out = capsys.readouterr().out
+    assert json.loads(out) == jsonable(items)
+    assert out.splitlines()[0] == "[" and out.splitlines()[-1] == "]" and len(out.splitlines()) == 2 + len(items)
+    print_json([])
+    assert json.loads(capsys.readouterr().out) == []
