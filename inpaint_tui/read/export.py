@@ -65,7 +65,7 @@ def export_tables(store: Store, run_ids: Sequence[int]) -> tuple[list[dict[str, 
     columns."""
     if not run_ids:
         raise ExportError("no runs to export")
-    details = [store.run_detail(run_id) for run_id in run_ids]
+    details = store.run_details(run_ids)
     params = sorted({name for d in details for name in d.run.params})
     sample_metrics = sorted({name for d in details for s in d.samples for name in s.metrics})
     run_metrics = sorted({name for d in details for name in (*d.summaries, *d.metrics)})

@@ -71,7 +71,7 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
     baseline = run_ids[0] if baseline is None else baseline
     if baseline not in run_ids:
         raise ReportError(f"the baseline run {baseline} is not among the reported runs {run_ids}")
-    details = [store.run_detail(run_id) for run_id in run_ids]
+    details = store.run_details(run_ids)
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)

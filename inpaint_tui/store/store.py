@@ -34,7 +34,7 @@ from inpaint_tui.store.db import (
 )
 from inpaint_tui.store.data_root import check_exists, no_data_root, registered_path, verify_or_register
 from inpaint_tui.store.files import DataFiles, safe_file_stem
-from inpaint_tui.store.metrics import MetricsMixin
+from inpaint_tui.store.metrics import IDS_PER_QUERY, MetricsMixin
 from inpaint_tui.store.query import QueryMixin
 from inpaint_tui.store.queue import QueueMixin
 from inpaint_tui.store.samples import SampleMixin
@@ -381,25 +381,47 @@ class Store(SampleMixin, MetricsMixin, QueryMixin, QueueMixin, SweepMixin):
                                   self._progress_by_run(session, [run_id]).get(run_id))
 
     def run_detail(self, run_id: int) -> RunDetail:
+        return self.run_details([run_id])[0]
+
+    def run_details(self, run_ids: Sequence[int]) -> list[RunDetail]:
+        """Each run's detail (its samples, their metrics, its summaries), in the order asked,
+        in seven queries per IDS_PER_QUERY runs (`export` of 10 000 runs made seven a run). Raises
+        NotFound naming the first id that is no run."""
+        run_ids = list(run_ids)
+        details: dict[int, RunDetail] = {}
         with self.session() as session:
-            record = self._run(session, run_id)
-            run = self._run_info(record, self._status_counts(session, [run_id]).get(run_id, {}),
-                                 self._progress_by_run(session, [run_id]).get(run_id))
-            per_sample: dict[int, dict[str, float]] = defaultdict(dict)
-            for metric in session.exec(
-                select(MetricRecord).where(MetricRecord.run_id == run_id)
-            ).all():
-                if metric.value is not None:
-                    per_sample[metric.run_sample_id][metric.name] = metric.value
-            rows = session.exec(
-                select(RunSampleRecord, SampleRecord.name)
-                .join(SampleRecord, SampleRecord.id == RunSampleRecord.sample_id)
-                .where(RunSampleRecord.run_id == run_id)
-                .order_by(RunSampleRecord.position)
-            ).all()
-            samples = [self._run_sample_info(rs, name, per_sample.get(rs.id, {})) for rs, name in rows]
-            means, summaries = self._run_metrics(session, [run_id])
-            return RunDetail(run=run, samples=samples, metrics=means.get(run_id, {}), summaries=summaries.get(run_id, {}))
+            connection = session.connection()  # core rows: ORM objects for every sample cost seconds
+            distinct = list(dict.fromkeys(run_ids))
+            for start in range(0, len(distinct), IDS_PER_QUERY):
+                chunk = distinct[start:start + IDS_PER_QUERY]
+                records = connection.execute(select(RunRecord.__table__).where(RunRecord.id.in_(chunk))).all()
+                counts = self._status_counts(session, chunk)
+                progress = self._progress_by_run(session, chunk)
+                metric = MetricRecord.__table__.c
+                per_sample: dict[int, dict[str, float]] = defaultdict(dict)
+                for run_sample_id, name, value in connection.execute(
+                    select(metric.run_sample_id, metric.name, metric.value)
+                    .where(metric.run_id.in_(chunk), metric.value.is_not(None))
+                ).all():
+                    per_sample[run_sample_id][name] = value
+                samples: dict[int, list[RunSampleInfo]] = defaultdict(list)
+                for row in connection.execute(
+                    select(RunSampleRecord.__table__, SampleRecord.name.label("sample_name"))
+                    .join(SampleRecord, SampleRecord.id == RunSampleRecord.sample_id)
+                    .where(RunSampleRecord.run_id.in_(chunk))
+                    .order_by(RunSampleRecord.run_id, RunSampleRecord.position)
+                ).all():
+                    samples[row.run_id].append(self._run_sample_info(row, row.sample_name, per_sample.get(row.id, {})))
+                means, summaries = self._run_metrics(session, chunk)
+                for record in records:
+                    run = self._run_info(record, counts.get(record.id, {}), progress.get(record.id))
+                    details[record.id] = RunDetail(run=run, samples=samples.get(record.id, []),
+                                                   metrics=means.get(record.id, {}),
+                                                   summaries=summaries.get(record.id, {}))
+        missing = next((run_id for run_id in run_ids if run_id not in details), None)
+        if missing is not None:
+            raise NotFound(f"no run with id {missing}")
+        return [details[run_id] for run_id in run_ids]
 
     def annotate_run(self, run_id: int, *, tags: Sequence[str] | None = None, note: str | None = None) -> None:
         """Set a run's tags (replacing them; sorted, without duplicates) and/or its note."""

@@ -436,3 +436,48 @@ def test_every_runs_metrics_bind_no_ids_and_equal_the_listed_ids(varied):
     assert every == listed and set(every) <= set(ids) and every
     chunks = -(-len(asked) // IDS_PER_QUERY)
     assert chunks >= 2 and len(bound) == 2 * chunks and max(bound) <= IDS_PER_QUERY + 4  # two queries a chunk
+
+
+def test_run_details_of_many_runs_take_a_fixed_number_of_queries_and_match_the_tables(varied):
+    """`export` and `report` read every run's detail: seven queries for up to IDS_PER_QUERY
+    runs, whatever their number, in the order asked (repeats kept); the samples and their
+    metrics as the tables hold them, read here with plain SQL; a missing id is named."""
+    from sqlalchemy import event, text
+
+    from inpaint_tui.store import NotFound
+
+    store, records = varied
+    ids = [r.id for r in records]
+    asked = list(reversed(ids)) + ids[:3]
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(store.engine, "before_cursor_execute", listener)
+    try:
+        details = store.run_details(asked)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", listener)
+    assert len(statements) == 7 and len(records) > 100
+    assert [d.run.id for d in details] == asked
+    with store.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT rs.run_id, rs.position, rs.sample_id, s.name, rs.status FROM run_sample rs "
+            "JOIN sample s ON s.id = rs.sample_id ORDER BY rs.run_id, rs.position")).all()
+        values = connection.execute(text(
+            "SELECT rs.run_id, rs.sample_id, m.name, m.value FROM metric m JOIN run_sample rs ON rs.id = m.run_sample_id "
+            "WHERE m.value IS NOT NULL")).all()
+    expected_samples: dict[int, list[tuple]] = {}
+    for run_id, position, sample_id, name, status in rows:
+        expected_samples.setdefault(run_id, []).append((position, sample_id, name, status))
+    expected_metrics: dict[tuple[int, int], dict[str, float]] = {}
+    for run_id, sample_id, name, value in values:
+        expected_metrics.setdefault((run_id, sample_id), {})[name] = value
+    for detail in details:
+        run_id = detail.run.id
+        assert [(s.position, s.sample_id, s.sample_name, s.status) for s in detail.samples] == \
+            expected_samples.get(run_id, [])
+        for sample in detail.samples:
+            assert sample.metrics == expected_metrics.get((run_id, sample.sample_id), {})
+    assert details[0] == store.run_detail(asked[0])
+    assert any(d.samples and any(s.metrics for s in d.samples) for d in details)
+    with pytest.raises(NotFound, match="no run with id 999999"):
+        store.run_details([ids[0], 999999])
