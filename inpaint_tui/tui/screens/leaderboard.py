@@ -59,7 +59,8 @@ class LeaderboardScreen(LiveScreen):
         Binding("O", "reverse_sort", "Reverse", id="leaderboard.reverse", show=False,
                 tooltip="the worst first, and back (so does sorting by the same column again)"),
         Binding("g", "choose_group", "Group", id="leaderboard.group",
-                tooltip="one row per group: none, configuration (seeds pooled) or any parameter (same value pooled)"),
+                tooltip="choose what a row is: a run, a configuration (seeds pooled) or every run sharing a "
+                        "parameter's value (pooled)"),
         Binding("a", "toggle_unfinished", "All", id="leaderboard.unfinished",
                 tooltip="include unfinished runs, or finished only"),
         Binding("m", "mark", "Mark", id="leaderboard.mark", tooltip="mark the run as A, then B, for compare"),
@@ -309,7 +310,7 @@ class LeaderboardScreen(LiveScreen):
         if loaded is not None:
             parts[0] += f" (showing {loaded})"
         if group not in (None, SEED):  # what a row's numbers are
-            parts[0] = f"grouped by {group}: {parts[0]}, mean over runs, lowest to highest run value"
+            parts[0] = f"grouped by {group}: {parts[0]}, mean [lowest–highest run value]"
         if view.sort:
             parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better"
                          + (", worst first)" if view.state.reverse else ")"))
@@ -397,7 +398,8 @@ class LeaderboardScreen(LiveScreen):
                 self._set_state(group=keys[index])
                 self._refresh_view()
 
-        self.app.push_screen(ChoiceScreen("Group the leaderboard's rows by", labels, current), chosen)
+        title = "Group the leaderboard's rows by (enter: choose, escape: cancel)"
+        self.app.push_screen(ChoiceScreen(title, labels, current), chosen)
 
     def action_toggle_unfinished(self) -> None:
         self._set_state(include_unfinished=not self.state.include_unfinished)

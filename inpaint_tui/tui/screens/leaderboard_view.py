@@ -1,7 +1,8 @@
 """The leaderboard's data preparation: the store's rows grouped (read/pooling: seeds pooled,
-or every run with the same value of a key), sorted best first, formatted into cells with the best values marked, as a `BoardView` the screen only
-shows. No Textual here (Rich text cells only), so it is built on a thread and tested without
-an app; the screen in leaderboard.py holds the widgets."""
+or every run with the same value of a key), sorted best first, formatted into cells with the
+best values marked, as a `BoardView` the screen only shows. No Textual here (Rich text cells
+only), so it is built on a thread and tested without an app; the screen in leaderboard.py
+holds the widgets."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class BoardView:
     partial: bool = False  # only the head of the ranking, shown while the whole loads
     intervals: bool = True  # whether the metric cells show their 95% intervals
     filter_error: str | None = None  # the filter box's expression does not parse: the rows are the last good ones
-    group_keys: list[tuple[str, int]] = field(default_factory=list)  # what the rows can be grouped by, and how many values
+    group_keys: list[tuple[str, int]] = field(default_factory=list)  # keys to group by, with their number of values
 
     @property
     def keys(self) -> list[str]:
