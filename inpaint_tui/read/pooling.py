@@ -229,6 +229,21 @@ def group_runs(runs: Iterable[Any], key: str) -> list[RunGroup]:
     return groups
 
 
+def rank_groups(groups: Sequence[RunGroup], metric: str) -> list[RunGroup]:
+    """Best first by the pooled `metric` in its catalogue direction; groups without a value
+    last; ties in order of the first run id."""
+    from engine.metrics.catalogue import higher_is_better
+
+    sign = -1.0 if higher_is_better(metric) else 1.0
+
+    def key(group: RunGroup):
+        value = group.metrics.get(metric)
+        first = group.runs[0].run_id
+        return (1, 0.0, first) if not has_value(value) else (0, sign * value, first)
+
+    return sorted(groups, key=key)
+
+
 def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
     """The keys the runs can be grouped by, each with how many distinct values it takes among
     them: the run fields, then every parameter of the runs' techniques (by name)."""
@@ -248,5 +263,5 @@ def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
 
 
 __all__ = ["GROUP_FIELDS", "MISSING", "NONE_LABEL", "SEED", "RunGroup", "format_group_value", "group_keys",
-           "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics", "resolve_group_key",
-           "seed_group_key"]
+           "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics", "rank_groups",
+           "resolve_group_key", "seed_group_key"]
