@@ -223,7 +223,7 @@ def _grouped_leaderboard(ctx, group_by: str, metric: str, sample_set, include_un
     """`leaderboard --group-by`: every selected run is grouped (the SQL limit would cut groups
     short), the groups ranked by the pooled --metric, then --limit of them."""
     from engine.metrics.catalogue import ranking_metric
-    from inpaint_tui.read.pooling import group_runs, rank_groups, resolve_group_key
+    from inpaint_tui.read.pooling import best_first, group_runs, resolve_group_key
     from inpaint_tui.read.query import QueryError
 
     if sort:
@@ -235,7 +235,7 @@ def _grouped_leaderboard(ctx, group_by: str, metric: str, sample_set, include_un
     with user_errors():
         chosen = selection(filter_text, None, None)
         rows = leaderboard_rows(context_of(ctx).store(), metric, sample_set, include_unfinished, where=chosen.where)
-    groups = rank_groups(group_runs(rows, key), ranking_metric(metric))
+    groups = best_first(group_runs(rows, key), ranking_metric(metric))
     print_grouped_leaderboard(groups[:limit] if limit is not None else groups, metric, key, as_json=as_json,
                               as_csv=as_csv, wide=wide)
 

@@ -19,7 +19,7 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from inpaint_tui.read.present import plural
 from inpaint_tui.store import MetricSummary
@@ -229,19 +229,21 @@ def group_runs(runs: Iterable[Any], key: str) -> list[RunGroup]:
     return groups
 
 
-def rank_groups(groups: Sequence[RunGroup], metric: str) -> list[RunGroup]:
-    """Best first by the pooled `metric` in its catalogue direction; groups without a value
-    last; ties in order of the first run id."""
+def best_first(items: Sequence[Any], metric: str, *, first_run: Callable[[Any], int] | None = None,
+               reverse: bool = False) -> list:
+    """Runs or groups (anything with `metrics`) best first by `metric` in its catalogue
+    direction, the worst first with `reverse`; those without a value last either way; ties in
+    order of the (first) run id, `first_run(item)` (default: a group's first run)."""
     from engine.metrics.catalogue import higher_is_better
 
-    sign = -1.0 if higher_is_better(metric) else 1.0
+    sign = (-1.0 if higher_is_better(metric) else 1.0) * (-1.0 if reverse else 1.0)
+    first_run = first_run or (lambda group: group.runs[0].run_id)
 
-    def key(group: RunGroup):
-        value = group.metrics.get(metric)
-        first = group.runs[0].run_id
-        return (1, 0.0, first) if not has_value(value) else (0, sign * value, first)
+    def key(item: Any):
+        value = item.metrics.get(metric)
+        return (1, 0.0, first_run(item)) if not has_value(value) else (0, sign * value, first_run(item))
 
-    return sorted(groups, key=key)
+    return sorted(items, key=key)
 
 
 def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
@@ -263,5 +265,5 @@ def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
 
 
 __all__ = ["GROUP_FIELDS", "MISSING", "NONE_LABEL", "SEED", "RunGroup", "format_group_value", "group_keys",
-           "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics", "rank_groups",
+           "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics", "best_first",
            "resolve_group_key", "seed_group_key"]

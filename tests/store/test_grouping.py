@@ -12,7 +12,9 @@ import statistics
 import pytest
 
 from engine.techniques import get_technique
-from inpaint_tui.read.pooling import MISSING, NONE_LABEL, SEED, group_keys, group_runs, pool, resolve_group_key
+from inpaint_tui.read.pooling import (
+    MISSING, NONE_LABEL, SEED, best_first, group_keys, group_runs, pool, resolve_group_key,
+)
 from inpaint_tui.read.query import QueryError
 from inpaint_tui.store import LeaderboardRow, MetricSummary
 
@@ -148,3 +150,17 @@ def test_group_keys_offer_the_fields_and_every_parameter_of_the_runs_techniques(
     for technique in {run.technique for run in RUNS}:
         expected |= set(get_technique(technique).full_schema.defaults())
     assert {key for key in keys if key.startswith("param.")} == {f"param.{name}" for name in expected}
+
+
+def test_groups_rank_best_first_in_the_catalogues_direction_without_a_value_last():
+    groups = group_runs(RUNS, "param.blend_start")
+    by_mse = best_first(groups, "bg_mse")  # lower is better
+    means = [g.metrics["bg_mse"] for g in by_mse]
+    assert means == sorted(means)
+    by_psnr = best_first(groups, "bg_psnr")  # higher is better
+    assert [g.metrics["bg_psnr"] for g in by_psnr] == sorted((g.metrics["bg_psnr"] for g in groups), reverse=True)
+    worst = best_first(groups, "bg_psnr", reverse=True)
+    assert worst == by_psnr[::-1]
+    lacking = group_runs([row(1, mse=1.0), row(2, "vanilla", psnr=3.0), row(3, "tdpaint", mse=0.5)], "technique")
+    assert [g.value for g in best_first(lacking, "bg_mse")] == ["tdpaint", "blended", "vanilla"]
+    assert [g.value for g in best_first(lacking, "bg_mse", reverse=True)] == ["blended", "tdpaint", "vanilla"]

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
-from inpaint_tui.read.pooling import SEED, RunGroup, group_keys, group_runs, has_value
+from inpaint_tui.read.pooling import SEED, RunGroup, best_first, group_keys, group_runs, has_value
 from inpaint_tui.read.present import best_values, format_metric, format_params, format_summary, plural
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
 
@@ -99,19 +99,11 @@ def _entries(rows: Sequence[LeaderboardRow], group: str | None) -> list[_Entry]:
 
 def _sort_entries(entries: list[_Entry], metric: str | None, reverse: bool = False) -> None:
     """Best first given the metric's direction (catalogue), worst first if `reverse`; entries
-    without a value last either way; ties by run id."""
+    without a value last either way; ties by run id (read/pooling.best_first, as the CLI)."""
     if metric is None:
         entries.sort(key=lambda e: e.first.run_id)
         return
-    sign = (-1.0 if higher_is_better(metric) else 1.0) * (-1.0 if reverse else 1.0)
-
-    def key(entry: _Entry):
-        value = entry.metrics.get(metric)
-        if not has_value(value):
-            return (1, 0.0, entry.first.run_id)
-        return (0, sign * value, entry.first.run_id)
-
-    entries.sort(key=key)
+    entries[:] = best_first(entries, metric, first_run=lambda e: e.first.run_id, reverse=reverse)
 
 
 def _sort_label(metric: str, sort: str | None, reverse: bool = False) -> str:
