@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -158,20 +159,55 @@ def _background(items: Sequence[EvalItem], config: EvalConfig, result: Evaluatio
         )
 
 
-def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
-    from engine.metrics.clip import clip_batch_metrics, load_clip_scorer, tiny_clip_scorer
+# --- evaluation models, loaded once per process ------------------------------------------
+# A worker draining a sweep evaluates run after run with the same models: loading CLIP, the
+# detector and Inception for each took seconds a run (real) and rebuilt the tiny ones. Keyed
+# by everything that selects the weights; a load that fails (MetricUnavailable) is not kept,
+# so a model downloaded later is found by the next run. The models are used read-only (eval
+# mode, no grad), so runs sharing one cannot affect each other. One of each: a worker uses
+# one configuration at a time, and a second would double the memory held.
 
-    scorer = tiny_clip_scorer(seed=config.seed) if config.models == "tiny" else load_clip_scorer(config.clip_model)
+
+def _model_seed(config: EvalConfig) -> int:
+    """What the cache keys on for the seed: the tiny models are random weights drawn from it;
+    the real ones do not depend on it (runs with other seeds share them)."""
+    return config.seed if config.models == "tiny" else 0
+
+
+@lru_cache(maxsize=1)
+def clip_scorer(models: str, clip_model: str, seed: int):
+    from engine.metrics.clip import load_clip_scorer, tiny_clip_scorer
+
+    return tiny_clip_scorer(seed=seed) if models == "tiny" else load_clip_scorer(clip_model)
+
+
+@lru_cache(maxsize=1)
+def detector(models: str, name: str, seed: int):
+    from engine.metrics.detectors import load_detector, tiny_detector
+
+    return tiny_detector(seed=seed) if models == "tiny" else load_detector(name)
+
+
+@lru_cache(maxsize=1)
+def kid_features(models: str, seed: int):
+    from engine.metrics.kid import inception_extractor, tiny_extractor
+
+    return tiny_extractor(seed=seed) if models == "tiny" else inception_extractor()
+
+
+def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
+    from engine.metrics.clip import clip_batch_metrics
+
+    scorer = clip_scorer(config.models, config.clip_model, _model_seed(config))
     for item, values in zip(items, clip_batch_metrics(items, scorer)):
         result.per_sample[item.sample_id].update(values)
 
 
 def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, phrases: dict[str, str]) -> None:
     from engine.metrics.detection import prompt_precision
-    from engine.metrics.detectors import load_detector, tiny_detector
 
-    detector = tiny_detector(seed=config.seed) if config.models == "tiny" else load_detector(config.detector)
-    outcome = prompt_precision(items, detector, phrases=phrases)
+    model = detector(config.models, config.detector, _model_seed(config))
+    outcome = prompt_precision(items, model, phrases=phrases)
     for item, hit in zip(items, outcome.per_sample):
         result.per_sample[item.sample_id]["prompt_hit"] = float(hit)
     low, high = outcome.interval
@@ -179,12 +215,12 @@ def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation
 
 
 def _kid(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, cache: Any) -> None:
-    from engine.metrics.kid import inception_extractor, kid_on_masked_crop, tiny_extractor
+    from engine.metrics.kid import kid_on_masked_crop
 
     with_reference = [item for item in items if item.reference is not None]
     if len(with_reference) < 2:
         raise MetricUnavailable(f"KID needs at least 2 samples with a reference image, got {len(with_reference)}")
-    feature = tiny_extractor(seed=config.seed) if config.models == "tiny" else inception_extractor()
+    feature = kid_features(config.models, _model_seed(config))
     outcome = kid_on_masked_crop(
         with_reference, feature=feature, subsets=config.kid_subsets, subset_size=config.kid_subset_size,
         seed=config.seed, cache=cache,

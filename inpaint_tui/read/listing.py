@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from engine.metrics.catalogue import METRICS, key_metrics
 from engine.spec import changed_params, recorded_params
 from inpaint_tui.read.present import compact_number, format_metric, format_params, format_progress, printable
-from inpaint_tui.read.query import QueryError, resolve_field
+from inpaint_tui.read.query import QueryError, param_names, resolve_field, run_field_names
 from inpaint_tui.store.query import NUMERIC, SWEEPS, TIME, Field
 
 EXTRA_COLUMNS = ("params", "progress")
@@ -101,6 +101,37 @@ def default_columns(runs: Sequence[Any], metrics: Mapping[int, Mapping[str, floa
     return [list_column(name) for name in names], shared
 
 
+def available_columns(runs: Sequence[Any], metrics: Mapping[int, Mapping[str, float]]) -> list[ListColumn]:
+    """Every column a listing of these runs can fill, for a face that lets the user choose:
+    the run fields (`sweep` aside: it is not a column), `params` and `progress`, `param.NAME`
+    for each parameter of the runs' techniques (and any they record), and `metric.NAME` for
+    each catalogue metric some run has; in that order, each group in its natural order (the
+    query language's fields; the techniques' own parameters as first met, then the options
+    they all share; the catalogue)."""
+    names = [name for name in run_field_names() if name != "sweep"] + list(EXTRA_COLUMNS)
+    known = set(param_names())
+    schemas = [list(recorded_params(technique, {})) for technique in dict.fromkeys(run.technique for run in runs)]
+    params = dict.fromkeys(name for schema in schemas for name in schema)
+    for run in runs:
+        params.update(dict.fromkeys(run.params))
+    shared = set.intersection(*map(set, schemas)) if schemas else set()  # the options: after what differs
+    names += [f"param.{name}" for name in sorted(params, key=lambda name: name in shared) if name in known]
+    present = {name for values in metrics.values() for name in values}
+    names += [f"metric.{metric.name}" for metric in METRICS.values() if metric.name in present]
+    return [list_column(name) for name in names]
+
+
+def column_value(run, column: ListColumn, metrics: Mapping[str, float]) -> Any:
+    """The value a `metric.NAME` or `param.NAME` cell shows, unformatted (to order runs by):
+    the metric's number, the parameter as the run used it; None where the run has none."""
+    field = column.field
+    if field is None or field.source not in ("metric", "param"):
+        raise ValueError(f"{column.key} is not a metric or parameter column")
+    if field.source == "metric":
+        return metrics.get(field.name)
+    return recorded_params(run.technique, run.params).get(field.name)  # about 5 µs: 10 000 runs in 0.05 s
+
+
 def _setting(run, name: str) -> str:
     return _plain(getattr(run, name))
 
@@ -129,11 +160,11 @@ def cell_forms(run, column: ListColumn, metrics: Mapping[str, float]) -> list[st
                                                                    else "")]
     field = column.field
     if field.source == "metric":
-        value = metrics.get(field.name)
+        value = column_value(run, column, metrics)
         return [format_metric(field.name, value), compact_number(value)]
     if field.source == "param":
-        params = recorded_params(run.technique, run.params)
-        return [_plain(params[field.name]) if field.name in params else "-"]
+        value = column_value(run, column, metrics)
+        return [_plain(value) if value is not None else "-"]
     name = field.name
     if name == "status":
         text = run.status + (" (cancelling)" if run.cancel_requested else "")
@@ -158,4 +189,5 @@ def cell_forms(run, column: ListColumn, metrics: Mapping[str, float]) -> list[st
     return [_plain(value) if value not in ("", None) else "-"]
 
 
-__all__ = ["ListColumn", "cell_forms", "default_columns", "list_column", "parse_columns"]
+__all__ = ["ListColumn", "available_columns", "cell_forms", "column_value", "default_columns", "list_column",
+           "parse_columns"]

@@ -193,6 +193,11 @@ def _techniques() -> list[str]:
     return technique_names()
 
 
+def param_names() -> list[str]:
+    """The names `param.NAME` accepts: every technique's and option's parameters."""
+    return list(_params())
+
+
 def run_field_names() -> list[str]:
     """The names a filter accepts for run fields, as users write them."""
     preferred = {"sample_set": "set", "config_hash": "hash", "git_commit": "commit"}
@@ -490,4 +495,5 @@ def parse_sort(text: str | None, *, option: str = "--sort") -> list[SortKey]:
     return keys
 
 
-__all__ = ["QueryError", "parse_filter", "parse_sort", "resolve_field", "run_field_names", "tokenize"]
+__all__ = ["QueryError", "param_names", "parse_filter", "parse_sort", "resolve_field", "run_field_names",
+           "tokenize"]

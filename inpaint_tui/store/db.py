@@ -7,6 +7,8 @@ and foreign keys (SQLite leaves them off by default).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -138,16 +140,48 @@ def server_epoch(dialect_name: str):
     return literal_column("extract(epoch from now())", Float)
 
 
+# An infinite float (TD-Paint's t_bg=inf) in a JSON column, written as a number that overflows
+# to infinity wherever it is parsed: Python's json reads it back as inf and SQLite's JSON
+# functions as infinity, where the `Infinity` Python's json writes by default is not JSON at
+# all (PostgreSQL's json type refuses it; SQLite before 3.42 fails any query touching it).
+_INFINITE = {math.inf: "1e999", -math.inf: "-1e999"}
+_MARK = "\x00{}\x00"  # stands for a number while encoding: no parameter holds NUL characters
+
+
+def _infinities_marked(value):
+    if isinstance(value, float) and value in _INFINITE:
+        return _MARK.format(_INFINITE[value])
+    if isinstance(value, dict):
+        return {key: _infinities_marked(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_infinities_marked(item) for item in value]
+    return value
+
+
+def json_text(value) -> str:
+    """JSON as the store writes it (every JSON column, both backends): valid JSON for infinite
+    floats (see _INFINITE). NaN has no JSON form; it is written as Python writes it, as before
+    (parameters refuse NaN: engine/params.py)."""
+    text = json.dumps(_infinities_marked(value))
+    if "\\u0000" not in text:
+        return text
+    for number in _INFINITE.values():
+        text = text.replace(json.dumps(_MARK.format(number)), number)
+    return text
+
+
 def json_document(dialect_name: str, column):
     """A JSON column as an expression its accessors (`[key].as_float()`, ...) read on this
-    backend. SQLite's JSON functions before 3.42 refuse the `Infinity` Python's json writes for
-    an infinite float (TD-Paint's t_bg=inf), which would fail a whole query on one such run:
-    there it is read as 1e999, which SQLite parses as infinity."""
-    from sqlalchemy import JSON, func, type_coerce
+    backend, infinite numbers included (see _INFINITE). SQLite: rows written before json_text
+    hold Python's `Infinity`, read as 1e999. PostgreSQL: `->>` gives the text `1e999`, which
+    float8 refuses as out of range, so the number is read as the text 'Infinity' (which float8
+    takes); the column keeps the valid JSON."""
+    from sqlalchemy import JSON, Text, cast, func, type_coerce
 
     if dialect_name == "sqlite":
         return type_coerce(func.replace(column, "Infinity", "1e999"), JSON)
-    return column
+    text = func.replace(func.replace(cast(column, Text), "-1e999", '"-Infinity"'), "1e999", '"Infinity"')
+    return cast(text, JSON)
 
 
 def json_list_elements(dialect_name: str, column):
@@ -195,7 +229,7 @@ def make_engine(url: str) -> Engine:
         if path.is_dir():
             raise StoreError(f"database {path} is a folder, not a file: give --db a file path")
         busy_ms = busy_timeout_ms()
-        engine = _create(parsed, url, connect_args={"timeout": busy_ms / 1000})
+        engine = _create(parsed, url, connect_args={"timeout": busy_ms / 1000}, json_serializer=json_text)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, record) -> None:
@@ -223,7 +257,7 @@ def make_engine(url: str) -> Engine:
                 record.info["busy_timeout_ms"] = wanted
 
         return engine
-    return _create(parsed, url, pool_pre_ping=True)
+    return _create(parsed, url, pool_pre_ping=True, json_serializer=json_text)
 
 
 def _create(parsed: URL, url: str, **options) -> Engine:

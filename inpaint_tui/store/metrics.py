@@ -61,20 +61,25 @@ class MetricsMixin:
                 values[run_id][name] = value
         return values, summaries
 
-    def run_metric_values(self, run_ids: Sequence[int]) -> dict[int, dict[str, float]]:
-        """Per run, its per-run metric values (stored, else the live mean of its samples)."""
-        with self.session() as session:
-            return dict(self._run_metrics(session, list(run_ids))[0])
+    def run_metric_values(self, run_ids: Sequence[int] | None = None) -> dict[int, dict[str, float]]:
+        """Per run, its per-run metric values (stored, else the live mean of its samples);
+        every run's when `run_ids` is None (no ids bound: the TUI's full reload)."""
+        return self.run_metrics(run_ids)[0]
 
     def run_metrics(
-        self, run_ids: Sequence[int]
+        self, run_ids: Sequence[int] | None = None
     ) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, MetricSummary]]]:
-        """Per run, its per-run metric values and their summaries (intervals where stored)."""
-        run_ids = list(run_ids)
+        """Per run, its per-run metric values and their summaries (intervals where stored);
+        every run's when `run_ids` is None."""
         values: dict[int, dict[str, float]] = {}
         summaries: dict[int, dict[str, MetricSummary]] = {}
         with self.session() as session:
-            for start in range(0, len(run_ids), IDS_PER_QUERY):  # backends cap a query's bound values
+            if run_ids is None:
+                every_values, every_summaries = self._run_metrics(session, select(RunRecord.id))
+                return dict(every_values), dict(every_summaries)
+            run_ids = list(run_ids)
+            # In chunks: backends cap a query's bound values (SQLite builds at 32 766, PostgreSQL at 65 535).
+            for start in range(0, len(run_ids), IDS_PER_QUERY):
                 chunk_values, chunk_summaries = self._run_metrics(session, run_ids[start:start + IDS_PER_QUERY])
                 values.update(chunk_values)
                 summaries.update(chunk_summaries)

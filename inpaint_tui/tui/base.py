@@ -147,6 +147,21 @@ def selected_key(table: DataTable) -> str | None:
         return None
 
 
+def show_filter_error(label: Label, error) -> None:
+    """The filter box's error in `label` (hidden when `error` is None): the parser's message,
+    then the expression with the offending characters in reverse video, so the wrong token
+    stands out where the CLI draws a caret line. `error`: a tui.filtering.BoxError."""
+    label.display = error is not None
+    if error is None:
+        label.update("")
+        return
+    shown = error.text.replace("\n", " ").replace("\t", " ")  # one cell per character, as the CLI's
+    # An expression that ended too soon points at the cell after its end.
+    expression = Text(shown if error.start < len(shown) else shown + " ")
+    expression.stylize("bold reverse", error.start, min(error.end, len(expression)))
+    label.update(Text.assemble(error.message, "\n", expression))
+
+
 class ImageStrip(Horizontal):
     """Images side by side, each with a caption (input | mask | output | reference ...)."""
 

@@ -16,14 +16,29 @@ OPERATOR_CHARACTERS = re.compile(r"[=<>!~()'\",]")
 
 
 @dataclass(frozen=True)
+class BoxError:
+    """Why the box's text is not an expression: the parser's one-line `message` (with the
+    column) and the offending characters, `text[start:end]` (`start` may be `len(text)`:
+    the expression ended too soon). str() is the message alone."""
+
+    message: str
+    text: str
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class FilterResult:
     """What a filter text selects: `where` (an expression's tree), or `needle` (a substring),
-    or neither (empty text: everything); `error` the parser's one-line message instead."""
+    or neither (empty text: everything); `error` why the text does not parse instead."""
 
     text: str
     where: object = None
     needle: str | None = None
-    error: str | None = None
+    error: BoxError | None = None
 
     @property
     def everything(self) -> bool:
@@ -37,11 +52,14 @@ def parse_box(text: str) -> FilterResult:
     if not stripped:
         return FilterResult(text)
     try:
-        return FilterResult(text, where=parse_filter(stripped, option="filter"))
+        # The text as typed (the tokenizer skips spaces): an error's column is the box's column.
+        return FilterResult(text, where=parse_filter(text, option="filter"))
     except QueryError as error:
         if not OPERATOR_CHARACTERS.search(stripped):
             return FilterResult(text, needle=stripped.lower())
-        return FilterResult(text, error=str(error).splitlines()[0])  # the line with the column
+        # The first line is the message with its column; the caret line under the expression
+        # is drawn by the screen from the span (tui/base.py: show_filter_error).
+        return FilterResult(text, error=BoxError(str(error).splitlines()[0], error.text, error.start, error.end))
 
 
 def haystack(run_id: int, technique: str, params: dict, tags=(), *other: str) -> str:
@@ -50,4 +68,4 @@ def haystack(run_id: int, technique: str, params: dict, tags=(), *other: str) ->
     return " ".join([str(run_id), technique, format_params(params), *tags, *other]).lower()
 
 
-__all__ = ["FilterResult", "PLACEHOLDER", "haystack", "parse_box"]
+__all__ = ["BoxError", "FilterResult", "PLACEHOLDER", "haystack", "parse_box"]

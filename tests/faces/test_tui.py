@@ -97,7 +97,7 @@ async def test_runs_screen_filters_sorts_and_opens_a_run(tui_store):
         await pilot.press("enter")  # leaves the filter for the table
         for _ in range(3):
             await pilot.press("o")  # id -> status -> technique -> bg_mse
-        assert app.screen.sort == "bg_mse"
+        assert app.screen.sort == "metric.bg_mse"
         values = [tui_store.run_metric_values([r])[r].get("bg_mse") for r in app.screen.row_run_ids]
         present = [v for v in values if v is not None]
         assert present == sorted(present) and values[len(present):] == [None] * (len(values) - len(present))
@@ -256,3 +256,36 @@ asyncio.run(main())
     loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert "textual" in loaded
     assert not loaded & {"torch", "diffusers", "transformers", "torchmetrics"}, loaded
+
+
+async def test_deleting_a_marked_run_unmarks_it_here_or_in_another_process(tui_store):
+    """`m` marks for a diff; a run deleted with `x` (or by another process, seen at the next
+    full reload) leaves the marks and the status line."""
+    ids = tui_store.ids
+    app = make_app(tui_store, start_screen="runs")
+    async with app.run_test(size=(140, 40)) as pilot:
+        screen = app.screen
+        table = screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(tui_store.runs()))
+        shown = lambda: str(screen.query_one("#shown").render())  # noqa: E731
+        kept, deleted, elsewhere = ids["finished"][0], ids["failed"], ids["cancelled"]
+        for run_id in (kept, deleted, elsewhere):
+            table.move_cursor(row=screen.row_run_ids.index(run_id))
+            await pilot.press("m")
+        assert screen.marked == [kept, deleted, elsewhere] and f"marked {kept}, {deleted}, {elsewhere}" in shown()
+
+        table.move_cursor(row=screen.row_run_ids.index(deleted))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: deleted not in screen.row_run_ids)
+        assert screen.marked == [kept, elsewhere]
+        assert f"marked {kept}, {elsewhere} (D: diff)" in shown()
+
+        from inpaint_tui.jobs.worker import STALE_AFTER_SECONDS
+
+        tui_store.delete_run(elsewhere, stale_after=STALE_AFTER_SECONDS)  # as `runs delete` in another shell
+        screen._full = True  # what FULL_EVERY seconds would bring
+        screen.reload()
+        await wait_for(pilot, lambda: elsewhere not in screen.row_run_ids)
+        assert screen.marked == [kept] and f"marked {kept} (D: diff)" in shown()

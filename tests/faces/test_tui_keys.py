@@ -168,10 +168,10 @@ async def test_runs_sort_reverses_and_scrolls_the_sorted_column_into_view(tui_st
         assert newest_first == sorted(newest_first, reverse=True)
         await pilot.press("O")
         await wait_for(pilot, lambda: screen.row_run_ids == newest_first[::-1], "oldest first")
-        assert not column_in_view(table, "bg_mse")
+        assert not column_in_view(table, "metric.bg_mse")
         await pilot.press("o", "o", "o")  # status, technique, bg_mse
-        assert screen.sort == "bg_mse" and not screen.sort_reversed
-        await wait_for(pilot, lambda: column_in_view(table, "bg_mse"), "bg_mse scrolled into view")
+        assert screen.sort == "metric.bg_mse" and not screen.sort_reversed
+        await wait_for(pilot, lambda: column_in_view(table, "metric.bg_mse"), "metric.bg_mse scrolled into view")
         best_first = screen.row_run_ids
         await pilot.press("O")  # the worst first; runs without a value stay last
         values = tui_store.run_metric_values(best_first)

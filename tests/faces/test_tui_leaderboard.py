@@ -433,6 +433,40 @@ async def test_compare_pairs_only_common_samples_shows_failures_and_swaps(tui_st
         assert compare.statistics[0]["difference"] == -compare_runs(tui_store, run_a, run_b)[0]["difference"]
 
 
+async def test_compare_at_80_columns_shows_the_interval_and_p_whole(tui_store):
+    """At 80 columns the statistics in their full order run off the right edge inside the
+    interval; narrow, the difference, interval, p and verdict come first and are all on
+    screen, the means after them. Widening the terminal restores the full order."""
+    from tui_helpers import screen_text
+
+    from inpaint_tui.read.present import format_interval, format_number, format_p_value
+    from inpaint_tui.tui.screens.compare import NARROW_ORDER, STATISTICS_COLUMNS
+
+    run_a, run_b = tui_store.ids["finished"][:2]
+    app = make_app(tui_store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_leaderboard(app, pilot)
+        app.open_compare(run_a, run_b)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CompareScreen" and app.screen.data is not None,
+                       what="compare loaded")
+        compare = app.screen
+        await settle_tables(pilot)
+        stats = compare.query_one("#statistics", DataTable)
+        assert [c.key.value for c in stats.ordered_columns] == list(NARROW_ORDER)
+        lines = "\n".join(screen_text(app))
+        for entry in compare_runs(tui_store, run_a, run_b):
+            if "difference" not in entry:
+                continue
+            for text in (format_number(entry["difference"]),
+                         format_interval(entry["ci_low"], entry["ci_high"], number=format_number, separator=", "),
+                         format_p_value(entry["p_value"])):
+                assert text in lines, (text, lines)
+        await pilot.resize_terminal(160, 40)
+        await wait_for(pilot, lambda: not compare.narrow, what="the full order when wide")
+        assert [c.key.value for c in stats.ordered_columns] == [key for key, _ in STATISTICS_COLUMNS]
+        assert [str(c) for c in stats.get_row_at(0)][0] == "bg_mse"
+
+
 async def test_enter_opens_the_run_detail(tui_store):
     app = make_app(tui_store)
     opened = []

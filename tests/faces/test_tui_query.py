@@ -59,6 +59,51 @@ async def type_filter(pilot, text: str) -> None:
     box.value = text  # Input.Changed, as typing the last character would
 
 
+def highlighted(label: Label) -> list[tuple[int, int, str]]:
+    """(line, cell, text) of each run of reverse-video characters in the label's content (its
+    padding aside): where the error line points, as the user sees it."""
+    found = []
+    for y in range(label.size.height):
+        x = 0
+        for segment in label.render_line(y):
+            if segment.style is not None and segment.style.reverse:
+                found.append((y, x, segment.text))
+            x += len(segment.text)
+    return found
+
+
+def test_a_bad_expression_keeps_the_offending_span():
+    from inpaint_tui.tui.filtering import parse_box
+
+    error = parse_box("  techniqe = 'x'").error  # columns count in the box's text, spaces and all
+    assert error.text == "  techniqe = 'x'" and error.text[error.start:error.end] == "techniqe"
+    assert "(at column 3)" in str(error) and "\n" not in str(error)
+    error = parse_box("technique = 'blended' and").error  # an expression cut short points past its end
+    assert error.start == len(error.text)
+    assert parse_box("technique = 'blended'").error is None and parse_box("blended").error is None
+
+
+@pytest.mark.parametrize("area", ["runs", "leaderboard"])
+async def test_the_filter_error_highlights_the_offending_characters(query_store, area):
+    store, _ = query_store
+    app = make_app(store, start_screen=area)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.pause(0.3)
+        error = screen.query_one("#filter-error", Label)
+        second_lt = "technique = 'blended' and metric.bg_mse << 2"
+        for text, at, token in (("techniqe = 'x'", 0, "techniqe"), (second_lt, second_lt.index("<<") + 1, "<"),
+                                ("status in (finished", len("status in (finished"), " ")):  # ended too soon
+            await type_filter(pilot, text)
+            await wait_for(pilot, lambda: error.display and text in "\n".join(screen_text(app)))
+            await pilot.pause(0.1)
+            lines = [line.strip() for line in str(error.render()).splitlines()]
+            assert f"(at column {at + 1})" in lines[0] and lines[1] == text  # the message, then the expression
+            assert highlighted(error) == [(error.size.height - 1, at, token)]  # the message may wrap
+        await type_filter(pilot, "technique = 'blended'")
+        await wait_for(pilot, lambda: not error.display)
+
+
 async def test_the_runs_filter_box_is_the_cli_filter(query_store):
     store, cli_ids = query_store
     app: InpaintApp = make_app(store, start_screen="runs")

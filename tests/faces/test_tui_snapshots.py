@@ -113,6 +113,13 @@ async def tags_dialog(pilot, store):
     await pilot.pause(0.2)
 
 
+async def columns_dialog(pilot, store):
+    await runs(pilot, store)
+    await pilot.press("C")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "ColumnsScreen", "the column chooser")
+    await pilot.pause(0.2)
+
+
 async def diff(pilot, store):
     await runs(pilot, store)
     pilot.app.open_diff([store.ids["finished"][0], store.ids["finished"][1], store.ids["with_errors"]])
@@ -123,7 +130,7 @@ async def diff(pilot, store):
 
 
 SCREENS = [dashboard, samples, new_run, runs, leaderboard, leaderboard_grouped, run_detail, compare, sweeps, help_keys,
-           tags_dialog, diff]
+           tags_dialog, columns_dialog, diff]
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -109,6 +109,41 @@ def test_kid_reference_features_are_cached_across_runs(store, tiny_model):
     assert any((store.data_dir / "cache" / "kid").iterdir())  # runs use a cache beside the database
 
 
+@pytest.mark.sqlite_only(COMPUTATION_ONLY)
+def test_evaluation_models_are_built_once_per_process_and_shared_without_effect(store, tiny_model, monkeypatch):
+    """A worker draining a sweep evaluates run after run: CLIP, the detector and the KID
+    features are built once for a configuration (another tiny seed: other random weights,
+    built anew), and an evaluation with the shared models gets exactly what the run's own
+    evaluation, with models built for it, stored."""
+    import engine.evaluate as evaluation
+    import engine.metrics.clip as clip
+    import engine.metrics.detectors as detectors
+    import engine.metrics.kid as kid
+
+    builds = []
+    for module, name in ((clip, "tiny_clip_scorer"), (detectors, "tiny_detector"), (kid, "tiny_extractor")):
+        def counted(*args, _build=getattr(module, name), _name=name, **kwargs):
+            builds.append(_name)
+            return _build(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    for cache in (evaluation.clip_scorer, evaluation.detector, evaluation.kid_features):
+        cache.cache_clear()
+    run_id, _ = _run(store)  # the worker's evaluation builds each model
+    assert sorted(builds) == ["tiny_clip_scorer", "tiny_detector", "tiny_extractor"]
+    stored = store.run_detail(run_id)
+    items, ids, phrases = eval_items(store, run_id)
+    again = evaluate(items, EvalConfig(groups=ALL, models="tiny"), phrases=phrases)  # as the next run would
+    assert len(builds) == 3
+    by_id = {ids[key]: values for key, values in again.per_sample.items()}
+    for sample in stored.samples:
+        for name in ("clip_local", "clip_global", "prompt_hit"):
+            assert sample.metrics[name] == by_id[sample.sample_id][name], name
+    assert stored.summaries["kid"].value == again.per_run["kid"].value
+    evaluate(items, EvalConfig(groups=("clip",), models="tiny", seed=1))
+    assert builds.count("tiny_clip_scorer") == 2  # another seed: other weights
+
+
 def test_cli_compare_and_metrics_compute(tmp_path, tiny_model):
     runner = CliRunner()
     db = str(tmp_path / "e.db")

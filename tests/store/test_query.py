@@ -7,6 +7,7 @@ expressions; sort keys with missing values; mistakes with their token positions.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 from datetime import datetime, timezone
@@ -346,10 +347,12 @@ def test_sort_mistakes_name_the_key():
         assert str(caught.value).startswith("--sort: ")
 
 
-@pytest.mark.sqlite_only(reason="PostgreSQL's json type refuses the Infinity a t_bg=inf run would store")
-def test_an_infinite_parameter_neither_breaks_nor_hides_from_a_query(store):
-    """Python's json writes t_bg=inf as `Infinity`, which SQLite before 3.42 cannot parse: one
-    such run must not fail every parameter filter, and it compares as infinity."""
+def test_an_infinite_parameter_is_stored_queried_and_read_back_on_both_backends(store):
+    """TD-Paint documents t_bg=inf (Blended Latent Diffusion). Python's json writes it as
+    `Infinity`, which is not JSON: PostgreSQL's json type refused the run, and on SQLite before
+    3.42 one such run failed every parameter filter. The store writes it as 1e999 instead."""
+    from sqlalchemy import text
+
     from inpaint_tui.jobs.samples import ensure_demo
     from tests.conftest import queue
 
@@ -362,7 +365,39 @@ def test_an_infinite_parameter_neither_breaks_nor_hides_from_a_query(store):
     assert store.query_run_ids(parse_filter("param.t_bg < inf")) == [finite]
     assert store.query_run_ids(parse_filter("param.blend_start >= 0.25")) == [other]
     assert store.query_run_ids(order=parse_sort("-param.t_bg")) == [infinite, finite, other]
-    assert math.isinf(store.run(infinite).params["t_bg"])
+    assert math.isinf(store.run(infinite).params["t_bg"]) and store.run(infinite).params["t_bg"] > 0
+    # What the column holds is strict JSON (no Infinity/NaN constants), read by an independent parser.
+    with store.engine.connect() as connection:
+        stored = connection.execute(text("SELECT CAST(params AS TEXT) FROM run WHERE id = :id"),
+                                    {"id": infinite}).scalar()
+    strict = json.loads(stored, parse_constant=lambda name: pytest.fail(f"{name} in {stored}"))
+    assert strict["t_bg"] == math.inf
+    # A sweep's spec and points hold the value too (lists and nested dicts).
+    sweep_id = store.create_sweep(name="t_bg", spec={"params": {"t_bg": [10.0, math.inf, -math.inf]}}, command=None,
+                                  members=[(finite, {"t_bg": 10.0}, False), (infinite, {"t_bg": math.inf}, False)])
+    sweep = store.sweep(sweep_id)
+    assert sweep.spec == {"params": {"t_bg": [10.0, math.inf, -math.inf]}}
+    assert sweep.points == [{"t_bg": 10.0}, {"t_bg": math.inf}]
+
+
+@pytest.mark.sqlite_only(reason="rows an older inpaint-tui wrote on SQLite (PostgreSQL never took them)")
+def test_an_older_rows_python_infinity_still_queries(store):
+    """Before the store wrote 1e999, SQLite rows held Python's `Infinity` token: they are read
+    as infinity by the query accessors and by Python."""
+    from sqlalchemy import text
+
+    from inpaint_tui.jobs.samples import ensure_demo
+    from tests.conftest import queue
+
+    ensure_demo(store)
+    old, finite = queue(store, "tdpaint", params={"t_bg": "50"}), queue(store, "tdpaint", params={"t_bg": "10"})
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE run SET params = replace(params, '50.0', 'Infinity') WHERE id = :id"),
+                           {"id": old})
+        assert "Infinity" in connection.execute(text("SELECT params FROM run WHERE id = :id"), {"id": old}).scalar()
+    assert store.query_run_ids(parse_filter("param.t_bg > 100")) == [old]
+    assert store.query_run_ids(order=parse_sort("param.t_bg")) == [finite, old]
+    assert store.run(old).params["t_bg"] == math.inf
 
 
 def test_ten_thousand_ids_still_list(varied):
@@ -372,3 +407,32 @@ def test_ten_thousand_ids_still_list(varied):
     values, _ = store.run_metrics([r.id for r in records] * 30)
     assert set(values) <= {r.id for r in records}
 
+
+
+def test_every_runs_metrics_bind_no_ids_and_equal_the_listed_ids(varied):
+    """The TUI's full reload asks for every run's metrics: no ids are bound (50 000 runs would
+    exceed SQLite's 32 766), the same values as for the ids listed, and a long list is split
+    into queries of at most IDS_PER_QUERY ids."""
+    from sqlalchemy import event
+
+    from inpaint_tui.store.metrics import IDS_PER_QUERY
+
+    store, records = varied
+    bound: list[int] = []
+
+    def count(_connection, _cursor, _statement, parameters, _context, _many) -> None:
+        bound.append(len(parameters) if isinstance(parameters, (list, tuple, dict)) else 0)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        every = store.run_metric_values()
+        every_bound, bound[:] = max(bound, default=0), []
+        ids = [r.id for r in records]
+        asked = ids * 3 + list(range(10_000, 10_000 + IDS_PER_QUERY))
+        listed = store.run_metric_values(asked)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert every_bound <= 4 and len(records) > 4
+    assert every == listed and set(every) <= set(ids) and every
+    chunks = -(-len(asked) // IDS_PER_QUERY)
+    assert chunks >= 2 and len(bound) == 2 * chunks and max(bound) <= IDS_PER_QUERY + 4  # two queries a chunk

@@ -48,9 +48,12 @@ def _direction_style(difference: float | None, metric: str) -> str:
     return BETTER if (difference > 0) == direction else WORSE
 
 
-# The verdict before the interval and p: at 80 columns what scrolls off is the detail.
 STATISTICS_COLUMNS = (("metric", "metric"), ("n", "n"), ("a", "run {a} (A)"), ("b", "run {b} (B)"), ("diff", "B − A"),
                       ("verdict", "verdict"), ("ci", "95% interval"), ("p", "Wilcoxon p"))
+# Where the table is wider than the screen (80 columns): the evidence first, whole, and the two
+# means (also in the per-sample table) and n after it, where they may scroll off.
+NARROW_ORDER = ("metric", "diff", "ci", "p", "verdict", "n", "a", "b")
+CELL_PADDING = 2  # DataTable's cell padding, one column each side
 
 
 def statistics_rows(entries: list[dict[str, Any]], run_b: int) -> list[tuple[str, tuple]]:
@@ -99,6 +102,7 @@ class CompareScreen(LiveScreen):
         self.run_a, self.run_b = run_a, run_b
         self.data: CompareData | None = None
         self.metric: str | None = None
+        self.narrow = False  # the statistics in NARROW_ORDER (set from the rows and the width)
         self._image_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
@@ -115,11 +119,25 @@ class CompareScreen(LiveScreen):
         self._set_columns()
         self.query_one("#per-sample", DataTable).focus()
 
+    def _labels(self) -> dict[str, str]:
+        return {key: label.format(a=self.run_a, b=self.run_b) for key, label in STATISTICS_COLUMNS}
+
+    def _order(self) -> tuple[str, ...]:
+        return NARROW_ORDER if self.narrow else tuple(key for key, _ in STATISTICS_COLUMNS)
+
+    def _fits(self, rows: list[tuple[str, tuple]]) -> bool:
+        """Whether the statistics table in its full order fits the screen's width."""
+        labels = self._labels()
+        widths = [max([len(labels[key]), *(len(cells[index].plain) for _, cells in rows)])
+                  for index, (key, _) in enumerate(STATISTICS_COLUMNS)]
+        return sum(widths) + CELL_PADDING * len(widths) + 1 <= self.app.size.width  # + the scroll bar's edge
+
     def _set_columns(self) -> None:
         statistics = self.query_one("#statistics", DataTable)
         statistics.clear(columns=True)
-        for key, label in STATISTICS_COLUMNS:
-            statistics.add_column(label.format(a=self.run_a, b=self.run_b), key=key)
+        labels = self._labels()
+        for key in self._order():
+            statistics.add_column(labels[key], key=key)
         per_sample = self.query_one("#per-sample", DataTable)
         per_sample.clear(columns=True)
         for key, label in (("sample", "sample"), ("a", f"A: run {self.run_a}"), ("b", f"B: run {self.run_b}"),
@@ -162,15 +180,30 @@ class CompareScreen(LiveScreen):
         self.data = data
         self.query_one("#runs", Label).update(
             Text(f"A  {_describe(data.detail_a)}\nB  {_describe(data.detail_b)}"))
-        rows = statistics_rows(data.statistics, self.run_b)
-        if data.error:
-            rows = [("error", (Text("error", style=WORSE), Text(""), Text(""), Text(""), Text(""), Text(data.error),
-                               Text(""), Text("")))]
-        sync_table(self.query_one("#statistics", DataTable), rows)
+        self._show_statistics()
         metrics = self.metrics
         if self.metric not in metrics:
             self.metric = metrics[0] if metrics else None
         self._show_samples()
+
+    def _show_statistics(self) -> None:
+        data = self.data
+        rows = statistics_rows(data.statistics, self.run_b)
+        if data.error:
+            rows = [("error", (Text("error", style=WORSE), Text(""), Text(""), Text(""), Text(""), Text(data.error),
+                               Text(""), Text("")))]
+        narrow = not self._fits(rows)
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self._set_columns()
+        position = {key: index for index, (key, _) in enumerate(STATISTICS_COLUMNS)}
+        order = [position[key] for key in self._order()]
+        sync_table(self.query_one("#statistics", DataTable),
+                   [(key, tuple(cells[index] for index in order)) for key, cells in rows])
+
+    def on_resize(self) -> None:
+        if self.data is not None:
+            self._show_statistics()
 
     def _show_samples(self) -> None:
         data = self.data

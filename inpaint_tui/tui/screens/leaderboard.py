@@ -29,7 +29,7 @@ from engine.metrics.catalogue import higher_is_better
 from inpaint_tui.read.pooling import SEED
 from inpaint_tui.read.present import plural
 from inpaint_tui.store import NotFound
-from inpaint_tui.tui.base import LiveScreen, Table, selected_key
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key, show_filter_error
 from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, parse_box
 from inpaint_tui.tui.screens.leaderboard_view import BoardState, BoardView, build_view
 
@@ -193,9 +193,7 @@ class LeaderboardScreen(LiveScreen):
             return
         self.view = view
         self._update_status(view)
-        error = self.query_one("#filter-error", Label)
-        error.update(view.filter_error or "")
-        error.display = view.filter_error is not None
+        show_filter_error(self.query_one("#filter-error", Label), view.filter_error)
         shown = (view.signature, tuple(self.marked))
         if shown == self._shown:
             return

@@ -17,6 +17,7 @@ from engine.spec import changed_params
 from inpaint_tui.read.pooling import SEED, RunGroup, best_first, group_keys, group_runs, has_value
 from inpaint_tui.read.present import best_values, format_metric, format_params, format_summary, plural
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
+from inpaint_tui.tui.filtering import BoxError
 
 FINISHED = (RunStatus.FINISHED, RunStatus.FINISHED_WITH_ERRORS)
 BEST_STYLE = "bold green"
@@ -68,7 +69,7 @@ class BoardView:
     total: int = 0  # rows before the display limit
     partial: bool = False  # only the head of the ranking, shown while the whole loads
     intervals: bool = True  # whether the metric cells show their 95% intervals
-    filter_error: str | None = None  # the filter box's expression does not parse: the rows are the last good ones
+    filter_error: BoxError | None = None  # the filter box's expression does not parse: the rows are the last good ones
     group_keys: list[tuple[str, int]] = field(default_factory=list)  # keys to group by, with their number of values
 
     @property

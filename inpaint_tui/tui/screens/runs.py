@@ -1,5 +1,6 @@
-"""Every run: status, technique, key parameters, progress, headline metrics; filter and
-sort; cancel, resume, clone with edits, delete, tags and a note."""
+"""Every run: status, technique, key parameters, progress, headline metrics, or the columns
+the user chooses (C: any run field, parameter or metric, as `runs list --columns`); filter
+and sort; cancel, resume, clone with edits, delete, tags and a note."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Label
 
-from engine.spec import changed_params
-from inpaint_tui.read.present import format_metric, format_params, format_progress, plural
+from inpaint_tui.read.listing import ListColumn, available_columns, cell_forms, column_value, list_column
+from inpaint_tui.read.present import plural
 from inpaint_tui.store import RunInfo, RunStatus
-from inpaint_tui.tui.base import LiveScreen, Table, selected_key, sync_table
+from inpaint_tui.tui.base import LiveScreen, Table, selected_key, show_filter_error, sync_table
 from inpaint_tui.tui.filtering import PLACEHOLDER, FilterResult, haystack, parse_box
 
-HEADLINE = ("bg_mse", "clip_local")
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 FULL_EVERY = 30.0  # seconds between full reloads (they also catch runs deleted elsewhere)
 DISPLAY_LIMIT = 1000  # rows shown after filter and sort; formatting 10 000 would stall input
-SORTS = ("id", "status", "technique", "bg_mse", "clip_local")
-# The headline metrics before the long, variable columns, so they are on screen at 120 columns.
-COLUMNS = ("run", "status", "technique", "done", *HEADLINE, "progress", "params", "set", "model", "tags", "note")
+# The columns shown until the user chooses (C), as `runs list --columns` names them; the
+# headline metrics before the long, variable columns, so they are on screen at 120 columns.
+DEFAULT_COLUMNS = ("run", "status", "technique", "done", "metric.bg_mse", "metric.clip_local", "progress", "params",
+                   "set", "model", "tag", "note")
+FIXED_SORTS = ("id", "status", "technique")  # then each metric and parameter column shown
 SORT_COLUMN = {"id": "run"}  # the column a sort orders by (the others: the column of its name)
+SORTABLE = ("metric", "param")  # the sources of the columns `o` also sorts by
+FREE_TEXT = {"note": 40, "error": 40, "negative_prompt": 40}  # cut (…) to keep one short line per run
+FAILED = list_column("failed")
 NO_METRICS: dict[str, float] = {}  # one shared empty dict, never mutated: rows are cached by identity
 
 
@@ -41,10 +46,14 @@ class RunsScreen(LiveScreen):
         Binding("enter", "open", "Open", id="runs.open", show=False),
         Binding("slash", "filter", "Filter", id="runs.filter",
                 tooltip="an expression as in `runs list --filter`, or a word to search for; enter: back"),
-        Binding("o", "cycle_sort", "Sort", id="runs.sort", tooltip="by the next column: " + ", ".join(SORTS)),
+        Binding("o", "cycle_sort", "Sort", id="runs.sort",
+                tooltip="by the next column: " + ", ".join(FIXED_SORTS) + ", then each metric and parameter column"),
         Binding("O", "reverse_sort", "Reverse", id="runs.reverse", show=False,
                 tooltip="the same column the other way round"),
         Binding("c", "cancel", "Cancel", id="runs.cancel"),
+        # show=False: at 80 columns the footer has no room left; `?` lists it.
+        Binding("C", "columns", "Columns", id="runs.columns", show=False,
+                tooltip="choose the columns and their order: any run field, parameter or metric"),
         Binding("m", "mark", "Mark", id="runs.mark", show=False, tooltip="mark the run (or unmark it), for a diff"),
         Binding("D", "diff", "Diff", id="runs.diff", show=False,
                 tooltip="what differs between the marked runs' configurations (two or more)"),
@@ -70,6 +79,9 @@ class RunsScreen(LiveScreen):
         self.marked: list[int] = []  # run ids, in the order marked (m), for a diff (D)
         self._filter_text = ""  # the box's text, for the fetch thread (which never reads widgets)
         self._rows: dict[int, tuple[RunInfo, dict, list[str]]] = {}  # run id -> (run, its metrics, row)
+        # The table's columns; kept by this screen (one per app session) until chosen again.
+        self.columns: tuple[ListColumn, ...] = tuple(map(list_column, DEFAULT_COLUMNS))
+        self._shown_columns: tuple[ListColumn, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -80,10 +92,7 @@ class RunsScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for name in COLUMNS:
-            table.add_column(name, key=name)
-        table.focus()
+        self.query_one("#runs", DataTable).focus()
         self.query_one("#filter-error", Label).display = False
 
     def fetch(self) -> RunsData:
@@ -115,7 +124,7 @@ class RunsScreen(LiveScreen):
             self._full = False
             self._last_full = time.monotonic()
             runs = store.runs()
-            return runs, store.run_metric_values([r.id for r in runs])
+            return runs, store.run_metric_values()  # every run's: no ids bound (50 000 would exceed SQLite's cap)
         was_active = [r.id for r in previous.runs if r.status in ACTIVE]
         newest = max((r.id for r in previous.runs), default=0)
         changed = {r.id: r for r in store.runs(was_active)}
@@ -132,17 +141,26 @@ class RunsScreen(LiveScreen):
         """Rows are formatted only for runs that changed (carried-over runs and their metrics
         are the same objects from one refresh to the next): with 10 000 runs a refresh that
         finds one run progressing costs a sort, not 1000 formatted rows on the event loop."""
-        view = (self.sort, self.sort_reversed, tuple(self.marked))
+        if self.marked and (self.data is None or data.runs is not self.data.runs):
+            # A run deleted here (x) or by another process (seen at a full reload) leaves the marks.
+            present = {run.id for run in data.runs}
+            self.marked = [run_id for run_id in self.marked if run_id in present]
+        view = (self.sort, self.sort_reversed, tuple(self.marked), self.columns)
         if data is self.data and view == self._shown_view:
             return
         self.data = data
         self._shown_view = view
-        error = self.query_one("#filter-error", Label)
-        error.update(data.filter.error or "")
-        error.display = data.filter.error is not None
+        table = self.query_one("#runs", DataTable)
+        selected = selected_key(table)
+        if self.columns != self._shown_columns:
+            table.clear(columns=True)
+            for column in self.columns:
+                table.add_column(column.header, key=column.key)
+            self._shown_columns = self.columns
+            self._rows = {}  # formatted for other columns
+        show_filter_error(self.query_one("#filter-error", Label), data.filter.error)
         runs = data.runs if data.matching is None else [run for run in data.runs if run.id in data.matching]
-        key, reverse = self._sort_key(data)
-        runs.sort(key=key, reverse=reverse)
+        runs = self._sorted(runs, data)
         self.query_one("#shown", Label).update(
             plural(len(runs), "run") + (f" · showing the first {DISPLAY_LIMIT}: filter to narrow" if len(runs) > DISPLAY_LIMIT
                                    else "") + f" · sorted by {self.sort}" + (" (reversed)" if self.sort_reversed else "")
@@ -157,27 +175,36 @@ class RunsScreen(LiveScreen):
             if cached is not None and cached[0] is run and cached[1] is values:
                 row = cached[2]
             else:
-                row = _format_row(run, values)
+                row = format_row(run, values, self.columns)
             self._rows[run.id] = (run, values, row)
             rows.append((run.id, [f"● {row[0]}", *row[1:]] if run.id in marked else row))
-        sync_table(self.query_one("#runs", DataTable), rows)
+        sync_table(table, rows)
+        if selected is not None and selected_key(table) != selected and selected in table.rows:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)  # new columns: same run
 
-    def _sort_key(self, data: RunsData):
-        """(key, reverse) for list.sort: newest first by id; by a metric best first (its
-        direction), runs without it last either way; reversed, the other way round."""
-        if self.sort in HEADLINE:
+    @property
+    def sorts(self) -> tuple[str, ...]:
+        """What `o` cycles through: id, status, technique, then the metric and parameter
+        columns shown, in the table's order."""
+        return FIXED_SORTS + tuple(c.key for c in self.columns if c.field is not None and c.field.source in SORTABLE)
+
+    def _sorted(self, runs: list[RunInfo], data: RunsData) -> list[RunInfo]:
+        """Newest first by id; by a metric best first (its direction), by a parameter from
+        the lowest value; runs without a value last either way; reversed, the other way round."""
+        if self.sort == "id":
+            return sorted(runs, key=lambda run: run.id, reverse=not self.sort_reversed)
+        if self.sort in FIXED_SORTS:
+            return sorted(runs, key=lambda run: (getattr(run, self.sort), run.id), reverse=self.sort_reversed)
+        column = next(c for c in self.columns if c.key == self.sort)
+        values = {run.id: column_value(run, column, data.metrics.get(run.id, NO_METRICS)) for run in runs}
+        descending = self.sort_reversed
+        if column.is_metric:
             from engine.metrics.catalogue import higher_is_better
 
-            sign = (-1 if higher_is_better(self.sort) else 1) * (-1 if self.sort_reversed else 1)
-
-            def by_metric(run: RunInfo):
-                value = data.metrics.get(run.id, {}).get(self.sort)
-                return (value is None, 0.0 if value is None else sign * value, run.id)
-
-            return by_metric, False
-        if self.sort == "id":
-            return (lambda run: run.id), not self.sort_reversed
-        return (lambda run: (getattr(run, self.sort), run.id)), self.sort_reversed
+            descending ^= higher_is_better(column.field.name)
+        present = sorted((run for run in runs if values[run.id] is not None),
+                         key=lambda run: (_orderable(values[run.id]), run.id), reverse=descending)
+        return present + sorted((run for run in runs if values[run.id] is None), key=lambda run: run.id)
 
     @property
     def row_run_ids(self) -> list[int]:
@@ -212,9 +239,28 @@ class RunsScreen(LiveScreen):
         self.app.open_diff(self.marked)
 
     def action_cycle_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        sorts = self.sorts
+        self.sort = sorts[(sorts.index(self.sort) + 1) % len(sorts)]
         self.sort_reversed = False
         self._resort()
+
+    def action_columns(self) -> None:
+        from inpaint_tui.tui.screens.columns import ColumnsScreen
+
+        data = self.data
+        found = available_columns(data.runs, data.metrics) if data is not None else []
+        chosen = [column.key for column in self.columns]
+        available = list(dict.fromkeys([*DEFAULT_COLUMNS, *chosen, *(column.key for column in found)]))
+
+        def applied(keys: list[str] | None) -> None:
+            if keys is None:
+                return
+            self.columns = tuple(map(list_column, keys))
+            if self.sort not in self.sorts:  # its column is no longer shown
+                self.sort, self.sort_reversed = "id", False
+            self._resort()
+
+        self.app.push_screen(ColumnsScreen(chosen, available, DEFAULT_COLUMNS), applied)
 
     def action_reverse_sort(self) -> None:
         self.sort_reversed = not self.sort_reversed
@@ -359,13 +405,22 @@ def _haystack(run: RunInfo) -> str:
     return haystack(run.id, run.technique, run.params, run.tags, run.status, run.sample_set, run.model, run.note)
 
 
-def _format_row(run: RunInfo, values: dict[str, float]) -> list[str]:
-    status = run.status + (" (cancelling)" if run.cancel_requested else "")
-    return [  # in COLUMNS order
-        str(run.id), status, run.technique,
-        f"{run.done_count}/{run.sample_count}" + (f" ({run.failed_count} failed)" if run.failed_count else ""),
-        *[format_metric(name, values.get(name)) for name in HEADLINE],
-        format_progress(run.progress) if run.status == RunStatus.RUNNING else "-",
-        format_params(changed_params(run.technique, run.params)), run.sample_set, run.model, " ".join(run.tags),
-        run.note[:40],
-    ]
+def format_row(run: RunInfo, values: dict[str, float], columns: tuple[ListColumn, ...]) -> list[str]:
+    """The run's cells: each column's richest form from read/listing (the table scrolls
+    sideways instead of compacting), `done` with the failures beside it, long free text cut."""
+    cells = []
+    for column in columns:
+        text = cell_forms(run, column, values)[0]
+        if column.key == "done" and run.failed_count:
+            text += f" ({cell_forms(run, FAILED, values)[0]} failed)"
+        limit = FREE_TEXT.get(column.key)
+        if limit is not None and len(text) > limit:
+            text = text[:limit - 1] + "…"
+        cells.append(text)
+    return cells
+
+
+def _orderable(value) -> tuple:
+    """A parameter's or metric's value as a sort key: numbers (and on/off) before text, so
+    the values of one parameter always compare."""
+    return (0, float(value)) if isinstance(value, (int, float)) else (1, str(value))
