@@ -682,3 +682,48 @@ async def test_first_load_shows_the_head_of_the_ranking_then_the_whole(tui_store
         assert any(cell.style == leaderboard_view.BEST_STYLE for _, cells in full.rows for cell in cells)
         assert screen.row_keys == full.keys
         assert "loading" not in str(screen.query_one("#status").render())
+
+
+async def test_grouped_rows_follow_the_filter_box_unfinished_runs_and_mark_a_one_run_group(tui_store):
+    from textual.widgets import Input
+
+    ids = tui_store.ids
+
+    def techniques(**options):  # by hand: technique -> run ids, from the store's own ranking
+        found: dict = {}
+        for row in sorted(tui_store.leaderboard("bg_mse", descending=False, **options), key=lambda r: r.run_id):
+            found.setdefault(f"technique={row.technique}", []).append(row.run_id)
+        return found
+
+    def shown():
+        return dict(zip((str(c) for c in column(screen, "group")), (list(m) for m in screen.row_members)))
+
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        await choose_group(app, pilot, "technique")
+        await wait_for(pilot, lambda: screen.complete and "group" in [k.value for k in board(screen).columns]
+                       and shown() == techniques(), what="rows per technique")
+        assert shown()["technique=blended"] == sorted([ids["finished"][1], *ids["swept"]])
+
+        screen.query_one("#filter", Input).value = "param.blend_start = 0.25 or technique = vanilla"
+        await wait_for(pilot, lambda: screen.complete and set(shown()) == {"technique=blended", "technique=vanilla"},
+                       what="the filter applied to the groups")
+        assert shown() == {"technique=blended": [ids["swept"][1]], "technique=vanilla": [ids["finished"][0]]}
+        screen.query_one("#filter", Input).value = ""
+        await wait_for(pilot, lambda: screen.complete and shown() == techniques(), what="the filter cleared")
+        screen.query_one("#board", DataTable).focus()
+
+        await pilot.press("a")  # unfinished runs join their technique's group
+        unfinished = techniques(include_unfinished=True)
+        await wait_for(pilot, lambda: screen.complete and shown() == unfinished, what="unfinished included")
+        assert ids["running"] in unfinished["technique=blended"] and "technique=repaint" in unfinished
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen.complete and shown() == techniques(), what="finished only again")
+
+        row = list(shown()).index("technique=tdpaint")  # one run: `m` marks it
+        board(screen).move_cursor(row=row)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: screen.marked == [ids["finished"][2]], what="the tdpaint run marked")
+        assert str(column(screen, "mark")[row]) == "A"
+        assert screen.state.group == "technique"  # kept through every reload
