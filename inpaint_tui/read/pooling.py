@@ -4,7 +4,10 @@
 - which runs pool: by `seed`, runs differing only in their seed (same technique, parameters,
   model, steps, guidance and sample set: `seed_group_key`, one configuration); by any other
   key (`GROUP_FIELDS`, `param.NAME`), every run with the same value of that key, whatever else
-  differs (`group_runs` counts the configurations a group mixes);
+  differs (`group_runs` counts the configurations a group mixes). A run that does not record
+  a parameter has its technique's default (as `--filter` reads it); a run whose technique has
+  no such parameter, or that has no value for the key, is in the "(none)" group. Values are
+  compared exactly (`_comparable`);
 - the pooled value of a metric is the mean of the runs' per-run values (runs without the
   value, or with NaN, are left out; an infinite value makes the mean infinite);
 - its spread is the lowest to the highest of those run values: with a handful of seeds an
@@ -132,7 +135,7 @@ def group_value(run: Any, key: str, defaults: _Defaults | None = None) -> Any:
     if key.startswith(PARAM_PREFIX):
         name = key[len(PARAM_PREFIX):]
         if name in run.params:
-            return run.params[name]
+            return MISSING if run.params[name] is None else run.params[name]
         return (defaults or _Defaults()).of(run.technique).get(name, MISSING)
     value = getattr(run, GROUP_FIELDS[key], None)
     return MISSING if value is None else value
@@ -252,7 +255,7 @@ def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
     runs = list(runs)
     defaults = _Defaults()
     counts: list[tuple[str, int]] = []
-    for key, attribute in GROUP_FIELDS.items():
+    for key in GROUP_FIELDS:
         counts.append((key, len({_comparable(group_value(run, key)) for run in runs})))
     # A parameter's value depends on the technique and the recorded parameters only: counted
     # over the distinct parameter sets (thousands of runs share a few).
@@ -264,6 +267,6 @@ def group_keys(runs: Iterable[Any]) -> list[tuple[str, int]]:
     return counts
 
 
-__all__ = ["GROUP_FIELDS", "MISSING", "NONE_LABEL", "SEED", "RunGroup", "format_group_value", "group_keys",
-           "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics", "best_first",
+__all__ = ["GROUP_FIELDS", "MISSING", "NONE_LABEL", "SEED", "RunGroup", "best_first", "format_group_value",
+           "group_keys", "group_label", "group_runs", "group_value", "has_value", "pool", "pooled_metrics",
            "resolve_group_key", "seed_group_key"]

@@ -118,7 +118,9 @@ def test_values_are_compared_exactly_bools_apart_from_numbers_unhashable_by_json
     assert [[r.run_id for r in g.runs] for g in groups] == [[1], [2, 3], [4, 5], [6, 7], [8], [9], [10], [11]]
     assert [g.label for g in groups] == ["x=true", "x=1", "x=[1, 2]", "x=nan", "x=0.30000000000000004", "x=0.3",
                                          "x=false", "x=0"]
-    # guidance None (a technique without it) is the "(none)" group
+    # a recorded null, like guidance None, is the "(none)" group
+    assert [g.label for g in group_runs([row(1, params={"x": None}, mse=1.0), row(2, mse=2.0)], "param.x")] == \
+        [f"x={NONE_LABEL}"]
     assert [g.label for g in group_runs([row(1, guidance=None, mse=1.0), row(2, mse=2.0)], "guidance")] == \
         [f"guidance={NONE_LABEL}", "guidance=7.5"]
 
