@@ -199,7 +199,8 @@ def leaderboard(
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
     group_by: Optional[str] = typer.Option(
         None, "--group-by", "-g", metavar="KEY",
-        help="One row per value of KEY, its runs' metrics pooled (mean over runs [lowest–highest run value]): "
+        help="One row per value of KEY, its runs' metrics pooled (the mean over runs, with the lowest and "
+             "highest run value): "
              "technique, model, steps, guidance, set or param.NAME (a run not recording the parameter has its "
              "technique's default; a technique without it is the '(none)' group); seed: runs differing only in "
              "seed (configurations). Ranked by --metric; --limit counts groups."),
