@@ -41,7 +41,7 @@ def leaderboard_rows(store, metric: str, sample_set: str | None, include_unfinis
 
 def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: bool = False,
                       sorted_by: str | None = None) -> None:
-    from engine.metrics.catalogue import metric_info, ranking_metric
+    from engine.metrics.catalogue import ranking_metric
 
     metric = ranking_metric(metric)
     names = [metric] + sorted({n for row in rows for n in row.metrics} - {metric})
@@ -60,12 +60,10 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
             )
         return
     from inpaint_tui.cli.tables import Column, print_table
-    from inpaint_tui.read.present import compact_number
 
     present = {n for row in rows for n in row.metrics} | {n for row in rows for n in row.summaries}
     names = key_metrics(present, first=metric) if not wide else \
         [metric] + [n for n in names if n != metric]
-    arrow = metric_info(metric).arrow
     # Settings every row shares go to the title, so the table keeps room for the metrics.
     settings = {"model": lambda r: r.model, "steps": lambda r: str(r.steps), "set": lambda r: r.sample_set}
     shared = {k: get(rows[0]) for k, get in settings.items() if rows and len({get(r) for r in rows}) == 1}
@@ -79,23 +77,7 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
         Column("technique", "technique", [row.technique for row in rows]),
     ]
     for index, name in enumerate(names):
-        full, two_lines, bare, compact = [], [], [], []
-        for row in rows:
-            summary, value = row.summaries.get(name), row.metrics.get(name)
-            text = format_summary(summary, value, name)
-            number = format_metric(name, value) if value is not None else text
-            spread = text[len(number):].strip() if text.startswith(number) else ""
-            full.append(text)
-            two_lines.append(f"{number}\n{spread}" if spread else number)
-            bare.append(number)
-            compact.append(compact_number(value) if value is not None else text)
-        styles = ["bold green" if name in best and row.metrics.get(name) == best[name] else None for row in rows]
-        # Forms: mean [interval]; the interval on a second line; the mean alone; 4 significant digits.
-        column = Column(name, f"{name} {arrow}" if name == metric else name, full,
-                        forms=[two_lines, bare, compact], justify="left", form_justify=["left", "right", "right"],
-                        styles=styles, priority=0 if name == metric else 30 + index,
-                        group="rank" if name == metric else "metric")
-        columns.append(column)
+        columns.append(_metric_column(rows, name, metric, index, best))
         if name == metric:  # the ranking metric before the parameters
             columns.append(Column("params", "params", [format_params(changed_params(row.technique, row.params))
                                                        for row in rows], wrap=True))
@@ -119,6 +101,89 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
     print_table(rich_console(), columns, title=title, caption=caption, wide=wide)
 
 
+def _metric_column(rows, name: str, metric: str, index: int, best: dict):
+    """One metric's column of a leaderboard table (runs or groups: anything with `metrics`
+    and `summaries`), the ranking metric first to stay when the table is narrowed."""
+    from engine.metrics.catalogue import metric_info
+    from inpaint_tui.cli.tables import Column
+    from inpaint_tui.read.present import compact_number
+
+    full, two_lines, bare, compact = [], [], [], []
+    for row in rows:
+        summary, value = row.summaries.get(name), row.metrics.get(name)
+        text = format_summary(summary, value, name)
+        number = format_metric(name, value) if value is not None else text
+        spread = text[len(number):].strip() if text.startswith(number) else ""
+        full.append(text)
+        two_lines.append(f"{number}\n{spread}" if spread else number)
+        bare.append(number)
+        compact.append(compact_number(value) if value is not None else text)
+    styles = ["bold green" if name in best and row.metrics.get(name) == best[name] else None for row in rows]
+    # Forms: mean [interval]; the interval on a second line; the mean alone; 4 significant digits.
+    return Column(name, f"{name} {metric_info(metric).arrow}" if name == metric else name, full,
+                  forms=[two_lines, bare, compact], justify="left", form_justify=["left", "right", "right"],
+                  styles=styles, priority=0 if name == metric else 30 + index,
+                  group="rank" if name == metric else "metric")
+
+
+def print_grouped_leaderboard(groups, metric: str, key: str, *, as_json: bool, as_csv: bool,
+                              wide: bool = False) -> None:
+    """Groups of runs (read/pooling, already ranked) as the leaderboard prints runs: one row
+    per group, its value, runs and configurations, its pooled metrics."""
+    from engine.metrics.catalogue import ranking_metric
+    from inpaint_tui.read.pooling import MISSING, SEED, format_group_value
+
+    metric = ranking_metric(metric)
+    names = [metric] + sorted({n for group in groups for n in group.metrics} - {metric})
+
+    def value_of(group):
+        return None if group.value is MISSING else group.value
+
+    if as_json:
+        print_json([dict(rank=i + 1, group_by=key, value=value_of(group), label=group.label,
+                         runs=[run.run_id for run in group.runs], configurations=group.configurations,
+                         metrics=group.metrics, summaries={n: s.to_dict() for n, s in group.summaries.items()})
+                    for i, group in enumerate(groups)])
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["rank", "group_by", "value", "runs", "configurations"] + names)
+        for i, group in enumerate(groups):
+            writer.writerow([i + 1, key, "" if group.value is MISSING else format_group_value(group.value),
+                             " ".join(str(run.run_id) for run in group.runs), group.configurations]
+                            + [repr(group.metrics[n]) if n in group.metrics else "" for n in names])
+        return
+    from inpaint_tui.cli.tables import Column, print_table
+    from inpaint_tui.read.present import plural
+
+    present = {n for group in groups for n in (*group.metrics, *group.summaries)}
+    names = key_metrics(present, first=metric) if not wide else names
+    best = best_values(groups, names)
+    columns = [
+        Column("#", "#", [str(i + 1) for i in range(len(groups))], justify="right"),
+        Column("runs", "runs", [" ".join(str(run.run_id) for run in group.runs) for group in groups], wrap=True,
+               priority=20),
+        Column("configs", "configs", [str(group.configurations) for group in groups], justify="right", priority=25),
+    ]
+    columns += [_metric_column(groups, name, metric, index, best) for index, name in enumerate(names)]
+    if key == SEED:  # a configuration's row says which it is
+        columns.insert(1, Column("technique", "technique", [group.runs[0].technique for group in groups]))
+        columns.append(Column("params", "params", [format_params(changed_params(group.runs[0].technique,
+                                                                                group.runs[0].params))
+                                                   for group in groups], wrap=True))
+        columns = [column for column in columns if column.key != "configs"]  # one each
+        title = f"leaderboard by {metric}: {plural(len(groups), 'configuration')} (seeds pooled)"
+    else:  # named as the TUI names it: blend_start=0.25
+        columns.insert(1, Column("group", "group", [group.label for group in groups]))
+        title = f"leaderboard by {metric}, grouped by {key}: {plural(len(groups), 'group')}"
+
+    def caption(fitted) -> str:
+        return ("a group's value: the mean over its runs [lowest–highest run value]; a group of one run: its own "
+                "mean [95% interval]; best per column in green") if fitted.columns else ""
+
+    print_table(rich_console(), columns, title=title, caption=caption, wide=wide)
+
+
 @app.command()
 def leaderboard(
     ctx: typer.Context,
@@ -132,15 +197,48 @@ def leaderboard(
                                                           "terminal's width (for a pager: | less -S)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV on stdout."),
+    group_by: Optional[str] = typer.Option(
+        None, "--group-by", "-g", metavar="KEY",
+        help="One row per value of KEY, its runs' metrics pooled (the mean over runs, with the lowest and "
+             "highest run value): "
+             "technique, model, steps, guidance, set or param.NAME (a run not recording the parameter has its "
+             "technique's default; a technique without it is the '(none)' group); seed: runs differing only in "
+             "seed (configurations). Ranked by --metric; --limit counts groups."),
 ) -> None:
     """Rank runs by a metric (mean over each run's samples)."""
     if as_json and as_csv:
         fail("--json and --csv are exclusive", 2)
+    if group_by is not None:
+        _grouped_leaderboard(ctx, group_by, metric, sample_set, include_unfinished, filter_text, sort, limit,
+                             as_json=as_json, as_csv=as_csv, wide=wide)
+        return
     with user_errors():
         chosen = selection(filter_text, sort, limit)
         rows = leaderboard_rows(context_of(ctx).store(), metric, sample_set, include_unfinished, where=chosen.where,
                                 order=chosen.order, limit=chosen.limit)
     print_leaderboard(rows, metric, as_json=as_json, as_csv=as_csv, wide=wide, sorted_by=sort if chosen.order else None)
+
+
+def _grouped_leaderboard(ctx, group_by: str, metric: str, sample_set, include_unfinished: bool, filter_text, sort,
+                         limit, *, as_json: bool, as_csv: bool, wide: bool) -> None:
+    """`leaderboard --group-by`: every selected run is grouped (the SQL limit would cut groups
+    short), the groups ranked by the pooled --metric, then --limit of them."""
+    from engine.metrics.catalogue import ranking_metric
+    from inpaint_tui.read.pooling import best_first, group_runs, resolve_group_key
+    from inpaint_tui.read.query import QueryError
+
+    if sort:
+        fail("--group-by ranks the groups by --metric: --sort orders runs, not groups", 2)
+    try:
+        key = resolve_group_key(group_by, option="--group-by")
+    except QueryError as error:
+        fail(f"--group-by: {error.message}", 2)
+    with user_errors():
+        chosen = selection(filter_text, None, None)
+        rows = leaderboard_rows(context_of(ctx).store(), metric, sample_set, include_unfinished, where=chosen.where)
+    groups = best_first(group_runs(rows, key), ranking_metric(metric))
+    print_grouped_leaderboard(groups[:limit] if limit is not None else groups, metric, key, as_json=as_json,
+                              as_csv=as_csv, wide=wide)
 
 
 @metrics_app.command("compute")

@@ -3,7 +3,8 @@ engine's catalogue, torch-free and free of Rich and Textual (both faces use it):
 
 - `present`: number formats, changed parameters, best values, progress lines;
 - `compare`: paired comparisons of two runs and their verdicts;
-- `pooling`: one rule for pooling runs that differ only in seed (leaderboard, sweep plots);
+- `pooling`: what a group of runs is (a configuration, or one value of any key) and one rule
+  for pooling runs (leaderboard in both faces, sweep plots);
 - `sweep_series`: a sweep's runs as plot series;
 - `export`: per-sample and per-run rows as CSV, JSONL or Parquet;
 - `report`: the HTML and Markdown write-up.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import statistics
 
 import pytest
 from typer.testing import CliRunner
@@ -167,6 +168,42 @@ def test_leaderboard_fits_80_columns_and_takes_a_selection(cli_store):
     assert [row["run_id"] for row in by_kid] == sorted(kid, key=lambda run_id: -kid[run_id])[:2]
     assert "leaderboard sorted by -metric.kid" in invoke("leaderboard", "--sort", "-metric.kid", columns=80).stdout
     assert len(_json(invoke, "leaderboard", "--all", "--limit", "3")) == 3
+
+
+def test_leaderboard_group_by_pools_every_run_with_the_same_value(cli_store):
+    """`--group-by param.blend_start`: groups and pooled means computed here from the store's
+    per-run values (a run not recording blend_start has its technique's default, 0.0 for
+    blended and tdpaint; the others are the (none) group), ranked by --metric's direction."""
+    invoke, store = cli_store
+    runs = store.leaderboard("bg_psnr", descending=True)  # the finished runs, as the command selects
+    defaults = {"blended": 0.0, "tdpaint": 0.0}
+    by_hand: dict = {}
+    for run in sorted(runs, key=lambda r: r.run_id):
+        by_hand.setdefault(run.params.get("blend_start", defaults.get(run.technique)), []).append(run.run_id)
+    values = store.run_metric_values([run.run_id for run in runs])
+    groups = _json(invoke, "leaderboard", "--group-by", "param.blend_start", "--metric", "bg_psnr")
+    assert {group["value"]: group["runs"] for group in groups} == by_hand
+    assert {group["label"] for group in groups} == {"blend_start=0.25", "blend_start=0.0", "blend_start=(none)"}
+    for group in groups:
+        psnr = [values[run_id]["bg_psnr"] for run_id in group["runs"]]
+        if len(psnr) == 1:  # one run keeps its own interval
+            assert group["summaries"]["bg_psnr"]["value"] == psnr[0]
+            continue
+        assert group["metrics"]["bg_psnr"] == statistics.fmean(psnr)
+        summary = group["summaries"]["bg_psnr"]
+        assert (summary["ci_low"], summary["ci_high"], summary["n"]) == (min(psnr), max(psnr), len(psnr))
+    pooled = [group["metrics"]["bg_psnr"] for group in groups]
+    assert pooled == sorted(pooled, reverse=True)  # higher PSNR is better
+    assert [group["rank"] for group in groups] == [1, 2, 3]
+    assert len(_json(invoke, "leaderboard", "--group-by", "technique", "--limit", "2")) == 2  # counts groups
+    table = invoke("leaderboard", "--group-by", "param.blend_start", columns=80).stdout
+    assert "grouped by param.blend_start: 3 groups" in table and "blend_start=(none)" in table
+    configurations = _json(invoke, "leaderboard", "--group-by", "seed")
+    assert sorted(run_id for group in configurations for run_id in group["runs"]) == sorted(r.run_id for r in runs)
+    for bad, said in (("status", "cannot group by 'status'"), ("param.nope", "unknown parameter 'nope'")):
+        result = invoke("leaderboard", "--group-by", bad, expect=2)
+        assert result.stderr.startswith(f"error: --group-by: {said}") and result.stderr.count("\n") == 1
+    assert "--sort orders runs" in invoke("leaderboard", "--group-by", "seed", "--sort", "id", expect=2).stderr
 
 
 @pytest.mark.parametrize("command", [["runs", "list"], ["leaderboard"], ["export", "-o", "x.csv"],

@@ -220,7 +220,7 @@ async def test_grouping_pools_runs_differing_only_in_seed_not_the_sweep_points(t
         ungrouped = list(screen.row_members)
         assert len(ungrouped) == 7 and all(len(m) == 1 for m in ungrouped)
 
-        await pilot.press("g")
+        await choose_group(app, pilot, "seed")
         await wait_for(pilot, lambda: len(screen.row_members) == 6, what="grouped rows")
         members = screen.row_members
         assert (vanilla, other_seed) in members
@@ -242,9 +242,106 @@ async def test_grouping_pools_runs_differing_only_in_seed_not_the_sweep_points(t
         await pilot.press("m")  # a pooled row cannot be marked
         await wait_for(pilot, lambda: any("pools several runs" in n.message for n in app._notifications),
                        what="warning on marking a group")
-        await pilot.press("g")
+        await choose_group(app, pilot, None)
         await wait_for(pilot, lambda: len(screen.row_members) == 7, what="ungrouped again")
         assert screen.row_members == ungrouped
+
+
+async def choose_group(app, pilot, key: str | None, *, cancel: bool = False) -> None:
+    """`g`, then the arrow keys to the option of `key` (None: no grouping) and enter (or
+    escape with `cancel`), as a user does; the chooser starts on the current choice."""
+    from textual.widgets import OptionList
+
+    board_screen = app.screen
+    await pilot.press("g")
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen", what="the group chooser")
+    options = app.screen.query_one(OptionList)
+    keys = [None, "seed"] + [k for k, _ in board_screen.view.group_keys]
+    assert options.option_count == len(keys)
+    target = keys.index(key)
+    assert options.highlighted == keys.index(board_screen.state.group)  # the current one
+    steps = target - options.highlighted
+    await pilot.press(*(["down"] * steps if steps > 0 else ["up"] * -steps))
+    assert options.highlighted == target
+    await pilot.press("escape" if cancel else "enter")
+    await wait_for(pilot, lambda: app.screen is board_screen, what="back on the leaderboard")
+
+
+async def test_grouping_by_a_parameter_pools_every_run_with_its_value_ranked_by_the_metrics_direction(tui_store):
+    ids = tui_store.ids
+    # blend_start 0.25 again (another seed and a tdpaint run: two configurations) and a vanilla
+    # run, whose technique has no blend_start: the "(none)" group
+    extra_blended = finish(tui_store, "blended", 0.4, seed=7, blend_start=0.25)
+    extra_tdpaint = finish(tui_store, "tdpaint", 2.6, blend_start=0.25)
+    extra_vanilla = finish(tui_store, "vanilla", 0.2, seed=9)
+    runs = {row.run_id: row for row in tui_store.leaderboard("bg_mse", descending=False)}
+    # by hand: the store's recorded parameter, else blended's and tdpaint's default (0.0)
+    expected = {"blend_start=0.25": sorted([ids["swept"][1], extra_blended, extra_tdpaint]),
+                "blend_start=0.0": sorted([ids["swept"][0], ids["finished"][1], ids["finished"][2]]),
+                "blend_start=(none)": sorted([ids["finished"][0], ids["with_errors"], extra_vanilla])}
+    assert {run.params.get("blend_start") for run in runs.values() if run.run_id in expected["blend_start=0.0"]} \
+        <= {0.0, None}
+    assert sorted(run_id for members in expected.values() for run_id in members) == sorted(runs)
+    values = tui_store.run_metric_values(list(runs))
+
+    def mean(label, metric):
+        return sum(values[r][metric] for r in expected[label]) / len(expected[label])
+
+    app = make_app(tui_store)
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the pooled rows' intervals
+        screen = await open_leaderboard(app, pilot)
+        ungrouped = list(screen.row_members)
+        await choose_group(app, pilot, "param.blend_start", cancel=True)  # escape: nothing changes
+        await pilot.pause(0.2)
+        assert screen.state.group is None and screen.row_members == ungrouped
+
+        await choose_group(app, pilot, "param.blend_start")
+        await wait_for(pilot, lambda: screen.complete and "group" in [k.value for k in board(screen).columns],
+                       what="rows per blend_start")
+        labels = [str(c) for c in column(screen, "group")]
+        assert sorted(labels) == sorted(expected)
+        assert [list(m) for m in screen.row_members] == [expected[label] for label in labels]
+        # ranked by the pooled bg_mse, lower first (its direction in the catalogue)
+        means = [mean(label, "bg_mse") for label in labels]
+        assert means == sorted(means) and [str(c) for c in column(screen, "rank")] == ["1", "2", "3"]
+        for label, cell in zip(labels, column(screen, "bg_mse")):
+            low = min(values[r]["bg_mse"] for r in expected[label])
+            high = max(values[r]["bg_mse"] for r in expected[label])
+            assert str(cell) == f"{mean(label, 'bg_mse'):.4f} [{low:.4f}–{high:.4f}]", (label, str(cell))
+        assert bold_green(column(screen, "bg_mse")[0]) and not any(bold_green(c) for c in column(screen, "bg_mse")[1:])
+        runs_cells = dict(zip(labels, (str(c) for c in column(screen, "run"))))
+        assert runs_cells["blend_start=0.25"] == "3 runs: " + ",".join(map(str, expected["blend_start=0.25"]))
+        configs = dict(zip(labels, (str(c) for c in column(screen, "configs"))))
+        assert configs == {"blend_start=0.25": "2", "blend_start=0.0": "3", "blend_start=(none)": "2"}
+        techniques = dict(zip(labels, (str(c) for c in column(screen, "technique"))))
+        assert techniques["blend_start=0.25"] == "(mixed)"
+        status = str(screen.query_one("#status").render())
+        assert "grouped by param.blend_start: 3 groups, mean [lowest–highest run value]" in status
+
+        await pilot.press("o")  # bg_psnr: higher is better, the highest pooled mean first
+        await wait_for(pilot, lambda: screen.sort_metric == "bg_psnr" and screen.complete, what="by bg_psnr")
+        labels = [str(c) for c in column(screen, "group")]
+        psnr = [mean(label, "bg_psnr") for label in labels]
+        assert psnr == sorted(psnr, reverse=True) and len(set(psnr)) == 3
+        await pilot.press("O")  # the worst first
+        await wait_for(pilot, lambda: screen.state.reverse and screen.complete, what="worst first")
+        assert [str(c) for c in column(screen, "group")] == labels[::-1]
+
+        board(screen).move_cursor(row=0)
+        await pilot.press("enter")  # a group row opens its first run
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunDetailScreen", what="run detail")
+        assert app.screen.run_id == expected[labels[-1]][0]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="back")
+
+        await choose_group(app, pilot, "seed")  # back to configurations, then to runs
+        await wait_for(pilot, lambda: screen.complete and "group" not in [k.value for k in board(screen).columns],
+                       what="configurations")
+        assert (ids["swept"][1], extra_blended) in screen.row_members
+        assert (ids["finished"][0], extra_vanilla) in screen.row_members
+        await choose_group(app, pilot, None)
+        await wait_for(pilot, lambda: screen.complete and len(screen.row_members) == len(runs), what="runs again")
+        assert sorted(screen.row_run_ids) == sorted(runs)
 
 
 async def test_marking_two_runs_and_c_opens_compare_with_the_paired_statistics(tui_store):
@@ -585,3 +682,48 @@ async def test_first_load_shows_the_head_of_the_ranking_then_the_whole(tui_store
         assert any(cell.style == leaderboard_view.BEST_STYLE for _, cells in full.rows for cell in cells)
         assert screen.row_keys == full.keys
         assert "loading" not in str(screen.query_one("#status").render())
+
+
+async def test_grouped_rows_follow_the_filter_box_unfinished_runs_and_mark_a_one_run_group(tui_store):
+    from textual.widgets import Input
+
+    ids = tui_store.ids
+
+    def techniques(**options):  # by hand: technique -> run ids, from the store's own ranking
+        found: dict = {}
+        for row in sorted(tui_store.leaderboard("bg_mse", descending=False, **options), key=lambda r: r.run_id):
+            found.setdefault(f"technique={row.technique}", []).append(row.run_id)
+        return found
+
+    def shown():
+        return dict(zip((str(c) for c in column(screen, "group")), (list(m) for m in screen.row_members)))
+
+    app = make_app(tui_store)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_leaderboard(app, pilot)
+        await choose_group(app, pilot, "technique")
+        await wait_for(pilot, lambda: screen.complete and "group" in [k.value for k in board(screen).columns]
+                       and shown() == techniques(), what="rows per technique")
+        assert shown()["technique=blended"] == sorted([ids["finished"][1], *ids["swept"]])
+
+        screen.query_one("#filter", Input).value = "param.blend_start = 0.25 or technique = vanilla"
+        await wait_for(pilot, lambda: screen.complete and set(shown()) == {"technique=blended", "technique=vanilla"},
+                       what="the filter applied to the groups")
+        assert shown() == {"technique=blended": [ids["swept"][1]], "technique=vanilla": [ids["finished"][0]]}
+        screen.query_one("#filter", Input).value = ""
+        await wait_for(pilot, lambda: screen.complete and shown() == techniques(), what="the filter cleared")
+        screen.query_one("#board", DataTable).focus()
+
+        await pilot.press("a")  # unfinished runs join their technique's group
+        unfinished = techniques(include_unfinished=True)
+        await wait_for(pilot, lambda: screen.complete and shown() == unfinished, what="unfinished included")
+        assert ids["running"] in unfinished["technique=blended"] and "technique=repaint" in unfinished
+        await pilot.press("a")
+        await wait_for(pilot, lambda: screen.complete and shown() == techniques(), what="finished only again")
+
+        row = list(shown()).index("technique=tdpaint")  # one run: `m` marks it
+        board(screen).move_cursor(row=row)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: screen.marked == [ids["finished"][2]], what="the tdpaint run marked")
+        assert str(column(screen, "mark")[row]) == "A"
+        assert screen.state.group == "technique"  # kept through every reload

@@ -65,6 +65,20 @@ async def leaderboard(pilot, store):
     await settle_tables(pilot)
 
 
+async def leaderboard_grouped(pilot, store):
+    """Grouped by a parameter through the chooser (g, the arrows, enter), as a user does."""
+    await leaderboard(pilot, store)
+    screen = pilot.app.screen
+    keys = [key for key, _ in screen.view.group_keys]
+    await pilot.press("g")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "ChoiceScreen", "the group chooser")
+    await pilot.press(*["down"] * (2 + keys.index("param.blend_start")), "enter")
+    await until(pilot, lambda: pilot.app.screen is screen and screen.state.group == "param.blend_start"
+                 and screen.complete and screen.view.state.group == "param.blend_start", "rows per blend_start")
+    await pilot.pause(0.2)
+    await settle_tables(pilot)
+
+
 async def run_detail(pilot, store):
     pilot.app.open_run(store.ids["with_errors"])
     await _settle(pilot, "#samples", 6)
@@ -115,8 +129,8 @@ async def diff(pilot, store):
     await settle_tables(pilot)
 
 
-SCREENS = [dashboard, samples, new_run, runs, leaderboard, run_detail, compare, sweeps, help_keys, tags_dialog,
-           columns_dialog, diff]
+SCREENS = [dashboard, samples, new_run, runs, leaderboard, leaderboard_grouped, run_detail, compare, sweeps, help_keys,
+           tags_dialog, columns_dialog, diff]
 
 
 @pytest.mark.parametrize("size", SIZES)

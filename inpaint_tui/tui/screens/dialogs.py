@@ -1,4 +1,4 @@
-"""Small modal dialogs: confirm, ask for a line of text, and the first-start offer."""
+"""Small modal dialogs: confirm, ask for a line of text, choose from a list, and the first-start offer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
 
 
 class _Dialog(ModalScreen):
@@ -66,6 +66,33 @@ class TextScreen(_Dialog):
     @on(Button.Pressed, "#cancel")
     def cancel(self) -> None:
         self.dismiss(None)
+
+
+class ChoiceScreen(_Dialog):
+    """Asks to choose one of a list (arrows, enter; escape cancels); dismisses with the index
+    of the chosen option, or None when cancelled (an option may itself mean "none")."""
+
+    DEFAULT_CSS = """
+    ChoiceScreen OptionList { height: auto; max-height: 16; margin-top: 1; }
+    """
+
+    def __init__(self, title: str, options: list[str], current: int | None = None) -> None:
+        super().__init__()
+        self.title_text, self.options, self.current = title, options, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text)
+            yield OptionList(*self.options, id="choices")
+
+    def on_mount(self) -> None:
+        choices = self.query_one("#choices", OptionList)
+        choices.highlighted = self.current if self.current is not None else 0
+        choices.focus()
+
+    @on(OptionList.OptionSelected, "#choices")
+    def choose(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option_index)
 
 
 class FirstStartScreen(_Dialog):

@@ -1,6 +1,7 @@
 """Kept in one file: the screen's widgets, their live refresh and key actions (the data is built in leaderboard_view).
 
-The leaderboard: one row per run (or per configuration, seeds pooled), metrics as
+The leaderboard: one row per run (or per group: a configuration, seeds pooled, or every run
+with the same value of a parameter or field, read/pooling), metrics as
 mean [95% CI], the best value of each column highlighted, sorted by any metric best first;
 filter by sample set and by the query language of `leaderboard --filter` (or a search
 word), include unfinished runs, mark two runs and compare them.
@@ -25,6 +26,7 @@ from textual.widgets.data_table import ColumnKey
 from textual.worker import get_current_worker
 
 from engine.metrics.catalogue import higher_is_better
+from inpaint_tui.read.pooling import SEED
 from inpaint_tui.read.present import plural
 from inpaint_tui.store import NotFound
 from inpaint_tui.tui.base import LiveScreen, Table, selected_key, show_filter_error
@@ -56,7 +58,9 @@ class LeaderboardScreen(LiveScreen):
         Binding("o", "cycle_sort", "Sort", id="leaderboard.sort", tooltip="rank by the next metric"),
         Binding("O", "reverse_sort", "Reverse", id="leaderboard.reverse", show=False,
                 tooltip="the worst first, and back (so does sorting by the same column again)"),
-        Binding("g", "toggle_group", "Group", id="leaderboard.group", tooltip="pool runs differing only in seed"),
+        Binding("g", "choose_group", "Group", id="leaderboard.group",
+                tooltip="choose what a row is: a run, a configuration (seeds pooled) or every run sharing a "
+                        "parameter's value (pooled)"),
         Binding("a", "toggle_unfinished", "All", id="leaderboard.unfinished",
                 tooltip="include unfinished runs, or finished only"),
         Binding("m", "mark", "Mark", id="leaderboard.mark", tooltip="mark the run as A, then B, for compare"),
@@ -118,7 +122,7 @@ class LeaderboardScreen(LiveScreen):
         state = self.state
         store = self.app.store
         metric = state.sort or DEFAULT_SORT
-        if self.view is None and not state.grouped and not state.include_unfinished and state.sample_set is None \
+        if self.view is None and state.group is None and not state.include_unfinished and state.sample_set is None \
                 and not state.filter_text.strip():
             self._show_head(store, state, metric)
         sets = [info.name for info in store.sample_sets()]
@@ -293,13 +297,18 @@ class LeaderboardScreen(LiveScreen):
             select.value = current if current in sets else ALL_SETS
 
     def _update_status(self, view: BoardView, loaded: int | None = None) -> None:
-        parts = [plural(len(view.rows), "configuration" if view.state.grouped else "run")]
+        group = view.state.group
+        what, whats = ("run", "runs") if group is None else ("configuration", "configurations") if group == SEED \
+            else ("group", "groups")
+        parts = [plural(len(view.rows), what, whats)]
         if view.partial:
             parts[0] = f"top {plural(len(view.rows), 'run')} (loading the rest)"
         elif view.total > len(view.rows):
-            parts[0] = f"top {len(view.rows)} of {view.total} {'configurations' if view.state.grouped else 'runs'}"
+            parts[0] = f"top {len(view.rows)} of {view.total} {whats}"
         if loaded is not None:
             parts[0] += f" (showing {loaded})"
+        if group not in (None, SEED):  # what a row's numbers are
+            parts[0] = f"grouped by {group}: {parts[0]}, mean [lowest–highest run value]"
         if view.sort:
             parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better"
                          + (", worst first)" if view.state.reverse else ")"))
@@ -331,7 +340,10 @@ class LeaderboardScreen(LiveScreen):
     @property
     def complete(self) -> bool:
         """Whether the table holds every row of the current view (it fills in chunks)."""
-        return self.view is not None and not self.view.partial and self._applied is self.view and self._populated
+        # By signature: a reload that built the same content (on coming back from a dialog)
+        # leaves the table as it is, filled from the equal view before it.
+        return self.view is not None and not self.view.partial and self._applied is not None \
+            and self._applied.signature == self.view.signature and self._populated
 
     @property
     def sort_metric(self) -> str | None:
@@ -369,9 +381,23 @@ class LeaderboardScreen(LiveScreen):
         if self.view is not None and metric in self.view.metrics:
             self._sort_by(metric, reverse=not self.state.reverse if metric == self.view.sort else False)
 
-    def action_toggle_group(self) -> None:
-        self._set_state(grouped=not self.state.grouped)
-        self._refresh_view()
+    def action_choose_group(self) -> None:
+        """A chooser of what a row is: a run, a configuration, or the runs sharing a value of
+        any key the loaded rows have; the current choice highlighted."""
+        from inpaint_tui.tui.screens.dialogs import ChoiceScreen
+
+        keys = [None, SEED] + [key for key, _ in (self.view.group_keys if self.view is not None else [])]
+        labels = ["no grouping: one row per run", "seed: one row per configuration (seeds pooled)"]
+        labels += [f"{key} ({plural(count, 'group')})" for key, count in self.view.group_keys] if self.view else []
+        current = keys.index(self.state.group) if self.state.group in keys else None
+
+        def chosen(index: int | None) -> None:
+            if index is not None and keys[index] != self.state.group:
+                self._set_state(group=keys[index])
+                self._refresh_view()
+
+        title = "Group the leaderboard's rows by (enter: choose, escape: cancel)"
+        self.app.push_screen(ChoiceScreen(title, labels, current), chosen)
 
     def action_toggle_unfinished(self) -> None:
         self._set_state(include_unfinished=not self.state.include_unfinished)
@@ -411,7 +437,7 @@ class LeaderboardScreen(LiveScreen):
         if ids is None:
             return
         if len(ids) > 1:
-            self.notify("this row pools several runs: press g to list runs one by one, then mark",
+            self.notify("this row pools several runs: press g, choose no grouping to list runs one by one, then mark",
                         severity="warning")
             return
         run_id = ids[0]

@@ -1,7 +1,8 @@
-"""The leaderboard's data preparation: the store's rows grouped (seeds pooled), sorted best
-first, formatted into cells with the best values marked, as a `BoardView` the screen only
-shows. No Textual here (Rich text cells only), so it is built on a thread and tested without
-an app; the screen in leaderboard.py holds the widgets."""
+"""The leaderboard's data preparation: the store's rows grouped (read/pooling: seeds pooled,
+or every run with the same value of a key), sorted best first, formatted into cells with the
+best values marked, as a `BoardView` the screen only shows. No Textual here (Rich text cells
+only), so it is built on a thread and tested without an app; the screen in leaderboard.py
+holds the widgets."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from rich.text import Text
 
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
-from inpaint_tui.read.pooling import has_value, pool, seed_group_key
-from inpaint_tui.read.present import best_values, format_metric, format_params, format_summary
+from inpaint_tui.read.pooling import SEED, RunGroup, best_first, group_keys, group_runs, has_value
+from inpaint_tui.read.present import best_values, format_metric, format_params, format_summary, plural
 from inpaint_tui.store import LeaderboardRow, MetricSummary, RunStatus
 from inpaint_tui.tui.filtering import BoxError
 
@@ -27,6 +28,12 @@ DISPLAY_LIMIT = 1000
 # so they come last and never push the ranking metric off a narrow screen).
 LEAD_COLUMNS = (("rank", "#"), ("run", "run"), ("technique", "technique"))
 TAIL_COLUMNS = (("done", "n done"), ("set", "set"), ("params", "params"))
+# Grouped by a key, the group's value names the row; a group may mix techniques, sets and
+# parameters (`configs` says how many configurations it pools), so those describe it after.
+GROUP_LEAD_COLUMNS = (("rank", "#"), ("group", "group"), ("run", "runs"))
+GROUP_TAIL_COLUMNS = (("configs", "configs"), ("technique", "technique"), ("done", "n done"), ("set", "set"),
+                      ("params", "params"))
+MIXED = "(mixed)"
 CELL_PADDING = 2  # DataTable's cell padding, one column each side
 STATUS_NOTE = {RunStatus.FINISHED: "", RunStatus.FINISHED_WITH_ERRORS: " (errors)"}
 
@@ -36,7 +43,7 @@ class BoardState:
     """What the user chose; the view built for it says which state it shows."""
 
     sort: str | None = None  # None: the first key metric present
-    grouped: bool = False
+    group: str | None = None  # None: one row per run; `seed`: per configuration; else a key (read/pooling)
     include_unfinished: bool = False
     sample_set: str | None = None
     reverse: bool = False  # the worst first
@@ -63,6 +70,7 @@ class BoardView:
     partial: bool = False  # only the head of the ranking, shown while the whole loads
     intervals: bool = True  # whether the metric cells show their 95% intervals
     filter_error: BoxError | None = None  # the filter box's expression does not parse: the rows are the last good ones
+    group_keys: list[tuple[str, int]] = field(default_factory=list)  # keys to group by, with their number of values
 
     @property
     def keys(self) -> list[str]:
@@ -73,53 +81,30 @@ class BoardView:
 
 
 class _Entry:
-    """A table row before formatting: one run, or a group of runs differing only in seed."""
+    """A table row before formatting: one run, or a group of runs (read/pooling)."""
 
-    __slots__ = ("runs", "metrics", "summaries", "first", "finished")
+    __slots__ = ("runs", "metrics", "summaries", "first", "finished", "group")
 
-    def __init__(self, runs: list[LeaderboardRow], metrics: dict[str, float],
-                 summaries: dict[str, MetricSummary]) -> None:
-        self.runs, self.metrics, self.summaries = runs, metrics, summaries
+    def __init__(self, runs: Sequence[LeaderboardRow], metrics: dict[str, float],
+                 summaries: dict[str, MetricSummary], group: RunGroup | None = None) -> None:
+        self.runs, self.metrics, self.summaries, self.group = runs, metrics, summaries, group
         self.first = runs[0]
         self.finished = all(run.status in FINISHED for run in runs)
 
 
-def _entries(rows: Sequence[LeaderboardRow], grouped: bool) -> list[_Entry]:
-    if not grouped:
+def _entries(rows: Sequence[LeaderboardRow], group: str | None) -> list[_Entry]:
+    if group is None:
         return [_Entry([row], row.metrics, row.summaries) for row in rows]
-    groups: dict[tuple, list[LeaderboardRow]] = {}
-    for row in sorted(rows, key=lambda r: r.run_id):
-        groups.setdefault(seed_group_key(row), []).append(row)
-    entries = []
-    for runs in groups.values():
-        if len(runs) == 1:
-            entries.append(_Entry(runs, runs[0].metrics, runs[0].summaries))
-            continue
-        metrics, summaries = {}, {}
-        for name in {name for run in runs for name in (*run.metrics, *run.summaries)}:
-            summary = pool([run.metrics.get(name) for run in runs])  # the rule of the sweep plots too
-            summaries[name] = summary
-            if summary.value is not None:
-                metrics[name] = summary.value
-        entries.append(_Entry(runs, metrics, summaries))
-    return entries
+    return [_Entry(found.runs, found.metrics, found.summaries, found) for found in group_runs(rows, group)]
 
 
 def _sort_entries(entries: list[_Entry], metric: str | None, reverse: bool = False) -> None:
     """Best first given the metric's direction (catalogue), worst first if `reverse`; entries
-    without a value last either way; ties by run id."""
+    without a value last either way; ties by run id (read/pooling.best_first, as the CLI)."""
     if metric is None:
         entries.sort(key=lambda e: e.first.run_id)
         return
-    sign = (-1.0 if higher_is_better(metric) else 1.0) * (-1.0 if reverse else 1.0)
-
-    def key(entry: _Entry):
-        value = entry.metrics.get(metric)
-        if not has_value(value):
-            return (1, 0.0, entry.first.run_id)
-        return (0, sign * value, entry.first.run_id)
-
-    entries.sort(key=key)
+    entries[:] = best_first(entries, metric, first_run=lambda e: e.first.run_id, reverse=reverse)
 
 
 def _sort_label(metric: str, sort: str | None, reverse: bool = False) -> str:
@@ -133,24 +118,48 @@ def _sort_label(metric: str, sort: str | None, reverse: bool = False) -> str:
 RUN_IDS_SHOWN = 4  # a pooled row names this many run ids at most (all of them are in `members`)
 
 
-def _run_cell(entry: _Entry) -> str:
-    """The run id; for a pooled row the count and the first ids (never an id cut short)."""
-    if len(entry.runs) == 1:
+def _run_cell(entry: _Entry, by_key: bool = False) -> str:
+    """The run id; for a pooled row (any row grouped `by_key`, one run too: the column counts
+    runs) the count and the first ids (never an id cut short)."""
+    if len(entry.runs) == 1 and not by_key:
         return str(entry.first.run_id)
     ids = [str(run.run_id) for run in entry.runs]
     listed = ",".join(ids[:RUN_IDS_SHOWN]) + (f" +{len(ids) - RUN_IDS_SHOWN}" if len(ids) > RUN_IDS_SHOWN else "")
-    return f"{len(ids)} runs: {listed}"
+    return f"{plural(len(ids), 'run')}: {listed}"
 
 
-def _params_cell(entry: _Entry, cache: dict) -> str:
-    run = entry.first
+def _formatted_params(run: LeaderboardRow, cache: dict) -> str:
     key = (run.technique, json.dumps(run.params, sort_keys=True, default=str))
     if key not in cache:
         cache[key] = format_params(changed_params(run.technique, run.params))
-    text = cache[key]
+    return cache[key]
+
+
+def _params_cell(entry: _Entry, cache: dict) -> str:
+    text = _formatted_params(entry.first, cache)
     if len(entry.runs) > 1:
         text = ("" if text == "-" else text + " ") + "seeds " + ",".join(str(r.seed) for r in entry.runs)
     return text  # the last column: shown whole, the table scrolls
+
+
+def _shared(texts) -> str:
+    """The one text every run of a group shares, else MIXED."""
+    distinct = set(texts)
+    return distinct.pop() if len(distinct) == 1 else MIXED
+
+
+def _lead_cells(entry: _Entry, rank: str, by_key: bool) -> list[str]:
+    if by_key:
+        return [rank, entry.group.label, _run_cell(entry, by_key=True)]
+    return [rank, _run_cell(entry), entry.first.technique]
+
+
+def _tail_cells(entry: _Entry, by_key: bool, cache: dict) -> list[str]:
+    if by_key:
+        return [str(entry.group.configurations), _shared(run.technique for run in entry.runs), _done_cell(entry),
+                _shared(run.sample_set for run in entry.runs),
+                _shared(_formatted_params(run, cache) for run in entry.runs)]
+    return [_done_cell(entry), entry.first.sample_set, _params_cell(entry, cache)]
 
 
 def _done_cell(entry: _Entry) -> str:
@@ -166,7 +175,8 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
                partial: bool = False) -> BoardView:
     """The table content for `state` from the store's rows (plain data, no widgets). A
     `partial` view (the head of the ranking) marks no best values: they may lie further down."""
-    entries = _entries(rows, state.grouped)
+    entries = _entries(rows, state.group)
+    by_key = state.group not in (None, SEED)
     present = {name for e in entries for name in (*e.metrics, *e.summaries)}
     metrics = key_metrics(present)
     sort = state.sort if state.sort in metrics else (metrics[0] if metrics else None)
@@ -177,19 +187,20 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
         values = {e.metrics[name] for e in finished if has_value(e.metrics.get(name))}
         if len(values) == 1 and sum(has_value(e.metrics.get(name)) for e in finished) > 1:
             del best[name]
-    columns = LEAD_COLUMNS + tuple((name, _sort_label(name, sort, state.reverse)) for name in metrics) + TAIL_COLUMNS
+    lead_columns, tail_columns = (GROUP_LEAD_COLUMNS, GROUP_TAIL_COLUMNS) if by_key else (LEAD_COLUMNS, TAIL_COLUMNS)
+    columns = lead_columns + tuple((name, _sort_label(name, sort, state.reverse)) for name in metrics) + tail_columns
     params_cache: dict = {}
     shown = entries[:DISPLAY_LIMIT]
     with_intervals = {name: [format_summary(e.summaries.get(name), e.metrics.get(name), name) for e in shown]
                       for name in metrics}
-    intervals = state.width is None or _fits(shown, columns, with_intervals, state.width)
+    intervals = state.width is None or _fits(shown, columns, with_intervals, state.width, by_key)
     out_rows, members, plain, key_of = [], [], [], {}
     rank = 0
     for index, entry in enumerate(shown):
         ranked = sort is not None and has_value(entry.metrics.get(sort))
         rank += ranked
-        lead = [str(rank) if ranked else "-", _run_cell(entry), entry.first.technique]
-        tail = [_done_cell(entry), entry.first.sample_set, _params_cell(entry, params_cache)]
+        lead = _lead_cells(entry, str(rank) if ranked else "-", by_key)
+        tail = _tail_cells(entry, by_key, params_cache)
         cells: list[Any] = [Text(text) for text in lead]
         flags = []
         for name in metrics:
@@ -201,7 +212,7 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
         cells += [Text(text) for text in tail]
         info = lead + tail
         ids = tuple(run.run_id for run in entry.runs)
-        key = str(ids[0]) if len(ids) == 1 and not state.grouped else f"g{ids[0]}"
+        key = str(ids[0]) if state.group is None else f"g{ids[0]}"
         out_rows.append((key, tuple(cells)))
         members.append(ids)
         plain.append((key, tuple(info), tuple(flags)))
@@ -210,7 +221,8 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     signature = hash((columns, tuple(plain)))
     return BoardView(state=state, sort=sort, metrics=metrics, columns=columns, rows=out_rows, members=members,
                      signature=signature, row_signatures=row_signatures, key_of=key_of, raw=list(rows),
-                     sets=list(sets), total=len(entries), partial=partial, intervals=intervals)
+                     sets=list(sets), total=len(entries), partial=partial, intervals=intervals,
+                     group_keys=group_keys(rows))
 
 
 def _mean_cell(summary: MetricSummary | None, value: float | None, name: str) -> str:
@@ -220,12 +232,13 @@ def _mean_cell(summary: MetricSummary | None, value: float | None, name: str) ->
     return format_summary(summary, value, name)
 
 
-def _fits(entries: list[_Entry], columns: tuple, with_intervals: dict[str, list[str]], width: int) -> bool:
+def _fits(entries: list[_Entry], columns: tuple, with_intervals: dict[str, list[str]], width: int,
+          by_key: bool = False) -> bool:
     """Whether the table with intervals, up to and including the metric columns (params and the
     rest may scroll), fits in `width` cells (the mark column included)."""
-    lead = [max([len(label), *(len(text) for text in texts)]) for label, texts in (
-        ("#", [str(len(entries))]), ("run", [_run_cell(e) for e in entries]),
-        ("technique", [e.first.technique for e in entries]))]
+    cells = [_lead_cells(entry, str(len(entries)), by_key) for entry in entries]
+    lead = [max([len(label), *(len(row[index]) for row in cells)])
+            for index, (_, label) in enumerate(GROUP_LEAD_COLUMNS if by_key else LEAD_COLUMNS)]
     label_of = dict(columns)
     total = 1 + CELL_PADDING + sum(lead) + CELL_PADDING * len(lead)
     for name, texts in with_intervals.items():
