@@ -171,6 +171,8 @@ class ImageStrip(Horizontal):
     ImageStrip Label { width: 1fr; text-align: center; color: $text-muted; }
     ImageStrip .image { width: 1fr; height: 1fr; }
     """
+    _count = 1  # the columns shown (images and dashes)
+    _sized: list = []  # (image widget, width / height) of each image shown; replaced, never mutated
 
     def set_images(self, items: Iterable[tuple[str, PILImage.Image | None]]) -> None:
         """Replace the strip's content; a missing image shows as a dash under its caption.
@@ -182,20 +184,30 @@ class ImageStrip(Horizontal):
             return
         self.remove_children()
         image_class = self.app.image_class
-        box_width = max(1, self.size.width // max(1, len(items)) - 1)
-        box_height = max(1, self.size.height - 1)  # one line for the caption
-        columns = []
+        columns, self._sized = [], []
         for caption, image in items:
             if image is None:
                 body = Static("-", classes="image")
             else:
                 body = image_class(image, classes="image")
-                aspect = image.width / max(1, image.height)
-                height = max(1, min(box_height, round(box_width / (2 * aspect))))
-                body.styles.width = max(1, min(box_width, round(2 * aspect * height)))
-                body.styles.height = height
+                self._sized.append((body, image.width / max(1, image.height)))
             columns.append(Vertical(Label(caption), body))
+        self._count = len(items)
+        self._fit()
         self.mount_all(columns)
+
+    def _fit(self) -> None:
+        """Size each image to the strip as it is now: the screen may lay the strip out again
+        after the images arrived (a table above it filled), and they must fit the new box."""
+        box_width = max(1, self.size.width // max(1, self._count) - 1)
+        box_height = max(1, self.size.height - 1)  # one line for the caption
+        for body, aspect in self._sized:
+            height = max(1, min(box_height, round(box_width / (2 * aspect))))
+            body.styles.width = max(1, min(box_width, round(2 * aspect * height)))
+            body.styles.height = height
+
+    def on_resize(self) -> None:
+        self._fit()
 
     def compose(self) -> ComposeResult:
         yield from ()
