@@ -33,66 +33,15 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/ off the path: its queue.py would shadow the stdlib
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from bench._common import interleaved, run_benchmark  # noqa: E402
+from tests.scale_database import build  # noqa: E402
 
 FILTER = "technique = 'blended' and param.blend_start >= 0.25 and metric.bg_mse < 0.5 and tag = 'paper'"
 SORT = "-metric.kid,id"
-METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "prompt_precision", "kid",
-           "unet_calls", "seconds", "peak_memory_mb")
-TAGS = ("paper", "draft", "baseline", "v2")
-STATUSES = ("finished", "finished", "finished", "finished_with_errors", "failed", "cancelled")
-
-
-def build(path: Path, runs: int):
-    """The database, filled with executemany in one transaction."""
-    from engine.techniques import get_technique, technique_names
-    from inpaint_tui.jobs.samples import ensure_demo
-    from inpaint_tui.store import Store
-
-    store = Store(path)
-    ensure_demo(store)
-    sample_ids = store.set_sample_ids("demo")
-    rng = random.Random(0)
-    created = "2026-11-20 09:30:00.000000"
-    techniques = technique_names()
-    rows, samples, values = [], [], []
-    for run_id in range(1, runs + 1):
-        technique = techniques[run_id % len(techniques)]
-        params = get_technique(technique).full_schema.defaults()
-        if "blend_start" in params:
-            params["blend_start"] = rng.choice([0.0, 0.1, 0.25, 0.5])
-        if rng.random() < 0.25:  # recorded by an older version
-            params.pop("blend_start", None)
-            params.pop("resize", None)
-        tags = sorted(set(rng.sample(TAGS, k=rng.randint(0, 2))))
-        rows.append((run_id, technique, json.dumps(params), rng.randint(0, 5), rng.choice(STATUSES), f"hash{run_id}",
-                     created, created, created, json.dumps(tags)))
-        samples.extend((run_id, sample_id, position, position, "done", created, created)
-                       for position, sample_id in enumerate(sample_ids))
-        values.extend((run_id, name, rng.random(), 6) for name in METRICS if rng.random() < 0.9)
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.executemany(
-            "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
-            "config_hash, versions, eval_config, options, sample_count, created_at, started_at, finished_at, claim, "
-            "cancel_requested, tags, note) VALUES (?, ?, ?, 'tiny', ?, 20, 7.5, '', 'demo', ?, ?, '{}', '{}', '{}', 6, "
-            "?, ?, ?, 1, 0, ?, '')", rows)
-        cursor.executemany("INSERT INTO run_sample (run_id, sample_id, position, seed, status, started_at, finished_at, "
-                           "attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 1)", samples)
-        cursor.executemany("INSERT INTO run_metric (run_id, name, value, n) VALUES (?, ?, ?, ?)", values)
-        raw.commit()
-    finally:
-        raw.close()
-    return store
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10_000)

@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("tmux") is None:
         raise RuntimeError("tmux is needed for the TUI's side")
-    from bench.tui_scale import build
+    from tests.scale_database import build
 
     folder = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     db = folder / "experiments.db"

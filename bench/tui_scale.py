@@ -2,9 +2,10 @@
 
 What is measured
 ----------------
-A database is generated with the store's schema (through migrations) and filled in bulk:
-`--runs` finished runs over the 6 demo samples, each with 8 per-sample metrics (48 values a
-run) plus the 8 per-run aggregates with intervals (56 values a run: 560 000 for 10 000 runs).
+A database is generated with the store's schema (through migrations) and filled in bulk
+(tests/scale_database.py): `--runs` runs over the 6 demo samples (two thirds of them
+finished), each with 8 per-sample metrics (48 values a run) plus about 10 per-run values with
+intervals (about 580 000 values for 10 000 runs).
 Then, each the median of `--repeats`:
 
 * store: `Store.leaderboard("bg_mse")`, `Store.runs()` and the dashboard's queries alone;
@@ -29,56 +30,13 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from bench._common import run_benchmark  # noqa: E402
+from tests.scale_database import build  # noqa: E402
 
-METRICS = ("bg_mse", "bg_psnr", "bg_ssim", "ring_mse", "clip_local", "clip_global", "unet_calls", "seconds")
-TECHNIQUES = ("vanilla", "blended", "tdpaint", "repaint", "latentpaint", "diffdiff")
-
-
-def build(path: Path, runs: int):
-    """The database, filled with executemany in a few transactions (minutes otherwise)."""
-    import random
-
-    from inpaint_tui.jobs.samples import ensure_demo
-    from inpaint_tui.store import Store
-
-    store = Store(path)
-    ensure_demo(store)
-    sample_ids = store.set_sample_ids("demo")
-    rng = random.Random(0)
-    created = "2026-11-20 09:30:00.000000+00:00"
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.executemany(
-            "INSERT INTO run (id, technique, params, model, seed, steps, guidance, negative_prompt, sample_set, status, "
-            "config_hash, versions, eval_config, options, sample_count, created_at, started_at, finished_at, claim, "
-            "cancel_requested, tags, note) VALUES (?, ?, ?, 'tiny', ?, 20, 7.5, '', 'demo', 'finished', ?, '{}', '{}', "
-            "'{}', 6, ?, ?, ?, 1, 0, '[]', '')",
-            [(i, TECHNIQUES[i % 6], json.dumps({"progressive_shrink": i % 3}), i, f"hash{i}", created, created, created)
-             for i in range(1, runs + 1)])
-        rows, metrics = [], []
-        row_id = 0
-        for run_id in range(1, runs + 1):
-            for position, sample_id in enumerate(sample_ids):
-                row_id += 1
-                rows.append((row_id, run_id, sample_id, position, position, "done", created, created))
-                metrics.extend((run_id, row_id, name, rng.random()) for name in METRICS)
-        cursor.executemany("INSERT INTO run_sample (id, run_id, sample_id, position, seed, status, started_at, "
-                           "finished_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)", rows)
-        cursor.executemany("INSERT INTO metric (run_id, run_sample_id, name, value) VALUES (?, ?, ?, ?)", metrics)
-        cursor.executemany(
-            "INSERT INTO run_metric (run_id, name, value, ci_low, ci_high, n) VALUES (?, ?, ?, ?, ?, 6)",
-            [(run_id, name, 0.5, 0.4, 0.6) for run_id in range(1, runs + 1) for name in METRICS])
-        raw.commit()
-    finally:
-        raw.close()
-    return store
 
 
 def timed(function, repeats: int) -> float:
@@ -154,7 +112,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     started = time.perf_counter()
-    store = build(folder / "big.db", args.runs)
+    store = build(folder / "big.db", args.runs, sample_metrics=True)
     with store.engine.connect() as connection:
         from sqlalchemy import text
 

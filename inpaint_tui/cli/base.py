@@ -120,18 +120,21 @@ def open_tui(context: "Context", start_screen: str | None = None) -> None:
 
 
 def print_json(data: Any) -> None:
-    """`--json` output. A list (runs, a leaderboard) is written one element per line, each by
-    the C encoder as it goes: the indenting encoder is pure Python, and 50 000 runs through
-    it took seconds and the whole text in memory. Anything else is indented."""
+    """`--json` output. A list or a generator (runs, a leaderboard) is written as a JSON
+    array, one element per line, each by the C encoder as it goes (a generator's elements are
+    never all in memory): the indenting encoder is pure Python, and 50 000 runs through it took
+    seconds and the whole text in memory. Anything else is indented."""
+    import types
+
     from inpaint_tui.store import jsonable
 
     write = sys.stdout.write
-    if isinstance(data, list):
+    if isinstance(data, (list, types.GeneratorType)):
         separator = "[\n"
         for item in data:
             write(separator + json.dumps(jsonable(item)))
             separator = ",\n"
-        write("[]\n" if not data else "\n]\n")
+        write("[]\n" if separator == "[\n" else "\n]\n")
         return
     write(json.dumps(jsonable(data), indent=2) + "\n")
 

@@ -442,5 +442,9 @@ def test_json_lists_stream_an_element_per_line_and_views_convert_as_asdict_did(c
     out = capsys.readouterr().out
     assert json.loads(out) == jsonable(items)
     assert out.splitlines()[0] == "[" and out.splitlines()[-1] == "]" and len(out.splitlines()) == 2 + len(items)
+    print_json(item for item in items)  # a generator: the same text, its elements never all held
+    assert capsys.readouterr().out == out
     print_json([])
+    assert json.loads(capsys.readouterr().out) == []
+    print_json(item for item in [])
     assert json.loads(capsys.readouterr().out) == []
