@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -109,19 +109,29 @@ def summarize_per_sample(values: dict[str, dict[Any, float]], *, seed: int = 0) 
     return summaries
 
 
+CHUNK = 32  # samples held at once: at 512 px one is ~3 MB (output, input, reference, mask)
+
+
 def evaluate(
-    items: Sequence[EvalItem],
+    items: Iterable[EvalItem],
     config: EvalConfig,
     *,
     groups: Sequence[str] | None = None,
     kid_cache: Any = None,
     on_message: Callable[[str], None] | None = None,
     phrases: dict[str, str] | None = None,
+    chunk: int = CHUNK,
 ) -> Evaluation:
-    """Compute the given groups (default: the config's) on finished samples."""
+    """Compute the given groups (default: the config's) on finished samples. `items` is
+    read once, `chunk` at a time, every group working on each chunk: a run's evaluation
+    holds a chunk of images and, across chunks, what the per-run metrics need (KID's
+    features, precision's hits), so its memory does not grow with the run's samples."""
     result = Evaluation()
-    for item in items:
-        result.per_sample.setdefault(item.sample_id, {})
+    pending = list(config.groups if groups is None else groups)
+    unknown = [group for group in pending if group not in _STEPS]
+    if unknown:
+        raise ValueError(f"unknown metric group {unknown[0]!r}")
+    state = _RunState(phrases or {})
 
     def missing(group: str, reason: str) -> None:
         message = f"{group} metrics skipped: {reason}"
@@ -130,27 +140,52 @@ def evaluate(
             on_message(message)
         for name in GROUP_METRICS[group]:
             result.per_run[name] = Summary(value=None, note=reason)
+        pending.remove(group)
 
-    for group in config.groups if groups is None else groups:
-        if not items:
-            break
+    for part in _chunks(items, chunk):
+        for item in part:
+            result.per_sample.setdefault(item.sample_id, {})
+        for group in list(pending):
+            try:
+                _STEPS[group](part, config, result, state, kid_cache)
+            except MetricUnavailable as error:
+                missing(group, str(error))
+    if not result.per_sample:
+        return result
+    for group in list(pending):
         try:
-            if group == "background":
-                _background(items, config, result)
-            elif group == "clip":
-                _clip(items, config, result)
-            elif group == "precision":
-                _precision(items, config, result, phrases or {})
+            if group == "precision":
+                _precision_summary(result, state)
             elif group == "kid":
-                _kid(items, config, result, kid_cache)
-            else:
-                raise ValueError(f"unknown metric group {group!r}")
+                _kid_summary(config, result, state)
         except MetricUnavailable as error:
             missing(group, str(error))
     return result
 
 
-def _background(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
+def _chunks(items: Iterable[EvalItem], size: int) -> Iterator[list[EvalItem]]:
+    part: list[EvalItem] = []
+    for item in items:
+        part.append(item)
+        if len(part) >= size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+class _RunState:
+    """What the per-run metrics gather across chunks."""
+
+    def __init__(self, phrases: dict[str, str]) -> None:
+        self.phrases = phrases
+        self.hits: list[bool] = []  # prompt precision, one per sample
+        self.kid = None  # KidFeatures, made at the first sample with a reference
+        self.without_reference = 0
+
+
+def _background(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, state: _RunState,
+                cache: Any) -> None:
     from engine.metrics.background import sample_metrics
 
     for item in items:
@@ -195,7 +230,8 @@ def kid_features(models: str, seed: int):
     return tiny_extractor(seed=seed) if models == "tiny" else inception_extractor()
 
 
-def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> None:
+def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, state: _RunState,
+          cache: Any) -> None:
     from engine.metrics.clip import clip_batch_metrics
 
     scorer = clip_scorer(config.models, config.clip_model, _model_seed(config))
@@ -203,30 +239,47 @@ def _clip(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation) -> 
         result.per_sample[item.sample_id].update(values)
 
 
-def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, phrases: dict[str, str]) -> None:
+def _precision(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, state: _RunState,
+               cache: Any) -> None:
     from engine.metrics.detection import prompt_precision
 
     model = detector(config.models, config.detector, _model_seed(config))
-    outcome = prompt_precision(items, model, phrases=phrases)
+    outcome = prompt_precision(items, model, phrases=state.phrases)
     for item, hit in zip(items, outcome.per_sample):
         result.per_sample[item.sample_id]["prompt_hit"] = float(hit)
-    low, high = outcome.interval
-    result.per_run["prompt_precision"] = Summary(value=outcome.precision, ci_low=low, ci_high=high, n=outcome.n)
+    state.hits.extend(outcome.per_sample)
 
 
-def _kid(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, cache: Any) -> None:
-    from engine.metrics.kid import kid_on_masked_crop
+def _precision_summary(result: Evaluation, state: _RunState) -> None:
+    from engine.metrics.detection import wilson_interval
+
+    hits, n = sum(state.hits), len(state.hits)
+    low, high = wilson_interval(hits, n)
+    result.per_run["prompt_precision"] = Summary(value=hits / n if n else math.nan, ci_low=low, ci_high=high, n=n)
+
+
+def _kid(items: Sequence[EvalItem], config: EvalConfig, result: Evaluation, state: _RunState, cache: Any) -> None:
+    from engine.metrics.kid import KidFeatures
 
     with_reference = [item for item in items if item.reference is not None]
-    if len(with_reference) < 2:
-        raise MetricUnavailable(f"KID needs at least 2 samples with a reference image, got {len(with_reference)}")
-    feature = kid_features(config.models, _model_seed(config))
-    outcome = kid_on_masked_crop(
-        with_reference, feature=feature, subsets=config.kid_subsets, subset_size=config.kid_subset_size,
-        seed=config.seed, cache=cache,
-    )
+    state.without_reference += len(items) - len(with_reference)
+    if not with_reference:
+        return
+    if state.kid is None:
+        state.kid = KidFeatures(kid_features(config.models, _model_seed(config)), cache=cache)
+    state.kid.add(with_reference)
+
+
+def _kid_summary(config: EvalConfig, result: Evaluation, state: _RunState) -> None:
+    count = state.kid.count if state.kid is not None else 0
+    if count < 2:
+        raise MetricUnavailable(f"KID needs at least 2 samples with a reference image, got {count}")
+    outcome = state.kid.result(subsets=config.kid_subsets, subset_size=config.kid_subset_size, seed=config.seed)
     note = "; ".join(outcome.warnings) or None
-    if len(with_reference) < len(items):
-        skipped = f"{len(items) - len(with_reference)} sample(s) without a reference left out"
+    if state.without_reference:
+        skipped = f"{state.without_reference} sample(s) without a reference left out"
         note = f"{note}; {skipped}" if note else skipped
     result.per_run["kid"] = Summary(value=outcome.mean, std=outcome.std, n=outcome.n, note=note)
+
+
+_STEPS = {"background": _background, "clip": _clip, "precision": _precision, "kid": _kid}

@@ -512,21 +512,48 @@ def kid_on_masked_crop(
         raise ValueError(f"KID needs at least 2 samples with a reference, got {len(usable)}")
     if feature is None:
         feature = inception_extractor()
-    size = int(feature.input_size)
+    gathered = KidFeatures(feature, rule=rule, cache=cache)
+    gathered.add(usable)
+    return gathered.result(subsets=subsets, subset_size=subset_size, seed=seed, warnings=notes)
 
-    output_crops, reference_crops = zip(*(crop_pair(item, rule) for item in usable))
-    output_features = feature(np.stack([resize_crop(crop, size) for crop in output_crops]))
-    reference_features = _reference_features(reference_crops, rule, feature, cache)
-    return kid_from_features(
-        reference_features,
-        output_features,
-        subsets=subsets,
-        subset_size=subset_size,
-        seed=seed,
-        feature=feature.name,
-        rule=rule.key(),
-        warnings=notes,
-    )
+
+class KidFeatures:
+    """Steps 1–2 of the module docstring item by item: the masked crops' features of outputs
+    and references, gathered from chunks of items (all with a reference) so that a run's
+    evaluation holds (N, d) features, not every sample's images; `result` is steps 3–6."""
+
+    def __init__(self, feature: FeatureExtractor, *, rule: CropRule = CropRule(),
+                 cache: ReferenceCache | None = None) -> None:
+        self.feature, self.rule, self.cache = feature, rule, cache
+        self._outputs: list[np.ndarray] = []
+        self._references: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, items: Sequence[EvalItem]) -> None:
+        if not items:
+            return
+        if any(item.reference is None for item in items):
+            raise ValueError("KidFeatures takes items with a reference only")
+        size = int(self.feature.input_size)
+        output_crops, reference_crops = zip(*(crop_pair(item, self.rule) for item in items))
+        self._outputs.append(self.feature(np.stack([resize_crop(crop, size) for crop in output_crops])))
+        self._references.append(_reference_features(reference_crops, self.rule, self.feature, self.cache))
+        self.count += len(items)
+
+    def result(self, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+               warnings: Sequence[str] = ()) -> KidResult:
+        if self.count < 2:
+            raise ValueError(f"KID needs at least 2 samples with a reference, got {self.count}")
+        return kid_from_features(
+            np.concatenate(self._references),
+            np.concatenate(self._outputs),
+            subsets=subsets,
+            subset_size=subset_size,
+            seed=seed,
+            feature=self.feature.name,
+            rule=self.rule.key(),
+            warnings=warnings,
+        )
 
 
 def _reference_features(

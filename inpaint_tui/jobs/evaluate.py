@@ -7,7 +7,7 @@ recomputation sees exactly what a reader of the database sees.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -25,23 +25,31 @@ from inpaint_tui.store import MetricSummary, SampleStatus, Store
 def eval_items(store: Store, run_id: int) -> tuple[list[EvalItem], dict[str, int], dict[str, str]]:
     """EvalItems of the run's finished samples (input, mask and reference resized to the
     output's size, as the runner did), their store ids, and explicit object phrases."""
+    items, ids, phrases = eval_inputs(store, run_id)
+    return list(items), ids, phrases
+
+
+def eval_inputs(store: Store, run_id: int) -> tuple[Iterator[EvalItem], dict[str, int], dict[str, str]]:
+    """As eval_items, the items read one at a time as they are consumed: a run's images
+    are never all in memory (a 752-sample run at 512 px would hold about 2 GB)."""
     detail = store.run_detail(run_id)
     resolution = resolve_preset(detail.run.model).resolution
     policy = detail.run.params.get("resize", "fit")
     infos = {info.id: info for info in store.samples(detail.run.sample_set)}
-    items, ids, phrases = [], {}, {}
-    for outcome in detail.samples:
-        if outcome.status != SampleStatus.DONE or outcome.image_path is None:
-            continue
-        info = infos[outcome.sample_id]
-        with Image.open(outcome.image_path) as opened:
-            output = np.asarray(opened.convert("RGB"))
-        working = prepare(to_engine_sample(info), resolution, policy)
-        if working.size != (output.shape[1], output.shape[0]):  # resize_to keeps sizes exact: a mismatch is a bug
-            raise ValueError(f"run {run_id}: output of {info.name} is {output.shape[1]}x{output.shape[0]}, "
-                             f"expected {working.size[0]}x{working.size[1]}")
-        items.append(
-            EvalItem(
+    finished = [(outcome, infos[outcome.sample_id]) for outcome in detail.samples
+                if outcome.status == SampleStatus.DONE and outcome.image_path is not None]
+    ids = {info.key: info.id for _, info in finished}
+    phrases = {info.key: str(info.meta["object_phrase"]) for _, info in finished if "object_phrase" in info.meta}
+
+    def read() -> Iterator[EvalItem]:
+        for outcome, info in finished:
+            with Image.open(outcome.image_path) as opened:
+                output = np.asarray(opened.convert("RGB"))
+            working = prepare(to_engine_sample(info), resolution, policy)
+            if working.size != (output.shape[1], output.shape[0]):  # resize_to keeps sizes exact: a mismatch is a bug
+                raise ValueError(f"run {run_id}: output of {info.name} is {output.shape[1]}x{output.shape[0]}, "
+                                 f"expected {working.size[0]}x{working.size[1]}")
+            yield EvalItem(
                 sample_id=info.key,
                 output=output,
                 source=np.asarray(working.image),
@@ -49,11 +57,8 @@ def eval_items(store: Store, run_id: int) -> tuple[list[EvalItem], dict[str, int
                 prompt=working.prompt,
                 reference=None if working.reference is None else np.asarray(working.reference),
             )
-        )
-        ids[info.key] = info.id
-        if "object_phrase" in info.meta:
-            phrases[info.key] = str(info.meta["object_phrase"])
-    return items, ids, phrases
+
+    return read(), ids, phrases
 
 
 def evaluate_run(
@@ -80,7 +85,7 @@ def evaluate_run(
     evaluation_messages: list[str] = []
     skip: set[str] = set()
     if groups:
-        items, ids, phrases = eval_items(store, run_id)
+        items, ids, phrases = eval_inputs(store, run_id)
         from engine.metrics.kid import DirectoryReferenceCache
 
         evaluation = evaluate(
