@@ -36,10 +36,12 @@ from tests.scale_database import build  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one process, its output discarded."""
+def _timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one process, its output discarded. It starts in
+    `cwd`, the revision's folder: `python -m` puts the working directory first on sys.path,
+    before PYTHONPATH, so started elsewhere it would import the code found there."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -80,7 +82,7 @@ def main() -> None:
         rng.shuffle(order)  # load drift falls on every side alike
         for revision, name in order:
             env = {**environment, "PYTHONPATH": str(revisions[revision])}
-            results[(revision, name)].append(_timed(commands[name], env))
+            results[(revision, name)].append(_timed(commands[name], env, revisions[revision]))
 
     def ratio(a, b) -> float:
         return statistics.median(x[0] / y[0] for x, y in zip(results[a], results[b]))

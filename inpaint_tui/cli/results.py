@@ -46,7 +46,7 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
     metric = ranking_metric(metric)
     names = [metric] + sorted({n for row in rows for n in row.metrics} - {metric})
     if as_json:
-        print_json(dict(rank=i + 1, **row.to_dict()) for i, row in enumerate(rows))
+        print_json(dict(rank=i + 1, **row.fields()) for i, row in enumerate(rows))
         return
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")

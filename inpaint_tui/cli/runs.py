@@ -47,7 +47,7 @@ def runs_list(
         values, _ = store.run_metrics([info.id for info in infos])
         total = store.run_count() if chosen.narrows else len(infos)
     if as_json:
-        print_json(dict(info.to_dict(), metrics=values.get(info.id, {})) for info in infos)
+        print_json(dict(info.fields(), metrics=values.get(info.id, {})) for info in infos)
         return
     from inpaint_tui.cli.tables import Column, print_table
 

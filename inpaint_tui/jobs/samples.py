@@ -143,8 +143,10 @@ def import_source(
                        if sample.content_hash in stored}
     if dry_run:
         return outcome
-    items = [to_new_sample(sample, label) for sample in plan.samples]
-    outcome.report = store.import_samples(set_name, items, on_progress=on_progress)
+    # Encoded one sample at a time as the store writes its files: the PNG bytes of every
+    # sample at once doubled an import's memory.
+    items = (to_new_sample(sample, label) for sample in plan.samples)
+    outcome.report = store.import_samples(set_name, items, on_progress=on_progress, total=len(plan.samples))
     return outcome
 
 

@@ -3,8 +3,9 @@ reads; mixed into `Store`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -26,23 +27,29 @@ class SampleMixin:
         return relative
 
     def import_samples(
-        self, set_name: str, items: Sequence[NewSample], on_progress: Callable[[int, int], None] | None = None
+        self, set_name: str, items: Iterable[NewSample], on_progress: Callable[[int, int], None] | None = None,
+        *, total: int | None = None,
     ) -> ImportReport:
         """Add samples (deduplicated by content key) and append them to a set, in one
         transaction: a failure leaves neither new rows nor a partial set. Files are written
         first under content hashes, so a failed import at most leaves files a retry reuses.
-        `on_progress(done, total)` follows the file writes (the slow part)."""
+        `items` is read once, each sample's encoded files written and let go before the next
+        (a generator keeps one sample's bytes in memory, not every sample's); `on_progress(done,
+        total)` follows the file writes (the slow part), `total` defaulting to len(items)."""
         if not set_name.strip():
             raise StoreError("a sample set needs a non-empty name")
         self.require_writable_data_dir()
-        paths = []
+        if total is None:
+            total = len(items)  # type: ignore[arg-type]
+        rows = []  # what the transaction needs of each sample, without its bytes
         for index, item in enumerate(items):
             if on_progress is not None:
-                on_progress(index, len(items))
+                on_progress(index, total)
             image = self._write_content_addressed(item.image_png, ".png")
             mask = self._write_content_addressed(item.mask_png, ".png")
             reference = None if item.reference_png is None else self._write_content_addressed(item.reference_png, ".png")
-            paths.append((image, mask, reference))
+            rows.append((dataclasses.replace(item, image_png=b"", mask_png=b"", reference_png=None),
+                         (image, mask, reference)))
         added = present = 0
         with self.session() as session:
             sample_set = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == set_name)).first()
@@ -52,7 +59,7 @@ class SampleMixin:
                 session.flush()
             members = set(session.exec(select(SampleSetMember.sample_id).where(SampleSetMember.set_id == sample_set.id)).all())
             position = len(members)
-            for item, (image, mask, reference) in zip(items, paths):
+            for item, (image, mask, reference) in rows:
                 record = session.exec(select(SampleRecord).where(SampleRecord.key == item.key)).first()
                 if record is None:
                     record = SampleRecord(

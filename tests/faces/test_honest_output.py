@@ -435,7 +435,16 @@ def test_json_lists_stream_an_element_per_line_and_views_convert_as_asdict_did(c
     row = LeaderboardRow(run_id=3, technique="tdpaint", params={"t_bg": math.inf}, model="tiny", steps=2, seed=0,
                          sample_set="demo", status="finished", samples_done=6, metrics={"bg_mse": 0.5},
                          summaries={"bg_mse": MetricSummary(value=0.5, ci_low=0.4, ci_high=math.nan)})
-    assert row.to_dict() == jsonable(dataclasses.asdict(row))
+    assert row.to_dict() == jsonable(dataclasses.asdict(row)) == jsonable(row.fields())
+    import numpy as np
+    from pathlib import Path
+
+    from inpaint_tui.store import RunStatus
+
+    odd = {"f64": np.float64("inf"), "nan": np.float64("nan"), "status": RunStatus.FINISHED, "flag": True,
+           "nested": ({"p": Path("/a/b")}, [1.5, -math.inf]), "none": None}
+    assert json.loads(json.dumps(jsonable(odd))) == {"f64": "inf", "nan": "nan", "status": "finished", "flag": True,
+                                                     "nested": [{"p": "/a/b"}, [1.5, "-inf"]], "none": None}
     assert row.to_dict()["params"] == {"t_bg": "inf"} and row.to_dict()["summaries"]["bg_mse"]["ci_high"] == "nan"
     items = [row.to_dict(), {"when": datetime(2026, 1, 2, tzinfo=timezone.utc)}, 7]
     print_json(items)
