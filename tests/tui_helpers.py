@@ -20,14 +20,15 @@ def _narrow_columns(table: DataTable, rendered: bool = False) -> list[str]:
     return narrow
 
 
-async def until(pilot, condition, what: str = "condition", timeout: float = 20.0) -> None:
-    """Let the app run until `condition()` holds; fail naming `what` after `timeout` seconds."""
+async def until(pilot, condition, what: str = "condition", timeout: float = 20.0, interval: float = 0.05) -> None:
+    """Let the app run until `condition()` holds; fail naming `what` after `timeout` seconds
+    (of the app's pauses, polling every `interval`)."""
     waited = 0.0
     while not condition():
         if waited >= timeout:
             raise AssertionError(f"{what} not met within {timeout} s")
-        await pilot.pause(0.05)
-        waited += 0.05
+        await pilot.pause(interval)
+        waited += interval
 
 
 async def settle_tables(pilot, timeout: float = 20.0) -> None:

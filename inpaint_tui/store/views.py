@@ -24,10 +24,6 @@ def jsonable(value: Any) -> Any:
         if math.isfinite(value):
             return value
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if kind is dict:
-        return {k: jsonable(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [jsonable(v) for v in value]
     if isinstance(value, float):  # a float subclass (numpy's float64)
         return jsonable(float(value))
     if isinstance(value, (str, int)):  # str enums (statuses), int subclasses

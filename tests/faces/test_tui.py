@@ -9,6 +9,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable
 from textual_image.widget import HalfcellImage
+from tui_helpers import until
 
 from inpaint_tui.store import RunStatus, Store
 from inpaint_tui.tui.app import InpaintApp
@@ -21,14 +22,9 @@ def make_app(store, **options) -> InpaintApp:
     return InpaintApp(store, image_class=HalfcellImage, refresh_seconds=60, **options)
 
 
-async def wait_for(pilot, condition, timeout: float = 10.0):
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition"):
     """Let the app work (thread loads, refreshes) until `condition()` holds."""
-    waited = 0.0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError("condition not met in the app")
-        await pilot.pause(0.05)
-        waited += 0.05
+    await until(pilot, condition, what, timeout)
 
 
 def rows(table: DataTable) -> list[list[str]]:

@@ -10,7 +10,7 @@ from rich.text import Text
 from sqlalchemy import text
 from textual.widgets import DataTable, Select
 from textual_image.widget import HalfcellImage
-from tui_helpers import settle_tables
+from tui_helpers import settle_tables, until
 
 from engine.metrics.catalogue import key_metrics
 from inpaint_tui.read.compare import compare_runs
@@ -31,12 +31,7 @@ def make_app(store, **options) -> InpaintApp:
 
 async def wait_for(pilot, condition, timeout: float = 15.0, what: str = "condition"):
     """Let the app work (thread loads) until `condition()` holds, at most `timeout` seconds."""
-    waited = 0.0
-    while not condition():
-        if waited >= timeout:
-            raise AssertionError(f"{what} not met in the app within {timeout} s")
-        await pilot.pause(0.05)
-        waited += 0.05
+    await until(pilot, condition, what, timeout)
 
 
 async def open_leaderboard(app, pilot):

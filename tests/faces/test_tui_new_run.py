@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 
 import pytest
 from textual.widgets import DataTable, Input, Label, Select, SelectionList, Static
 from textual_image.widget import HalfcellImage
+from tui_helpers import until
 
 from engine.techniques import get_technique, technique_names
 from inpaint_tui.store import RunStatus, SampleStatus, Store, StoreError
@@ -45,11 +45,7 @@ def record_notifications(app: InpaintApp) -> list[str]:
 
 
 async def wait_for(pilot, condition, *, timeout: float = 15.0, what: str = "the condition", step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(step)
+    await until(pilot, condition, what, timeout, step)
 
 
 def sample_rows(screen: SamplesScreen) -> list[str]:

@@ -99,25 +99,26 @@ async def sweeps(pilot, store):
     await _settle(pilot, "#points", 2)
 
 
+async def _press_for(pilot, key: str, screen_name: str) -> None:
+    """Press `key` and wait for the screen (a dialog, help) it opens."""
+    await pilot.press(key)
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == screen_name, screen_name)
+    await pilot.pause(0.2)
+
+
 async def help_keys(pilot, store):
     await leaderboard(pilot, store)
-    await pilot.press("question_mark")
-    await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", "help")
-    await pilot.pause(0.2)
+    await _press_for(pilot, "question_mark", "HelpScreen")
 
 
 async def tags_dialog(pilot, store):
     await runs(pilot, store)
-    await pilot.press("t")
-    await until(pilot, lambda: type(pilot.app.screen).__name__ == "TextScreen", "the tags dialog")
-    await pilot.pause(0.2)
+    await _press_for(pilot, "t", "TextScreen")
 
 
 async def columns_dialog(pilot, store):
     await runs(pilot, store)
-    await pilot.press("C")
-    await until(pilot, lambda: type(pilot.app.screen).__name__ == "ColumnsScreen", "the column chooser")
-    await pilot.pause(0.2)
+    await _press_for(pilot, "C", "ColumnsScreen")
 
 
 async def diff(pilot, store):
