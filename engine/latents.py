@@ -1,7 +1,8 @@
 """Tensor building blocks shared by the hand-written denoising loops.
 
-Shapes: images (1, 3, H, W) in [-1, 1]; latents (1, 4, H/f, W/f) with f the VAE scale
-factor; masks (1, 1, h, w) float {0, 1}, 1 = generate.
+Shapes: images (B, 3, H, W) in [-1, 1]; latents (B, 4, H/f, W/f) with f the VAE scale
+factor; masks (B, 1, h, w) float {0, 1}, 1 = generate; B samples of one run at one working
+size (B = 1 unless the run is batched).
 """
 
 from __future__ import annotations
@@ -59,10 +60,16 @@ def encode_image(model: Model, image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_latents(model: Model, latents: torch.Tensor) -> np.ndarray:
-    """Latents to a float32 (H, W, 3) image in [0, 1]."""
-    image = model.vae.decode(latents / model.vae.config.scaling_factor).sample
-    image = (image / 2 + 0.5).clamp(0, 1)
-    return image[0].permute(1, 2, 0).float().cpu().numpy()
+    """(1, 4, h, w) latents to a float32 (H, W, 3) image in [0, 1]."""
+    return decode_batch(model, latents[:1])[0]
+
+
+@torch.no_grad()
+def decode_batch(model: Model, latents: torch.Tensor) -> list[np.ndarray]:
+    """(B, 4, h, w) latents to B float32 (H, W, 3) images in [0, 1], in one VAE call."""
+    images = model.vae.decode(latents / model.vae.config.scaling_factor).sample
+    images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
+    return list(images)
 
 
 NEAREST_RULE = "nearest-exact"
@@ -108,10 +115,12 @@ class PromptEmbeddings:
 
 
 @torch.no_grad()
-def encode_prompt(model: Model, prompt: str, negative_prompt: str, guidance: float) -> PromptEmbeddings:
-    def embed(text: str) -> torch.Tensor:
+def encode_prompts(model: Model, prompts: list[str], negative_prompt: str, guidance: float) -> PromptEmbeddings:
+    """B prompts' embeddings (B, 77, d); with CFG [uncond × B, cond_1..B] (2B, 77, d), the
+    layout `predict_noise` splits in halves. The negative prompt is encoded once."""
+    def embed(texts: list[str]) -> torch.Tensor:
         tokens = model.tokenizer(
-            text,
+            texts,
             padding="max_length",
             max_length=model.tokenizer.model_max_length,
             truncation=True,
@@ -119,10 +128,11 @@ def encode_prompt(model: Model, prompt: str, negative_prompt: str, guidance: flo
         ).input_ids.to(model.device)
         return model.text_encoder(tokens)[0].to(model.dtype)
 
-    conditional = embed(prompt)
+    conditional = embed(list(prompts))
     if guidance <= 1.0:
         return PromptEmbeddings(conditional, guidance)
-    return PromptEmbeddings(torch.cat([embed(negative_prompt), conditional]), guidance)
+    unconditional = embed([negative_prompt]).expand(len(prompts), -1, -1)
+    return PromptEmbeddings(torch.cat([unconditional, conditional]), guidance)
 
 
 @torch.no_grad()
@@ -157,32 +167,46 @@ def make_generator(model: Model, seed: int) -> torch.Generator:
 
 
 class LatentInpainting:
-    """The set-up every hand-written latent loop shares, and its cost accounting.
+    """The set-up every hand-written latent loop shares, and its cost accounting, for a batch
+    of B samples of one run at one working size (B = 1 is the single-sample case).
 
-    Holds the source latent z_src = s·E(x), the exact latent mask m_lat, the text
-    conditioning, a fresh scheduler with its timesteps t_0 > ... > t_{N-1}, and one seeded
-    generator from which all noise is drawn in call order. With a 9-channel UNet,
+    Holds the source latents z_src = s·E(x) (B, 4, h, w), the exact latent masks m_lat
+    (B, 1, h, w), the text conditioning ([uncond_1..B, cond_1..B] with CFG), a fresh
+    scheduler with its timesteps t_0 > ... > t_{N-1}, and one seeded generator per sample
+    from which that sample's noise is drawn in call order. Each draw is taken per sample at
+    batch 1's shape, so a sample sees the same noise in any batch. With a 9-channel UNet,
     `predict` adds the inpainting conditioning (mask and masked-image latent) itself.
+    `cost` is per image (every image of the batch costs the same).
     """
 
-    def __init__(self, model: Model, job, unet_role: str = "txt2img", *, seed: int | None = None) -> None:
-        from engine.techniques.registry import Cost
+    def __init__(self, model: Model, jobs, unet_role: str = "txt2img", *, seeds=None) -> None:
+        from engine.techniques.registry import Cost, TechniqueJob, check_batch
 
+        self.jobs = [jobs] if isinstance(jobs, TechniqueJob) else list(jobs)
+        check_batch(self.jobs)
+        self.job = self.jobs[0]  # the shared settings (params, steps, guidance)
         self.model = model
-        self.job = job
         self.cost = Cost()
         self.unet = model.unet(unet_role)
         self.scheduler = model.new_scheduler()
-        self.scheduler.set_timesteps(job.steps, device=model.device)
+        self.scheduler.set_timesteps(self.job.steps, device=model.device)
         self.timesteps = self.scheduler.timesteps
-        self.generator = make_generator(model, job.seed if seed is None else seed)
-        self.source_pixels = image_to_tensor(job.sample.image, model)  # (1, 3, H, W) in [-1, 1]
-        self.z_src = self.encode(self.source_pixels)  # (1, 4, h, w)
-        self.mask = latent_mask(job.sample, tuple(self.z_src.shape[-2:]), model)  # (1, 1, h, w)
-        self.prompt = encode_prompt(model, job.sample.prompt, job.negative_prompt, job.guidance)
+        seeds = [job.seed for job in self.jobs] if seeds is None else list(seeds)
+        self.generators = [make_generator(model, seed) for seed in seeds]
+        # (B, 3, H, W) in [-1, 1]
+        self.source_pixels = torch.cat([image_to_tensor(job.sample.image, model) for job in self.jobs])
+        self.z_src = self.encode(self.source_pixels)  # (B, 4, h, w)
+        latent_hw = tuple(self.z_src.shape[-2:])
+        self.mask = torch.cat([latent_mask(job.sample, latent_hw, model) for job in self.jobs])  # (B, 1, h, w)
+        self.prompt = encode_prompts(model, [job.sample.prompt for job in self.jobs], self.job.negative_prompt,
+                                     self.job.guidance)
         self._inpaint_condition: torch.Tensor | None = None
         if self.unet.config.in_channels == 9:
             self._inpaint_condition = self._inpainting_condition()
+
+    @property
+    def size(self) -> int:
+        return len(self.jobs)
 
     @property
     def steps(self) -> int:
@@ -193,7 +217,9 @@ class LatentInpainting:
         return tuple(self.z_src.shape)
 
     def noise(self) -> torch.Tensor:
-        return randn(self.shape, self.generator, self.model)
+        """(B, 4, h, w): one draw of batch 1's shape from each sample's generator."""
+        single = (1,) + self.shape[1:]
+        return torch.cat([randn(single, generator, self.model) for generator in self.generators])
 
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, index: int) -> torch.Tensor:
         """add_noise(z, ε, t_index) = √ᾱ_t·z + √(1-ᾱ_t)·ε."""
@@ -217,26 +243,45 @@ class LatentInpainting:
                          self.model, self.job.guidance)
         return latents
 
+    def report(self, done: int, total: int) -> None:
+        from engine.techniques.registry import report
+
+        report(self.jobs, done, total)
+
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         self.cost.vae_encodes += 1
         return encode_image(self.model, pixels)
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """(B, 4, h, w) latents to B float32 (H, W, 3) images in [0, 1]."""
         self.cost.vae_decodes += 1
-        return decode_latents(self.model, latents)
+        return decode_batch(self.model, latents)
 
-    def output(self, latents: torch.Tensor, **extras):
+    def outputs(self, latents: torch.Tensor, **extras) -> list:
+        """One TechniqueOutput per sample. A tensor extra with B rows is split per sample
+        (row b kept as (1, ...)); other extras are shared."""
+        from dataclasses import replace as copy_cost
+
         from engine.techniques.registry import TechniqueOutput
 
-        return TechniqueOutput(image=self.decode(latents), latents=latents, cost=self.cost, extras=extras)
+        images = self.decode(latents)
+        results = []
+        for b, image in enumerate(images):
+            own = {key: value[b : b + 1] if self._per_sample(value) else value for key, value in extras.items()}
+            results.append(TechniqueOutput(image=image, latents=latents[b : b + 1], cost=copy_cost(self.cost),
+                                           extras=own))
+        return results
+
+    def _per_sample(self, value) -> bool:
+        return isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == self.size
 
     def _inpainting_condition(self) -> torch.Tensor:
         # As diffusers' inpaint pipeline: the mask resized to the latent grid (its plain
         # "nearest", top-left pixel: the rule the 9-channel UNet was trained with), and the
         # latent of the image with the masked region set to 0 (mid-grey in [-1, 1]).
-        pixel_mask = torch.from_numpy(self.job.sample.binary_mask.astype(np.float32))[None, None]
+        pixel_mask = torch.cat([torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None]
+                                for job in self.jobs])  # (B, 1, H, W)
         pixel_mask = pixel_mask.to(self.model.device, self.model.dtype)
         masked_latent = self.encode(self.source_pixels * (pixel_mask < 0.5))
         mask = F.interpolate(pixel_mask, size=tuple(self.z_src.shape[-2:]), mode="nearest")
         return torch.cat([mask, masked_latent], dim=1)
-

@@ -29,7 +29,7 @@ source each step), so the seam harmonises; costs about s·N UNet calls.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -43,9 +43,21 @@ if TYPE_CHECKING:
 
 def postprocess(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
     """Apply the job's post-conditioning and background options to a technique's output."""
+    return postprocess_batch(model, [job], [output])[0]
+
+
+def postprocess_batch(model: "Model", jobs: Sequence["TechniqueJob"],
+                      outputs: Sequence["TechniqueOutput"]) -> list["TechniqueOutput"]:
+    """`postprocess` for a batch: post-conditioning runs batched (one loop for all), then
+    each sample's background option on its own."""
+    outputs = list(outputs)
+    if jobs[0].params.get("post_condition", False):
+        outputs = post_condition(model, jobs, outputs)
+    return [_background(model, job, output) for job, output in zip(jobs, outputs)]
+
+
+def _background(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
     params = job.params
-    if params.get("post_condition", False):
-        output = post_condition(model, job, output)
     background = params.get("background", "none")
     if background == "none":
         return output
@@ -207,17 +219,20 @@ def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutp
     return TechniqueOutput(image=image, latents=latents, cost=output.cost + cost, extras=output.extras)
 
 
-def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
+def post_condition(model: "Model", jobs: Sequence["TechniqueJob"],
+                   outputs: Sequence["TechniqueOutput"]) -> list["TechniqueOutput"]:
+    """Post-conditioning of a batch's outputs, one loop for all (see the module docstring)."""
     import torch
 
     from engine.latents import LatentInpainting, pixels_to_tensor
 
-    params = job.params
+    params = jobs[0].params
     # Its own noise stream, so switching post-conditioning on leaves the technique's noise alone.
-    task = LatentInpainting(model, job, params["post_unet"], seed=sample_seed(job.seed, "post_condition"))
-    source = np.asarray(job.sample.image, dtype=np.float32) / 255.0
-    composite = paste(output.image, source, job.sample.binary_mask)
-    z = task.encode(pixels_to_tensor(composite, model))
+    task = LatentInpainting(model, jobs, params["post_unet"],
+                            seeds=[sample_seed(job.seed, "post_condition") for job in jobs])
+    composites = [paste(output.image, np.asarray(job.sample.image, dtype=np.float32) / 255.0, job.sample.binary_mask)
+                  for job, output in zip(jobs, outputs)]
+    z = task.encode(torch.cat([pixels_to_tensor(composite, model) for composite in composites]))  # (B, 4, h, w)
     start = post_condition_start(params["post_strength"], task.steps)
     latents = task.add_noise(z, task.noise(), start)
     with torch.no_grad():
@@ -225,7 +240,9 @@ def post_condition(model: "Model", job: "TechniqueJob", output: "TechniqueOutput
             t = task.timesteps[i]
             latents = task.step(task.predict(latents, t), t, latents)
             latents = task.mask * latents + (1 - task.mask) * task.noised_source(i + 1)
-    result = task.output(latents, **output.extras)
-    result.cost = output.cost + task.cost
-    return result
+    results = task.outputs(latents)
+    for result, output in zip(results, outputs):
+        result.extras = output.extras
+        result.cost = output.cost + task.cost
+    return results
 

@@ -12,12 +12,13 @@ resumed or reordered run reproduces the same pixels for the same sample.
 from __future__ import annotations
 
 import gc
+import logging
 import resource
 import time
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,10 +29,13 @@ from engine.latents import NonFiniteError, check_finite
 from engine.models import Model, load_model
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
-from engine.postprocess import postprocess
+from engine.postprocess import postprocess, postprocess_batch
 from engine.preview import PreviewTap
 from engine.spec import DEFAULTS, EvalConfig, RunSpec
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
+
+
+log = logging.getLogger(__name__)
 
 
 class RunAborted(Exception):
@@ -43,6 +47,7 @@ class RunAborted(Exception):
 class Progress:
     """Where a run is: sample `sample_index` of `sample_count` (0-based), `step` of `steps`.
 
+    In a batch, one Progress per step stands for the batch, named by its first sample.
     `preview(max_side)` decodes the sample's latest predicted clean image (the current latent
     for schedulers without one; see engine.preview.PreviewTap). It costs a VAE decode (left
     out of the sample's time and Cost), so call it only for a preview that will be shown.
@@ -54,6 +59,7 @@ class Progress:
     step: int
     steps: int
     preview: Callable[[int], Image.Image | None] | None = field(default=None, compare=False, repr=False)
+    batch: int = 1  # samples sharing this step: sample_index .. sample_index + batch - 1
 
 
 @dataclass
@@ -98,29 +104,36 @@ def inpaint(
     errors: str = "record",
     warm_up: bool = True,
     seeds: Mapping[str, int] | None = None,
+    batch_size: int = 1,
 ) -> Iterator[SampleResult]:
-    """Inpaint each sample, yielding results one by one as they finish (a loop over
-    `Generation.sample`, the per-sample entry the worker calls).
+    """Inpaint each sample, yielding results in sample order as they finish (a loop over
+    `Generation.batch`, the entry the worker calls).
 
     `errors="record"` turns a failing sample into a result with `error` set and goes on;
     `errors="raise"` re-raises. `RunAborted` from `on_step` always propagates.
     `seeds` may fix a sample's seed by id (a resumed run passes the recorded ones); the
     default is `sample_seed(seed, sample.id)`. `evaluation` chooses the generation-time
-    metrics (default: EvalConfig(), i.e. the catalogue's default groups).
+    metrics (default: EvalConfig(), i.e. the catalogue's default groups). `batch_size`
+    samples at a time share each model call (see `Generation.batch`).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     generation = Generation(model, technique, params=params, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, evaluation=evaluation, warm_up=warm_up)
     sample_list = list(samples)
-    for index, sample in enumerate(sample_list):
-        sample_seed_value = seeds[sample.id] if seeds and sample.id in seeds else sample_seed(seed, sample.id)
-        yield generation.sample(sample, seed=sample_seed_value, index=index, count=len(sample_list),
-                                on_step=on_step, errors=errors)
+    for first in range(0, len(sample_list), batch_size):
+        window = sample_list[first : first + batch_size]
+        window_seeds = [seeds[sample.id] if seeds and sample.id in seeds else sample_seed(seed, sample.id)
+                        for sample in window]
+        yield from generation.batch(window, seeds=window_seeds, first_index=first, count=len(sample_list),
+                                    on_step=on_step, errors=errors)
 
 
 class Generation:
     """One run's generation, prepared once: the model, the technique and its validated
-    parameters, steps, guidance, negative prompt and evaluation settings. `sample` inpaints
-    one sample; the first call on a model also warms the technique up (see `_warm_up`)."""
+    parameters, steps, guidance, negative prompt and evaluation settings. `batch` inpaints
+    samples that share model calls, `sample` one sample; the first call on a model also
+    warms the technique up (see `_warm_up`)."""
 
     def __init__(
         self,
@@ -160,71 +173,187 @@ class Generation:
         on_step: Callable[[Progress], None] | None = None,
         errors: str = "record",
     ) -> SampleResult:
+        return self.batch([sample], seeds=[seed], first_index=index, count=count, on_step=on_step,
+                          errors=errors)[0]
+
+    def batch(
+        self,
+        samples: Sequence[Sample],
+        *,
+        seeds: Sequence[int],
+        first_index: int = 0,
+        count: int | None = None,
+        on_step: Callable[[Progress], None] | None = None,
+        errors: str = "record",
+    ) -> list[SampleResult]:
+        """Inpaint `samples` (with their `seeds`), sharing each model call among those of one
+        working size; results in sample order. Every sample keeps its own seed, noise
+        streams, mask and prompt, so its pixels are the ones it gets alone up to the kernels'
+        batch-size rounding (exact when the kernels are batch-invariant; see
+        engine.batching). A batch that raises is retried sample by sample, so a failing
+        sample fails alone. A batched sample's `seconds` is its share of the batch's time,
+        its `peak_memory_mb` the batch's."""
         if errors not in ("record", "raise"):
             raise ValueError(f"errors must be 'record' or 'raise', not {errors!r}")
-        if self.warm_up:
-            _warm_up(self.model, self.technique, self.params, sample, self.guidance, self.negative_prompt)
-        return _inpaint_one(self, sample, index, count, seed, on_step, errors)
+        if len(seeds) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(seeds)} seeds")
+        count = len(samples) if count is None else count
+        if self.warm_up and samples:
+            _warm_up(self.model, self.technique, self.params, samples[0], self.guidance, self.negative_prompt)
+        results: list[SampleResult | None] = [None] * len(samples)
+        groups: dict[tuple[int, int], list[_Item]] = {}
+        for offset, (sample, seed) in enumerate(zip(samples, seeds)):
+            item = _Item(first_index + offset, sample, seed)
+            try:
+                item.working = prepare(sample, self.model.resolution, self.params.get("resize", "fit"))
+            except Exception as error:
+                if errors == "raise":
+                    raise
+                results[offset] = _failed(item, error, self.model)
+                continue
+            groups.setdefault(item.working.size, []).append(item)
+        for items in groups.values():
+            for item, result in zip(items, _inpaint_group(self, items, count, on_step, errors)):
+                results[item.index - first_index] = result
+        return results
 
 
-def _inpaint_one(
+@dataclass
+class _Item:
+    index: int
+    sample: Sample
+    seed: int
+    working: Sample | None = None
+
+
+def _inpaint_group(generation: Generation, items: list[_Item], count: int,
+                   on_step: Callable[[Progress], None] | None, errors: str) -> list[SampleResult]:
+    """One batch of one working size; on an error (other than cancellation) each sample is
+    run again alone, so only a sample that fails alone is recorded as failed."""
+    if len(items) == 1:
+        return [_inpaint_batch(generation, items, count, on_step, errors)[0]]
+    try:
+        return _inpaint_batch(generation, items, count, on_step, "raise")
+    except RunAborted:
+        raise
+    except Exception as error:
+        log.info("a batch of %d failed (%s: %s); running its samples one by one",
+                 len(items), type(error).__name__, error)
+        out_of_memory = isinstance(error, torch.cuda.OutOfMemoryError)
+    if out_of_memory:
+        _release_cached_memory()
+    return [_inpaint_batch(generation, [item], count, on_step, errors)[0] for item in items]
+
+
+def _inpaint_batch(
     generation: Generation,
-    sample: Sample,
-    index: int,
+    items: list[_Item],
     count: int,
-    seed: int,
     on_step: Callable[[Progress], None] | None,
     errors: str,
-) -> SampleResult:
+) -> list[SampleResult]:
     model, technique, params = generation.model, generation.technique, generation.params
-    result = SampleResult(index=index, sample_id=sample.id, seed=seed, size=(0, 0))
+    results = [SampleResult(index=item.index, sample_id=item.sample.id, seed=item.seed, size=item.working.size)
+               for item in items]
+    first = items[0]
     tap = PreviewTap(model)
 
     def report(done: int, total: int) -> None:
         if on_step is not None:
-            on_step(Progress(index, count, sample.id, done, total, preview=tap.image))
+            on_step(Progress(first.index, count, first.sample.id, done, total, preview=tap.image,
+                             batch=len(items)))
 
     memory = _PeakMemory(model.device)
     started = time.perf_counter()
     out_of_memory = False
     try:
-        working = prepare(sample, model.resolution, params.get("resize", "fit"))
-        result.size = working.size
-        job = TechniqueJob(working, params, generation.steps, generation.guidance, seed, generation.negative_prompt,
-                           report)
+        jobs = [TechniqueJob(item.working, params, generation.steps, generation.guidance, item.seed,
+                             generation.negative_prompt, report) for item in items]
         # Only a listener can ask for previews; without one the loops run untouched.
         with tap if on_step is not None else nullcontext():
-            raw = technique.run(model, job)
-            # Techniques stepping through LatentInpainting.step already stopped at a bad step;
-            # the others (a diffusers pipeline) are caught here, before any metric or file.
-            if raw.latents is not None:
-                check_finite(raw.latents, "final latent", model, generation.guidance)
-            check_finite(raw.image, "decoded image", model, generation.guidance)
-            output = postprocess(model, job, raw)
-        check_finite(output.image, "post-processed image", model, generation.guidance)
-        result.seconds = time.perf_counter() - started - tap.seconds
-        result.peak_memory_mb = memory.peak_mb()
-        pixels = to_uint8(output.image)
-        result.image = Image.fromarray(pixels, mode="RGB")
-        result.cost = output.cost
-        result.metrics = sample_time_metrics(pixels, np.asarray(working.image), working.binary_mask,
-                                             generation.evaluation)
-        result.metrics["seconds"] = result.seconds
-        result.metrics["peak_memory_mb"] = result.peak_memory_mb
-        result.metrics.update(output.cost.as_metrics())
+            raws = technique.run_batch(model, jobs)
+            for raw in raws:
+                # Techniques stepping through LatentInpainting.step already stopped at a bad
+                # step; the others (a diffusers pipeline) are caught here, before any metric or file.
+                if raw.latents is not None:
+                    check_finite(raw.latents, "final latent", model, generation.guidance)
+                check_finite(raw.image, "decoded image", model, generation.guidance)
+            outputs = postprocess_batch(model, jobs, raws)
+        for output in outputs:
+            check_finite(output.image, "post-processed image", model, generation.guidance)
+        seconds = (time.perf_counter() - started - tap.seconds) / len(items)
+        peak = memory.peak_mb()
+        for result, item, output in zip(results, items, outputs):
+            result.seconds, result.peak_memory_mb = seconds, peak
+            pixels = to_uint8(output.image)
+            result.image = Image.fromarray(pixels, mode="RGB")
+            result.cost = output.cost
+            result.metrics = sample_time_metrics(pixels, np.asarray(item.working.image), item.working.binary_mask,
+                                                 generation.evaluation)
+            result.metrics["seconds"] = result.seconds
+            result.metrics["peak_memory_mb"] = result.peak_memory_mb
+            result.metrics.update(output.cost.as_metrics())
     except RunAborted:
         raise
     except Exception as error:
         if errors == "raise":
             raise
-        result.image = None
-        result.metrics = {}
-        result.error = _describe(error, model, result.size)
-        result.traceback = traceback.format_exc()
+        results = [_failed(item, error, model, item.working.size) for item in items]
         out_of_memory = isinstance(error, torch.cuda.OutOfMemoryError)
     if out_of_memory:
         _release_cached_memory()
-    return result
+    return results
+
+
+def _failed(item: _Item, error: Exception, model: Model, size: tuple[int, int] = (0, 0)) -> SampleResult:
+    return SampleResult(index=item.index, sample_id=item.sample.id, seed=item.seed, size=size,
+                        error=_describe(error, model, size), traceback=traceback.format_exc())
+
+
+AUTO_BATCH_LIMIT = 16  # the most samples `auto` puts in one batch
+CPU_AUTO_BATCH = 4  # on tiny at 128 px, batch 4 gave 1.5-1.8x batch 1's throughput (bench/batching.py)
+AUTO_MEMORY_SHARE = 0.8  # of the GPU memory free after the first sample that `auto` plans to use
+
+
+class BatchSizer:
+    """How many samples the next batch takes. A number is used as given. `auto` on the CPU
+    takes CPU_AUTO_BATCH; on CUDA it runs the first sample alone and then sizes batches
+    from that sample's memory (its peak over what was allocated before it) and the memory
+    free then (at most AUTO_BATCH_LIMIT). A batch that ran out of GPU memory halves the
+    next batches (its samples were retried alone)."""
+
+    def __init__(self, choice: int | str | None, model: Model) -> None:
+        if choice in (None, ""):
+            choice = 1
+        if choice != "auto" and (not isinstance(choice, int) or isinstance(choice, bool) or choice < 1):
+            raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {choice!r}")
+        self.auto = choice == "auto"
+        self.cuda = model.device.startswith("cuda")
+        self.size = (1 if self.cuda else CPU_AUTO_BATCH) if self.auto else choice
+        self._baseline_mb = torch.cuda.memory_allocated(model.device) / 2**20 if self.cuda else 0.0
+        self._device = model.device
+        self._sized = not (self.auto and self.cuda)
+
+    def next(self) -> int:
+        return self.size
+
+    def observe(self, results: Sequence[SampleResult]) -> None:
+        if any(result.error and result.error.startswith("out of GPU memory") for result in results):
+            self.size = max(1, self.size // 2)
+            self._sized = True
+            return
+        if self._sized:
+            return
+        peaks = [result.peak_memory_mb for result in results if result.ok]
+        if not peaks:
+            return
+        per_sample = max(max(peaks) - self._baseline_mb, 1.0)
+        free, _total = torch.cuda.mem_get_info(self._device)
+        cached = torch.cuda.memory_reserved(self._device) - torch.cuda.memory_allocated(self._device)
+        available = (free + cached) / 2**20
+        self.size = max(1, min(AUTO_BATCH_LIMIT, int(AUTO_MEMORY_SHARE * available / per_sample)))
+        self._sized = True
+        log.info("batch size %d: %.0f MiB per sample, %.0f MiB free", self.size, per_sample, available)
 
 
 def _warm_up(model: Model, technique: Technique, params: Mapping[str, Any], sample: Sample, guidance: float,

@@ -22,7 +22,7 @@ exactly. Choices, as the paper's code allows:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
@@ -92,14 +92,14 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return steps - first_step(params, steps), True
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     from engine.latents import LatentInpainting, dilate
 
-    task = LatentInpainting(model, job, "txt2img")
-    dilations = job.params["progressive_shrink"]
+    task = LatentInpainting(model, jobs, "txt2img")
+    dilations = task.job.params["progressive_shrink"]
     kernels = shrink_kernels(dilations)
-    masks = [dilate(task.mask, k) for k in kernels]  # each (1, 1, h, w)
-    start = first_step(job.params, task.steps)
+    masks = [dilate(task.mask, k) for k in kernels]  # each (B, 1, h, w), each sample's own
+    start = first_step(task.job.params, task.steps)
     mask_for_step = shrink_schedule(task.steps, dilations, start)  # over the steps that run
 
     noise = task.noise()
@@ -110,10 +110,10 @@ def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
         latents = task.step(task.predict(latents, t), t, latents)
         mask = masks[mask_for_step[i - start]]
         latents = mask * latents + (1 - mask) * task.noised_source(i + 1)
-        job.report(i - start + 1, task.steps - start)
+        task.report(i - start + 1, task.steps - start)
 
     used = [kernels[k] for k in mask_for_step]  # the mask kernel each step blended with
-    return task.output(latents, z_src=task.z_src, latent_mask=task.mask, mask_kernels=used)
+    return task.outputs(latents, z_src=task.z_src, latent_mask=task.mask, mask_kernels=used)
 
 
 TECHNIQUE = register(
@@ -122,7 +122,7 @@ TECHNIQUE = register(
         summary="Blended Latent Diffusion: text-to-image UNet, background latent replaced every step",
         unet="txt2img",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="Avrahami et al., Blended Latent Diffusion, arXiv 2206.02779",
     )

@@ -7,7 +7,7 @@ fully, 0 = keep), while the paper's code takes a keep map (white = keep), keep =
 
 A text-to-image (4-channel) UNet denoises the whole latent. With N steps, t_0 > … > t_{N−1}:
 
-    m_lat = strength · area_resize(m)                        (1, 1, h, w), soft, not thresholded
+    m_lat = strength · area_resize(m)                        (B, 1, h, w), soft, not thresholded
     n(p)  = ⌈m_lat(p) · N⌉                                   steps entry p is denoised for
     L(p)  = N − n(p)                                         last step at which p is frozen
     z^i   = add_noise(z_src, ε, t_i)     for i = 0 … N−1      (one ε for every t_i, as their code;
@@ -52,7 +52,7 @@ Other deviations from their code, and why:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -118,25 +118,26 @@ def frozen_schedule(change: np.ndarray | float, steps: int) -> np.ndarray:
 
 
 def change_map(task: "LatentInpainting", strength: float) -> "torch.Tensor":
-    """strength · m on the latent grid, (1, 1, h, w) float32 on the CPU: the soft mask averaged
-    over each latent cell's pixel block (area resize), never thresholded."""
+    """strength · m on the latent grid, (B, 1, h, w) float32 on the CPU: each sample's soft
+    mask averaged over each latent cell's pixel block (area resize), never thresholded."""
     import torch
     import torch.nn.functional as F
 
-    mask = torch.from_numpy(np.ascontiguousarray(task.job.sample.mask, dtype=np.float32))[None, None]  # (1, 1, H, W)
-    resized = F.interpolate(mask, size=tuple(task.z_src.shape[-2:]), mode="area")  # (1, 1, h, w)
+    masks = torch.cat([torch.from_numpy(np.ascontiguousarray(job.sample.mask, dtype=np.float32))[None, None]
+                       for job in task.jobs])  # (B, 1, H, W)
+    resized = F.interpolate(masks, size=tuple(task.z_src.shape[-2:]), mode="area")  # (B, 1, h, w)
     return (resized * strength).clamp(0.0, 1.0)
 
 
 def noised_sources(task: "LatentInpainting", noise: str = "fixed") -> list["torch.Tensor"]:
-    """z^i = add_noise(z_src, ε, t_i) for i = 0 … N−1, each (1, 4, h, w), then z^N = z_src.
+    """z^i = add_noise(z_src, ε, t_i) for i = 0 … N−1, each (B, 4, h, w), then z^N = z_src.
     `noise="fixed"`: one ε (the generator's first draw) for every i, as the authors' code;
     "fresh": a new ε_i per index, drawn in index order."""
     if noise == "fresh":
         return [task.noised_source(i) for i in range(task.steps)] + [task.z_src]
     if noise != "fixed":
         raise ValueError(f"noise must be 'fixed' or 'fresh', got {noise!r}")
-    eps = task.noise()  # (1, 4, h, w)
+    eps = task.noise()  # (B, 4, h, w)
     return [task.add_noise(task.z_src, eps, i) for i in range(task.steps)] + [task.z_src]
 
 
@@ -147,17 +148,19 @@ def denoise(
     report: Callable[[int, int], None],
     observe: Observer | None = None,
 ) -> "torch.Tensor":
-    """The Differential Diffusion loop. `last_frozen`: (1, 1, h, w) integer L per entry;
-    `sources`: the N+1 latents from `noised_sources`. Returns the final (1, 4, h, w) latent."""
+    """The Differential Diffusion loop. `last_frozen`: (B, 1, h, w) integer L per entry;
+    `sources`: the N+1 latents from `noised_sources`. Returns the final (B, 4, h, w) latent."""
     import torch
 
     steps = task.steps
-    # Steps before the smallest L are overwritten everywhere at the next step: skip them.
+    # Steps before the smallest L are overwritten everywhere at the next step: skip them. In a
+    # batch the smallest L over all samples; a sample whose own L is larger is overwritten
+    # whole until its own start, so its result is the one it gets alone.
     start = min(int(last_frozen.min()), steps)
-    latents = sources[start]  # (1, 4, h, w); every entry is frozen at `start` anyway
+    latents = sources[start]  # (B, 4, h, w); every entry is frozen at `start` anyway
 
     def replace(i: int, latents: "torch.Tensor") -> "torch.Tensor":
-        frozen = i <= last_frozen  # (1, 1, h, w) bool, broadcast over the 4 channels
+        frozen = i <= last_frozen  # (B, 1, h, w) bool, broadcast over the 4 channels
         replaced = torch.where(frozen, sources[i], latents)  # exact copies, no arithmetic blend
         if observe is not None:
             observe(i, latents, replaced)
@@ -165,8 +168,8 @@ def denoise(
 
     for i in range(start, steps):
         t = task.timesteps[i]
-        latents = replace(i, latents)  # (1, 4, h, w) at t_i
-        latents = task.step(task.predict(latents, t), t, latents)  # (1, 4, h, w) at t_{i+1}
+        latents = replace(i, latents)  # (B, 4, h, w) at t_i
+        latents = task.step(task.predict(latents, t), t, latents)  # (B, 4, h, w) at t_{i+1}
         report(i - start + 1, steps - start)
     return replace(steps, latents)  # m_lat = 0 entries become the clean z_src
 
@@ -177,18 +180,22 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return int(denoise_steps(params["strength"], steps)), False
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     import torch
 
     from engine.latents import LatentInpainting
 
-    task = LatentInpainting(model, job, "txt2img")
-    change = change_map(task, job.params["strength"])  # (1, 1, h, w) float32, CPU
-    last_frozen = torch.from_numpy(last_frozen_step(change.numpy(), task.steps)).to(model.device)  # (1, 1, h, w)
+    task = LatentInpainting(model, jobs, "txt2img")
+    change = change_map(task, task.job.params["strength"])  # (B, 1, h, w) float32, CPU
+    last_frozen = torch.from_numpy(last_frozen_step(change.numpy(), task.steps)).to(model.device)  # (B, 1, h, w)
     with torch.no_grad():
-        sources = noised_sources(task, job.params["noise"])
-        latents = denoise(task, last_frozen, sources, job.report)
-    return task.output(latents, change_map=change, z_src=task.z_src)
+        sources = noised_sources(task, task.job.params["noise"])
+        latents = denoise(task, last_frozen, sources, task.report)
+    outputs = task.outputs(latents, change_map=change, z_src=task.z_src)
+    for output, frozen in zip(outputs, last_frozen):
+        # The calls this sample needs alone (its own start): a batch runs from the earliest.
+        output.cost.unet_calls = task.steps - min(int(frozen.min()), task.steps)
+    return outputs
 
 
 TECHNIQUE = register(
@@ -198,7 +205,7 @@ TECHNIQUE = register(
         "until its own start step",
         unet="txt2img",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="Levin & Fried, Differential Diffusion: Giving Each Pixel Its Strength, arXiv 2306.00950",
     )

@@ -62,7 +62,7 @@ N + ⌊pN⌋ (2N at the default p = 1). No extra VAE work beyond `blended`.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
@@ -128,7 +128,8 @@ def select_blocks(unet: Any, choice: str) -> list[tuple[str, Any]]:
 
 def overwrite_known(output: Any, keep_mask: Any, half: int) -> Any:
     """`output` (a tensor or nested tuple of them) with, in every 4-D tensor of batch 2·half,
-    the first half replaced by the second where `keep_mask(h, w)` (bool (1, 1, h, w)) is True.
+    the first half replaced by the second where `keep_mask(h, w)` (bool (half, 1, h, w), one
+    row per generation row) is True.
     Other values pass through. New tensors are built: inputs may be aliased elsewhere."""
     import torch
 
@@ -136,7 +137,7 @@ def overwrite_known(output: Any, keep_mask: Any, half: int) -> Any:
         if output.ndim != 4 or output.shape[0] != 2 * half:
             return output
         generation, known = output[:half], output[half:]  # each (B, C, h', w')
-        keep = keep_mask(tuple(output.shape[-2:]))  # (1, 1, h', w'), broadcast over B and C
+        keep = keep_mask(tuple(output.shape[-2:]))  # (half, 1, h', w'), broadcast over C
         return torch.cat([torch.where(keep, known, generation), known])
     if isinstance(output, (tuple, list)):
         return type(output)(overwrite_known(item, keep_mask, half) for item in output)
@@ -177,18 +178,20 @@ def predict_with_propagation(
     import torch
 
     prompt = task.prompt
-    copies = 2 if prompt.cfg else 1  # [uncond, cond] with CFG
-    generation = torch.cat([latents] * copies)  # (B, 4, h, w)
-    known_batch = torch.cat([known] * copies)  # (B, 4, h, w)
-    batch = task.scheduler.scale_model_input(torch.cat([generation, known_batch]), t)  # (2B, 4, h, w)
-    embeddings = torch.cat([prompt.embeddings] * 2)  # (2B, 77, d): the same prompts for both halves
+    copies = 2 if prompt.cfg else 1  # [uncond × B, cond × B] with CFG
+    half = copies * task.size  # C = copies·B rows per half
+    generation = torch.cat([latents] * copies)  # (C, 4, h, w)
+    known_batch = torch.cat([known] * copies)  # (C, 4, h, w)
+    batch = task.scheduler.scale_model_input(torch.cat([generation, known_batch]), t)  # (2C, 4, h, w)
+    embeddings = torch.cat([prompt.embeddings] * 2)  # (2C, 77, d): the same prompts for both halves
+    masks = torch.cat([task.mask] * copies)  # (C, 1, h, w): row r of a half is sample r mod B
     task.cost.unet_calls += 2
-    with torch.no_grad(), propagation_hooks(modules, task.mask, half=copies):
-        noise = task.unet(batch, t, encoder_hidden_states=embeddings).sample  # (2B, 4, h, w)
-    noise = noise[:copies]  # the generation half; the known pass only lends its features
+    with torch.no_grad(), propagation_hooks(modules, masks, half=half):
+        noise = task.unet(batch, t, encoder_hidden_states=embeddings).sample  # (2C, 4, h, w)
+    noise = noise[:half]  # the generation half; the known pass only lends its features
     if not prompt.cfg:
         return noise
-    unconditional, conditional = noise.chunk(2)  # each (1, 4, h, w)
+    unconditional, conditional = noise.chunk(2)  # each (B, 4, h, w)
     return unconditional + prompt.guidance * (conditional - unconditional)
 
 
@@ -197,34 +200,34 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return steps + propagated_steps(steps, params["propagate_until"]), True
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     from engine.latents import LatentInpainting
 
-    task = LatentInpainting(model, job, "txt2img")
-    modules = [module for _, module in select_blocks(task.unet, job.params["blocks"])]
-    propagating = propagated_steps(task.steps, job.params["propagate_until"])
+    task = LatentInpainting(model, jobs, "txt2img")
+    modules = [module for _, module in select_blocks(task.unet, task.job.params["blocks"])]
+    propagating = propagated_steps(task.steps, task.job.params["propagate_until"])
 
     # Same random draws, in the same order, as `blended` with blend_start = 0.
-    noise = task.noise()  # (1, 4, h, w)
-    latents = noise * task.scheduler.init_noise_sigma  # (1, 4, h, w), pure noise
+    noise = task.noise()  # (B, 4, h, w)
+    latents = noise * task.scheduler.init_noise_sigma  # (B, 4, h, w), pure noise
     for i in range(task.steps):
         t = task.timesteps[i]
         if i < propagating:
             # `noise` is the ε of the current background (shared ε, see the docstring).
-            known = task.add_noise(task.z_src, noise, i)  # (1, 4, h, w)
+            known = task.add_noise(task.z_src, noise, i)  # (B, 4, h, w)
             noise_pred = predict_with_propagation(task, latents, known, t, modules)
         else:
             noise_pred = task.predict(latents, t)
-        latents = task.step(noise_pred, t, latents)  # (1, 4, h, w) at t_{i+1}
+        latents = task.step(noise_pred, t, latents)  # (B, 4, h, w) at t_{i+1}
         if i + 1 < task.steps:
             noise = task.noise()  # fresh ε_{i+1}, as task.noised_source(i + 1) would draw
             background = task.add_noise(task.z_src, noise, i + 1)
         else:
             background = task.z_src  # clean after the last step
         latents = task.mask * latents + (1 - task.mask) * background
-        job.report(i + 1, task.steps)
+        task.report(i + 1, task.steps)
 
-    return task.output(latents, z_src=task.z_src, latent_mask=task.mask)
+    return task.outputs(latents, z_src=task.z_src, latent_mask=task.mask)
 
 
 TECHNIQUE = register(
@@ -234,7 +237,7 @@ TECHNIQUE = register(
         "in the known region; background blended every step (≈ 2N UNet calls)",
         unet="txt2img",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="Corneanu et al., LatentPaint, WACV 2024 (training-free variant; no public code)",
     )

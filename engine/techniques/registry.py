@@ -4,7 +4,7 @@ CLI and the TUI can list techniques and build forms without loading the model st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from engine.options import POSTPROCESS_SCHEMA, post_condition_unet_calls
 from engine.params import ParamError, ParamSchema
@@ -35,6 +35,26 @@ class TechniqueJob:
     def report(self, done: int, total: int) -> None:
         if self.on_step is not None:
             self.on_step(done, total)
+
+
+def report(jobs: Sequence[TechniqueJob], done: int, total: int) -> None:
+    """Progress of a batch: each distinct callback once (a batch's jobs share the runner's)."""
+    for callback in dict.fromkeys(job.on_step for job in jobs if job.on_step is not None):
+        callback(done, total)
+
+
+def check_batch(jobs: Sequence[TechniqueJob]) -> None:
+    """A batch is samples of one run at one working size: everything but the sample and its
+    seed is shared, and the tensors stack."""
+    if not jobs:
+        raise ValueError("a batch needs at least one job")
+    first = jobs[0]
+    for job in jobs[1:]:
+        if job.sample.size != first.sample.size:
+            raise ValueError(f"a batch needs one working size: {job.sample.size} vs {first.sample.size}")
+        if (job.params, job.steps, job.guidance, job.negative_prompt) != (
+                first.params, first.steps, first.guidance, first.negative_prompt):
+            raise ValueError("a batch's jobs must share parameters, steps, guidance and negative prompt")
 
 
 @dataclass
@@ -80,11 +100,17 @@ class Technique:
     summary: str
     unet: str  # "inpaint" (9-channel) or "txt2img" (4-channel): which UNet the preset must have
     schema: ParamSchema
-    run: Callable[["Model", TechniqueJob], TechniqueOutput]
+    # Inpaints a batch (samples of one run at one working size, see `check_batch`) and
+    # returns one output per job, in order; a batch of one is the single-sample case.
+    run_batch: Callable[["Model", Sequence[TechniqueJob]], list[TechniqueOutput]]
     reference: str = ""  # paper or code the technique follows
     # Torch-free cost model: (resolved params, steps) -> (UNet calls per image, exact?), using
     # the same rounding helpers as the loop; None = "about N" (inexact).
     estimate: Callable[[Mapping[str, Any], int], tuple[int, bool]] | None = None
+
+    def run(self, model: "Model", job: TechniqueJob) -> TechniqueOutput:
+        """One sample: a batch of one."""
+        return self.run_batch(model, [job])[0]
 
     @property
     def full_schema(self) -> ParamSchema:

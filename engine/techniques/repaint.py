@@ -5,7 +5,7 @@ in latent space with a text-to-image (4-channel) UNet.
 The latent moves over the indices 0 … N of the N DDIM timesteps t_0 > … > t_{N−1}
 (index N = clean) along `repaint_schedule`. Going down i → i+1 is a UNet call:
 
-    z ← scheduler.step(ε̂(z, t_i), t_i, z)                                 (1, 4, h, w)
+    z ← scheduler.step(ε̂(z, t_i), t_i, z)                                 (B, 4, h, w)
     z ← m_lat · z + (1 − m_lat) · add_noise(z_src, ε, t_{i+1})            (fresh ε; clean z_src at N)
 
 Going up i → i−1 is forward noising, no UNet call (resampling, "jumps"):
@@ -43,7 +43,7 @@ Choices and deviations:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.params import Param, ParamSchema
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
@@ -147,22 +147,22 @@ def resample(
     observer: Observer | None = None,
     report=None,
 ) -> "torch.Tensor":
-    """Run `schedule` from pure noise; returns the final latent (1, 4, h, w)."""
+    """Run `schedule` from pure noise; returns the final latent (B, 4, h, w)."""
     check_step_spacing(task)
-    mask = task.mask  # (1, 1, h, w), 1 = generate
-    latents = task.noise() * task.scheduler.init_noise_sigma  # (1, 4, h, w) at t_0
+    mask = task.mask  # (B, 1, h, w), 1 = generate
+    latents = task.noise() * task.scheduler.init_noise_sigma  # (B, 4, h, w) at t_0
     total = unet_calls(schedule)
     done = 0
     for start, end in schedule:
         if end == start + 1:
             t = task.timesteps[start]
-            latents = task.step(task.predict(latents, t), t, latents)  # (1, 4, h, w) at t_end
+            latents = task.step(task.predict(latents, t), t, latents)  # (B, 4, h, w) at t_end
             latents = mask * latents + (1 - mask) * task.noised_source(end)  # clean z_src at N
             done += 1
             if report is not None:
                 report(done, total)
         else:
-            latents = renoise(task, latents, start)  # (1, 4, h, w) at t_end, no UNet call
+            latents = renoise(task, latents, start)  # (B, 4, h, w) at t_end, no UNet call
         if observer is not None:
             observer(start, end, latents)
     return latents
@@ -173,17 +173,17 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return unet_calls(repaint_schedule(steps, params["jump_length"], params["jump_n_sample"])), True
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     import torch
 
     from engine.latents import LatentInpainting
 
-    task = LatentInpainting(model, job, "txt2img")
-    schedule = repaint_schedule(task.steps, job.params["jump_length"], job.params["jump_n_sample"])
+    task = LatentInpainting(model, jobs, "txt2img")
+    schedule = repaint_schedule(task.steps, task.job.params["jump_length"], task.job.params["jump_n_sample"])
     with torch.no_grad():
-        latents = resample(task, schedule, report=job.report)
+        latents = resample(task, schedule, report=task.report)
     noising = len(schedule) - unet_calls(schedule)
-    return task.output(latents, z_src=task.z_src, latent_mask=task.mask, noising_steps=noising)
+    return task.outputs(latents, z_src=task.z_src, latent_mask=task.mask, noising_steps=noising)
 
 
 TECHNIQUE = register(
@@ -192,7 +192,7 @@ TECHNIQUE = register(
         summary="RePaint: blended latents with resampling (jump back by forward noising, denoise again)",
         unet="txt2img",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="Lugmayr et al., RePaint, CVPR 2022 (latent-space, DDIM)",
     )

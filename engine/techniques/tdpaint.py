@@ -8,7 +8,7 @@ approximation: the loop of Blended Latent Diffusion (`blended`), except that the
 is the source latent noised only to t_bg = min(t, c) instead of t, while the UNet is told
 the scalar t:
 
-    z ← scheduler.step(ε̂(z, t_i), t_i, z)                                   (1, 4, h, w)
+    z ← scheduler.step(ε̂(z, t_i), t_i, z)                                   (B, 4, h, w)
     z ← m_lat · z + (1 − m_lat) · add_noise(z_src, ε_i, min(t_{i+1}, c))   (fresh ε_i each step)
 
 and after the last step the background is the clean z_src, so the final latent equals z_src
@@ -37,7 +37,7 @@ Choices and deviations:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.params import Param, ParamSchema, fraction_of_steps
 from engine.techniques.registry import Technique, TechniqueJob, TechniqueOutput, register
@@ -104,13 +104,13 @@ def noised_background(task: "LatentInpainting", eps: "torch.Tensor", index: int,
 
 
 def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observer | None = None, report=None):
-    """The TD-Paint loop from step `start` to the end; returns the final latent (1, 4, h, w).
+    """The TD-Paint loop from step `start` to the end; returns the final latent (B, 4, h, w).
 
     `observer(k, latents)` sees the latent at index k: the first call's input, then the result
     of each step's blend (tests use it); `report(done, total)` gets progress after every
     UNet call."""
-    mask = task.mask  # (1, 1, h, w), 1 = generate
-    noise = task.noise()  # (1, 4, h, w): the initial draw, as in `blended`
+    mask = task.mask  # (B, 1, h, w), 1 = generate
+    noise = task.noise()  # (B, 4, h, w): the initial draw, as in `blended`
     if start == 0:
         latents = noise * task.scheduler.init_noise_sigma
     else:
@@ -123,7 +123,7 @@ def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observ
 
     for i in range(start, task.steps):
         t = task.timesteps[i]
-        latents = task.step(task.predict(latents, t), t, latents)  # (1, 4, h, w) at t_{i+1}
+        latents = task.step(task.predict(latents, t), t, latents)  # (B, 4, h, w) at t_{i+1}
         # One draw per step whatever c is (none after the last), so noise streams line up.
         eps = task.noise() if i + 1 < task.steps else None
         latents = mask * latents + (1 - mask) * noised_background(task, eps, i + 1, c)
@@ -139,16 +139,16 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return steps - fraction_of_steps(params["blend_start"], steps), True
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     import torch
 
     from engine.latents import LatentInpainting
 
-    task = LatentInpainting(model, job, "txt2img")
-    start = fraction_of_steps(job.params["blend_start"], task.steps)
+    task = LatentInpainting(model, jobs, "txt2img")
+    start = fraction_of_steps(task.job.params["blend_start"], task.steps)
     with torch.no_grad():
-        latents = denoise(task, job.params["t_bg"], start, report=job.report)
-    return task.output(latents, z_src=task.z_src, latent_mask=task.mask)
+        latents = denoise(task, task.job.params["t_bg"], start, report=task.report)
+    return task.outputs(latents, z_src=task.z_src, latent_mask=task.mask)
 
 
 TECHNIQUE = register(
@@ -157,7 +157,7 @@ TECHNIQUE = register(
         summary="Zero-shot TD-Paint: blended latents with the background noised only to min(t, c)",
         unet="txt2img",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="Mayet et al., TD-Paint, arXiv 2410.09306 (training-free approximation)",
     )

@@ -20,7 +20,7 @@ Options a diffusers user expects (the negative prompt is a run-level setting):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from engine.models import DEFAULT_SCHEDULER, scheduler_names
 from engine.params import Param, ParamSchema
@@ -73,18 +73,23 @@ def estimate(params, steps: int) -> tuple[int, bool]:
     return calls, True
 
 
-def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
-    import numpy as np
+def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
+    """One pipeline call for the batch: lists of prompts, images and masks, one generator per
+    sample (diffusers draws each sample's latents, and encodes each image, with its own).
+    padding_mask_crop runs sample by sample: diffusers crops every image of a call by one
+    mask's box."""
     import torch
-    from diffusers import AsymmetricAutoencoderKL
 
-    from engine.latents import decode_latents
-    from engine.techniques.registry import Cost
+    from engine.latents import decode_batch
+    from engine.techniques.registry import Cost, check_batch, report
 
-    params = job.params
+    check_batch(jobs)
+    if jobs[0].params.get("padding_mask_crop", 0) and len(jobs) > 1:
+        return [output for job in jobs for output in run(model, [job])]
+    params = jobs[0].params
     pipe = model.inpaint_pipeline(params.get("scheduler", DEFAULT_SCHEDULER))
-    width, height = job.sample.size
-    mask_image = job.sample.mask_image()
+    width, height = jobs[0].sample.size
+    mask_images = [job.sample.mask_image() for job in jobs]
     padding = params.get("padding_mask_crop", 0)
     unet_calls = 0
 
@@ -93,39 +98,49 @@ def run(model: "Model", job: TechniqueJob) -> TechniqueOutput:
         # pair is batched), whatever the scheduler; the pipeline knows its loop length.
         nonlocal unet_calls
         unet_calls += 1
-        job.report(unet_calls, pipe_.num_timesteps)
+        report(jobs, unet_calls, pipe_.num_timesteps)
         return callback_kwargs
 
+    generators = [torch.Generator(device=model.device).manual_seed(job.seed) for job in jobs]
+    negative = jobs[0].negative_prompt or None
     arguments = dict(
-        prompt=job.sample.prompt,
-        negative_prompt=job.negative_prompt or None,
-        image=job.sample.image,
-        mask_image=mask_image,
+        prompt=[job.sample.prompt for job in jobs],
+        negative_prompt=None if negative is None else [negative] * len(jobs),
+        image=[job.sample.image for job in jobs],
+        mask_image=mask_images,
         height=height,
         width=width,
         strength=params["strength"],
-        num_inference_steps=job.steps,
-        guidance_scale=job.guidance,
-        generator=torch.Generator(device=model.device).manual_seed(job.seed),
+        num_inference_steps=jobs[0].steps,
+        guidance_scale=jobs[0].guidance,
+        generator=generators,
         callback_on_step_end=on_step_end,
     )
     # The pipeline encodes the masked image, and the image itself when strength < 1.
     encodes = 1 + (params["strength"] < 1.0)
     if padding == 0:
         # Decoded below exactly as the pipeline would, keeping the latent for post-processing.
-        latents = pipe(**arguments, output_type="latent").images
-        cost = Cost(unet_calls=unet_calls, vae_encodes=encodes, vae_decodes=1)
-        return TechniqueOutput(image=decode_latents(model, latents), latents=latents, cost=cost)
+        latents = pipe(**arguments, output_type="latent").images  # (B, 4, h, w)
+        images = decode_batch(model, latents)
+        return [TechniqueOutput(image=image, latents=latents[b : b + 1],
+                                cost=Cost(unet_calls=unet_calls, vae_encodes=encodes, vae_decodes=1))
+                for b, image in enumerate(images)]
+
+    import numpy as np
+    from diffusers import AsymmetricAutoencoderKL
 
     # diffusers only accepts PIL output with padding_mask_crop (its overlay works on PIL
     # images), so the result is 8-bit: exact as saved, since the runner's rounding keeps it.
-    crop_box = pipe.mask_processor.get_crop_region(mask_image, width, height, pad=padding)
+    crop_box = pipe.mask_processor.get_crop_region(mask_images[0], width, height, pad=padding)
+    arguments.update(prompt=arguments["prompt"][0], image=arguments["image"][0], mask_image=mask_images[0],
+                     generator=generators[0], negative_prompt=negative)
     overlaid = pipe(**arguments, padding_mask_crop=padding, output_type="pil").images[0]
     # An asymmetric VAE's decoder is conditioned on the image, which the pipeline encodes again.
     encodes += isinstance(model.vae, AsymmetricAutoencoderKL)
     cost = Cost(unet_calls=unet_calls, vae_encodes=encodes, vae_decodes=1)
     image = np.asarray(overlaid.convert("RGB"), dtype=np.float32) / 255.0
-    return TechniqueOutput(image=image, latents=None, cost=cost, extras={"crop_box": tuple(int(v) for v in crop_box)})
+    return [TechniqueOutput(image=image, latents=None, cost=cost,
+                            extras={"crop_box": tuple(int(v) for v in crop_box)})]
 
 
 TECHNIQUE = register(
@@ -134,7 +149,7 @@ TECHNIQUE = register(
         summary="SD inpainting pipeline with a 9-channel inpainting UNet (diffusers)",
         unet="inpaint",
         schema=SCHEMA,
-        run=run,
+        run_batch=run,
         estimate=estimate,
         reference="diffusers StableDiffusionInpaintPipeline",
     )

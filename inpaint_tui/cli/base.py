@@ -215,4 +215,8 @@ EVAL_MODELS_HELP = (
 
 PREVIEW_HELP = "Every K denoising steps, decode the predicted clean image to runs/ID/preview.png (0: off)."
 
+BATCH_HELP = ("Samples sharing each model call: a number, or auto (GPU: from the memory the first sample "
+              "used; CPU: 4). Pixels equal batch 1's up to the kernels' rounding (at most 1 of 255 levels "
+              "measured on tiny); runs saving animations go one by one. Default 1.")
+
 ANIMATION_HELP = "Save each sample's denoising as an animation beside its output: gif or webp."

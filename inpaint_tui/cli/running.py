@@ -10,6 +10,7 @@ import typer
 from engine.spec import DEFAULTS
 from inpaint_tui.cli.base import (
     ANIMATION_HELP,
+    BATCH_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
     METRICS_HELP,
@@ -55,6 +56,7 @@ def run(
     ),
     ring_width: Optional[int] = typer.Option(None, "--ring-width", min=1, help="Seam ring width in pixels (default 8)."),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
+    batch_size: str = typer.Option("1", "--batch-size", metavar="N|auto", help=BATCH_HELP),
     animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
     allow_pickle_weights: bool = typer.Option(
         False, "--allow-pickle-weights", help="Load a hub or folder model's pickled .bin weights where it has no "
@@ -80,7 +82,8 @@ def run(
         require_model(store, model, detach=detach)  # before a run exists or a worker is registered
         placement = dict(sample_set=sample_set, command=recorded_command(),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
-                                      animation=animation, allow_pickle_weights=allow_pickle_weights))
+                                      animation=animation, batch_size=batch_size,
+                                      allow_pickle_weights=allow_pickle_weights))
         validate_options(placement["options"])  # before a foreground worker is registered
         description = f"{technique} {format_params(spec.changed_params())} on {sample_set!r} with {model}"
         if detach:

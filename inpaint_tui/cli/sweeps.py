@@ -9,6 +9,7 @@ import typer
 from engine.spec import DEFAULTS
 from inpaint_tui.cli.base import (
     ANIMATION_HELP,
+    BATCH_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
     JSON_HELP,
@@ -47,6 +48,7 @@ def sweep(
     metrics: str = typer.Option(DEFAULT_METRICS, "--metrics", help=METRICS_HELP),
     eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
+    batch_size: str = typer.Option("1", "--batch-size", metavar="N|auto", help=BATCH_HELP),
     animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
     detach: bool = typer.Option(False, "--detach", help="Queue for background workers and return at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep (id, runs, reused) as JSON."),
@@ -80,7 +82,7 @@ def sweep(
         store = context_of(ctx).store()
         placement = dict(model=model, sample_set=sample_set, negative_prompt=negative_prompt, evaluation=evaluation,
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
-                                      animation=animation))
+                                      animation=animation, batch_size=batch_size))
         if dry_run:
             planned = plan_sweep(store, points, force=force, **placement)
             print_plan(planned, len(store.set_sample_ids(sample_set)), as_json=as_json)

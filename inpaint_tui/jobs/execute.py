@@ -7,7 +7,9 @@ redoes only samples that are not done, with their recorded seeds. Every write is
 the worker's claim on the run (see `inpaint_tui.store.queue`).
 
 The run's row is read once per claim (its spec is fixed); generation is prepared once per
-run (engine.runner.Generation) and called per sample. At every denoising step the run's
+run (engine.runner.Generation) and called per batch of `batch_size` samples (run option; 1
+unless given, `auto` sizes it, see engine.runner.BatchSizer); each sample of a batch is
+still recorded on its own. At every denoising step the run's
 claim and cancel flag are read once: a cancel request or a lost claim stops
 the run at that step boundary. Step progress goes to the store at most `PROGRESS_INTERVAL`
 apart; phase changes and sample boundaries (begin, end) are written at once.
@@ -34,7 +36,7 @@ from typing import Callable
 import torch
 
 from engine.models import load_model
-from engine.runner import Generation, Progress, RunAborted
+from engine.runner import BatchSizer, Generation, Progress, RunAborted
 from engine.samples import SampleError
 from inpaint_tui.jobs.resilience import FailureLog, best_effort, durable
 from inpaint_tui.jobs.runs import run_spec
@@ -148,40 +150,52 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
 
     monitor.phase("generating")
     record = functools.partial(durable, failures, "recording a sample", store.record_sample)
-    for run_sample, info in pending:
-        durable(failures, "marking a sample running", store.mark_sample_running, run_id, info.id, claim=lease.claim)
-        monitor.begin_sample(run_sample.position, info.name)
-        try:
-            sample = to_engine_sample(info)
-        except SampleError as error:
-            record(run_id, info.id, image_path=None, metrics={}, seconds=None, width=None, height=None,
-                   error=str(error), claim=lease.claim)
-            monitor.end_sample()
+    # Animations keep one sample's frames at a time, so a run that saves them goes one by one.
+    sizer = BatchSizer(1 if monitor.animation else run.options.get("batch_size"), model)
+    queue = list(pending)
+    while queue:
+        window, queue = queue[: sizer.next()], queue[sizer.next():]
+        batch = []  # (run sample, info, engine sample) of the window's readable samples
+        for run_sample, info in window:
+            durable(failures, "marking a sample running", store.mark_sample_running, run_id, info.id,
+                    claim=lease.claim)
+            try:
+                batch.append((run_sample, info, to_engine_sample(info)))
+            except SampleError as error:
+                record(run_id, info.id, image_path=None, metrics={}, seconds=None, width=None, height=None,
+                       error=str(error), claim=lease.claim)
+                monitor.samples_done += 1
+        if not batch:
             continue
+        monitor.begin_sample(batch[0][0].position, batch[0][1].name)
         try:
-            result = generation.sample(sample, seed=run_sample.seed, on_step=monitor.step)
+            results = generation.batch([sample for _, _, sample in batch], seeds=[rs.seed for rs, _, _ in batch],
+                                       first_index=batch[0][0].position, on_step=monitor.step)
         except Cancelled:
-            durable(failures, "resetting a sample", store.reset_sample, run_id, info.id, claim=lease.claim)
+            for _, info, _ in batch:
+                durable(failures, "resetting a sample", store.reset_sample, run_id, info.id, claim=lease.claim)
             return durable(failures, "recording the run's end", store.finish_run, run_id, cancelled=True,
                            claim=lease.claim)
         except Stopping:
             durable(failures, "releasing the run", store.release_run, run_id, lease.claim)
             return RunStatus.QUEUED
-        image_path = animation_path = None
-        if result.image is not None:
-            image_path, animation_path, write_error = _write_outputs(store, monitor, result, run_id,
-                                                                     run_sample.position, info.name)
-            if write_error is not None:  # the sample fails; the next one may have room again
-                log.warning("run %s: %s", run_id, write_error)
-                result.error, result.traceback, result.metrics = write_error, None, {}
-        record(
-            run_id, info.id, image_path=image_path, metrics=result.metrics,
-            seconds=result.seconds if result.ok else None, width=result.size[0] or None,
-            height=result.size[1] or None, error=result.error, traceback=result.traceback,
-            animation_path=animation_path, claim=lease.claim,
-        )
-        monitor.end_sample()
-        crash_point(f"after_sample:{run_sample.position}")
+        for (run_sample, info, _), result in zip(batch, results):
+            image_path = animation_path = None
+            if result.image is not None:
+                image_path, animation_path, write_error = _write_outputs(store, monitor, result, run_id,
+                                                                         run_sample.position, info.name)
+                if write_error is not None:  # the sample fails; the next one may have room again
+                    log.warning("run %s: %s", run_id, write_error)
+                    result.error, result.traceback, result.metrics = write_error, None, {}
+            record(
+                run_id, info.id, image_path=image_path, metrics=result.metrics,
+                seconds=result.seconds if result.ok else None, width=result.size[0] or None,
+                height=result.size[1] or None, error=result.error, traceback=result.traceback,
+                animation_path=animation_path, claim=lease.claim,
+            )
+            crash_point(f"after_sample:{run_sample.position}")
+        monitor.end_sample(len(batch))
+        sizer.observe(results)
 
     monitor.phase("evaluating")
     crash_point("evaluating")
@@ -245,6 +259,7 @@ class _Monitor:
         self._publish(0, self.run.steps, force=True)
 
     def begin_sample(self, position: int, name: str) -> None:
+        """The next batch starts at `position`; progress names it by its first sample."""
         self.position, self.name = position, name
         self.frames = []
         self.sample_started = self.last_step = time.perf_counter()
@@ -252,9 +267,10 @@ class _Monitor:
         # finished until the next one's first step, which on a real model can be many seconds.
         self._publish(0, self.run.steps, force=True)
 
-    def end_sample(self) -> None:
-        self.sample_seconds.append(time.perf_counter() - self.sample_started)
-        self.samples_done += 1
+    def end_sample(self, size: int = 1) -> None:
+        share = (time.perf_counter() - self.sample_started) / size  # each sample's share of its batch
+        self.sample_seconds.extend([share] * size)
+        self.samples_done += size
         self._publish(0, self.run.steps, force=True)
 
     def step(self, progress: Progress) -> None:

@@ -102,14 +102,27 @@ def run_spec(run) -> RunSpec:
                    evaluation=EvalConfig.from_dict(run.eval_config))
 
 
+def parse_batch_size(value: Any) -> int | str:
+    """A batch size as given on the command line, a form or JSON: a whole number >= 1 or auto."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ParamError(f"batch_size must be a whole number >= 1 or 'auto', got {value!r}")
+    return value
+
+
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """How a run executes (never what it computes): device, dtype, preview_every, animation,
     threads (CPU threads; recorded by the first worker when not given, see jobs.execute),
-    allow_pickle_weights (load .bin weights where a model has no safetensors)."""
+    allow_pickle_weights (load .bin weights where a model has no safetensors), batch_size
+    (samples sharing each model call: a whole number or "auto"; pixels equal batch 1's up to
+    the kernels' batch-size rounding, see engine.runner.Generation.batch)."""
     from engine.models import validate_device  # torch-free
     from engine.preview import ANIMATION_FORMATS  # torch-free
 
-    known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights"}
+    known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights", "batch_size"}
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = set(options) - known
     if unknown:
@@ -121,6 +134,10 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if "threads" in options and (not isinstance(options["threads"], int) or isinstance(options["threads"], bool)
                                  or options["threads"] < 1):
         raise ParamError(f"threads must be a whole number >= 1, got {options['threads']!r}")
+    if "batch_size" in options:
+        options["batch_size"] = parse_batch_size(options["batch_size"])
+        if options["batch_size"] == 1:
+            del options["batch_size"]  # the default: not recorded
     if "device" in options:
         validate_device(options["device"])
     if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):

@@ -192,11 +192,11 @@ def test_write_animation_rejects_bad_arguments(monkeypatch):
 def oom_technique(demo):
     """A throwaway technique that runs out of GPU memory on the first demo sample."""
 
-    def run(model, job):
-        if job.sample.id == demo[0].id:
+    def run(model, jobs):
+        if any(job.sample.id == demo[0].id for job in jobs):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        width, height = job.sample.size
-        return TechniqueOutput(image=np.full((height, width, 3), 0.5, dtype=np.float32))
+        return [TechniqueOutput(image=np.full((job.sample.size[1], job.sample.size[0], 3), 0.5, dtype=np.float32))
+                for job in jobs]
 
     technique = register(Technique("test_oom", "fails with OOM on its first sample", "txt2img", ParamSchema(()), run))
     try:

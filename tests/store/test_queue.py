@@ -359,6 +359,39 @@ def test_progress_rows_previews_and_animations(db, tiny_model):
     assert sorted(p.suffix for p in folder.iterdir()) == [".gif"] * 6 + [".png"] * 6
 
 
+def test_a_batched_run_records_every_sample_as_batch_one_does_and_resumes_after_a_cancel(db, tiny_model):
+    """batch_size=4 over the six demo samples (of several working sizes): every sample is
+    recorded on its own, its pixels within one 8-bit level of batch 1's (the kernels'
+    batch-size rounding; exact equality is tests/engine/test_batching.py's), and a cancel
+    in the middle of a batch puts all of that batch's samples back to pending."""
+    store = Store(db)
+    ensure_demo(store)
+    alone = _queue(store, seed=3, steps=4)
+    assert execute_run(store, alone, device="cpu") == RunStatus.FINISHED
+    batched = _queue(store, seed=3, steps=4, options={"batch_size": 4})
+    assert store.run(batched).options["batch_size"] == 4
+    other_process = Store(db)
+    seen = []
+
+    def cancel_in_the_first_batch(progress: RunProgress) -> None:
+        seen.append((progress.samples_done, progress.step))
+        if progress.step == 2 and len(seen) < 20:
+            other_process.request_cancel(batched)
+
+    assert execute_run(store, batched, device="cpu", on_progress=cancel_in_the_first_batch) == RunStatus.CANCELLED
+    assert [s.status for s in store.run_detail(batched).samples] == ["pending"] * 6
+    store.requeue_for_resume(batched, stale_after=60)
+    assert execute_run(store, batched, device="cpu") == RunStatus.FINISHED
+    detail = store.run_detail(batched)
+    assert [s.status for s in detail.samples] == ["done"] * 6
+    expected, got = _images(store, alone), _images(store, batched)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert np.abs(got[name].astype(int) - expected[name].astype(int)).max() <= 1, name
+    reference = {s.sample_name: s.metrics["unet_calls"] for s in store.run_detail(alone).samples}
+    assert {s.sample_name: s.metrics["unet_calls"] for s in detail.samples} == reference
+
+
 def test_run_options_are_validated_with_clear_messages(store):
     ensure_demo(store)
     with pytest.raises(ParamError, match="animation must be one of gif, webp"):
@@ -367,6 +400,12 @@ def test_run_options_are_validated_with_clear_messages(store):
         _queue(store, options={"preview_every": -1})
     with pytest.raises(ParamError, match="unknown run option"):
         _queue(store, options={"speed": "fast"})
+    with pytest.raises(ParamError, match="batch_size must be a whole number >= 1 or 'auto', got 0"):
+        _queue(store, options={"batch_size": 0})
+    with pytest.raises(ParamError, match="batch_size must be a whole number >= 1 or 'auto', got 'many'"):
+        _queue(store, options={"batch_size": "many"})
+    assert "batch_size" not in store.run(_queue(store, options={"batch_size": "1"})).options
+    assert store.run(_queue(store, options={"batch_size": "auto"})).options["batch_size"] == "auto"
 
 
 def test_sweep_grid_order_swept_values_and_errors():
