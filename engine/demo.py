@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -166,12 +166,16 @@ def render_mask(shapes: tuple[Shape, ...], size: tuple[int, int]) -> np.ndarray:
 
 def demo_samples() -> list[Sample]:
     """The bundled demo samples, identical pixels on every call."""
+    return list(each_demo_sample())
+
+
+def each_demo_sample() -> Iterator[Sample]:
+    """The demo samples built one at a time (an import streams them)."""
     import skimage.data
 
-    samples = []
     for spec in DEMO_SPECS:
         photo = prepare_photo(getattr(skimage.data, spec.loader)())
-        samples.append(
+        yield (
             make_sample(
                 id=spec.id,
                 image=photo,
@@ -186,7 +190,6 @@ def demo_samples() -> list[Sample]:
                 },
             )
         )
-    return samples
 
 
 def contact_sheet(samples: list[Sample], columns: int = 3, pad: int = 8) -> Image.Image:

@@ -6,6 +6,7 @@ loading the deep-learning stack.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -63,9 +64,10 @@ class Sample:
         """The mask as an 8-bit L image, white = generate."""
         return Image.fromarray(np.round(self.mask * 255).astype(np.uint8), mode="L")
 
-    @property
+    @functools.cached_property
     def content_hash(self) -> str:
-        """A hash of everything that defines the task (pixels, mask, prompt, reference)."""
+        """A hash of everything that defines the task (pixels, mask, prompt, reference);
+        computed once per sample (an import asks for it several times)."""
         digest = hashlib.sha256()
         for part in (self.image, self.mask_image(), self.reference):
             digest.update(b"\0" if part is None else image_digest(part).encode())

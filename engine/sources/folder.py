@@ -83,28 +83,30 @@ def plan_folder(path: str | Path, *, invert_masks: bool = False, follow_links: b
         for found in (entry.images, entry.masks, entry.references):
             for relative in [r for r in found if outside(r)]:
                 found.remove(relative)
-                plan.notes.append(_link_note(folder, relative))
+                plan.note(_link_note(folder, relative))
     for name in [n for n, entry in entries.items() if not (entry.images or entry.masks or entry.references)]:
         del entries[name]
-    plan.notes.append(f"layout: {' and '.join(layouts)} in {folder}")
+    plan.note(f"layout: {' and '.join(layouts)} in {folder}")
     if invert_masks:
-        plan.notes.append("invert_masks: every mask was flipped (1 - m) before validation, so white in the files means keep")
+        plan.note("invert_masks: every mask was flipped (1 - m) before validation, so white in the files means keep")
 
     csv_prompts = {} if outside(Path(PROMPTS_CSV)) else _read_prompts_csv(folder, plan)
     if outside(Path(PROMPTS_CSV)):
-        plan.notes.append(_link_note(folder, Path(PROMPTS_CSV)))
+        plan.note(_link_note(folder, Path(PROMPTS_CSV)))
     unused = sorted(set(csv_prompts) - set(entries))
     if unused:
-        plan.notes.append(f"{PROMPTS_CSV} has prompts for names with no image: {', '.join(unused)}")
+        plan.note(f"{PROMPTS_CSV} has prompts for names with no image: {', '.join(unused)}")
 
-    for name in sorted(entries):
-        entry = entries[name]
-        try:
-            plan.samples.append(_build(folder, name, entry, csv_prompts, invert_masks, plan, outside))
-        except SampleError as error:
-            plan.problem(name, str(error))
-    plan.problems.sort(key=lambda problem: problem[0])
-    return plan
+    def build_each():  # one sample's files decoded at a time (see ImportPlan)
+        for name in sorted(entries):
+            try:
+                yield _build(folder, name, entries[name], csv_prompts, invert_masks, plan, outside)
+            except SampleError as error:
+                plan.problem(name, str(error))
+        plan.sort_problems()
+
+    plan.expected = len(entries)
+    return plan.follow(build_each())
 
 
 def _outside(folder: Path, follow_links: bool):
@@ -220,7 +222,7 @@ def _find_prompt(
         path = folder / relative
         if path.is_file() and outside(relative):
             if plan is not None:
-                plan.notes.append(_link_note(folder, relative))
+                plan.note(_link_note(folder, relative))
             continue
         if path.is_file():
             try:
@@ -290,7 +292,7 @@ def _build(
             if invert_masks
             else "use --invert-masks if white means keep"
         )
-        plan.notes.append(f"{name}: likely inverted: {mask_rel.as_posix()} covers {coverage:.0%} — {hint}")
+        plan.note(f"{name}: likely inverted: {mask_rel.as_posix()} covers {coverage:.0%} — {hint}")
     return sample
 
 

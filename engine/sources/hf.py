@@ -151,6 +151,14 @@ def _load(
         raise
 
 
+def _length(table) -> int | None:
+    """Rows in a table; None for a streamed one (an IterableDataset has no length)."""
+    try:
+        return len(table)
+    except TypeError:
+        return None
+
+
 def _columns(table) -> list[str]:
     names = table.column_names
     if names is None:  # some streamed datasets only know their columns once read
@@ -254,50 +262,61 @@ def _plan_rows(
     sample_id: Callable[[int, dict[str, Any]], str],
     mask_of: Callable[[dict[str, Any]], Any],
     plan: ImportPlan,
+    finish: Callable[[ImportPlan], None] | None = None,
 ) -> ImportPlan:
     """Each row to a sample or, by id, to a problem; size fixes and likely inversions as notes.
+    Lazy: rows are decoded one at a time as the plan is read (see ImportPlan); the notes, and
+    `finish(plan)`, come after the last row.
 
     `mask_of` returns the row's raw mask, or raises LookupError with the reason it has none.
     """
-    resized_masks, resized_refs, inverted, seen = _Tally(), _Tally(), _Tally(), set()
-    for index, row in enumerate(rows):
-        name = sample_id(index, row)
-        if name in seen:
-            plan.problem(name, "duplicate sample id (the row repeats an earlier one)")
-            continue
-        seen.add(name)
-        try:
-            sample = _row_to_sample(name, row, spec, mask_of, resized_masks, resized_refs, inverted)
-        except LookupError as missing:
-            plan.problem(name, str(missing.args[0]) if missing.args else "no mask")
-            continue
-        except SampleError as error:
-            plan.problem(name, str(error))
-            continue
-        except (OSError, TypeError, ValueError) as error:
-            plan.problem(name, f"unreadable row: {error}")
-            continue
-        plan.samples.append(sample)
+    def build_each():
+        resized_masks, resized_refs, inverted, seen = _Tally(), _Tally(), _Tally(), set()
+        for index, row in enumerate(rows):
+            name = sample_id(index, row)
+            if name in seen:
+                plan.problem(name, "duplicate sample id (the row repeats an earlier one)")
+                continue
+            seen.add(name)
+            try:
+                sample = _row_to_sample(name, row, spec, mask_of, resized_masks, resized_refs, inverted)
+            except LookupError as missing:
+                plan.problem(name, str(missing.args[0]) if missing.args else "no mask")
+                continue
+            except SampleError as error:
+                plan.problem(name, str(error))
+                continue
+            except (OSError, TypeError, ValueError) as error:
+                plan.problem(name, f"unreadable row: {error}")
+                continue
+            yield sample
+        _tally_notes(plan, spec, resized_masks, resized_refs, inverted)
+        if finish is not None:
+            finish(plan)
+
+    return plan.follow(build_each())
+
+
+def _tally_notes(plan: ImportPlan, spec: _Spec, resized_masks: _Tally, resized_refs: _Tally, inverted: _Tally) -> None:
     if resized_masks.ids:
-        plan.notes.append(
+        plan.note(
             f"resized {len(resized_masks.ids)} mask(s) to their image size (nearest neighbour): {resized_masks.listed()}"
         )
     if resized_refs.ids:
-        plan.notes.append(
+        plan.note(
             f"resized {len(resized_refs.ids)} reference(s) to their image size (bicubic): {resized_refs.listed()}"
         )
     if inverted.ids:
         if spec.invert:
-            plan.notes.append(
+            plan.note(
                 f"{len(inverted.ids)} mask(s) were more than half white before inverting (invert_masks is on): "
                 f"{inverted.listed()}"
             )
         else:
-            plan.notes.append(
+            plan.note(
                 f"{len(inverted.ids)} mask(s) are more than half white, likely inverted (here white = inpaint); "
                 f"use invert_masks if the dataset paints the kept area white: {inverted.listed()}"
             )
-    return plan
 
 
 def _row_to_sample(name, row, spec: _Spec, mask_of, resized_masks, resized_refs, inverted):
@@ -399,7 +418,8 @@ def plan_hf(
         key = row.get(id_column) if id_column else None
         return f"{short}-{index if key is None else key}"
 
-    return _plan_rows(table, spec, sample_id=sample_id, mask_of=lambda row: row.get(mask_column), plan=ImportPlan())
+    return _plan_rows(table, spec, sample_id=sample_id, mask_of=lambda row: row.get(mask_column),
+                      plan=ImportPlan(expected=_length(table)))
 
 
 def plan_pipe(
@@ -453,17 +473,19 @@ def plan_pipe(
         except KeyError:
             raise LookupError(NO_MASK) from None
 
-    plan = _plan_rows(
+    def note_missing(plan: ImportPlan) -> None:
+        missing = [name for name, reason in plan.problems if reason == NO_MASK]
+        if missing:
+            plan.note(f"{len(missing)} PIPE row(s) have no mask in PIPE_Masks and were left out")
+
+    return _plan_rows(
         pipe,
         spec,
         sample_id=lambda index, row: "pipe-" + "-".join(_pipe_key(row)),
         mask_of=mask_of,
-        plan=ImportPlan(),
+        plan=ImportPlan(expected=_length(pipe)),
+        finish=note_missing,
     )
-    missing = [name for name, reason in plan.problems if reason == NO_MASK]
-    if missing:
-        plan.notes.append(f"{len(missing)} PIPE row(s) have no mask in PIPE_Masks and were left out")
-    return plan
 
 
 def _pipe_key(row: dict[str, Any]) -> tuple[str, str, str]:

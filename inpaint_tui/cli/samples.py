@@ -53,42 +53,42 @@ def samples_import(
                                   console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(f"reading {source}", total=None)
 
-        def step(done: int, total: int) -> None:
+        def step(done: int, total: int | None) -> None:
             progress.update(task, description="storing images", completed=done, total=total)
 
         store = context_of(ctx).store()
         outcome = import_source(store, source, options, dry_run=dry_run, on_progress=step)
-    plan, report = outcome.plan, outcome.report
+    report = outcome.report
     if as_json:
         print_json({
             "source": outcome.source, "set": outcome.set_name, "dry_run": dry_run,
-            "importable": [s.id for s in plan.samples],
-            "problems": [{"name": name, "reason": reason} for name, reason in plan.problems],
-            "notes": plan.notes,
+            "importable": [planned.name for planned in outcome.importable],
+            "problems": [{"name": name, "reason": reason} for name, reason in outcome.problems],
+            "notes": outcome.notes,
             "merged": [{"name": name, "same_as": kept} for name, kept in outcome.merged],
             "already_present": sorted(outcome.present),
             "report": None if report is None else report.to_dict(),
         })
     else:
-        for note in plan.notes:
+        for note in outcome.notes:
             err.print(f"[yellow]note:[/] {note}", highlight=False)
-        for name, reason in plan.problems:
+        for name, reason in outcome.problems:
             err.print(f"[red]cannot import[/] {name}: {reason}", highlight=False)
         if dry_run:
-            typer.echo(f"dry run: {plural(len(plan.samples), 'sample')} importable into set {outcome.set_name!r}: "
-                       f"{outcome.new_count} new, {len(outcome.present)} already present"
+            typer.echo(f"dry run: {plural(len(outcome.importable), 'sample')} importable into set "
+                       f"{outcome.set_name!r}: {outcome.new_count} new, {len(outcome.present)} already present"
                        + (f", {len(outcome.merged)} merged" if outcome.merged else "")
-                       + f"; {plural(len(plan.problems), 'problem')}")
-            for sample in plan.samples:
-                typer.echo(f"  {sample.id}  {sample.size[0]}x{sample.size[1]}  {printable(sample.prompt)}")
+                       + f"; {plural(len(outcome.problems), 'problem')}")
+            for planned in outcome.importable:
+                typer.echo(f"  {planned.name}  {planned.size[0]}x{planned.size[1]}  {printable(planned.prompt)}")
         elif report is not None:
             typer.echo(
                 f"set {report.set_name!r}: {report.added} new, {report.already_present} already present, "
                 f"{report.total_in_set} in the set" + (f", {len(outcome.merged)} merged" if outcome.merged else "")
-                + (f"; {len(plan.problems)} skipped" if plan.problems else "")
+                + (f"; {len(outcome.problems)} skipped" if outcome.problems else "")
             )
-    if not plan.samples:
-        fail(f"{outcome.source}: nothing importable ({len(plan.problems)} problem(s))", 1)
+    if not outcome.importable:
+        fail(f"{outcome.source}: nothing importable ({len(outcome.problems)} problem(s))", 1)
 
 
 @samples_app.command("list")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from engine.samples import Sample, make_sample, png_bytes
 from engine.sources import ImportPlan
@@ -45,28 +47,39 @@ class ImportOptions:
     follow_links: bool = False  # folders: read files behind links that point outside the folder
 
 
+@dataclass(frozen=True)
+class Planned:
+    """What a dry run lists of an importable sample (its pixels are not kept)."""
+
+    name: str
+    size: tuple[int, int]
+    prompt: str
+
+
 @dataclass
 class ImportOutcome:
     set_name: str
     source: str
     plan: ImportPlan
     report: ImportReport | None = None  # None for a dry run
+    importable: list[Planned] = field(default_factory=list)  # in source order, after merging
     problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     merged: list[tuple[str, str]] = field(default_factory=list)  # (name, name of the same content kept)
     present: dict[str, str] = field(default_factory=dict)  # planned name -> stored name, content already stored
 
     @property
     def new_count(self) -> int:
-        """Samples the import adds (or would add): the plan less those already stored."""
-        return len(self.plan.samples) - len(self.present)
+        """Samples the import adds (or would add): the importable less those already stored."""
+        return len(self.importable) - len(self.present)
 
 
 def plan_source(source: str, options: ImportOptions = ImportOptions()) -> tuple[ImportPlan, str, str]:
     """(plan, default set name, source label) for `demo`, `hf:OWNER/NAME` or a folder."""
     if source == "demo":
-        from engine.demo import DEMO_SET_NAME, demo_samples
+        from engine.demo import DEMO_SET_NAME, DEMO_SPECS, each_demo_sample
 
-        return ImportPlan(samples=demo_samples()), DEMO_SET_NAME, "demo"
+        return ImportPlan(each_demo_sample(), expected=len(DEMO_SPECS)), DEMO_SET_NAME, "demo"
     if source.startswith("hf:"):
         from engine.params import ParamError
         from engine.sources.hf import SourceUnavailable
@@ -116,75 +129,92 @@ def _plan_hf(repo: str, options: ImportOptions) -> tuple[ImportPlan, str, str]:
     return plan, f"{repo.split('/')[-1]}-{options.split}", f"hf:{repo}"
 
 
+PRESENT_CHUNK = 500  # content keys asked at once (below SQLite's bound-parameter limit)
+
+
 def import_source(
     store: Store,
     source: str,
     options: ImportOptions | None = None,
     *,
     dry_run: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> ImportOutcome:
-    """Plan a source and, unless `dry_run`, import what it can in one transaction."""
+    """Plan a source and, unless `dry_run`, import what it can in one transaction.
+
+    Streams: each sample is built, checked and written before the next is read, so memory
+    stays flat in the number of samples (the transaction holds rows, not pixels). Names that
+    repeat refuse the whole import before it commits."""
     options = options or ImportOptions()
     plan, default_set, label = plan_source(source, options)
-    set_name = options.set_name or default_set
-    _note_vanishing_masks(plan)
-    merged = _merge_same_content(plan)
-    outcome = ImportOutcome(set_name=set_name, source=label, plan=plan, problems=list(plan.problems), merged=merged)
-    if not plan.samples:
-        return outcome
-    names = [sample.id for sample in plan.samples]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise StoreError(f"{label}: duplicate sample names {', '.join(duplicates)}")
-    # Asked before importing too, so that a dry run counts what would really be new.
-    stored = store.present_keys([sample.content_hash for sample in plan.samples])
-    outcome.present = {sample.id: stored[sample.content_hash] for sample in plan.samples
-                       if sample.content_hash in stored}
-    if dry_run:
-        return outcome
-    # Encoded one sample at a time as the store writes its files: the PNG bytes of every
-    # sample at once doubled an import's memory.
-    items = (to_new_sample(sample, label) for sample in plan.samples)
-    outcome.report = store.import_samples(set_name, items, on_progress=on_progress, total=len(plan.samples))
+    outcome = ImportOutcome(set_name=options.set_name or default_set, source=label, plan=plan)
+    samples = _checked(store, plan, outcome, label)
+    first = next(samples, None)
+    if first is not None:
+        samples = itertools.chain([first], samples)
+        if dry_run:
+            collections.deque(samples, maxlen=0)
+        else:
+            # Encoded one sample at a time as the store writes its files.
+            items = (to_new_sample(sample, label) for sample in samples)
+            outcome.report = store.import_samples(outcome.set_name, items, on_progress=on_progress,
+                                                  total=plan.expected)
+    outcome.problems, outcome.notes = list(plan.problems), list(plan.notes)
     return outcome
 
 
-def _merge_same_content(plan: ImportPlan) -> list[tuple[str, str]]:
-    """Keep the first of samples with the same content key (pixels, mask, prompt, reference:
-    e.g. one mask saved in two encodings) and say so: the store would merge them anyway, and
-    a name must not vanish without a word. Returns (merged name, kept name) pairs."""
-    kept: dict[str, str] = {}
-    unique, merged = [], []
-    for sample in plan.samples:
-        first = kept.get(sample.content_hash)
-        if first is None:
-            kept[sample.content_hash] = sample.id
-            unique.append(sample)
-        else:
-            merged.append((sample.id, first))
-            plan.notes.append(f"{sample.id}: same content as {first} (merged)")
-    plan.samples[:] = unique
-    return merged
+def _checked(store: Store, plan: ImportPlan, outcome: ImportOutcome, label: str) -> Iterator[Sample]:
+    """The plan's samples less repeated content (merged into the first, with a note), each
+    noted where its mask vanishes at a preset's working size, recorded in `outcome`
+    (importable, merged, present); raises StoreError after the last if a name repeats."""
+    kept: dict[str, str] = {}  # content key -> first name
+    names: set[str] = set()
+    duplicates: set[str] = set()
+    unasked: list[tuple[str, str]] = []  # (name, content key): not the samples, whose pixels must go
+
+    def ask() -> None:
+        stored = store.present_keys([key for _, key in unasked])
+        outcome.present.update({name: stored[key] for name, key in unasked if key in stored})
+        unasked.clear()
+
+    for sample in plan.each():
+        key = sample.content_hash
+        if key in kept:
+            outcome.merged.append((sample.id, kept[key]))
+            plan.note(f"{sample.id}: same content as {kept[key]} (merged)")
+            continue
+        kept[key] = sample.id
+        if sample.id in names:
+            duplicates.add(sample.id)
+        names.add(sample.id)
+        _note_vanishing_mask(plan, sample)
+        outcome.importable.append(Planned(sample.id, sample.size, sample.prompt))
+        unasked.append((sample.id, key))
+        if len(unasked) >= PRESENT_CHUNK:
+            ask()
+        yield sample
+    if unasked:
+        ask()
+    if duplicates:
+        raise StoreError(f"{label}: duplicate sample names {', '.join(sorted(duplicates))}")
 
 
-def _note_vanishing_masks(plan: ImportPlan) -> None:
-    """Name, in a note, every sample whose mask vanishes at some preset's `fit` working size:
+def _note_vanishing_mask(plan: ImportPlan, sample: Sample) -> None:
+    """Name, in a note, a sample whose mask vanishes at some preset's `fit` working size:
     its `fit` runs on those models fail (by the sample's name), while `-p resize=crop` or a
     model of higher resolution can use it, so it is imported, not refused."""
     from engine.models import PRESETS
     from engine.samples import SampleError, check_mask_survives
 
-    for sample in plan.samples:
-        lost = []
-        for preset in sorted(PRESETS.values(), key=lambda p: p.resolution):
-            try:
-                check_mask_survives(sample, preset.resolution)
-            except SampleError:
-                lost.append(f"{preset.name} ({preset.resolution} px)")
-        if lost:
-            plan.notes.append(f"{sample.id}: its mask ({int(sample.binary_mask.sum())} px) vanishes at the resize=fit "
-                              f"working size of {', '.join(lost)}: runs there need -p resize=crop")
+    lost = []
+    for preset in sorted(PRESETS.values(), key=lambda p: p.resolution):
+        try:
+            check_mask_survives(sample, preset.resolution)
+        except SampleError:
+            lost.append(f"{preset.name} ({preset.resolution} px)")
+    if lost:
+        plan.note(f"{sample.id}: its mask ({int(sample.binary_mask.sum())} px) vanishes at the resize=fit "
+                  f"working size of {', '.join(lost)}: runs there need -p resize=crop")
 
 
 def ensure_demo(store: Store) -> None:

@@ -3,8 +3,8 @@ reads; mixed into `Store`."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import json
 from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import func
@@ -13,6 +13,9 @@ from sqlmodel import Session, select
 from inpaint_tui.store.db import NotFound, StoreError
 from inpaint_tui.store.tables import SampleRecord, SampleSetMember, SampleSetRecord
 from inpaint_tui.store.views import ImportReport, NewSample, SampleInfo, SampleSetInfo
+
+
+IMPORT_CHUNK = 500  # rows per flush of an import's transaction (and per key lookup, below SQLite's parameter limit)
 
 
 class SampleMixin:
@@ -27,7 +30,7 @@ class SampleMixin:
         return relative
 
     def import_samples(
-        self, set_name: str, items: Iterable[NewSample], on_progress: Callable[[int, int], None] | None = None,
+        self, set_name: str, items: Iterable[NewSample], on_progress: Callable[[int, int | None], None] | None = None,
         *, total: int | None = None,
     ) -> ImportReport:
         """Add samples (deduplicated by content key) and append them to a set, in one
@@ -35,11 +38,12 @@ class SampleMixin:
         first under content hashes, so a failed import at most leaves files a retry reuses.
         `items` is read once, each sample's encoded files written and let go before the next
         (a generator keeps one sample's bytes in memory, not every sample's); `on_progress(done,
-        total)` follows the file writes (the slow part), `total` defaulting to len(items)."""
+        total)` follows the file writes (the slow part), `total` defaulting to len(items) (None
+        for an iterator of unknown length)."""
         if not set_name.strip():
             raise StoreError("a sample set needs a non-empty name")
         self.require_writable_data_dir()
-        if total is None:
+        if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         rows = []  # what the transaction needs of each sample, without its bytes
         for index, item in enumerate(items):
@@ -48,8 +52,9 @@ class SampleMixin:
             image = self._write_content_addressed(item.image_png, ".png")
             mask = self._write_content_addressed(item.mask_png, ".png")
             reference = None if item.reference_png is None else self._write_content_addressed(item.reference_png, ".png")
-            rows.append((dataclasses.replace(item, image_png=b"", mask_png=b"", reference_png=None),
-                         (image, mask, reference)))
+            # Compact (meta as JSON text): an import of 10,000 samples holds 10,000 of these.
+            rows.append((item.key, item.name, item.prompt, image, mask, reference, item.width, item.height,
+                         item.source, json.dumps(item.meta)))
         added = present = 0
         with self.session() as session:
             sample_set = session.exec(select(SampleSetRecord).where(SampleSetRecord.name == set_name)).first()
@@ -57,32 +62,31 @@ class SampleMixin:
                 sample_set = SampleSetRecord(name=set_name)
                 session.add(sample_set)
                 session.flush()
-            members = set(session.exec(select(SampleSetMember.sample_id).where(SampleSetMember.set_id == sample_set.id)).all())
+            set_id = sample_set.id
+            members = set(session.exec(select(SampleSetMember.sample_id).where(SampleSetMember.set_id == set_id)).all())
             position = len(members)
-            for item, (image, mask, reference) in rows:
-                record = session.exec(select(SampleRecord).where(SampleRecord.key == item.key)).first()
-                if record is None:
-                    record = SampleRecord(
-                        key=item.key,
-                        name=item.name,
-                        prompt=item.prompt,
-                        image_path=image,
-                        mask_path=mask,
-                        reference_path=reference,
-                        width=item.width,
-                        height=item.height,
-                        source=item.source,
-                        meta=item.meta,
-                    )
-                    session.add(record)
-                    session.flush()
-                    added += 1
-                else:
-                    present += 1
-                if record.id not in members:
-                    session.add(SampleSetMember(set_id=sample_set.id, sample_id=record.id, position=position))
-                    members.add(record.id)
-                    position += 1
+            for start in range(0, len(rows), IMPORT_CHUNK):
+                chunk = rows[start:start + IMPORT_CHUNK]
+                keys = [row[0] for row in chunk]
+                known = dict(session.exec(select(SampleRecord.key, SampleRecord.id).where(SampleRecord.key.in_(keys))).all())
+                for key, name, prompt, image, mask, reference, width, height, source, meta in chunk:
+                    sample_id = known.get(key)
+                    if sample_id is None:
+                        record = SampleRecord(key=key, name=name, prompt=prompt, image_path=image, mask_path=mask,
+                                              reference_path=reference, width=width, height=height, source=source,
+                                              meta=json.loads(meta))
+                        session.add(record)
+                        session.flush()
+                        sample_id = known[key] = record.id
+                        added += 1
+                    else:
+                        present += 1
+                    if sample_id not in members:
+                        session.add(SampleSetMember(set_id=set_id, sample_id=sample_id, position=position))
+                        members.add(sample_id)
+                        position += 1
+                session.flush()
+                session.expunge_all()  # one chunk's ORM objects at a time, in the one transaction
             session.commit()
         return ImportReport(set_name=set_name, added=added, already_present=present, total_in_set=len(members))
 

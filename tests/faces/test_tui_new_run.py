@@ -243,9 +243,10 @@ async def test_form_defaults_follow_the_schemas(tui_store):
         assert screen.set_name() == "demo"
         assert screen.query_one("#animation", Select).value == "none"
         assert {name: screen.query_one(f"#{name}", Input).value
-                for name in ("seeds", "steps", "guidance", "negative_prompt", "metrics", "preview_every")} == {
+                for name in ("seeds", "steps", "guidance", "negative_prompt", "metrics", "preview_every",
+                             "batch_size")} == {
             "seeds": "0", "steps": "50", "guidance": "7.5", "negative_prompt": "", "metrics": "background,clip,precision,kid",
-            "preview_every": "0"}
+            "preview_every": "0", "batch_size": "1"}
         assert summary(screen).startswith("6 runs × 6 samples, ≈")  # diffdiff's count is an estimate
         assert screen.plan.evaluation.models == "tiny" and screen.plan.options == {}
 
@@ -307,6 +308,14 @@ async def test_invalid_value_shows_the_error_and_blocks_submit(tui_store):
         assert "metrics: 'fid' is not one of background, clip, precision, kid" in summary(screen)
         await type_into(pilot, screen.query_one("#metrics", Input), "background,fid")
         assert "'fid' is not one of" in summary(screen)
+        await type_into(pilot, screen.query_one("#metrics", Input), "background")
+        await type_into(pilot, screen.query_one("#batch_size", Input), "0")
+        assert "batch_size must be a whole number >= 1 or 'auto', got 0" in summary(screen)
+        await type_into(pilot, screen.query_one("#batch_size", Input), "auto")
+        assert screen.plan.options == {"batch_size": "auto"}
+        await type_into(pilot, screen.query_one("#batch_size", Input), "4")
+        assert screen.plan.options == {"batch_size": 4}
+        await type_into(pilot, screen.query_one("#batch_size", Input), "many")
         await pilot.click("#submit")
         await pilot.pause(0.3)
         assert tui_store.run_count() == runs_before

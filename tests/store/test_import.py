@@ -29,8 +29,53 @@ def test_an_import_killed_midway_leaves_the_store_as_before(store):
 
 def test_dry_run_changes_nothing(store):
     outcome = import_source(store, "demo", dry_run=True)
-    assert outcome.report is None and len(outcome.plan.samples) == 6
+    assert outcome.report is None and len(outcome.importable) == 6
     assert store.samples() == [] and store.sample_sets() == []
+
+
+def _many(folder, count: int, side: int = 512) -> None:
+    """`count` distinct flat-layout samples (smooth images, a mask each, a prompt each)."""
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    y, x = np.mgrid[0:side, 0:side]
+    for k in range(count):
+        pixels = np.stack([x * (k % 7 + 1), y * (k % 5 + 1), x + y + k], axis=2) % 256
+        Image.fromarray(pixels.astype("uint8")).save(folder / f"s{k:04d}.png", compress_level=1)
+        mask = np.zeros((side, side), dtype="uint8")
+        mask[side // 4 : side // 2, side // 4 : side // 2 + k % 50] = 255
+        Image.fromarray(mask).save(folder / f"s{k:04d}_mask.png")
+        (folder / f"s{k:04d}.txt").write_text(f"object number {k}")
+
+
+def test_import_memory_is_flat_in_the_number_of_samples(tmp_path, monkeypatch):
+    """Each sample is decoded, hashed, encoded and written before the next is read, and the
+    transaction holds rows, not pixels: the traced peak importing 600 samples of 512 x 512
+    stays within 1.2x of importing 60 (measured 7.4 vs 6.3 MiB; before streaming the plan
+    held every decoded sample). What still grows is ~1-2 KB per sample of names, content keys
+    and file paths for the one transaction."""
+    import time
+    import tracemalloc
+
+    from inpaint_tui.store import Store
+
+    peaks, seconds = {}, {}
+    for count in (60, 600):
+        monkeypatch.setenv("INPAINT_TUI_DATA", str(tmp_path / f"data{count}"))
+        _many(tmp_path / f"src{count}", count)
+        store = Store(tmp_path / f"experiments{count}.db")
+        import_source(store, "demo", dry_run=True)  # the imports' own first-use costs, out of the peak
+        tracemalloc.start()
+        started = time.perf_counter()
+        try:
+            report = import_source(store, str(tmp_path / f"src{count}")).report
+            seconds[count] = (time.perf_counter() - started) / count
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert (report.added, report.total_in_set) == (count, count)
+        store.close()
+    assert peaks[600] <= 1.2 * peaks[60], {count: f"{peak / 2**20:.1f} MiB" for count, peak in peaks.items()}
 
 
 def _folder(tmp_path):

@@ -115,6 +115,8 @@ class NewRunScreen(LiveScreen):
     # --- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        from inpaint_tui.jobs.runs import parse_batch_size  # with validate_options: not at start-up
+
         names = technique_names()
         yield Header()
         with Horizontal(id="body"):
@@ -150,6 +152,10 @@ class NewRunScreen(LiveScreen):
                 yield Field("preview every", "0", input_id="preview_every", lists=False,
                             parse=int_parser("preview every", minimum=0), range_text="steps, 0 = off",
                             hint="decode the predicted clean image every K steps for the live preview")
+                yield Field("batch size", "1", input_id="batch_size", lists=False, parse=parse_batch_size,
+                            range_text="N or auto",
+                            hint="samples sharing each model call (auto: sized from GPU memory); pixels equal "
+                                 "batch 1's up to the kernels' rounding")
                 with Horizontal(classes="select-row"):
                     yield Label("animation")
                     yield Select([(name, name) for name in ANIMATIONS], value="none", allow_blank=False,
@@ -275,7 +281,7 @@ class NewRunScreen(LiveScreen):
         from inpaint_tui.jobs.sweeps import expand_grid
 
         fields = {name: self.field(name) for name in ("seeds", "steps", "guidance", "negative_prompt", "metrics",
-                                                       "preview_every")}
+                                                       "preview_every", "batch_size")}
         techniques = self.selected_techniques()
         checked = [f for f in fields.values()] + [f for t in techniques for f in self.technique_fields(t)]
         messages = [message for message in (f.check() for f in checked) if message]
@@ -302,7 +308,8 @@ class NewRunScreen(LiveScreen):
         evaluation = EvalConfig.for_model(model, metrics=",".join(v for v in fields["metrics"].values() if v))
         animation = _value(self.query_one("#animation", Select)) or "none"
         options = validate_options({"preview_every": int(fields["preview_every"].value.strip()) or None,
-                                    "animation": None if animation == "none" else animation})
+                                    "animation": None if animation == "none" else animation,
+                                    "batch_size": fields["batch_size"].value.strip()})
         samples = self.set_counts.get(sample_set, 0)
         calls, exact = 0, True
         for point in points:
@@ -422,6 +429,7 @@ class NewRunScreen(LiveScreen):
         groups = run.eval_config.get("groups", list(DEFAULT_GROUPS))
         self.field("metrics").value = ",".join(groups)
         self.field("preview_every").value = str(run.options.get("preview_every") or 0)
+        self.field("batch_size").value = str(run.options.get("batch_size") or 1)
         self.query_one("#animation", Select).value = run.options.get("animation") or "none"
         self.update_summary()
 
