@@ -181,6 +181,15 @@ def poisson_blend(generated: np.ndarray, source: np.ndarray, mask: np.ndarray) -
 
 def decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
     import torch
+
+    # The runner generates under inference_mode, which would forbid the backward pass;
+    # tensors made in it stay usable as inputs (never saved for backward here).
+    with torch.inference_mode(False):
+        return _decoder_finetune(model, job, output)
+
+
+def _decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOutput") -> "TechniqueOutput":
+    import torch
     import torch.nn.functional as F
 
     from engine.latents import encode_image, image_to_tensor, pixels_to_tensor

@@ -270,7 +270,9 @@ def _inpaint_batch(
         jobs = [TechniqueJob(item.working, params, generation.steps, generation.guidance, item.seed,
                              generation.negative_prompt, report) for item in items]
         # Only a listener can ask for previews; without one the loops run untouched.
-        with tap if on_step is not None else nullcontext():
+        # inference_mode: no autograd bookkeeping at all (decoder fine-tuning, the one step
+        # that needs gradients, leaves it itself).
+        with tap if on_step is not None else nullcontext(), torch.inference_mode():
             raws = technique.run_batch(model, jobs)
             for raw in raws:
                 # Techniques stepping through LatentInpainting.step already stopped at a bad
