@@ -8,7 +8,9 @@ text encoder and tokenizer shared by both, so that every technique decodes and c
 the same way. UNets load lazily: a run of `blended` never loads the inpainting UNet.
 
 The preset `tiny` is built offline, deterministically from a seed, with random weights: it
-is what tests, CI and the demo use where there is no GPU and no model hub.
+is what tests, CI and the demo use where there is no GPU and no model hub. The presets
+`sd15-arch` and `sd2-arch` build the real SD 1.5 / SD 2 architectures with random weights,
+offline, for measuring speed and memory (their images are noise; see FULL_SIZE).
 
 The preset table and `preset_status` are torch-free; `load_model` imports torch.
 """
@@ -47,6 +49,10 @@ class ModelPreset:
     # The scheduler's num_train_timesteps: the most denoising steps a run can ask for. Stated
     # here (SD's 1000) so that a run spec is checked without loading torch; None: unknown.
     train_timesteps: int | None = 1000
+    # Random weights at a real model's size (the `-arch` presets): good for timing and memory
+    # only, so `models`, preset_status and `runs show` say so (the images are noise). `tiny` is
+    # random too but small, and its description says so; it keeps False so its outputs stay as pinned.
+    random_weights: bool = False
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -73,6 +79,26 @@ PRESETS: dict[str, ModelPreset] = {
             inpaint="stabilityai/stable-diffusion-2-inpainting",
             txt2img="stabilityai/stable-diffusion-2-1-base",
             resolution=512,
+        ),
+        ModelPreset(
+            "sd15-arch",
+            "random weights, full SD 1.5 architecture (UNets, VAE, CLIP ViT-L text) built offline: "
+            "for speed and memory only, images are noise",
+            inpaint=None,
+            txt2img=None,
+            resolution=512,
+            builtin=True,
+            random_weights=True,
+        ),
+        ModelPreset(
+            "sd2-arch",
+            "random weights, full SD 2 architecture (2-inpainting / 2.1-base UNets, VAE, OpenCLIP ViT-H "
+            "text) built offline: for speed and memory only, images are noise",
+            inpaint=None,
+            txt2img=None,
+            resolution=512,
+            builtin=True,
+            random_weights=True,
         ),
     )
 }
@@ -196,6 +222,7 @@ def preset_status(preset: ModelPreset) -> dict[str, Any]:
         "txt2img": preset.txt2img,
         "parts": parts,
         "available_offline": offline,
+        "random_weights": preset.random_weights,
     }
 
 
@@ -316,6 +343,8 @@ def _parse_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
 @lru_cache(maxsize=2)
 def _load_cached(name: str, device: str, dtype: "torch.dtype", allow_pickle_weights: bool = False) -> Model:
     preset = resolve_preset(name)
+    if preset.name in FULL_SIZE:
+        return _build_full_size(preset, device, dtype)
     if preset.builtin:
         return _build_tiny(preset, device, dtype)
     return _load_pretrained(preset, device, dtype, allow_pickle_weights)
@@ -532,3 +561,163 @@ def _to(module, device: str, dtype: "torch.dtype"):
     if module.dtype != dtype:
         module = module.to(dtype)
     return module.to(device).eval().requires_grad_(False)
+
+
+# --- full-size architectures with random weights ------------------------------------------
+#
+# `sd15-arch` and `sd2-arch`: the exact UNet, VAE and text-encoder configurations of Stable
+# Diffusion 1.5 and 2 (2-inpainting / 2.1-base, 512 px), with random weights, built offline
+# in seconds, so speed and memory can be measured on a GPU box without downloading anything.
+# The images they make are noise.
+
+FULL_SIZE_SEED = 0
+
+_SD_UNET = dict(  # diffusers' defaults are SD 1.x's; stated so a diffusers change cannot alter them
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    sample_size=64,
+    out_channels=4,
+    norm_num_groups=32,
+)
+_SD_VAE = dict(  # the same VAE in SD 1.5 and SD 2
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    latent_channels=4,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
+FULL_SIZE: dict[str, dict[str, Any]] = {
+    "sd15-arch": {
+        "unet": dict(_SD_UNET, cross_attention_dim=768, attention_head_dim=8),
+        "vae": _SD_VAE,
+        # CLIP ViT-L/14's text tower.
+        "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     hidden_act="quick_gelu", projection_dim=768),
+    },
+    "sd2-arch": {
+        "unet": dict(_SD_UNET, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                     use_linear_projection=True),
+        "vae": _SD_VAE,
+        # OpenCLIP ViT-H/14's text tower as SD 2 ships it: 23 of its 24 layers (SD 2 takes the
+        # penultimate layer's output, so the last one is dropped from the checkpoint).
+        "text": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+                     hidden_act="gelu", projection_dim=1024),
+    },
+}
+# Build times on the 2-core CI machine, CPU fp32, shared with other jobs (so they vary 2-5x):
+# sd15-arch VAE + text encoder 3.4 s, inpaint UNet 1.5-7.5 s, txt2img UNet 1.5-7.5 s;
+# sd2-arch VAE + text encoder 2.9 s, UNets 2.8-4.1 s each (an fp32 UNet is 3.4 GB: the time
+# is mostly first touch of that memory). Default initialisation took 9-19 s per UNet.
+CLIP_VOCAB_SIZE = 49408  # CLIP's BPE vocabulary, SD 1.5's and SD 2's alike
+CLIP_MAX_LENGTH = 77
+
+
+def full_size_unet(name: str, in_channels: int, *, seed: int = FULL_SIZE_SEED, device: str = "cpu",
+                   dtype: "torch.dtype | None" = None):
+    """The UNet of preset `name` ("sd15-arch", "sd2-arch") with `in_channels` 4 or 9, random weights."""
+    from diffusers import UNet2DConditionModel
+
+    # Each component has its own seed, so a lazily built UNet is the same whichever was built first.
+    return _random_init(lambda: UNet2DConditionModel(in_channels=in_channels, **FULL_SIZE[name]["unet"]),
+                        seed + in_channels, device, dtype)
+
+
+def full_size_vae(name: str, *, seed: int = FULL_SIZE_SEED, device: str = "cpu", dtype: "torch.dtype | None" = None):
+    from diffusers import AutoencoderKL
+
+    return _random_init(lambda: AutoencoderKL(**FULL_SIZE[name]["vae"]), seed + 1, device, dtype)
+
+
+def full_size_text_encoder(name: str, *, seed: int = FULL_SIZE_SEED, device: str = "cpu",
+                           dtype: "torch.dtype | None" = None):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_tokenizer()
+    config = CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=CLIP_MAX_LENGTH,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, **FULL_SIZE[name]["text"])
+    return _random_init(lambda: CLIPTextModel(config), seed + 2, device, dtype)
+
+
+def _random_init(make: Callable[[], Any], seed: int, device: str, dtype: "torch.dtype | None"):
+    """`make()`'s module with seeded random weights, built in seconds.
+
+    Default initialisation draws every weight from torch's CPU generator: 9-19 s per SD UNet
+    (860 M draws) on this project's 2-core CI machine (shared with other jobs). Instead the
+    parameters are made without storage (meta device; buffers such as CLIP's position ids stay
+    real), allocated on `device` in `dtype`, and each weight tensor is filled from one seeded pool
+    of 2^20 uniform values, from a random offset in it, scaled by 1/sqrt(fan-in) like
+    torch's default; biases 0, norm scales 1. The weights are not i.i.d. (the pool repeats), which
+    does not matter for timing or memory, and they are the same on every machine and device.
+    """
+    import torch
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        module = make()
+    if dtype is not None:
+        # On meta: free, and the real storage is made in `dtype` at once. nn.Module's own `to`,
+        # since diffusers' warns on every dtype cast (none of these modules keeps fp32 parts).
+        module = torch.nn.Module.to(module, dtype)
+    buffers = {name: buffer.clone() for name, buffer in module.named_buffers()}  # to_empty wipes them too
+    module = module.to_empty(device=device)
+    for name, buffer in module.named_buffers():
+        buffer.copy_(buffers[name])
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        pool_size = 2**20
+        pool = (torch.rand(2 * pool_size, generator=generator) * 2 - 1).to(device)
+        for name, parameter in module.named_parameters():
+            if parameter.dim() >= 2:
+                flat = parameter.view(-1)
+                bound = parameter[0].numel() ** -0.5  # fan-in: input channels x kernel area
+                for start in range(0, flat.numel(), pool_size):
+                    chunk = flat[start : start + pool_size]
+                    offset = int(torch.randint(pool_size, (1,), generator=generator))
+                    torch.mul(pool[offset : offset + chunk.numel()], bound, out=chunk)
+            elif name.endswith("bias"):
+                parameter.zero_()
+            else:
+                parameter.fill_(1.0)
+    return module.eval().requires_grad_(False)
+
+
+def _build_full_size(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
+    name = preset.name
+    # Byte-level: its ids (< 600) are not the real CLIP tokenizer's, which does not matter for
+    # speed or memory (the text encoder always sees 77 positions) and needs no download.
+    tokenizer = tiny_tokenizer()
+    assert len(tokenizer) <= CLIP_VOCAB_SIZE
+    model = Model(
+        preset=preset,
+        device=device,
+        dtype=dtype,
+        vae=full_size_vae(name, device=device, dtype=dtype),
+        text_encoder=full_size_text_encoder(name, device=device, dtype=dtype),
+        tokenizer=tokenizer,
+        scheduler_config=sd_scheduler_config(preset.train_timesteps),
+    )
+    model._builders = {"inpaint": lambda: full_size_unet(name, 9, device=device, dtype=dtype),
+                       "txt2img": lambda: full_size_unet(name, 4, device=device, dtype=dtype)}
+    return model
+
+
+def sd_scheduler_config(train_timesteps: int | None = 1000) -> dict[str, Any]:
+    """SD 1.5's and SD 2's noise schedule as DDIM uses it here (the same as tiny's)."""
+    return {
+        "num_train_timesteps": train_timesteps,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "steps_offset": 1,
+        "prediction_type": "epsilon",
+        "timestep_spacing": "leading",
+    }

@@ -64,10 +64,16 @@ class EvalConfig:
                   **settings: Any) -> "EvalConfig":
         """The configuration a face builds from its options: `metrics` a comma-separated
         group list (empty: the catalogue's default), `models` auto (tiny evaluation models
-        with the tiny generator, else real), real or tiny; None settings keep their default."""
+        with the tiny generator or a random-weight `-arch` preset, else real), real or tiny;
+        None settings keep their default."""
         if models not in EVAL_MODELS:
             raise ParamError(f"evaluation models must be one of {', '.join(EVAL_MODELS)}, not {models!r}")
-        chosen = ("tiny" if model == DEFAULTS.model else "real") if models == "auto" else models
+        from engine.models import PRESETS  # torch-free
+
+        # A random-weight generator's images are noise: real evaluation models (downloads)
+        # would measure nothing, and would stop an offline timing run of an `-arch` preset.
+        random = model == DEFAULTS.model or (model in PRESETS and PRESETS[model].random_weights)
+        chosen = ("tiny" if random else "real") if models == "auto" else models
         return cls(groups=parse_groups(metrics), models=chosen,
                    **{key: value for key, value in settings.items() if value is not None})
 

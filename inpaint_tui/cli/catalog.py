@@ -61,7 +61,10 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
              f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
              f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})", status["description"]]
             for status in statuses]
-    fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
-                         caption="size: the working resolution in pixels")
+    caption = "size: the working resolution in pixels"
+    random = [status["name"] for status in statuses if status["random_weights"]]
+    if random:  # in the caption, which no width drops (the description column may go)
+        caption += f"; random weights, for speed and memory only (images are noise): {', '.join(random)}"
+    fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False, caption=caption)
     if fitted.dropped:
         console.print(Text(f"not shown at this width: {', '.join(fitted.dropped_headers)} (--json has it)"))

@@ -105,7 +105,7 @@ def runs_show(
     console.print(f"[bold]run {run.id}[/] {run.technique} — {run.status}")
     for label, value in (
         ("parameters", format_params(run.params)),
-        ("model", run.model),
+        ("model", _model_label(run.model)),
         ("samples", f"{run.sample_set} ({run.done_count}/{run.sample_count} done, {run.failed_count} failed)"),
         ("steps / guidance / seed", f"{run.steps} / {run.guidance:g} / {run.seed}"),
         ("negative prompt", run.negative_prompt or "-"),
@@ -146,6 +146,16 @@ def runs_show(
     if detail.metrics:
         console.print("  mean: " + "  ".join(f"{k}={format_metric(k, v)}" for k, v in sorted(detail.metrics.items())),
                       highlight=False)
+
+
+def _model_label(name: str) -> str:
+    """A run's model, marked when it is a random-weight preset: its timings are real, its images noise."""
+    from engine.models import PRESETS  # torch-free
+
+    preset = PRESETS.get(name)
+    if preset is not None and preset.random_weights:
+        return f"{name} (random weights: for speed and memory only, images are noise)"
+    return name
 
 
 @runs_app.command("diff")

@@ -128,7 +128,7 @@ class NewRunScreen(LiveScreen):
                 yield Label("Run settings (a comma list in a field makes a sweep)", classes="section-title")
                 with Horizontal(classes="select-row"):
                     yield Label("model")
-                    yield Select([(name, name) for name in PRESETS], value=DEFAULTS.model, allow_blank=False,
+                    yield Select(_model_options(self._model_names), value=DEFAULTS.model, allow_blank=False,
                                  id="model", compact=True,
                                  tooltip="\n".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
                     yield Label("preset", classes="field-range")
@@ -417,7 +417,7 @@ class NewRunScreen(LiveScreen):
         model = self.query_one("#model", Select)
         if run.model not in self._model_names:  # a local pipeline folder
             self._model_names.append(run.model)
-            model.set_options([(name, name) for name in self._model_names])
+            model.set_options(_model_options(self._model_names))
         model.value = run.model
         names = self._set_names if run.sample_set in self._set_names else [*self._set_names, run.sample_set]
         self._set_options(names, run.sample_set)
@@ -447,3 +447,10 @@ def _ids(what: str, ids: list[int]) -> str:
     if ids == list(range(ids[0], ids[0] + len(ids))):
         return f"{what}s {ids[0]}–{ids[-1]}"
     return f"{what}s {', '.join(map(str, ids))}"
+
+
+def _model_options(names: list[str]) -> list[tuple[str, str]]:
+    """The model select's (label, value) pairs: a random-weight preset says so in its label,
+    since its images are noise."""
+    return [(f"{name} (random weights)" if name in PRESETS and PRESETS[name].random_weights else name, name)
+            for name in names]
