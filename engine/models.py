@@ -496,19 +496,8 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
                 pad_token_id=tokenizer.pad_token_id,
             )
         )
-    scheduler_config = {
-        "num_train_timesteps": PRESETS["tiny"].train_timesteps,  # what run specs are checked against
-        "beta_start": 0.00085,
-        "beta_end": 0.012,
-        "beta_schedule": "scaled_linear",
-        "clip_sample": False,
-        "set_alpha_to_one": False,
-        "steps_offset": 1,
-        "prediction_type": "epsilon",
-        # DDIM's default, stated so that other samplers built from this config space their
-        # timesteps as they do from a pretrained SD config (which carries "leading").
-        "timestep_spacing": "leading",
-    }
+    # SD's schedule, with the tiny preset's timestep count (what run specs are checked against).
+    scheduler_config = sd_scheduler_config(PRESETS["tiny"].train_timesteps)
     return {
         "vae": vae,
         "text_encoder": text_encoder,
@@ -709,7 +698,7 @@ def _build_full_size(preset: ModelPreset, device: str, dtype: "torch.dtype") -> 
 
 
 def sd_scheduler_config(train_timesteps: int | None = 1000) -> dict[str, Any]:
-    """SD 1.5's and SD 2's noise schedule as DDIM uses it here (the same as tiny's)."""
+    """SD 1.5's and SD 2's noise schedule as DDIM uses it here (tiny's and the -arch presets')."""
     return {
         "num_train_timesteps": train_timesteps,
         "beta_start": 0.00085,
@@ -719,5 +708,7 @@ def sd_scheduler_config(train_timesteps: int | None = 1000) -> dict[str, Any]:
         "set_alpha_to_one": False,
         "steps_offset": 1,
         "prediction_type": "epsilon",
+        # DDIM's default, stated so that other samplers built from this config space their
+        # timesteps as they do from a pretrained SD config (which carries "leading").
         "timestep_spacing": "leading",
     }
