@@ -154,8 +154,7 @@ class NewRunScreen(LiveScreen):
                             hint="decode the predicted clean image every K steps for the live preview")
                 yield Field("batch size", "1", input_id="batch_size", lists=False, parse=parse_batch_size,
                             range_text="N or auto",
-                            hint="samples sharing each model call (auto: sized from GPU memory); pixels equal "
-                                 "batch 1's up to the kernels' rounding")
+                            hint="samples sharing each model call (auto: from GPU memory)")
                 with Horizontal(classes="select-row"):
                     yield Label("animation")
                     yield Select([(name, name) for name in ANIMATIONS], value="none", allow_blank=False,
