@@ -36,3 +36,24 @@ def interleaved(cases: dict[str, Callable[[], object]], rounds: int, *, repeat: 
                 cases[name]()
             times[name].append((time.perf_counter() - started) / repeat)
     return times
+
+
+def synthetic_samples(count: int, side: int, prefix: str = "bench"):
+    """`count` distinct square samples of `side` px: a smooth noisy gradient and a mask box
+    placed per sample, so a batch's samples differ (images, masks and prompts)."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.samples import make_sample
+
+    made = []
+    y, x = np.mgrid[0:side, 0:side]
+    for k in range(count):
+        rng = np.random.default_rng(k)
+        base = np.stack([x / side, y / side, (x + y) / (2 * side)], axis=2) + rng.normal(0, 0.05, (side, side, 3))
+        image = Image.fromarray((np.clip(base, 0, 1) * 255).astype(np.uint8), mode="RGB")
+        mask = np.zeros((side, side), dtype=np.float32)
+        offset = (k * side // (2 * count)) % (side // 2)
+        mask[offset : offset + side // 2, side // 4 : 3 * side // 4] = 1.0
+        made.append(make_sample(f"{prefix}-{k}", image, mask, f"a photo of object {k}"))
+    return made

@@ -38,25 +38,6 @@ CASES = {
 }
 
 
-def _samples(count: int, side: int):
-    import numpy as np
-    from PIL import Image
-
-    from engine.samples import make_sample
-
-    made = []
-    for k in range(count):
-        rng = np.random.default_rng(k)
-        y, x = np.mgrid[0:side, 0:side]
-        base = np.stack([x / side, y / side, (x + y) / (2 * side)], axis=2) + rng.normal(0, 0.05, (side, side, 3))
-        image = Image.fromarray((np.clip(base, 0, 1) * 255).astype(np.uint8), mode="RGB")
-        mask = np.zeros((side, side), dtype=np.float32)
-        offset = (k * side // (2 * count)) % (side // 2)
-        mask[offset : offset + side // 2, side // 4 : 3 * side // 4] = 1.0
-        made.append(make_sample(f"bench-{k}", image, mask, f"a photo of object {k}"))
-    return made
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -71,12 +52,13 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from bench._common import synthetic_samples
     from engine.models import load_model
     from engine.runner import Generation
 
     torch.set_num_threads(options.threads)
     model = load_model(options.model, device=options.device)
-    samples = _samples(options.batch, model.resolution)
+    samples = synthetic_samples(options.batch, model.resolution, prefix="bench")
     seeds = list(range(options.batch))
     print(f"{options.model} on {model.device} ({model.dtype}), {model.resolution}px, batch {options.batch}, "
           f"{options.steps} steps, {options.repeats} rounds, {torch.get_num_threads()} threads")

@@ -81,22 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _samples(count: int, side: int):
-    import numpy as np
-    from PIL import Image
-
-    from engine.samples import make_sample
-
-    made = []
-    for k in range(count):
-        rng = np.random.default_rng(k)
-        image = Image.fromarray((rng.random((side, side, 3)) * 255).astype(np.uint8), mode="RGB")
-        mask = np.zeros((side, side), dtype=np.float32)
-        mask[side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1.0
-        made.append(make_sample(f"gpu-bench-{k}", image, mask, f"a photo of object {k}"))
-    return made
-
-
 class UnetTimer:
     """Seconds spent inside UNet forwards, from a forward pre-hook / hook pair (synchronizing
     on CUDA, so that the time is the kernels', not their launches')."""
@@ -185,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from bench._common import synthetic_samples
     from engine.models import default_device, load_model
     from engine.runner import Generation
 
@@ -235,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                            feature_extractor=None, requires_safety_checker=False)
             pipe.set_progress_bar_config(disable=True)
         for batch in batches:
-            samples = _samples(batch, size)
+            samples = synthetic_samples(batch, size, prefix="gpu-bench")
             seeds = list(range(batch))
 
             def engine_side():

@@ -7,7 +7,7 @@ size (B = 1 unless the run is batched).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -260,15 +260,13 @@ class LatentInpainting:
     def outputs(self, latents: torch.Tensor, **extras) -> list:
         """One TechniqueOutput per sample. A tensor extra with B rows is split per sample
         (row b kept as (1, ...)); other extras are shared."""
-        from dataclasses import replace as copy_cost
-
         from engine.techniques.registry import TechniqueOutput
 
         images = self.decode(latents)
         results = []
         for b, image in enumerate(images):
             own = {key: value[b : b + 1] if self._per_sample(value) else value for key, value in extras.items()}
-            results.append(TechniqueOutput(image=image, latents=latents[b : b + 1], cost=copy_cost(self.cost),
+            results.append(TechniqueOutput(image=image, latents=latents[b : b + 1], cost=replace(self.cost),
                                            extras=own))
         return results
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from engine.params import Param, ParamSchema, fraction_of_steps
+from engine.params import Param, ParamError, ParamSchema, fraction_of_steps
 
 BACKGROUNDS = ("none", "paste", "feather", "poisson", "decoder")
 
@@ -49,3 +49,21 @@ def post_condition_unet_calls(params: Mapping[str, Any], steps: int) -> int:
     if not params.get("post_condition", False):
         return 0
     return steps - post_condition_start(params["post_strength"], steps)
+
+
+AUTO_BATCH_LIMIT = 16  # the most samples `auto` puts in one batch
+CPU_AUTO_BATCH = 4  # on tiny at 128 px, batch 4 gave 1.5-1.8x batch 1's throughput (bench/batching.py)
+
+
+def parse_batch_size(value: Any) -> int | str:
+    """A run's batch size as given on the command line, in a form or JSON: a whole number >= 1
+    or "auto" (None or "" is 1). How it is used: engine.runner.BatchSizer."""
+    if value in (None, ""):
+        return 1
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ParamError(f"batch_size must be a whole number >= 1 or 'auto', got {value!r}")
+    return value

@@ -27,6 +27,7 @@ from PIL import Image
 from engine.evaluate import sample_time_metrics
 from engine.latents import NonFiniteError, check_finite
 from engine.models import Model, load_model
+from engine.options import AUTO_BATCH_LIMIT, CPU_AUTO_BATCH, parse_batch_size
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess, postprocess_batch
@@ -104,7 +105,7 @@ def inpaint(
     errors: str = "record",
     warm_up: bool = True,
     seeds: Mapping[str, int] | None = None,
-    batch_size: int = 1,
+    batch_size: int | str = 1,
 ) -> Iterator[SampleResult]:
     """Inpaint each sample, yielding results in sample order as they finish (a loop over
     `Generation.batch`, the entry the worker calls).
@@ -114,19 +115,23 @@ def inpaint(
     `seeds` may fix a sample's seed by id (a resumed run passes the recorded ones); the
     default is `sample_seed(seed, sample.id)`. `evaluation` chooses the generation-time
     metrics (default: EvalConfig(), i.e. the catalogue's default groups). `batch_size`
-    samples at a time share each model call (see `Generation.batch`).
+    samples at a time share each model call (a number or "auto": see `BatchSizer` and
+    `Generation.batch`).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     generation = Generation(model, technique, params=params, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, evaluation=evaluation, warm_up=warm_up)
+    sizer = BatchSizer(batch_size, generation.model)
     sample_list = list(samples)
-    for first in range(0, len(sample_list), batch_size):
-        window = sample_list[first : first + batch_size]
+    first = 0
+    while first < len(sample_list):
+        window = sample_list[first : first + sizer.next()]
         window_seeds = [seeds[sample.id] if seeds and sample.id in seeds else sample_seed(seed, sample.id)
                         for sample in window]
-        yield from generation.batch(window, seeds=window_seeds, first_index=first, count=len(sample_list),
-                                    on_step=on_step, errors=errors)
+        results = generation.batch(window, seeds=window_seeds, first_index=first, count=len(sample_list),
+                                   on_step=on_step, errors=errors)
+        sizer.observe(results)
+        yield from results
+        first += len(window)
 
 
 class Generation:
@@ -312,8 +317,6 @@ def _failed(item: _Item, error: Exception, model: Model, size: tuple[int, int] =
                         error=_describe(error, model, size), traceback=traceback.format_exc())
 
 
-AUTO_BATCH_LIMIT = 16  # the most samples `auto` puts in one batch
-CPU_AUTO_BATCH = 4  # on tiny at 128 px, batch 4 gave 1.5-1.8x batch 1's throughput (bench/batching.py)
 AUTO_MEMORY_SHARE = 0.8  # of the GPU memory free after the first sample that `auto` plans to use
 
 
@@ -325,10 +328,7 @@ class BatchSizer:
     next batches (its samples were retried alone)."""
 
     def __init__(self, choice: int | str | None, model: Model) -> None:
-        if choice in (None, ""):
-            choice = 1
-        if choice != "auto" and (not isinstance(choice, int) or isinstance(choice, bool) or choice < 1):
-            raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {choice!r}")
+        choice = parse_batch_size(choice)
         self.auto = choice == "auto"
         self.cuda = model.device.startswith("cuda")
         self.size = (1 if self.cuda else CPU_AUTO_BATCH) if self.auto else choice

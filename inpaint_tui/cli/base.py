@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+from engine.options import CPU_AUTO_BATCH
 
 def _value_names_in_help() -> None:
     """Typer 0.2x's --help shows each parameter's Python annotation (`<list[int]>`, `<str>`, and
@@ -216,7 +217,7 @@ EVAL_MODELS_HELP = (
 PREVIEW_HELP = "Every K denoising steps, decode the predicted clean image to runs/ID/preview.png (0: off)."
 
 BATCH_HELP = ("Samples sharing each model call: a number, or auto (GPU: from the memory the first sample "
-              "used; CPU: 4). Pixels equal batch 1's up to the kernels' rounding (at most 1 of 255 levels "
+              f"used; CPU: {CPU_AUTO_BATCH}). Pixels equal batch 1's up to the kernels' rounding (at most 1 of 255 levels "
               "measured on tiny); runs saving animations go one by one. Default 1.")
 
 ANIMATION_HELP = "Save each sample's denoising as an animation beside its output: gif or webp."

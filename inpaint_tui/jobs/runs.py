@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+from engine.options import parse_batch_size
 from engine.params import ParamError
 from engine.seeding import sample_seed
 from engine.spec import EvalConfig, RunSpec
@@ -100,17 +101,6 @@ def run_spec(run) -> RunSpec:
     return RunSpec(technique=run.technique, params=dict(run.params), model=run.model, steps=run.steps,
                    guidance=run.guidance, seed=run.seed, negative_prompt=run.negative_prompt,
                    evaluation=EvalConfig.from_dict(run.eval_config))
-
-
-def parse_batch_size(value: Any) -> int | str:
-    """A batch size as given on the command line, a form or JSON: a whole number >= 1 or auto."""
-    if value == "auto":
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ParamError(f"batch_size must be a whole number >= 1 or 'auto', got {value!r}")
-    return value
 
 
 def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -153,7 +153,8 @@ def test_progress_is_one_report_per_step_naming_the_batch(tiny_model, samples):
 
 
 def test_batch_sizes_given_auto_and_after_running_out_of_memory(tiny_model):
-    from engine.runner import CPU_AUTO_BATCH, BatchSizer, SampleResult
+    from engine.options import CPU_AUTO_BATCH
+    from engine.runner import BatchSizer, SampleResult
 
     assert BatchSizer(None, tiny_model).next() == 1
     assert BatchSizer("auto", tiny_model).next() == CPU_AUTO_BATCH
@@ -165,5 +166,5 @@ def test_batch_sizes_given_auto_and_after_running_out_of_memory(tiny_model):
     sizer.observe([ok, oom])
     assert sizer.next() == 4
     for bad in (0, -2, True, "four", 2.5):
-        with pytest.raises(ValueError, match="batch size must be a whole number >= 1 or 'auto'"):
+        with pytest.raises(ValueError, match="batch_size must be a whole number >= 1 or 'auto'"):
             BatchSizer(bad, tiny_model)

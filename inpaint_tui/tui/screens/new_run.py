@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Label, Select, SelectionList, Static
 
 from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
+from engine.options import parse_batch_size
 from engine.models import PRESETS
 from engine.params import ParamError
 from engine.preview import ANIMATION_FORMATS
@@ -115,8 +116,6 @@ class NewRunScreen(LiveScreen):
     # --- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        from inpaint_tui.jobs.runs import parse_batch_size  # with validate_options: not at start-up
-
         names = technique_names()
         yield Header()
         with Horizontal(id="body"):
