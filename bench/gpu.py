@@ -30,7 +30,7 @@ Peak memory: torch.cuda.max_memory_allocated on CUDA; on CPU the process's peak 
 
 Usage: python bench/gpu.py [--model sd15-arch] [--device cuda] [--dtype fp16] [--steps 50]
 [--batches 1,2,4,8,16] [--repeats 3] [--size 512] [--techniques vanilla,blended]
-[--peak-tflops 989]
+[--peak-tflops 989] [--compile] [--channels-last auto|on|off]
 The CUDA paths were written without a GPU to run them on (see the README). It is a
 benchmark, not a test: it always exits 0.
 """
@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's peak dense fp16/bf16 TFLOP/s (default: from a table of known GPUs)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the UNet (both sides share it; compile time falls in the warm-up)")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                        help="UNet/VAE memory layout (both sides share it; auto: on CUDA)")
     return parser.parse_args(argv)
 
 
@@ -204,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
             return torch.cuda.max_memory_allocated(device) / 2**20
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    from engine.options import Execution
+
+    execution = Execution(channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+                          compile=args.compile)
+    print(f"execution: channels-last {execution.channels_last_on(device)}, compile {execution.compile}")
     rows = []
     watch = FallbackWatch()
     for technique in techniques:
@@ -211,12 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         built = time.perf_counter()
         unet = model.unet(role)  # built (or loaded) on first use
         print(f"{technique}: {role} UNet ready in {time.perf_counter() - built:.1f} s")
-        generation = Generation(model, technique, steps=args.steps, guidance=GUIDANCE)
+        generation = Generation(model, technique, steps=args.steps, guidance=GUIDANCE, execution=execution)
         if technique == "vanilla":
             pipe = model.inpaint_pipeline()
-        else:
+        else:  # the configured UNet (compiled with --compile), as the engine side uses it
             pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
-                                           unet=unet, scheduler=model.new_scheduler(), safety_checker=None,
+                                           unet=model.unet(role), scheduler=model.new_scheduler(), safety_checker=None,
                                            feature_extractor=None, requires_safety_checker=False)
             pipe.set_progress_bar_config(disable=True)
         for batch in batches:

@@ -19,6 +19,7 @@ _LAZY = {
     "Progress": "engine.runner",
     "SampleResult": "engine.runner",
     "RunAborted": "engine.runner",
+    "Execution": "engine.options",
     "sample_seed": "engine.seeding",
     "load_model": "engine.models",
     "Sample": "engine.samples",

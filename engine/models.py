@@ -25,6 +25,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from engine.options import Execution, parse_dtype_name
+from engine.params import ParamError
+
 if TYPE_CHECKING:
     import torch
 
@@ -104,6 +107,9 @@ PRESETS: dict[str, ModelPreset] = {
 }
 
 TINY_SEED = 0
+
+COMPILE_BACKEND = "inductor"  # torch.compile's backend for Execution.compile (tests use "eager")
+COMPILE_SHAPES = 64  # input shapes a compiled UNet keeps graphs for
 
 # Samplers a user can pick for the diffusers pipeline (`vanilla`'s `scheduler` option): name ->
 # (diffusers class, config overrides). All are built from the model's scheduler config, so the
@@ -234,8 +240,6 @@ def validate_device(device: str | None) -> str | None:
     exists): otherwise every sample of the run would fail at model load."""
     import re
 
-    from engine.params import ParamError
-
     if device is None or re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", device):
         return device
     raise ParamError(f"device must be {DEVICE_FORMS}, got {device!r}")
@@ -271,6 +275,15 @@ class Model:
     scheduler_observers: list[Callable[[Any], None]] = field(default_factory=list, compare=False, repr=False)
     # Techniques already run once untimed on this model: engine.runner's warm-up.
     warmed: set[str] = field(default_factory=set, compare=False, repr=False)
+    # How the components run (channels-last, compiled UNets, tiled VAE): set by `configure`.
+    execution: Execution = field(default_factory=Execution)
+    _compiled: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # A batch's VAE encodes and decodes go image by image: the same pixels as batch 1
+        # (whatever kernels a batch picks) and a VAE peak that does not grow with the batch,
+        # for a VAE share of a run's time of a few per cent.
+        self.vae.enable_slicing()
 
     @property
     def name(self) -> str:
@@ -281,15 +294,56 @@ class Model:
         return self.preset.resolution
 
     def unet(self, role: str):
-        """The UNet for `role` ("inpaint": 9 channels, "txt2img": 4 channels)."""
+        """The UNet for `role` ("inpaint": 9 channels, "txt2img": 4 channels); with
+        `execution.compile` its torch.compile wrapper (same attributes and submodules, so
+        hooks and diffusers' pipelines see the UNet itself)."""
         if role not in self._unets:
             builder = self._builders.get(role)
             if builder is None:
                 raise ModelUnavailable(
                     f"model {self.name!r} has no {role} UNet; choose a preset that has one (e.g. --model tiny)"
                 )
-            self._unets[role] = _to(builder(), self.device, self.dtype)
-        return self._unets[role]
+            self._unets[role] = self._layout(_to(builder(), self.device, self.dtype))
+        if not self.execution.compile:
+            return self._unets[role]
+        if role not in self._compiled:
+            import torch
+
+            # One graph per input shape (a run has a few working sizes and batch sizes); the
+            # default limit of 8 recompilations would fall back to eager mid-sweep.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILE_SHAPES)
+            self._compiled[role] = torch.compile(self._unets[role], backend=COMPILE_BACKEND, dynamic=False)
+        return self._compiled[role]
+
+    def configure(self, execution: Execution) -> None:
+        """Apply a run's execution choices to this (possibly shared, cached) model: memory
+        layout of the loaded UNets and the VAE, compiled UNets on or off, VAE tiling. Every
+        run configures it, so one run's choices never leak into the next."""
+        if execution != self.execution:
+            # other kernels (and, compiled, a compilation per shape) to pay untimed again
+            self.warmed.clear()
+        self.execution = execution
+        for unet in self._unets.values():
+            self._layout(unet)
+        self._layout(self.vae)
+        if execution.vae_tiling:
+            self.vae.enable_tiling()
+            # diffusers tiles only beyond the VAE's own sample size (the model's resolution,
+            # which a working image never exceeds): tiles of half of it bound the memory.
+            self.vae.tile_sample_min_size = max(self.resolution // 2, 8 * self.vae_scale_factor)
+            self.vae.tile_latent_min_size = self.vae.tile_sample_min_size // self.vae_scale_factor
+        else:
+            self.vae.disable_tiling()
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def _layout(self, module):
+        import torch
+
+        channels_last = self.execution.channels_last_on(self.device)
+        return module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def new_scheduler(self, name: str = DEFAULT_SCHEDULER):
         """A fresh scheduler (schedulers keep per-run state, so never share one): DDIM unless
@@ -333,11 +387,10 @@ def _parse_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-             "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-    if dtype not in table:
-        raise ModelUnavailable(f"unknown dtype {dtype!r} (use one of {', '.join(table)})")
-    return table[dtype]
+    try:
+        return getattr(torch, parse_dtype_name(dtype))
+    except ParamError as error:
+        raise ModelUnavailable(str(error)) from None
 
 
 @lru_cache(maxsize=2)

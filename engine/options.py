@@ -1,11 +1,13 @@
 """The options every technique takes after it (background reconstruction,
-post-conditioning): their parameter schema and post-conditioning's UNet-call count.
+post-conditioning): their parameter schema and post-conditioning's UNet-call count; and the
+options of how a run executes (batch size, dtype names, `Execution`), owned here once.
 Torch-free and free of engine.postprocess, which applies them, so that the technique
 registry can build full schemas and cost estimates without importing the model stack or the
 post-processing code (which imports the registry's Cost and TechniqueOutput)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from engine.params import Param, ParamError, ParamSchema, fraction_of_steps
@@ -67,3 +69,62 @@ def parse_batch_size(value: Any) -> int | str:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ParamError(f"batch_size must be a whole number >= 1 or 'auto', got {value!r}")
     return value
+
+
+# --- how a run executes on its device (never what it computes) -------------------------------
+
+# Every spelling of a dtype the CLI, forms and run options accept -> torch's attribute name.
+DTYPE_NAMES: dict[str, str] = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
+                               "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def parse_dtype_name(value: Any) -> str:
+    """A dtype as given (fp16, bf16, fp32 or torch's own names) to torch's attribute name."""
+    if value not in DTYPE_NAMES:
+        raise ParamError(f"dtype must be fp16, bf16 or fp32, got {value!r}")
+    return DTYPE_NAMES[value]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """GPU execution choices of a run, applied to the loaded model by `Model.configure`.
+    They change how fast and in how much memory a run goes, and its pixels only at rounding
+    level (channels-last, compile) or at VAE tile seams (vae_tiling); they are run options,
+    recorded with the run but outside its configuration hash, like the dtype.
+
+    - channels_last: UNets and VAE in channels-last memory layout (faster convolutions on
+      tensor-core GPUs); None = on CUDA only.
+    - compile: each UNet through torch.compile (inductor), one specialised graph per input
+      shape (dynamic=False), kept with the loaded model; the first call at a shape compiles
+      (about a minute for tiny on a CPU), later ones reuse it.
+    - vae_tiling: the VAE encodes and decodes in overlapping tiles of half the model's
+      resolution (diffusers' tiled VAE, blended over a quarter of a tile), bounding its
+      memory for large images at the cost of faint seams.
+    """
+
+    channels_last: bool | None = None
+    compile: bool = False
+    vae_tiling: bool = False
+
+    OPTIONS = ("channels_last", "compile", "vae_tiling")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> "Execution":
+        """From a run's recorded options (absent keys keep the defaults)."""
+        options = options or {}
+        return cls(**{key: options[key] for key in cls.OPTIONS if key in options})
+
+    def channels_last_on(self, device: str) -> bool:
+        return device.startswith("cuda") if self.channels_last is None else self.channels_last
+
+
+def validate_execution_options(options: dict[str, Any]) -> None:
+    """Check the Execution keys of a run's options in place; defaults are dropped (not recorded)."""
+    for key in Execution.OPTIONS:
+        if key not in options:
+            continue
+        value = options[key]
+        if not isinstance(value, bool) and not (key == "channels_last" and value is None):
+            raise ParamError(f"{key} must be true or false, got {value!r}")
+        if value == getattr(Execution(), key):
+            del options[key]

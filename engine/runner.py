@@ -27,7 +27,7 @@ from PIL import Image
 from engine.evaluate import sample_time_metrics
 from engine.latents import NonFiniteError, check_finite
 from engine.models import Model, load_model
-from engine.options import AUTO_BATCH_LIMIT, CPU_AUTO_BATCH, parse_batch_size
+from engine.options import AUTO_BATCH_LIMIT, CPU_AUTO_BATCH, Execution, parse_batch_size
 from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess, postprocess_batch
@@ -106,6 +106,7 @@ def inpaint(
     warm_up: bool = True,
     seeds: Mapping[str, int] | None = None,
     batch_size: int | str = 1,
+    execution: Execution | None = None,
 ) -> Iterator[SampleResult]:
     """Inpaint each sample, yielding results in sample order as they finish (a loop over
     `Generation.batch`, the entry the worker calls).
@@ -116,10 +117,12 @@ def inpaint(
     default is `sample_seed(seed, sample.id)`. `evaluation` chooses the generation-time
     metrics (default: EvalConfig(), i.e. the catalogue's default groups). `batch_size`
     samples at a time share each model call (a number or "auto": see `BatchSizer` and
-    `Generation.batch`).
+    `Generation.batch`). `execution` picks channels-last, compiled UNets and VAE tiling
+    (engine.options.Execution; default: channels-last on CUDA only).
     """
     generation = Generation(model, technique, params=params, steps=steps, guidance=guidance,
-                            negative_prompt=negative_prompt, evaluation=evaluation, warm_up=warm_up)
+                            negative_prompt=negative_prompt, evaluation=evaluation, warm_up=warm_up,
+                            execution=execution)
     sizer = BatchSizer(batch_size, generation.model)
     sample_list = list(samples)
     first = 0
@@ -151,6 +154,7 @@ class Generation:
         negative_prompt: str = "",
         evaluation: EvalConfig | None = None,
         warm_up: bool = True,
+        execution: Execution | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
@@ -162,6 +166,8 @@ class Generation:
         self.negative_prompt = negative_prompt
         self.evaluation = evaluation if evaluation is not None else EvalConfig()
         self.warm_up = warm_up
+        self.execution = execution if execution is not None else Execution()
+        self.model.configure(self.execution)
 
     @classmethod
     def from_spec(cls, model: Model, spec: RunSpec, **options: Any) -> "Generation":

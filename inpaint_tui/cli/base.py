@@ -220,4 +220,10 @@ BATCH_HELP = ("Samples sharing each model call: a number, or auto (GPU: from the
               f"used; CPU: {CPU_AUTO_BATCH}). Pixels equal batch 1's up to the kernels' rounding (at most 1 of 255 levels "
               "measured on tiny); runs saving animations go one by one. Default 1.")
 
+COMPILE_HELP = ("torch.compile each UNet (inductor; one graph per input shape, compiled on first use: "
+                "minutes per shape on a CPU, worth it for long GPU runs). Pixels equal up to rounding.")
+CHANNELS_LAST_HELP = "UNets and VAE in channels-last memory layout (default: on CUDA only)."
+VAE_TILING_HELP = ("VAE in overlapping tiles of half the model's resolution: bounded memory for large images, "
+                   "faint seams.")
+
 ANIMATION_HELP = "Save each sample's denoising as an animation beside its output: gif or webp."

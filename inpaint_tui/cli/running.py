@@ -11,10 +11,13 @@ from engine.spec import DEFAULTS
 from inpaint_tui.cli.base import (
     ANIMATION_HELP,
     BATCH_HELP,
+    CHANNELS_LAST_HELP,
+    COMPILE_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
     METRICS_HELP,
     PREVIEW_HELP,
+    VAE_TILING_HELP,
     app,
     context_of,
     fail,
@@ -57,6 +60,10 @@ def run(
     ring_width: Optional[int] = typer.Option(None, "--ring-width", min=1, help="Seam ring width in pixels (default 8)."),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
     batch_size: str = typer.Option("1", "--batch-size", metavar="N|auto", help=BATCH_HELP),
+    compile_unet: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", show_default=False,
+                                                 help=CHANNELS_LAST_HELP),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help=VAE_TILING_HELP),
     animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
     allow_pickle_weights: bool = typer.Option(
         False, "--allow-pickle-weights", help="Load a hub or folder model's pickled .bin weights where it has no "
@@ -83,6 +90,7 @@ def run(
         placement = dict(sample_set=sample_set, command=recorded_command(),
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
                                       animation=animation, batch_size=batch_size,
+                                      compile=compile_unet, channels_last=channels_last, vae_tiling=vae_tiling,
                                       allow_pickle_weights=allow_pickle_weights))
         validate_options(placement["options"])  # before a foreground worker is registered
         description = f"{technique} {format_params(spec.changed_params())} on {sample_set!r} with {model}"

@@ -10,11 +10,14 @@ from engine.spec import DEFAULTS
 from inpaint_tui.cli.base import (
     ANIMATION_HELP,
     BATCH_HELP,
+    CHANNELS_LAST_HELP,
+    COMPILE_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
     JSON_HELP,
     METRICS_HELP,
     PREVIEW_HELP,
+    VAE_TILING_HELP,
     app,
     context_of,
     print_json,
@@ -49,6 +52,10 @@ def sweep(
     eval_models: str = typer.Option("auto", "--eval-models", help=EVAL_MODELS_HELP),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help=PREVIEW_HELP),
     batch_size: str = typer.Option("1", "--batch-size", metavar="N|auto", help=BATCH_HELP),
+    compile_unet: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", show_default=False,
+                                                 help=CHANNELS_LAST_HELP),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help=VAE_TILING_HELP),
     animation: Optional[str] = typer.Option(None, "--animation", help=ANIMATION_HELP),
     detach: bool = typer.Option(False, "--detach", help="Queue for background workers and return at once."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep (id, runs, reused) as JSON."),
@@ -82,7 +89,8 @@ def sweep(
         store = context_of(ctx).store()
         placement = dict(model=model, sample_set=sample_set, negative_prompt=negative_prompt, evaluation=evaluation,
                          options=dict(device=device, dtype=dtype, preview_every=preview_every or None,
-                                      animation=animation, batch_size=batch_size))
+                                      animation=animation, batch_size=batch_size,
+                                      compile=compile_unet, channels_last=channels_last, vae_tiling=vae_tiling))
         if dry_run:
             planned = plan_sweep(store, points, force=force, **placement)
             print_plan(planned, len(store.set_sample_ids(sample_set)), as_json=as_json)

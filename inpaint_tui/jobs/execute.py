@@ -35,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from engine.options import Execution
 from engine.models import load_model
 from engine.runner import BatchSizer, Generation, Progress, RunAborted
 from engine.samples import SampleError
@@ -146,7 +147,7 @@ def _execute(store, run_id, lease, device, dtype, on_progress, on_message, stop)
         run_id, f"{model.device} ({str(model.dtype).removeprefix('torch.')})", threads=torch.get_num_threads(),
         claim=lease.claim))
     _remove_partial_files(store, run_id)
-    generation = Generation.from_spec(model, run_spec(run))
+    generation = Generation.from_spec(model, run_spec(run), execution=Execution.from_options(run.options))
 
     monitor.phase("generating")
     record = functools.partial(durable, failures, "recording a sample", store.record_sample)

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
-from engine.options import parse_batch_size
+from engine.options import Execution, parse_batch_size, parse_dtype_name, validate_execution_options
 from engine.params import ParamError
 from engine.seeding import sample_seed
 from engine.spec import EvalConfig, RunSpec
@@ -108,11 +108,13 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     threads (CPU threads; recorded by the first worker when not given, see jobs.execute),
     allow_pickle_weights (load .bin weights where a model has no safetensors), batch_size
     (samples sharing each model call: a whole number or "auto"; pixels equal batch 1's up to
-    the kernels' batch-size rounding, see engine.runner.Generation.batch)."""
+    the kernels' batch-size rounding, see engine.runner.Generation.batch), and the GPU
+    execution choices of engine.options.Execution (channels_last, compile, vae_tiling)."""
     from engine.models import validate_device  # torch-free
     from engine.preview import ANIMATION_FORMATS  # torch-free
 
-    known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights", "batch_size"}
+    known = {"device", "dtype", "preview_every", "animation", "threads", "allow_pickle_weights", "batch_size",
+             *Execution.OPTIONS}
     options = {k: v for k, v in (options or {}).items() if v is not None}
     unknown = set(options) - known
     if unknown:
@@ -130,8 +132,9 @@ def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
             del options["batch_size"]  # the default: not recorded
     if "device" in options:
         validate_device(options["device"])
-    if "dtype" in options and options["dtype"] not in ("fp16", "bf16", "fp32", "float16", "bfloat16", "float32"):
-        raise ParamError(f"dtype must be fp16, bf16 or fp32, got {options['dtype']!r}")
+    if "dtype" in options:
+        parse_dtype_name(options["dtype"])
+    validate_execution_options(options)
     if "allow_pickle_weights" in options:
         if not isinstance(options["allow_pickle_weights"], bool):
             raise ParamError(f"allow_pickle_weights must be true or false, got {options['allow_pickle_weights']!r}")

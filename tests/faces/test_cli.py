@@ -109,6 +109,7 @@ def test_techniques_and_models_listings(cli):
         (["runs", "resume", "99"], 1, "no run with id 99"),
         (["runs", "delete", "99", "--yes"], 1, "no run with id 99"),
         (["run", "-t", "blended", "--animation", "mp4"], 2, "animation must be one of gif, webp"),
+        (["run", "-t", "blended", "--dtype", "fp64"], 2, "dtype must be fp16, bf16 or fp32, got 'fp64'"),
         (["sweep", "-t", "magic"], 2, "unknown technique 'magic'"),
         (["sweep", "-t", "blended", "-p", "shrink=0,1"], 2, "technique 'blended' has no parameter 'shrink'"),
         (["sweep", "-t", "blended", "-p", "progressive_shrink=0,x"], 2, "expected an integer"),
@@ -185,6 +186,24 @@ def test_every_option_runs_from_the_cli(cli, option):
     extra = ["-p", "decoder_steps=2"] if option.endswith("decoder") else []
     run_id = int(cli("run", "-t", "blended", "-p", option, *extra, "--steps", "2").stdout.strip())
     assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
+
+
+def test_execution_flags_are_recorded_as_run_options_and_the_run_uses_them(cli, tiny_model):
+    from engine.options import Execution
+
+    cli("samples", "import", "demo")
+    try:
+        run_id = int(cli("run", "-t", "blended", "--steps", "1", "--metrics", "background", "--vae-tiling",
+                         "--no-channels-last").stdout.strip())
+        # the foreground worker ran on this process's cached tiny model, configured as asked
+        assert tiny_model.execution == Execution(channels_last=False, vae_tiling=True)
+    finally:
+        tiny_model.configure(Execution())
+    detail = json.loads(cli("runs", "show", str(run_id), "--json").stdout)
+    assert detail["run"]["status"] == "finished"
+    assert {key: detail["run"]["options"].get(key) for key in Execution.OPTIONS} == {
+        "vae_tiling": True, "channels_last": False, "compile": None}
+    assert "vae_tiling=True" in cli("runs", "show", str(run_id)).stdout
 
 
 @pytest.mark.slow
