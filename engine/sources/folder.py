@@ -22,12 +22,13 @@ flat::
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.samples import Sample, SampleError, make_sample, normalise_mask
+from engine.samples import Sample, SampleError, keep_source_png, make_sample, normalise_mask
 from engine.sources import ImportPlan
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -299,8 +300,11 @@ def _build(
 def _open(folder: Path, relative: Path, name: str, role: str) -> Image.Image:
     """Open an image file fully, turning every decoding failure into a SampleError."""
     try:
-        with Image.open(folder / relative) as opened:
+        data = (folder / relative).read_bytes()
+        with Image.open(io.BytesIO(data)) as opened:
             opened.load()
+            if opened.format == "PNG":
+                keep_source_png(opened, data)  # stored as is unless the pixels change below
             # Phone photos store their rotation in EXIF; masks are painted on the upright view.
             return ImageOps.exif_transpose(opened)
     except UnidentifiedImageError:

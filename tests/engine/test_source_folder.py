@@ -298,3 +298,63 @@ def test_a_folder_with_nothing_recognisable_raises_value_error(tmp_path, content
         _image(tmp_path / "._resource.png")
     with pytest.raises(ValueError, match="no images found.*images/NAME.png"):
         plan_folder(tmp_path)
+
+
+# --- stored bytes ------------------------------------------------------------------------
+
+
+def _stored(sample):
+    from inpaint_tui.jobs.samples import to_new_sample
+
+    return to_new_sample(sample, "folder")
+
+
+def _decoded(data):
+    import io
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_a_png_source_is_stored_with_its_own_bytes_and_anything_else_is_re_encoded(tmp_path):
+    """An RGB PNG (image and reference) is stored byte for byte as the file (no re-encode);
+    a JPEG, a palette PNG and an EXIF-rotated PNG are re-encoded. Every stored image decodes
+    to exactly the sample's pixels."""
+    import io
+
+    _structured(tmp_path, "plain", seed=1)
+    (tmp_path / "references").mkdir()
+    make_image(W, H, seed=7).save(tmp_path / "references" / "plain.png", compress_level=1)  # not PIL's default level
+    _structured(tmp_path, "photo", seed=2, ext="jpg")
+    _image(tmp_path / "images" / "palette.png", seed=3)
+    Image.open(tmp_path / "images" / "palette.png").convert("P").save(tmp_path / "images" / "palette.png")
+    _mask_png(tmp_path / "masks" / "palette.png", box_mask(W, H, BOX))
+    rotated = make_image(H, W, seed=4)  # stored sideways, upright after EXIF orientation 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "images" / "rotated.png", exif=exif)
+    _mask_png(tmp_path / "masks" / "rotated.png", box_mask(W, H, BOX))
+    _text(tmp_path / "prompts.csv", "name,prompt\nplain,a\nphoto,b\npalette,c\nrotated,d\n")
+
+    plan = plan_folder(tmp_path)
+    samples = {sample.id: sample for sample in plan.samples}
+    assert set(samples) == {"plain", "photo", "palette", "rotated"}, plan.problems
+    stored = {name: _stored(sample) for name, sample in samples.items()}
+
+    assert stored["plain"].image_png == (tmp_path / "images" / "plain.png").read_bytes()
+    assert stored["plain"].reference_png == (tmp_path / "references" / "plain.png").read_bytes()
+    assert samples["rotated"].size == (W, H)
+    for name in ("photo", "palette", "rotated"):
+        source = tmp_path / "images" / f"{name}.{'jpg' if name == 'photo' else 'png'}"
+        assert stored[name].image_png != source.read_bytes()
+    for name, sample in samples.items():
+        assert np.array_equal(_decoded(stored[name].image_png), np.asarray(sample.image)), name
+    assert np.array_equal(_decoded(stored["plain"].reference_png), np.asarray(samples["plain"].reference))
+
+    # An edited copy keeps the info dict but not the file's pixels: it is encoded anew.
+    edited = samples["plain"].image.copy()
+    edited.putpixel((0, 0), (1, 2, 3))
+    from engine.samples import png_bytes
+
+    assert np.array_equal(_decoded(png_bytes(edited)), np.asarray(edited))
+    assert Image.open(io.BytesIO(png_bytes(edited))).getpixel((0, 0)) == (1, 2, 3)
