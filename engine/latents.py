@@ -104,35 +104,89 @@ def dilate(mask: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class PromptEmbeddings:
-    """Text conditioning; with CFG the batch is [unconditional, conditional]."""
+    """Text conditioning; with CFG every tensor's rows are [unconditional × B, conditional × B].
+
+    `embeddings` (rows, 77, d) go to cross-attention. `added` is SDXL's added conditioning
+    (None for SD): `text_embeds` (rows, p), the second text encoder's pooled projection, and
+    `time_ids` (rows, 6), the micro-conditioning (original height, width, crop top, left,
+    target height, width) in pixels."""
 
     embeddings: torch.Tensor
     guidance: float
+    added: dict[str, torch.Tensor] | None = None
 
     @property
     def cfg(self) -> bool:
         return self.guidance > 1.0
 
+    def unet_kwargs(self, copies: int = 1) -> dict:
+        """The UNet's conditioning arguments, every tensor tiled `copies` times along the rows
+        (latentpaint's forward carries a second, known-region half)."""
+        def tiled(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor if copies == 1 else torch.cat([tensor] * copies)
+
+        kwargs = {"encoder_hidden_states": tiled(self.embeddings)}
+        if self.added is not None:
+            kwargs["added_cond_kwargs"] = {key: tiled(value) for key, value in self.added.items()}
+        return kwargs
+
 
 @torch.no_grad()
-def encode_prompts(model: Model, prompts: list[str], negative_prompt: str, guidance: float) -> PromptEmbeddings:
-    """B prompts' embeddings (B, 77, d); with CFG [uncond × B, cond_1..B] (2B, 77, d), the
-    layout `predict_noise` splits in halves. The negative prompt is encoded once."""
+def encode_prompts(model: Model, prompts: list[str], negative_prompt: str, guidance: float,
+                   size: tuple[int, int] | None = None) -> PromptEmbeddings:
+    """B prompts' conditioning, with CFG [uncond × B, cond_1..B], the layout `predict_noise`
+    splits in halves; the negative prompt is encoded once. `size` (height, width) in pixels is
+    the working size, which SDXL's time ids state (original = target = the working size, crop
+    at 0, 0, as diffusers' SDXL pipelines default to).
+
+    SD: the text encoder's last hidden state (B, 77, d). SDXL, as diffusers' SDXL pipelines:
+    both encoders' penultimate hidden states concatenated (B, 77, d1 + d2), the second
+    encoder's pooled projection as `text_embeds`; an empty negative prompt conditions on zeros
+    for both (the checkpoints' force_zeros_for_empty_prompt)."""
+    if model.family == "sdxl":
+        return _encode_sdxl(model, prompts, negative_prompt, guidance, size)
+
     def embed(texts: list[str]) -> torch.Tensor:
-        tokens = model.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=model.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(model.device)
-        return model.text_encoder(tokens)[0].to(model.dtype)
+        return model.text_encoder(_tokens(model.tokenizer, texts, model))[0].to(model.dtype)
 
     conditional = embed(list(prompts))
     if guidance <= 1.0:
         return PromptEmbeddings(conditional, guidance)
     unconditional = embed([negative_prompt]).expand(len(prompts), -1, -1)
     return PromptEmbeddings(torch.cat([unconditional, conditional]), guidance)
+
+
+def _tokens(tokenizer, texts: list[str], model: Model) -> torch.Tensor:
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids.to(model.device)
+
+
+def _encode_sdxl(model: Model, prompts: list[str], negative_prompt: str, guidance: float,
+                 size: tuple[int, int] | None) -> PromptEmbeddings:
+    if size is None:
+        raise ValueError("SDXL conditioning needs the working size (its time ids state it)")
+
+    def embed(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        first = model.text_encoder(_tokens(model.tokenizer, texts, model), output_hidden_states=True)
+        second = model.text_encoder_2(_tokens(model.tokenizer_2, texts, model), output_hidden_states=True)
+        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)  # (n, 77, d1 + d2)
+        return hidden.to(model.dtype), second.text_embeds.to(model.dtype)  # pooled: (n, p)
+
+    count = len(prompts)
+    embeddings, pooled = embed(list(prompts))
+    height, width = size
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=model.dtype,
+                            device=model.device).expand(count, -1)
+    if guidance <= 1.0:
+        return PromptEmbeddings(embeddings, guidance, {"text_embeds": pooled, "time_ids": time_ids})
+    if negative_prompt:
+        negative, negative_pooled = embed([negative_prompt])
+        negative, negative_pooled = negative.expand(count, -1, -1), negative_pooled.expand(count, -1)
+    else:
+        negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
+    return PromptEmbeddings(torch.cat([negative, embeddings]), guidance,
+                            {"text_embeds": torch.cat([negative_pooled, pooled]),
+                             "time_ids": torch.cat([time_ids, time_ids])})
 
 
 @torch.no_grad()
@@ -145,7 +199,7 @@ def predict_noise(
     batch = scheduler.scale_model_input(batch, t)
     if condition is not None:
         batch = torch.cat([batch, torch.cat([condition] * (2 if prompt.cfg else 1))], dim=1)
-    noise = unet(batch, t, encoder_hidden_states=prompt.embeddings).sample
+    noise = unet(batch, t, **prompt.unet_kwargs()).sample
     if not prompt.cfg:
         return noise
     unconditional, conditional = noise.chunk(2)
@@ -199,7 +253,7 @@ class LatentInpainting:
         latent_hw = tuple(self.z_src.shape[-2:])
         self.mask = torch.cat([latent_mask(job.sample, latent_hw, model) for job in self.jobs])  # (B, 1, h, w)
         self.prompt = encode_prompts(model, [job.sample.prompt for job in self.jobs], self.job.negative_prompt,
-                                     self.job.guidance)
+                                     self.job.guidance, size=tuple(self.source_pixels.shape[-2:]))
         self._inpaint_condition: torch.Tensor | None = None
         if self.unet.config.in_channels == 9:
             self._inpaint_condition = self._inpainting_condition()

@@ -56,6 +56,42 @@ class ModelPreset:
     # only, so `models`, preset_status and `runs show` say so (the images are noise). `tiny` is
     # random too but small, and its description says so; it keeps False so its outputs stay as pinned.
     random_weights: bool = False
+    # The architecture family (FAMILIES): how prompts condition the UNet, which pipeline
+    # `vanilla` calls and which techniques apply.
+    family: str = "sd"
+    # A VAE repository replacing the pipelines' own (sdxl: the fp16-safe one); None: theirs.
+    vae: str | None = None
+    # Parameters per component (published counts, checked against the -arch builds), for the
+    # memory estimate of `inpaint-tui models`; None: unknown (a local folder).
+    parameters: tuple[tuple[str, int], ...] | None = None
+
+    def weights_bytes(self, bytes_per_parameter: int = 2) -> int | None:
+        """Bytes of the weights a worker holds for this preset with both UNets loaded
+        (fp16: 2 bytes per parameter); activations come on top and grow with the batch."""
+        if self.parameters is None:
+            return None
+        return bytes_per_parameter * sum(count for _, count in self.parameters)
+
+
+# Published parameter counts (the -arch tests build the modules and count them).
+SD15_PARAMETERS = (("inpaint UNet", 859_535_364), ("text-to-image UNet", 859_520_964), ("VAE", 83_653_863),
+                   ("text encoder", 123_060_480))
+SD2_PARAMETERS = (("inpaint UNet", 865_925_124), ("text-to-image UNet", 865_910_724), ("VAE", 83_653_863),
+                  ("text encoder", 340_387_840))
+SDXL_PARAMETERS = (("inpaint UNet", 2_567_478_084), ("text-to-image UNet", 2_567_463_684), ("VAE", 83_653_863),
+                   ("text encoder", 123_060_480), ("text encoder 2", 694_659_840))
+
+# Counted on the built tiny modules (tests/engine/test_full_size_presets.py checks them).
+TINY_PARAMETERS = (("inpaint UNet", 1_428_452), ("text-to-image UNet", 1_427_012), ("VAE", 1_028_935),
+                   ("text encoder", 32_554))
+TINY_SDXL_PARAMETERS = (("inpaint UNet", 1_977_956), ("text-to-image UNet", 1_976_516), ("VAE", 1_028_935),
+                        ("text encoder", 32_554), ("text encoder 2", 33_578))
+
+# name -> what the family is; the techniques say which families they apply to.
+FAMILIES: dict[str, str] = {
+    "sd": "Stable Diffusion 1.x / 2.x: one CLIP text encoder, DDPM noise schedule",
+    "sdxl": "Stable Diffusion XL: two CLIP text encoders, pooled text and size micro-conditioning, 1024 px",
+}
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -68,6 +104,7 @@ PRESETS: dict[str, ModelPreset] = {
             txt2img=None,
             resolution=128,
             builtin=True,
+            parameters=TINY_PARAMETERS,
         ),
         ModelPreset(
             "sd15",
@@ -75,6 +112,7 @@ PRESETS: dict[str, ModelPreset] = {
             inpaint="stable-diffusion-v1-5/stable-diffusion-inpainting",
             txt2img="stable-diffusion-v1-5/stable-diffusion-v1-5",
             resolution=512,
+            parameters=SD15_PARAMETERS,
         ),
         ModelPreset(
             "sd2",
@@ -82,6 +120,29 @@ PRESETS: dict[str, ModelPreset] = {
             inpaint="stabilityai/stable-diffusion-2-inpainting",
             txt2img="stabilityai/stable-diffusion-2-1-base",
             resolution=512,
+            parameters=SD2_PARAMETERS,
+        ),
+        ModelPreset(
+            "sdxl",
+            "Stable Diffusion XL 1.0 inpainting 0.1 + SDXL base for text-to-image techniques; the fp16-safe VAE "
+            "(madebyollin/sdxl-vae-fp16-fix: SDXL's own overflows in fp16)",
+            inpaint="diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+            txt2img="stabilityai/stable-diffusion-xl-base-1.0",
+            resolution=1024,
+            family="sdxl",
+            vae="madebyollin/sdxl-vae-fp16-fix",
+            parameters=SDXL_PARAMETERS,
+        ),
+        ModelPreset(
+            "tiny-sdxl",
+            "random-weight SDXL family built offline (two text encoders, time ids, pooled text): tests and CI; "
+            "images are noise-like",
+            inpaint=None,
+            txt2img=None,
+            resolution=128,
+            builtin=True,
+            family="sdxl",
+            parameters=TINY_SDXL_PARAMETERS,
         ),
         ModelPreset(
             "sd15-arch",
@@ -92,6 +153,7 @@ PRESETS: dict[str, ModelPreset] = {
             resolution=512,
             builtin=True,
             random_weights=True,
+            parameters=SD15_PARAMETERS,
         ),
         ModelPreset(
             "sd2-arch",
@@ -102,6 +164,19 @@ PRESETS: dict[str, ModelPreset] = {
             resolution=512,
             builtin=True,
             random_weights=True,
+            parameters=SD2_PARAMETERS,
+        ),
+        ModelPreset(
+            "sdxl-arch",
+            "random weights, full SDXL architecture (inpainting / base UNets, VAE, CLIP ViT-L + OpenCLIP ViT-bigG "
+            "text) built offline: for speed and memory only, images are noise",
+            inpaint=None,
+            txt2img=None,
+            resolution=1024,
+            builtin=True,
+            random_weights=True,
+            family="sdxl",
+            parameters=SDXL_PARAMETERS,
         ),
     )
 }
@@ -165,13 +240,18 @@ def resolve_preset(name: str) -> ModelPreset:
         if scheduler_config.is_file():
             timesteps = _config_int(_read_config(scheduler_config), "num_train_timesteps", 1000, scheduler_config)
         is_inpaint = in_channels == 9
+        # SDXL pipelines have a second text encoder (and their UNets a "text_time" embedding).
+        family = "sdxl" if (path / "text_encoder_2").is_dir() or unet.get("addition_embed_type") == "text_time" \
+            else "sd"
         return ModelPreset(
             name=str(path),
-            description=f"local {'inpainting' if is_inpaint else 'text-to-image'} pipeline",
+            description=f"local {'SDXL ' if family == 'sdxl' else ''}"
+                        f"{'inpainting' if is_inpaint else 'text-to-image'} pipeline",
             inpaint=str(path) if is_inpaint else None,
             txt2img=None if is_inpaint else str(path),
             resolution=sample_size * 8,
             train_timesteps=timesteps,
+            family=family,
         )
     known = ", ".join(PRESETS)
     raise ModelUnavailable(f"unknown model {name!r}: not a preset ({known}) nor a pipeline folder")
@@ -201,10 +281,11 @@ def _is_local(source: str) -> bool:
     return Path(source).expanduser().is_dir()
 
 
-def _cached(repo_id: str) -> bool:
+def _cached(repo_id: str, marker: str = "model_index.json") -> bool:
+    """Whether the hub cache holds `marker` of `repo_id` (a pipeline's index; a lone VAE's config)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "model_index.json")
+    found = try_to_load_from_cache(repo_id, marker)
     return isinstance(found, str)
 
 
@@ -219,16 +300,24 @@ def preset_status(preset: ModelPreset) -> dict[str, Any]:
             parts[role] = "local"
         else:
             parts[role] = "cached" if _cached(source) else "not cached"
+    if preset.vae:
+        parts["vae"] = "local" if _is_local(preset.vae) else "cached" if _cached(preset.vae, "config.json") \
+            else "not cached"
     offline = preset.builtin or all(state in ("local", "cached", "n/a") for state in parts.values())
+    weights = preset.weights_bytes()
     return {
         "name": preset.name,
         "description": preset.description,
+        "family": preset.family,
         "resolution": preset.resolution,
         "inpaint": preset.inpaint,
         "txt2img": preset.txt2img,
+        "vae": preset.vae,
         "parts": parts,
         "available_offline": offline,
         "random_weights": preset.random_weights,
+        # both UNets, VAE and text encoders in fp16; activations come on top
+        "weights_fp16_bytes": weights,
     }
 
 
@@ -268,6 +357,10 @@ class Model:
     text_encoder: Any
     tokenizer: Any
     scheduler_config: dict[str, Any]
+    # SDXL's second text encoder (CLIP with a projection: its pooled output conditions the
+    # UNet too) and its tokenizer; None for the SD family.
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
     _unets: dict[str, Any] = field(default_factory=dict)
     _builders: dict[str, Any] = field(default_factory=dict)
     # Called with each scheduler `new_scheduler` makes, before anyone steps it: the hook for
@@ -292,6 +385,10 @@ class Model:
     @property
     def resolution(self) -> int:
         return self.preset.resolution
+
+    @property
+    def family(self) -> str:
+        return self.preset.family
 
     def unet(self, role: str):
         """The UNet for `role` ("inpaint": 9 channels, "txt2img": 4 channels); with
@@ -342,8 +439,11 @@ class Model:
     def _layout(self, module):
         import torch
 
-        channels_last = self.execution.channels_last_on(self.device)
-        return module.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        layout = torch.channels_last if self.execution.channels_last_on(self.device) else torch.contiguous_format
+        convolution = next((p for p in module.parameters() if p.ndim == 4), None)
+        if convolution is None or convolution.is_contiguous(memory_format=layout):
+            return module  # already so: diffusers warns on every `.to()` of a model
+        return module.to(memory_format=layout)
 
     def new_scheduler(self, name: str = DEFAULT_SCHEDULER):
         """A fresh scheduler (schedulers keep per-run state, so never share one): DDIM unless
@@ -354,7 +454,21 @@ class Model:
         return scheduler
 
     def inpaint_pipeline(self, scheduler: str = DEFAULT_SCHEDULER):
-        """diffusers' StableDiffusionInpaintPipeline over this model's shared components."""
+        """diffusers' inpainting pipeline of this model's family (StableDiffusionInpaintPipeline,
+        StableDiffusionXLInpaintPipeline) over this model's shared components."""
+        if self.family == "sdxl":
+            from diffusers import StableDiffusionXLInpaintPipeline
+
+            # As the SDXL inpainting 0.1 checkpoint ships it: time ids (size, crop, size), no
+            # aesthetic score; an empty negative prompt conditions on zeros.
+            pipe = StableDiffusionXLInpaintPipeline(
+                vae=self.vae, text_encoder=self.text_encoder, text_encoder_2=self.text_encoder_2,
+                tokenizer=self.tokenizer, tokenizer_2=self.tokenizer_2, unet=self.unet("inpaint"),
+                scheduler=self.new_scheduler(scheduler), requires_aesthetics_score=False,
+                force_zeros_for_empty_prompt=True,
+            )
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         from diffusers import StableDiffusionInpaintPipeline
 
         pipe = StableDiffusionInpaintPipeline(
@@ -415,6 +529,8 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
     sources = [s for s in (preset.inpaint, preset.txt2img) if s]
     for source in sources:
         _ensure_loadable(source, preset.name)
+    if preset.vae:
+        _ensure_loadable(preset.vae, preset.name, "config.json")
     shared = sources[0]  # one VAE and text encoder for every technique of the preset
 
     # None lets diffusers/transformers fall back to .bin; True makes a missing safetensors file an error.
@@ -429,13 +545,21 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
                 raise ModelUnavailable(f"model {preset.name!r}: cannot load the UNet of {source}: {error}. {hint}") from error
         return build
 
+    extra = {}
     try:
-        vae = AutoencoderKL.from_pretrained(shared, subfolder="vae", **weights)
+        vae = (AutoencoderKL.from_pretrained(preset.vae, **weights) if preset.vae
+               else AutoencoderKL.from_pretrained(shared, subfolder="vae", **weights))
         text_encoder = CLIPTextModel.from_pretrained(shared, subfolder="text_encoder", **weights)
         tokenizer = CLIPTokenizer.from_pretrained(shared, subfolder="tokenizer")
+        if preset.family == "sdxl":
+            from transformers import CLIPTextModelWithProjection
+
+            second = CLIPTextModelWithProjection.from_pretrained(shared, subfolder="text_encoder_2", **weights)
+            extra = dict(text_encoder_2=second.to(device).eval().requires_grad_(False),
+                         tokenizer_2=CLIPTokenizer.from_pretrained(shared, subfolder="tokenizer_2"))
         scheduler_config = _ddim_config(shared)
     except OSError as error:
-        raise ModelUnavailable(f"model {preset.name!r}: cannot load {shared}: {error}. {hint}") from error
+        raise ModelUnavailable(f"model {preset.name!r}: cannot load {preset.vae or shared}: {error}. {hint}") from error
     builders = {}
     if preset.inpaint:
         builders["inpaint"] = unet_builder(preset.inpaint)
@@ -450,6 +574,7 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
         tokenizer=tokenizer,
         scheduler_config=scheduler_config,
         _builders=builders,
+        **extra,
     )
 
 
@@ -471,11 +596,13 @@ def check_available(name: str) -> None:
     for source in (preset.inpaint, preset.txt2img):
         if source and not preset.builtin:
             _ensure_loadable(source, preset.name)
+    if preset.vae:
+        _ensure_loadable(preset.vae, preset.name, "config.json")
 
 
-def _ensure_loadable(source: str, preset_name: str) -> None:
+def _ensure_loadable(source: str, preset_name: str, marker: str = "model_index.json") -> None:
     """Fail fast, before any multi-minute hub timeout, when a hub model cannot be had."""
-    if _is_local(source) or _cached(source):
+    if _is_local(source) or _cached(source, marker):
         return
     # `hf` is huggingface_hub's current command line (`huggingface-cli` is deprecated).
     hint = f"Use --model tiny (offline), a local pipeline folder, or download it with `hf download {source}`."
@@ -561,6 +688,77 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
     }
 
 
+def tiny_sdxl_components(seed: int = TINY_SEED) -> dict[str, Any]:
+    """Random-weight SDXL components, identical for the same seed on any machine: the shapes
+    of diffusers' own SDXL pipeline tests (UNets with "text_time" added conditioning,
+    transformer depths (1, 2), linear projections; two CLIP text encoders of width 32, the
+    second with a projection whose pooled output joins the time ids), tiny's VAE with SDXL's
+    latent scale 0.13025, at 128 px like `tiny`."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = tiny_tokenizer()
+    width = 32  # each text encoder's; the UNet cross-attends to both, concatenated
+
+    def unet(in_channels: int) -> UNet2DConditionModel:
+        return UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=16,
+            in_channels=in_channels,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            # 6 time ids (original size, crop corner, target size) x 8, + the pooled text
+            projection_class_embeddings_input_dim=6 * 8 + width,
+            cross_attention_dim=2 * width,
+        )
+
+    def text_config() -> CLIPTextConfig:
+        return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=37, num_attention_heads=4,
+                              num_hidden_layers=2, max_position_embeddings=77, projection_dim=width,
+                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)  # not tiny's stream: its weights stay as pinned
+        inpaint_unet = unet(9)
+        txt2img_unet = unet(4)
+        vae = AutoencoderKL(
+            block_out_channels=(32, 32, 64, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=4,
+            sample_size=128,
+            scaling_factor=SDXL_LATENT_SCALE,
+            force_upcast=False,  # as the fp16-safe SDXL VAE the `sdxl` preset uses
+        )
+        text_encoder = CLIPTextModel(text_config())
+        text_encoder_2 = CLIPTextModelWithProjection(text_config())
+    return {
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tiny_tokenizer(),
+        "inpaint_unet": inpaint_unet,
+        "txt2img_unet": txt2img_unet,
+        "scheduler_config": sd_scheduler_config(PRESETS["tiny-sdxl"].train_timesteps),
+    }
+
+
+SDXL_LATENT_SCALE = 0.13025  # SDXL's VAE scaling factor (SD 1.x / 2.x: 0.18215)
+
+
 def tiny_tokenizer():
     """A byte-level CLIP tokenizer with no merges, written by this code (no download)."""
     from transformers import CLIPTokenizer
@@ -584,7 +782,8 @@ def tiny_tokenizer():
 
 
 def _build_tiny(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
-    parts = tiny_components()
+    parts = tiny_sdxl_components() if preset.family == "sdxl" else tiny_components()
+    second = parts.get("text_encoder_2")
     model = Model(
         preset=preset,
         device=device,
@@ -593,6 +792,8 @@ def _build_tiny(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model
         text_encoder=_to(parts["text_encoder"], device, dtype),
         tokenizer=parts["tokenizer"],
         scheduler_config=parts["scheduler_config"],
+        text_encoder_2=None if second is None else _to(second, device, dtype),
+        tokenizer_2=parts.get("tokenizer_2"),
     )
     model._builders = {"inpaint": lambda: parts["inpaint_unet"], "txt2img": lambda: parts["txt2img_unet"]}
     return model
@@ -651,6 +852,22 @@ FULL_SIZE: dict[str, dict[str, Any]] = {
         "text": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
                      hidden_act="gelu", projection_dim=1024),
     },
+    "sdxl-arch": {  # stable-diffusion-xl-base-1.0's and the inpainting 0.1 model's configs
+        "unet": dict(block_out_channels=(320, 640, 1280), layers_per_block=2,
+                     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                     transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
+                     cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
+                     addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816, sample_size=128,
+                     out_channels=4, norm_num_groups=32),
+        # The `sdxl` preset's fp16-safe VAE: the same architecture, no fp32 upcast asked.
+        "vae": dict(_SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=False),
+        "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     hidden_act="quick_gelu", projection_dim=768),
+        # OpenCLIP ViT-bigG/14's text tower, with its projection (the pooled text embedding).
+        "text_2": dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+                       hidden_act="gelu", projection_dim=1280),
+    },
 }
 # Build times on the 2-core CI machine, CPU fp32, shared with other jobs (so they vary 2-5x):
 # sd15-arch VAE + text encoder 3.4 s, inpaint UNet 1.5-7.5 s, txt2img UNet 1.5-7.5 s;
@@ -677,14 +894,16 @@ def full_size_vae(name: str, *, seed: int = FULL_SIZE_SEED, device: str = "cpu",
 
 
 def full_size_text_encoder(name: str, *, seed: int = FULL_SIZE_SEED, device: str = "cpu",
-                           dtype: "torch.dtype | None" = None):
-    from transformers import CLIPTextConfig, CLIPTextModel
+                           dtype: "torch.dtype | None" = None, second: bool = False):
+    """The preset's text encoder; `second`: SDXL's second one (with its text projection)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = tiny_tokenizer()
     config = CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=CLIP_MAX_LENGTH,
                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id, **FULL_SIZE[name]["text"])
-    return _random_init(lambda: CLIPTextModel(config), seed + 2, device, dtype)
+                            pad_token_id=tokenizer.pad_token_id, **FULL_SIZE[name]["text_2" if second else "text"])
+    kind = CLIPTextModelWithProjection if second else CLIPTextModel
+    return _random_init(lambda: kind(config), seed + 2 + second, device, dtype)
 
 
 def _random_init(make: Callable[[], Any], seed: int, device: str, dtype: "torch.dtype | None"):
@@ -745,6 +964,9 @@ def _build_full_size(preset: ModelPreset, device: str, dtype: "torch.dtype") -> 
         tokenizer=tokenizer,
         scheduler_config=sd_scheduler_config(preset.train_timesteps),
     )
+    if preset.family == "sdxl":
+        model.text_encoder_2 = full_size_text_encoder(name, device=device, dtype=dtype, second=True)
+        model.tokenizer_2 = tiny_tokenizer()
     model._builders = {"inpaint": lambda: full_size_unet(name, 9, device=device, dtype=dtype),
                        "txt2img": lambda: full_size_unet(name, 4, device=device, dtype=dtype)}
     return model

@@ -25,6 +25,13 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_model(tiny_model):
+    from engine.models import load_model
+
+    return load_model("tiny-sdxl", device="cpu")  # after tiny_model: the same thread count
+
+
+@pytest.fixture(scope="session")
 def demo():
     from engine.demo import demo_samples
 

@@ -18,6 +18,12 @@ exactly. Choices, as the paper's code allows:
   3+2(n−1), …, 5, 3, then the exact mask, over n+1 chunks of ⌊M/(n+1)⌋+1 of the
   M = N − ⌊pN⌋ steps that run (as the authors count them). Dilation happens on the
   latent-resolution mask, as in the paper.
+
+On SDXL: the same loop. Only the conditioning and the latent scale change, both in the
+shared set-up (`engine.latents`): both text encoders' penultimate states (d = 768 + 1280),
+the pooled text and the time ids (working size, crop 0, 0) as added conditioning, an empty
+negative prompt as zeros, latents scaled by 0.13025. SDXL keeps SD's DDPM schedule, so the
+noising add_noise(z_src, ε, t) is unchanged; the authors' SDXL script blends the same way.
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ Other deviations from their code, and why:
   rounding. Leading steps at which every entry is still frozen at the next step are skipped
   (their outputs would be overwritten entirely); the noise for them is still drawn, so skipping
   changes no result. UNet calls: max over entries of ⌈m_lat·N⌉ ≤ N, N for any map reaching 1.
+
+On SDXL: unchanged (the change map lives on the latent grid, which has SD's scale factor 8);
+conditioning as in `blended`. The authors ship an SDXL pipeline of the same loop.
 """
 
 from __future__ import annotations

@@ -57,6 +57,11 @@ Choices and deviations:
 Cost ≈ 2N UNet calls: a propagating step runs one forward of twice the CFG batch and
 counts 2 calls (a CFG pair counts as 1, see `Cost`), a plain step 1, so the total is
 N + ⌊pN⌋ (2N at the default p = 1). No extra VAE work beyond `blended`.
+
+On SDXL: the same hooks on SDXL's blocks, chosen by the same names: three down blocks (the
+first without attention), the mid block and three up blocks with transformer depths 1, 2,
+10, so `mid+up` hooks the deep 10-layer blocks too. Each known pass carries the conditioning
+(text, pooled text and time ids) of its generation row; conditioning as in `blended`.
 """
 
 from __future__ import annotations
@@ -183,11 +188,11 @@ def predict_with_propagation(
     generation = torch.cat([latents] * copies)  # (C, 4, h, w)
     known_batch = torch.cat([known] * copies)  # (C, 4, h, w)
     batch = task.scheduler.scale_model_input(torch.cat([generation, known_batch]), t)  # (2C, 4, h, w)
-    embeddings = torch.cat([prompt.embeddings] * 2)  # (2C, 77, d): the same prompts for both halves
+    conditioning = prompt.unet_kwargs(copies=2)  # (2C, 77, d) (and SDXL's added): the same prompts for both halves
     masks = torch.cat([task.mask] * copies)  # (C, 1, h, w): row r of a half is sample r mod B
     task.cost.unet_calls += 2
     with torch.no_grad(), propagation_hooks(modules, masks, half=half):
-        noise = task.unet(batch, t, encoder_hidden_states=embeddings).sample  # (2C, 4, h, w)
+        noise = task.unet(batch, t, **conditioning).sample  # (2C, 4, h, w)
     noise = noise[:half]  # the generation half; the known pass only lends its features
     if not prompt.cfg:
         return noise

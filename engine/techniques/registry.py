@@ -107,6 +107,17 @@ class Technique:
     # Torch-free cost model: (resolved params, steps) -> (UNet calls per image, exact?), using
     # the same rounding helpers as the loop; None = "about N" (inexact).
     estimate: Callable[[Mapping[str, Any], int], tuple[int, bool]] | None = None
+    # The model families (engine.models.FAMILIES) it applies to; a run of it on another is
+    # refused before it is queued (`check_family`), with `refusal` saying why.
+    families: tuple[str, ...] = ("sd", "sdxl")
+    refusal: str = ""
+
+    def check_family(self, family: str, model: str) -> None:
+        """Raise ParamError when this technique does not apply to a model of `family`."""
+        if family not in self.families:
+            why = f": {self.refusal}" if self.refusal else ""
+            raise ParamError(f"technique {self.name!r} does not apply to model {model!r} ({family} family){why}; "
+                             f"it runs on {', '.join(self.families)} models")
 
     def run(self, model: "Model", job: TechniqueJob) -> TechniqueOutput:
         """One sample: a batch of one."""
@@ -127,6 +138,7 @@ class Technique:
             "summary": self.summary,
             "unet": self.unet,
             "reference": self.reference,
+            "families": list(self.families),
             "params": [p.to_dict() for p in self.schema],
             "options": [p.to_dict() for p in POSTPROCESS_SCHEMA],
         }

@@ -39,6 +39,9 @@ Choices and deviations:
   latent) and its undo_step noises with the betas one step above the sample's level. The
   counts are the same: 250 steps with (10, 10) make 2410 UNet calls and 2160 noising steps.
 - Cost: the UNet calls only; the noising steps are reported as `extras["noising_steps"]`.
+
+On SDXL: unchanged. The jumps noise with the scheduler's own betas (SDXL keeps SD's
+scaled-linear DDPM schedule, 1000 timesteps); conditioning as in `blended`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Choices and deviations:
   `engine.params.fraction_of_steps`) and start from add_noise(z_src, ε, t_⌊pN⌋).
 - Blending after the scheduler step, as `blended` does (the diffusers scripts of Blended
   Latent Diffusion's repo).
+
+On SDXL: unchanged. The background timestep c counts in the same 1000 training timesteps
+(SDXL keeps SD's scaled-linear DDPM schedule); conditioning as in `blended`.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ Options a diffusers user expects (the negative prompt is a run-level setting):
   mask-weighted mix. The pipeline's overlay needs its decoded image, so this path has no
   latent (`latents=None`): post-processing that needs one (background=decoder) encodes the
   image, and counts that encode.
+
+On SDXL: diffusers' StableDiffusionXLInpaintPipeline over the SDXL inpainting 0.1 UNet (time
+ids from the working size, no aesthetic score, zeros for an empty negative prompt, as that
+checkpoint ships). `strength` keeps this project's default 1.0, not diffusers' SDXL 0.9999
+(which would start from the noised input instead of pure noise).
 """
 
 from __future__ import annotations
@@ -151,6 +156,6 @@ TECHNIQUE = register(
         schema=SCHEMA,
         run_batch=run,
         estimate=estimate,
-        reference="diffusers StableDiffusionInpaintPipeline",
+        reference="diffusers StableDiffusionInpaintPipeline (SDXL: StableDiffusionXLInpaintPipeline)",
     )
 )

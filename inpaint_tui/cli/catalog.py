@@ -32,8 +32,9 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
         print_table(console, from_rows(columns, rows), boxed=True, title=title, caption=caption or None)
 
     for spec in specs:
+        families = f"model families: {', '.join(spec.families)}"
         schema_table(Text.from_markup(f"[bold]{spec.name}[/] — ") + Text(spec.summary), spec.schema.params,
-                     spec.reference)
+                     f"{families} · {spec.reference}" if spec.reference else families)
     schema_table(Text.from_markup("[bold]options for every technique[/] (-p key=value)"), POSTPROCESS_SCHEMA.params)
 
 
@@ -41,8 +42,12 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
 def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List model presets and whether each can be loaded without network."""
     from engine.models import PRESETS, preset_status
+    from engine.techniques import get_technique, technique_names
 
-    statuses = [preset_status(preset) for preset in PRESETS.values()]
+    every = technique_names()
+    statuses = [dict(preset_status(preset), techniques=[name for name in every
+                                                        if preset.family in get_technique(name).families])
+                for preset in PRESETS.values()]
     if as_json:
         print_json(statuses)
         return
@@ -53,18 +58,30 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
     console = rich_console()
     # Hub ids are one long word each: they fold rather than widen the table (the description
     # folds too, rather than being dropped for them).
-    columns = [Column("preset", "preset", []), Column("size", "size", [], justify="right"),
-               Column("offline", "offline", []), Column("inpaint", "inpaint UNet", [], wrap=True, fold=True),
+    columns = [Column("preset", "preset", []), Column("family", "family", []),
+               Column("size", "size", [], justify="right"), Column("offline", "offline", []),
+               Column("weights", "fp16", [], justify="right"),
+               Column("techniques", "techniques", [], wrap=True, priority=2),
+               Column("inpaint", "inpaint UNet", [], wrap=True, fold=True),
                Column("txt2img", "text-to-image UNet", [], wrap=True, fold=True),
                Column("description", "description", [], wrap=True, fold=True, priority=1, ratio=2)]
-    rows = [[status["name"], status["resolution"], "yes" if status["available_offline"] else "no",
+    rows = [[status["name"], status["family"], status["resolution"], "yes" if status["available_offline"] else "no",
+             _gigabytes(status["weights_fp16_bytes"]),
+             "all" if status["techniques"] == every else ", ".join(status["techniques"]),
              f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
              f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})", status["description"]]
             for status in statuses]
-    caption = "size: the working resolution in pixels"
+    caption = ("size: the working resolution in pixels; fp16: the weights of both UNets, the VAE and the "
+               "text encoders in fp16 (activations come on top)")
     random = [status["name"] for status in statuses if status["random_weights"]]
     if random:  # in the caption, which no width drops (the description column may go)
         caption += f"; random weights, for speed and memory only (images are noise): {', '.join(random)}"
     fitted = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False, caption=caption)
     if fitted.dropped:
         console.print(Text(f"not shown at this width: {', '.join(fitted.dropped_headers)} (--json has it)"))
+
+
+def _gigabytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"

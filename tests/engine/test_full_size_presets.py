@@ -51,7 +51,7 @@ def _offline(monkeypatch):
     gc.collect()
 
 
-def test_presets_are_builtin_512px_and_marked_random():
+def test_presets_are_builtin_and_marked_random():
     for name in ("sd15-arch", "sd2-arch"):
         preset = PRESETS[name]
         assert preset.builtin and preset.random_weights and preset.inpaint is None and preset.txt2img is None
@@ -189,3 +189,60 @@ def test_auto_evaluation_models_are_the_offline_ones():
     assert EvalConfig.for_model("sd15-arch").models == "tiny" and EvalConfig.for_model("sd2-arch").models == "tiny"
     assert EvalConfig.for_model("sd15").models == "real"
     assert EvalConfig.for_model("sd15-arch", models="real").models == "real"
+
+
+# Published: SDXL base UNet 2,567,463,684. Derived here (from the released configs):
+# inpainting UNet +14,400 (conv_in), OpenCLIP ViT-bigG text with projection 694,659,840.
+SDXL_PUBLISHED_UNET = 2_567_463_684
+
+
+def _meta_counts(name: str) -> dict[str, int]:
+    """Parameter counts of a full-size preset's components, built on the meta device (no
+    storage: instant, whatever the size)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = models.FULL_SIZE[name]
+    counts = {}
+    with torch.device("meta"):
+        counts["inpaint UNet"] = _count(UNet2DConditionModel(in_channels=9, **config["unet"]))
+        counts["text-to-image UNet"] = _count(UNet2DConditionModel(in_channels=4, **config["unet"]))
+        counts["VAE"] = _count(AutoencoderKL(**config["vae"]))
+        text = dict(vocab_size=models.CLIP_VOCAB_SIZE, max_position_embeddings=models.CLIP_MAX_LENGTH)
+        counts["text encoder"] = _count(CLIPTextModel(CLIPTextConfig(**text, **config["text"])))
+        if "text_2" in config:
+            counts["text encoder 2"] = _count(CLIPTextModelWithProjection(CLIPTextConfig(**text, **config["text_2"])))
+    return counts
+
+
+@pytest.mark.parametrize("name", ["sd15-arch", "sd2-arch", "sdxl-arch"])
+def test_the_memory_estimate_counts_every_component_of_the_architecture(name):
+    counts = _meta_counts(name)
+    assert dict(PRESETS[name].parameters) == counts
+    hub = {"sd15-arch": "sd15", "sd2-arch": "sd2", "sdxl-arch": "sdxl"}[name]
+    assert PRESETS[hub].parameters == PRESETS[name].parameters  # the hub preset is this architecture
+    assert PRESETS[name].weights_bytes() == 2 * sum(counts.values())
+    if name == "sdxl-arch":
+        assert counts["text-to-image UNet"] == SDXL_PUBLISHED_UNET
+        assert counts["inpaint UNet"] == SDXL_PUBLISHED_UNET + CONV_IN_EXTRA
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-sdxl"])
+def test_the_tiny_memory_estimates_count_the_built_modules(name):
+    parts = models.tiny_sdxl_components() if name == "tiny-sdxl" else models.tiny_components()
+    built = {"inpaint UNet": _count(parts["inpaint_unet"]), "text-to-image UNet": _count(parts["txt2img_unet"]),
+             "VAE": _count(parts["vae"]), "text encoder": _count(parts["text_encoder"])}
+    if "text_encoder_2" in parts:
+        built["text encoder 2"] = _count(parts["text_encoder_2"])
+    assert dict(PRESETS[name].parameters) == built
+
+
+def test_the_sdxl_architecture_is_sdxl():
+    preset = PRESETS["sdxl-arch"]
+    assert preset.family == "sdxl" and preset.resolution == 1024 and preset.random_weights
+    unet = models.FULL_SIZE["sdxl-arch"]["unet"]
+    assert unet["cross_attention_dim"] == 768 + 1280  # both text encoders' widths, concatenated
+    # 6 time ids x 256 + the pooled text projection (1280)
+    assert unet["projection_class_embeddings_input_dim"] == 6 * unet["addition_time_embed_dim"] + 1280
+    assert models.FULL_SIZE["sdxl-arch"]["vae"]["scaling_factor"] == models.SDXL_LATENT_SCALE

@@ -207,6 +207,23 @@ def test_execution_flags_are_recorded_as_run_options_and_the_run_uses_them(cli, 
 
 
 @pytest.mark.slow
+def test_every_technique_and_option_runs_on_the_tiny_sdxl_family_from_the_cli(cli):
+    """Each technique on the SDXL family (a sweep of all of them, pasted background: the
+    background pixels are the input's), then the other options on one run."""
+    cli("samples", "import", "demo")
+    swept = json.loads(cli("sweep", "-t", "all", "--model", "tiny-sdxl", "--steps", "2", "-p", "background=paste",
+                           "--metrics", "background", "--json").stdout)
+    assert len(swept["new"]) == 6
+    for run_id in swept["new"]:
+        detail = json.loads(cli("runs", "show", str(run_id), "--json").stdout)
+        assert detail["run"]["status"] == "finished" and detail["run"]["model"] == "tiny-sdxl"
+        assert all(s["metrics"]["bg_mse"] == 0.0 and s["metrics"]["unet_calls"] >= 2 for s in detail["samples"])
+    run_id = int(cli("run", "-t", "blended", "--model", "tiny-sdxl", "--steps", "2", "-p", "post_condition=true",
+                     "-p", "resize=crop", "-p", "background=poisson", "--metrics", "background").stdout.strip())
+    assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
+
+
+@pytest.mark.slow
 def test_sweep_queues_the_grid_runs_it_and_reuses_finished_runs(cli):
     cli("samples", "import", "demo")
     grid = ["sweep", "-t", "blended", "-p", "progressive_shrink=0,1", "-p", "blend_start=0,0.25", "--steps", "2",
