@@ -92,6 +92,23 @@ def test_batch_equals_batch_one_exactly_with_batch_invariant_kernels(tiny_model,
     assert len({np.asarray(result.image).tobytes() for result in batched}) == len(samples)
 
 
+SDXL_CASES = [("vanilla", {}), ("blended", {"progressive_shrink": 1}), ("latentpaint", {}),
+              ("blended", {"post_condition": True, "post_strength": 0.5})]
+
+
+@pytest.mark.parametrize("case", SDXL_CASES, ids=_ids)
+def test_on_sdxl_a_batch_equals_batch_one_exactly_with_batch_invariant_kernels(tiny_sdxl_model, samples, case):
+    """The SDXL family's added conditioning (pooled text, time ids) is per sample too."""
+    technique, params = case
+    with batch_invariant_kernels():
+        alone = _run(tiny_sdxl_model, technique, params, samples, batch=False)
+        batched = _run(tiny_sdxl_model, technique, params, samples, batch=True)
+    for one, many in zip(alone, batched):
+        assert many.ok, many.error
+        np.testing.assert_array_equal(np.asarray(many.image), np.asarray(one.image), err_msg=many.sample_id)
+    assert len({np.asarray(result.image).tobytes() for result in batched}) == len(samples)
+
+
 @pytest.mark.parametrize("case", [CASES[0], CASES[4], CASES[6], CASES[8], CASES[9]], ids=_ids)
 def test_batch_equals_batch_one_within_the_kernels_rounding(tiny_model, samples, case):
     technique, params = case
