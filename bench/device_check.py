@@ -1,7 +1,12 @@
-"""Every technique and post-processing option on a GPU in fp16 (and fp32) with the tiny model:
-no NaN, the costs stated, the background invariants where they are exact, seconds per image.
+"""Every technique and post-processing option on a GPU in fp16 (and fp32) with a model (the
+tiny one by default): no NaN, the costs stated, the background invariants where they are
+exact, seconds per image, peak memory.
 
-    python bench/device_check.py [--device cuda] [--steps 10]
+    python bench/device_check.py [--device cuda] [--steps 10] [--model tiny] [--dtypes fp16,fp32]
+    python bench/device_check.py --model sdxl-arch --dtypes fp16 --steps 2 --samples 1
+
+With a full-size `-arch` preset (random weights, the preset's resolution: 1024 px for
+sdxl-arch) this is the fp16 finiteness and memory check of the real architecture.
 
 For a lent GPU machine, which has torch but not this project's other packages: carry the
 diffusers wheel (see the device tool's notes). Exits 0; prints one line per configuration.
@@ -21,6 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--dtypes", default="fp16,fp32")
+    parser.add_argument("--samples", type=int, default=3, help="demo samples per configuration")
     args = parser.parse_args()
 
     import numpy as np
@@ -31,12 +39,13 @@ def main() -> None:
     from engine.runner import inpaint
     from engine.techniques import technique_names
 
-    samples = demo_samples()[:3]
+    samples = demo_samples()[: args.samples]
     options = [{}, {"background": "paste"}, {"background": "feather"}, {"background": "poisson"},
                {"background": "decoder", "decoder_steps": 10}, {"post_condition": True}, {"resize": "crop"}]
-    for dtype in ("fp16", "fp32"):
-        model = load_model("tiny", device=args.device, dtype=dtype)
-        print(f"== {args.device} {dtype}: {torch.cuda.get_device_name() if args.device.startswith('cuda') else ''}")
+    for dtype in args.dtypes.split(","):
+        model = load_model(args.model, device=args.device, dtype=dtype)
+        print(f"== {args.model} on {args.device} {dtype}: "
+              f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else ''}, {model.resolution} px")
         for technique in technique_names():
             for params in ([{}] if technique != "blended" else options):
                 started = time.perf_counter()

@@ -145,11 +145,18 @@ def unet_flops(unet, height: int, width: int) -> float:
     parameter = next(unet.parameters())
     latent = torch.zeros(1, config.in_channels, height // 8, width // 8, device=parameter.device, dtype=parameter.dtype)
     context = torch.zeros(1, 77, config.cross_attention_dim, device=parameter.device, dtype=parameter.dtype)
+    extra = {}
+    if config.addition_embed_type == "text_time":  # SDXL: pooled text and 6 time ids
+        pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+        extra["added_cond_kwargs"] = {
+            "text_embeds": torch.zeros(1, pooled, device=parameter.device, dtype=parameter.dtype),
+            "time_ids": torch.tensor([[height, width, 0, 0, height, width]], device=parameter.device,
+                                     dtype=parameter.dtype)}
     counter = FlopCounterMode(display=False)
     # The math attention backend decomposes into matmuls, which the counter sees on every
     # device (it does not count CPU's fused attention kernel: 0 FLOPs without this).
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
-        unet(latent, torch.tensor([500], device=parameter.device), encoder_hidden_states=context)
+        unet(latent, torch.tensor([500], device=parameter.device), encoder_hidden_states=context, **extra)
     return float(counter.get_total_flops())
 
 
@@ -223,7 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         generation = Generation(model, technique, steps=args.steps, guidance=GUIDANCE, execution=execution)
         if technique == "vanilla":
             pipe = model.inpaint_pipeline()
-        else:  # the configured UNet (compiled with --compile), as the engine side uses it
+        elif model.family == "sdxl":  # the configured UNet (compiled with --compile), as the engine side uses it
+            from diffusers import StableDiffusionXLPipeline
+
+            pipe = StableDiffusionXLPipeline(vae=model.vae, text_encoder=model.text_encoder,
+                                             text_encoder_2=model.text_encoder_2, tokenizer=model.tokenizer,
+                                             tokenizer_2=model.tokenizer_2, unet=model.unet(role),
+                                             scheduler=model.new_scheduler())
+            pipe.set_progress_bar_config(disable=True)
+        else:
             pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
                                            unet=model.unet(role), scheduler=model.new_scheduler(), safety_checker=None,
                                            feature_extractor=None, requires_safety_checker=False)

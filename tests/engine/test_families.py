@@ -188,3 +188,21 @@ def test_a_technique_refuses_a_family_it_does_not_apply_to(monkeypatch):
                "this test pretends SDXL lacks; it runs on sd models")
     with pytest.raises(ParamError, match=re.escape(message)):
         RunSpec.build("latentpaint", model="tiny-sdxl")
+
+
+def test_a_local_sdxl_pipeline_folder_loads_as_the_sdxl_family(tmp_path, tiny_sdxl_model, sample):
+    """An SDXL inpainting pipeline saved by diffusers (two text encoders and tokenizers) is
+    recognised as SDXL, loads both encoders, and inpaints exactly as the preset it was saved
+    from."""
+    from engine.models import load_model, resolve_preset
+
+    pipe = tiny_sdxl_model.inpaint_pipeline()
+    pipe.save_pretrained(tmp_path)
+    preset = resolve_preset(str(tmp_path))
+    assert (preset.family, preset.resolution, preset.inpaint) == ("sdxl", 128, str(tmp_path))
+    assert "SDXL inpainting pipeline" in preset.description
+    folder = load_model(str(tmp_path), device="cpu", dtype="fp32")
+    assert folder.family == "sdxl" and folder.text_encoder_2 is not None and folder.tokenizer_2 is not None
+    ours = _run(folder, "vanilla", sample, seed=4)
+    preset_output = _run(tiny_sdxl_model, "vanilla", sample, seed=4)
+    np.testing.assert_array_equal(to_uint8(ours.image), to_uint8(preset_output.image))
