@@ -188,17 +188,20 @@ def test_every_option_runs_from_the_cli(cli, option):
     assert json.loads(cli("runs", "show", str(run_id), "--json").stdout)["run"]["status"] == "finished"
 
 
-def test_execution_flags_are_recorded_as_run_options_and_the_run_uses_them(cli, tiny_model):
+def test_execution_flags_are_recorded_as_run_options_and_the_run_uses_them(cli):
+    from engine.models import load_model
     from engine.options import Execution
 
     cli("samples", "import", "demo")
+    run_id = int(cli("run", "-t", "blended", "--steps", "1", "--metrics", "background", "--vae-tiling",
+                     "--no-channels-last").stdout.strip())
+    # The foreground worker ran in this process on the cached tiny model (the one a CPU
+    # load_model returns: the cache keeps the model just used), configured as asked.
+    model = load_model("tiny", device="cpu")
     try:
-        run_id = int(cli("run", "-t", "blended", "--steps", "1", "--metrics", "background", "--vae-tiling",
-                         "--no-channels-last").stdout.strip())
-        # the foreground worker ran on this process's cached tiny model, configured as asked
-        assert tiny_model.execution == Execution(channels_last=False, vae_tiling=True)
+        assert model.execution == Execution(channels_last=False, vae_tiling=True)
     finally:
-        tiny_model.configure(Execution())
+        model.configure(Execution())
     detail = json.loads(cli("runs", "show", str(run_id), "--json").stdout)
     assert detail["run"]["status"] == "finished"
     assert {key: detail["run"]["options"].get(key) for key in Execution.OPTIONS} == {
