@@ -133,6 +133,9 @@ class RunSpec:
         resolved = get_technique(technique).resolve_params(params)
         preset = resolve_preset(model)
         get_technique(technique).check_family(preset.family, model)
+        if preset.family == "flux" and negative_prompt:
+            raise ParamError(f"model {model!r} takes no negative prompt: FLUX's guidance is distilled (a model input, "
+                             "no classifier-free pair); leave --negative-prompt empty")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ParamError(f"steps must be a whole number >= 1, got {steps!r}")
         if preset.train_timesteps is not None and steps > preset.train_timesteps:

@@ -109,7 +109,7 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     mask_for_step = shrink_schedule(task.steps, dilations, start)  # over the steps that run
 
     noise = task.noise()
-    latents = noise * task.scheduler.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
+    latents = noise * task.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
 
     for i in range(start, task.steps):
         t = task.timesteps[i]
@@ -131,5 +131,6 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Avrahami et al., Blended Latent Diffusion, arXiv 2206.02779",
+        families=("sd", "sdxl", "flux"),
     )
 )
