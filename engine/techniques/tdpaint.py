@@ -92,7 +92,6 @@ def background_timestep(t_next: int, c: float) -> int:
 def noised_background(task: "LatentInpainting", eps: "torch.Tensor", index: int, c: float) -> "torch.Tensor":
     """z_src noised to min(t_index, c) with the given noise; the clean z_src past the last step
     or when ⌊c⌋ = 0."""
-    import torch
 
     if index >= task.steps:
         return task.z_src
