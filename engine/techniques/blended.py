@@ -24,6 +24,13 @@ shared set-up (`engine.latents`): both text encoders' penultimate states (d = 76
 the pooled text and the time ids (working size, crop 0, 0) as added conditioning, an empty
 negative prompt as zeros, latents scaled by 0.13025. SDXL keeps SD's DDPM schedule, so the
 noising add_noise(z_src, ε, t) is unchanged; the authors' SDXL script blends the same way.
+
+On FLUX: the same loop on the flow. The source is noised by the flow's own forward
+process, add_noise(z_src, ε, σ_i) = (1 − σ_i)·z_src + σ_i·ε, on FLUX's shifted schedule; the
+transformer (FLUX.1 [dev]) predicts a velocity, stepped by Euler; guidance is distilled (one
+forward per step, default 3.5); the latents have 16 channels and are packed into 2×2 patches
+only inside the transformer call (`engine.flux`), so masks and blending stay on the latent
+grid. The result equals diffusers' FluxInpaintPipeline given the same noise (tested).
 """
 
 from __future__ import annotations

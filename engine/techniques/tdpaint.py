@@ -35,6 +35,9 @@ Choices and deviations:
 
 On SDXL: unchanged. The background timestep c counts in the same 1000 training timesteps
 (SDXL keeps SD's scaled-linear DDPM schedule); conditioning as in `blended`.
+
+On FLUX: the background is the source on the flow at σ = min(σ_{i+1}, c / 1000), c in the
+scheduler's 1000 training timesteps as on SD; everything else as `blended` on FLUX.
 """
 
 from __future__ import annotations

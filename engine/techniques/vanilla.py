@@ -21,6 +21,10 @@ On SDXL: diffusers' StableDiffusionXLInpaintPipeline over the SDXL inpainting 0.
 ids from the working size, no aesthetic score, zeros for an empty negative prompt, as that
 checkpoint ships). `strength` keeps this project's default 1.0, not diffusers' SDXL 0.9999
 (which would start from the noised input instead of pure noise).
+
+On FLUX: diffusers' FluxFillPipeline over FLUX.1 Fill [dev] (its 384-channel input: latent,
+masked-image latent and the 8×8 pixel mask of each patch). Guidance is distilled (default
+30, the Fill model's recommendation), there is no negative prompt and no padding_mask_crop.
 """
 
 from __future__ import annotations

@@ -179,3 +179,13 @@ def test_a_negative_prompt_is_refused_on_flux():
     with pytest.raises(ParamError, match="takes no negative prompt: FLUX's guidance is distilled"):
         RunSpec.build("blended", model="tiny-flux", negative_prompt="blurry")
     RunSpec.build("blended", model="tiny-flux")
+
+
+def test_the_default_guidance_is_the_familys():
+    from engine.spec import DEFAULTS, default_guidance
+
+    assert default_guidance("vanilla", "tiny-flux") == DEFAULTS.flux_fill_guidance == 30.0
+    assert default_guidance("blended", "flux") == DEFAULTS.flux_guidance == 3.5
+    assert default_guidance("vanilla", "tiny") == default_guidance("blended", "sdxl") == DEFAULTS.guidance == 7.5
+    assert RunSpec.build("tdpaint", model="tiny-flux").guidance == 3.5
+    assert RunSpec.build("vanilla", model="tiny-flux", guidance=12.0).guidance == 12.0
