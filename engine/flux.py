@@ -39,6 +39,19 @@ FLUX_SCHEDULER_CONFIG: dict[str, Any] = {
 }
 FLUX_T5_TOKENS = 512  # the pipelines' max_sequence_length for T5
 
+# The released FLUX.1 [dev] / Fill [dev] configurations (what the `flux` preset's parameter
+# counts, and so its memory estimate, are taken from; tests count modules built from them).
+FLUX_TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    patch_size=1, num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
+    joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+FLUX_FILL_IN_CHANNELS = 64 + 64 + 256  # latent, masked-image latent, 8x8 pixel mask per 2x2 patch
+FLUX_T5_CONFIG: dict[str, Any] = dict(vocab_size=32128, d_model=4096, d_ff=10240, num_layers=24, num_heads=64,
+                                      d_kv=64, feed_forward_proj="gated-gelu")  # T5 v1.1 XXL's encoder
+FLUX_VAE_CONFIG: dict[str, Any] = dict(
+    block_out_channels=(128, 256, 512, 512), layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False,
+    scaling_factor=0.3611, shift_factor=0.1159)
+
 
 def calculate_shift(image_tokens: int, config: dict[str, Any]) -> float:
     """μ: linear in the number of image tokens, from base_shift at base_image_seq_len to
@@ -146,7 +159,7 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)  # a stream of its own: tiny's and tiny-sdxl's weights stay as pinned
-        fill = transformer(64 + 64 + 256)  # latent, masked-image latent, 8x8 pixel mask per 2x2 patch
+        fill = transformer(FLUX_FILL_IN_CHANNELS)
         txt2img = transformer(64)
         vae = AutoencoderKL(block_out_channels=(32, 32, 64, 64), in_channels=3, out_channels=3,
                             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,

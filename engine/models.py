@@ -87,6 +87,12 @@ TINY_PARAMETERS = (("inpaint UNet", 1_428_452), ("text-to-image UNet", 1_427_012
 TINY_SDXL_PARAMETERS = (("inpaint UNet", 1_977_956), ("text-to-image UNet", 1_976_516), ("VAE", 1_028_935),
                         ("text encoder", 32_554), ("text encoder 2", 33_578))
 
+# Counted on modules built from the released configs (engine.flux; tests/engine/test_flux.py).
+FLUX_PARAMETERS = (("inpaint transformer", 11_902_391_360), ("text-to-image transformer", 11_901_408_320),
+                   ("VAE", 83_819_683), ("text encoder", 123_060_480), ("text encoder 2", 4_762_310_656))
+TINY_FLUX_PARAMETERS = (("inpaint transformer", 91_904), ("text-to-image transformer", 81_664), ("VAE", 1_049_603),
+                        ("text encoder", 32_554), ("text encoder 2", 29_568))
+
 # name -> what the family is; the techniques say which families they apply to.
 FAMILIES: dict[str, str] = {
     "sd": "Stable Diffusion 1.x / 2.x: one CLIP text encoder, DDPM noise schedule",
@@ -153,6 +159,7 @@ PRESETS: dict[str, ModelPreset] = {
             txt2img="black-forest-labs/FLUX.1-dev",
             resolution=1024,
             family="flux",
+            parameters=FLUX_PARAMETERS,
         ),
         ModelPreset(
             "tiny-flux",
@@ -163,6 +170,7 @@ PRESETS: dict[str, ModelPreset] = {
             resolution=128,
             builtin=True,
             family="flux",
+            parameters=TINY_FLUX_PARAMETERS,
         ),
         ModelPreset(
             "sd15-arch",

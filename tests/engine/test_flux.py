@@ -189,3 +189,34 @@ def test_the_default_guidance_is_the_familys():
     assert default_guidance("vanilla", "tiny") == default_guidance("blended", "sdxl") == DEFAULTS.guidance == 7.5
     assert RunSpec.build("tdpaint", model="tiny-flux").guidance == 3.5
     assert RunSpec.build("vanilla", model="tiny-flux", guidance=12.0).guidance == 12.0
+
+
+def test_the_memory_estimates_count_the_modules():
+    """`flux`: modules built on the meta device from the released configs (FLUX.1 [dev]'s
+    transformer 11,901,408,320 parameters, T5 v1.1 XXL's encoder 4,762,310,656, the VAE
+    83,819,683, as published); `tiny-flux`: its built modules."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from engine.models import PRESETS
+
+    def count(module):
+        return sum(parameter.numel() for parameter in module.parameters())
+
+    with torch.device("meta"):
+        built = {
+            "inpaint transformer": count(FluxTransformer2DModel(in_channels=flux.FLUX_FILL_IN_CHANNELS, out_channels=64,
+                                                                **flux.FLUX_TRANSFORMER_CONFIG)),
+            "text-to-image transformer": count(FluxTransformer2DModel(in_channels=64, **flux.FLUX_TRANSFORMER_CONFIG)),
+            "VAE": count(AutoencoderKL(**flux.FLUX_VAE_CONFIG)),
+            "text encoder": count(CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                                                               num_hidden_layers=12, num_attention_heads=12))),
+            "text encoder 2": count(T5EncoderModel(T5Config(**flux.FLUX_T5_CONFIG))),
+        }
+    assert dict(PRESETS["flux"].parameters) == built
+    assert built["text-to-image transformer"] == 11_901_408_320 and built["text encoder 2"] == 4_762_310_656
+    parts = flux.tiny_flux_components()
+    tiny = {"inpaint transformer": count(parts["inpaint_unet"]), "text-to-image transformer": count(parts["txt2img_unet"]),
+            "VAE": count(parts["vae"]), "text encoder": count(parts["text_encoder"]),
+            "text encoder 2": count(parts["text_encoder_2"])}
+    assert dict(PRESETS["tiny-flux"].parameters) == tiny
