@@ -65,6 +65,12 @@ class ModelPreset:
     # memory estimate of `inpaint-tui models`; None: unknown (a local folder).
     parameters: tuple[tuple[str, int], ...] | None = None
 
+    @property
+    def size_multiple(self) -> int:
+        """Working sizes are multiples of this: the VAE's factor 8, times 2 for FLUX's 2x2
+        patches (a latent side must be even to pack)."""
+        return 16 if self.family == "flux" else 8
+
     def weights_bytes(self, bytes_per_parameter: int = 2) -> int | None:
         """Bytes of the weights a worker holds for this preset with both UNets loaded
         (fp16: 2 bytes per parameter); activations come on top and grow with the batch."""

@@ -217,7 +217,8 @@ class Generation:
         for offset, (sample, seed) in enumerate(zip(samples, seeds)):
             item = _Item(first_index + offset, sample, seed)
             try:
-                item.working = prepare(sample, self.model.resolution, self.params.get("resize", "fit"))
+                item.working = prepare(sample, self.model.resolution, self.params.get("resize", "fit"),
+                                       self.model.preset.size_multiple)
             except Exception as error:
                 if errors == "raise":
                     raise
@@ -378,7 +379,7 @@ def _warm_up(model: Model, technique: Technique, params: Mapping[str, Any], samp
         return
     out_of_memory = False
     try:
-        working = prepare(sample, model.resolution, params.get("resize", "fit"))
+        working = prepare(sample, model.resolution, params.get("resize", "fit"), model.preset.size_multiple)
         job = TechniqueJob(working, params, 1, guidance, 0, negative_prompt)
         postprocess(model, job, technique.run(model, job))
         model.warmed.add(technique.name)

@@ -220,3 +220,26 @@ def test_the_memory_estimates_count_the_modules():
             "VAE": count(parts["vae"]), "text encoder": count(parts["text_encoder"]),
             "text encoder 2": count(parts["text_encoder_2"])}
     assert dict(PRESETS["tiny-flux"].parameters) == tiny
+
+
+@pytest.mark.parametrize("technique", ["vanilla", "blended"])
+def test_working_sizes_on_flux_are_multiples_of_16(tiny_flux_model, technique):
+    """200x120 fits 128 px as 128x72 on SD (a 9-cell latent side); FLUX packs 2x2 latent
+    patches, so it works at 128x64."""
+    from engine.runner import Generation
+
+    sample = make_sample("odd", make_image(200, 120, seed=4), box_mask(200, 120, (40, 30, 120, 90)), "a vase")
+    result = Generation(tiny_flux_model, technique, steps=2, guidance=3.5).sample(sample, seed=2, errors="raise")
+    assert result.ok and result.size == (128, 64)
+    assert working_size(sample.size, 128) == (128, 72)
+
+
+@pytest.mark.parametrize("technique, previews", [("blended", True), ("vanilla", False)])
+def test_previews_on_flux_decode_the_latent_grid_and_skip_packed_tokens(tiny_flux_model, sample, technique, previews):
+    from engine.runner import Generation
+
+    seen = []
+    result = Generation(tiny_flux_model, technique, steps=2, guidance=3.5).sample(
+        sample, seed=1, errors="raise", on_step=lambda progress: seen.append(progress.preview(64)))
+    assert result.ok and len(seen) == 2
+    assert all((image is not None) == previews for image in seen)
