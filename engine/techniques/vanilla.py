@@ -180,7 +180,7 @@ def _run_fill(model: "Model", jobs: Sequence[TechniqueJob], pipe, generators, on
 TECHNIQUE = register(
     Technique(
         name="vanilla",
-        summary="SD inpainting pipeline with a 9-channel inpainting UNet (diffusers)",
+        summary="the model family's diffusers inpainting pipeline (a 9-channel UNet; FLUX: the Fill transformer)",
         unet="inpaint",
         schema=SCHEMA,
         run_batch=run,
