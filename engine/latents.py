@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine import flux
 from engine.models import Model
 from engine.samples import Sample
 
@@ -153,8 +154,6 @@ def encode_prompts(model: Model, prompts: list[str], negative_prompt: str, guida
     if model.family == "sdxl":
         return _encode_sdxl(model, prompts, negative_prompt, guidance, size)
     if model.family == "flux":
-        from engine import flux
-
         if negative_prompt:
             raise ValueError("FLUX takes no negative prompt (its guidance is distilled, without a CFG pair)")
         hidden, pooled = flux.encode_prompts(model, list(prompts))
@@ -266,8 +265,6 @@ class LatentInpainting:
         self.z_src = self.encode(self.source_pixels)  # (B, 4, h, w)
         latent_hw = tuple(self.z_src.shape[-2:])
         if self.flow:
-            from engine import flux
-
             flux.set_timesteps(self.scheduler, self.job.steps, latent_hw, model.device)  # shifted for this size
         else:
             self.scheduler.set_timesteps(self.job.steps, device=model.device)
@@ -307,8 +304,6 @@ class LatentInpainting:
         """add_noise(z, ε, t_index): the schedule's own forward process at its index'th
         timestep, √ᾱ_t·z + √(1-ᾱ_t)·ε (DDPM), or (1 − σ)·z + σ·ε (the flow's σ_index)."""
         if self.flow:
-            from engine import flux
-
             return flux.noise_to(latents, noise, self.scheduler.sigmas[index])
         return self.scheduler.add_noise(latents, noise, self.timesteps[index : index + 1])
 
@@ -316,8 +311,6 @@ class LatentInpainting:
         """z noised to a training timestep off the schedule's grid (TD-Paint's constant c):
         DDPM through the scheduler's add_noise; the flow at σ = t / num_train_timesteps."""
         if self.flow:
-            from engine import flux
-
             sigma = torch.tensor(timestep / self.scheduler.config.num_train_timesteps, device=latents.device)
             return flux.noise_to(latents, noise, sigma)
         value = torch.tensor([timestep], dtype=self.timesteps.dtype, device=self.timesteps.device)
@@ -334,8 +327,6 @@ class LatentInpainting:
         in the latents' layout; what `step` takes."""
         self.cost.unet_calls += 1
         if self.flow:
-            from engine import flux
-
             return flux.predict_velocity(self.unet, latents, t, self.prompt, self._inpaint_condition)
         return predict_noise(self.unet, self.scheduler, latents, t, self.prompt, self._inpaint_condition)
 
@@ -382,8 +373,6 @@ class LatentInpainting:
         # (mid-grey), packed, then per token the 8x8 pixel mask of each latent cell of its
         # 2x2 patch (256 values). The masked image's latent is the posterior mean here (the
         # pipeline samples it with its generator).
-        from engine import flux
-
         pixel_mask = torch.cat([torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None]
                                 for job in self.jobs]).to(self.model.device, self.model.dtype)  # (B, 1, H, W)
         masked_latent = self.encode(self.source_pixels * (1 - pixel_mask))  # (B, 16, h, w)
