@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine import flux
 from engine.models import Model
 from engine.samples import Sample
 
@@ -53,9 +54,14 @@ def pixels_to_tensor(array: np.ndarray, model: Model) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_image(model: Model, image: torch.Tensor) -> torch.Tensor:
-    """z_src = s * E(x), the posterior mean (deterministic; no sampling noise)."""
+    """z_src = s·(E(x) − shift), the posterior mean (deterministic; no sampling noise)."""
     posterior = model.vae.encode(image).latent_dist
-    return posterior.mean * model.vae.config.scaling_factor
+    return (posterior.mean - latent_shift(model)) * model.vae.config.scaling_factor
+
+
+def latent_shift(model: Model) -> float:
+    """The VAE's latent shift (FLUX: 0.1159; SD and SDXL have none)."""
+    return getattr(model.vae.config, "shift_factor", None) or 0.0
 
 
 @torch.no_grad()
@@ -67,7 +73,7 @@ def decode_latents(model: Model, latents: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def decode_batch(model: Model, latents: torch.Tensor) -> list[np.ndarray]:
     """(B, 4, h, w) latents to B float32 (H, W, 3) images in [0, 1], in one VAE call."""
-    images = model.vae.decode(latents / model.vae.config.scaling_factor).sample
+    images = model.vae.decode(latents / model.vae.config.scaling_factor + latent_shift(model)).sample
     images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
     return list(images)
 
@@ -114,10 +120,12 @@ class PromptEmbeddings:
     embeddings: torch.Tensor
     guidance: float
     added: dict[str, torch.Tensor] | None = None
+    # FLUX: the guidance scale is a model input (guidance-distilled), never a CFG pair.
+    distilled: bool = False
 
     @property
     def cfg(self) -> bool:
-        return self.guidance > 1.0
+        return self.guidance > 1.0 and not self.distilled
 
     def unet_kwargs(self, copies: int = 1) -> dict:
         """The UNet's conditioning arguments, every tensor tiled `copies` times along the rows
@@ -145,6 +153,12 @@ def encode_prompts(model: Model, prompts: list[str], negative_prompt: str, guida
     for both (the checkpoints' force_zeros_for_empty_prompt)."""
     if model.family == "sdxl":
         return _encode_sdxl(model, prompts, negative_prompt, guidance, size)
+    if model.family == "flux":
+        if negative_prompt:
+            raise ValueError("FLUX takes no negative prompt (its guidance is distilled, without a CFG pair)")
+        hidden, pooled = flux.encode_prompts(model, list(prompts))
+        text_ids = torch.zeros(hidden.shape[1], 3, device=model.device, dtype=model.dtype)
+        return PromptEmbeddings(hidden, guidance, {"pooled": pooled, "text_ids": text_ids}, distilled=True)
 
     def embed(texts: list[str]) -> torch.Tensor:
         return model.text_encoder(_tokens(model.tokenizer, texts, model))[0].to(model.dtype)
@@ -243,19 +257,25 @@ class LatentInpainting:
         self.cost = Cost()
         self.unet = model.unet(unet_role)
         self.scheduler = model.new_scheduler()
-        self.scheduler.set_timesteps(self.job.steps, device=model.device)
-        self.timesteps = self.scheduler.timesteps
+        self.flow = model.family == "flux"  # flow matching: straight-line noising, velocity prediction
         seeds = [job.seed for job in self.jobs] if seeds is None else list(seeds)
         self.generators = [make_generator(model, seed) for seed in seeds]
         # (B, 3, H, W) in [-1, 1]
         self.source_pixels = torch.cat([image_to_tensor(job.sample.image, model) for job in self.jobs])
         self.z_src = self.encode(self.source_pixels)  # (B, 4, h, w)
         latent_hw = tuple(self.z_src.shape[-2:])
+        if self.flow:
+            flux.set_timesteps(self.scheduler, self.job.steps, latent_hw, model.device)  # shifted for this size
+        else:
+            self.scheduler.set_timesteps(self.job.steps, device=model.device)
+        self.timesteps = self.scheduler.timesteps
         self.mask = torch.cat([latent_mask(job.sample, latent_hw, model) for job in self.jobs])  # (B, 1, h, w)
         self.prompt = encode_prompts(model, [job.sample.prompt for job in self.jobs], self.job.negative_prompt,
                                      self.job.guidance, size=tuple(self.source_pixels.shape[-2:]))
         self._inpaint_condition: torch.Tensor | None = None
-        if self.unet.config.in_channels == 9:
+        if self.flow and unet_role == "inpaint":
+            self._inpaint_condition = self._fill_condition()
+        elif not self.flow and self.unet.config.in_channels == 9:
             self._inpaint_condition = self._inpainting_condition()
 
     @property
@@ -275,9 +295,26 @@ class LatentInpainting:
         single = (1,) + self.shape[1:]
         return torch.cat([randn(single, generator, self.model) for generator in self.generators])
 
+    @property
+    def init_noise_sigma(self) -> float:
+        """The scale of the pure-noise start (1 for DDIM and for the flow)."""
+        return getattr(self.scheduler, "init_noise_sigma", 1.0)
+
     def add_noise(self, latents: torch.Tensor, noise: torch.Tensor, index: int) -> torch.Tensor:
-        """add_noise(z, ε, t_index) = √ᾱ_t·z + √(1-ᾱ_t)·ε."""
+        """add_noise(z, ε, t_index): the schedule's own forward process at its index'th
+        timestep, √ᾱ_t·z + √(1-ᾱ_t)·ε (DDPM), or (1 − σ)·z + σ·ε (the flow's σ_index)."""
+        if self.flow:
+            return flux.noise_to(latents, noise, self.scheduler.sigmas[index])
         return self.scheduler.add_noise(latents, noise, self.timesteps[index : index + 1])
+
+    def noise_to_timestep(self, latents: torch.Tensor, noise: torch.Tensor, timestep: float) -> torch.Tensor:
+        """z noised to a training timestep off the schedule's grid (TD-Paint's constant c):
+        DDPM through the scheduler's add_noise; the flow at σ = t / num_train_timesteps."""
+        if self.flow:
+            sigma = torch.tensor(timestep / self.scheduler.config.num_train_timesteps, device=latents.device)
+            return flux.noise_to(latents, noise, sigma)
+        value = torch.tensor([timestep], dtype=self.timesteps.dtype, device=self.timesteps.device)
+        return self.scheduler.add_noise(latents, noise, value)
 
     def noised_source(self, index: int) -> torch.Tensor:
         """z_src noised to t_index with fresh noise; the clean z_src past the last step."""
@@ -286,7 +323,11 @@ class LatentInpainting:
         return self.add_noise(self.z_src, self.noise(), index)
 
     def predict(self, latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The denoiser's output for `latents` at t: ε̂ (SD, SDXL) or the flow's velocity v̂ (FLUX),
+        in the latents' layout; what `step` takes."""
         self.cost.unet_calls += 1
+        if self.flow:
+            return flux.predict_velocity(self.unet, latents, t, self.prompt, self._inpaint_condition)
         return predict_noise(self.unet, self.scheduler, latents, t, self.prompt, self._inpaint_condition)
 
     def step(self, noise_pred: torch.Tensor, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
@@ -326,6 +367,20 @@ class LatentInpainting:
 
     def _per_sample(self, value) -> bool:
         return isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == self.size
+
+    def _fill_condition(self) -> torch.Tensor:
+        # As diffusers' FluxFillPipeline: the latent of the image with the hole set to 0
+        # (mid-grey), packed, then per token the 8x8 pixel mask of each latent cell of its
+        # 2x2 patch (256 values). The masked image's latent is the posterior mean here (the
+        # pipeline samples it with its generator).
+        pixel_mask = torch.cat([torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None]
+                                for job in self.jobs]).to(self.model.device, self.model.dtype)  # (B, 1, H, W)
+        masked_latent = self.encode(self.source_pixels * (1 - pixel_mask))  # (B, 16, h, w)
+        factor = self.model.vae_scale_factor
+        b, _, height, width = pixel_mask.shape
+        h, w = height // factor, width // factor
+        cells = pixel_mask[:, 0].view(b, h, factor, w, factor).permute(0, 2, 4, 1, 3).reshape(b, factor * factor, h, w)
+        return torch.cat([flux.pack(masked_latent), flux.pack(cells)], dim=2)
 
     def _inpainting_condition(self) -> torch.Tensor:
         # As diffusers' inpaint pipeline: the mask resized to the latent grid (its plain

@@ -65,6 +65,12 @@ class ModelPreset:
     # memory estimate of `inpaint-tui models`; None: unknown (a local folder).
     parameters: tuple[tuple[str, int], ...] | None = None
 
+    @property
+    def size_multiple(self) -> int:
+        """Working sizes are multiples of this: the VAE's factor 8, times 2 for FLUX's 2x2
+        patches (a latent side must be even to pack)."""
+        return 16 if self.family == "flux" else 8
+
     def weights_bytes(self, bytes_per_parameter: int = 2) -> int | None:
         """Bytes of the weights a worker holds for this preset with both UNets loaded
         (fp16: 2 bytes per parameter); activations come on top and grow with the batch."""
@@ -87,10 +93,17 @@ TINY_PARAMETERS = (("inpaint UNet", 1_428_452), ("text-to-image UNet", 1_427_012
 TINY_SDXL_PARAMETERS = (("inpaint UNet", 1_977_956), ("text-to-image UNet", 1_976_516), ("VAE", 1_028_935),
                         ("text encoder", 32_554), ("text encoder 2", 33_578))
 
+# Counted on modules built from the released configs (engine.flux; tests/engine/test_flux.py).
+FLUX_PARAMETERS = (("inpaint transformer", 11_902_391_360), ("text-to-image transformer", 11_901_408_320),
+                   ("VAE", 83_819_683), ("text encoder", 123_060_480), ("text encoder 2", 4_762_310_656))
+TINY_FLUX_PARAMETERS = (("inpaint transformer", 91_904), ("text-to-image transformer", 81_664), ("VAE", 1_049_603),
+                        ("text encoder", 32_554), ("text encoder 2", 29_568))
+
 # name -> what the family is; the techniques say which families they apply to.
 FAMILIES: dict[str, str] = {
     "sd": "Stable Diffusion 1.x / 2.x: one CLIP text encoder, DDPM noise schedule",
     "sdxl": "Stable Diffusion XL: two CLIP text encoders, pooled text and size micro-conditioning, 1024 px",
+    "flux": "FLUX.1: flow-matching transformer on packed 16-channel latents, T5 + CLIP text, distilled guidance",
 }
 
 
@@ -143,6 +156,27 @@ PRESETS: dict[str, ModelPreset] = {
             builtin=True,
             family="sdxl",
             parameters=TINY_SDXL_PARAMETERS,
+        ),
+        ModelPreset(
+            "flux",
+            "FLUX.1 Fill [dev] for vanilla + FLUX.1 [dev] for the latent-blending techniques (flow matching; "
+            "guidance is distilled: Fill's recommended scale is 30, dev's 3.5)",
+            inpaint="black-forest-labs/FLUX.1-Fill-dev",
+            txt2img="black-forest-labs/FLUX.1-dev",
+            resolution=1024,
+            family="flux",
+            parameters=FLUX_PARAMETERS,
+        ),
+        ModelPreset(
+            "tiny-flux",
+            "random-weight FLUX family built offline (Fill and text-to-image transformers, T5 + CLIP, 16-channel "
+            "VAE): tests and CI; images are noise-like",
+            inpaint=None,
+            txt2img=None,
+            resolution=128,
+            builtin=True,
+            family="flux",
+            parameters=TINY_FLUX_PARAMETERS,
         ),
         ModelPreset(
             "sd15-arch",
@@ -447,7 +481,18 @@ class Model:
 
     def new_scheduler(self, name: str = DEFAULT_SCHEDULER):
         """A fresh scheduler (schedulers keep per-run state, so never share one): DDIM unless
-        `name` picks another from SCHEDULERS, built from the model's own noise schedule."""
+        `name` picks another from SCHEDULERS, built from the model's own noise schedule; for
+        FLUX its flow-matching Euler scheduler (the only one it is sampled with)."""
+        if self.family == "flux":
+            if name != DEFAULT_SCHEDULER:
+                raise ModelUnavailable(f"model {self.name!r} samples with its flow-matching Euler scheduler; "
+                                       f"scheduler={name} does not apply to it")
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
+            for observe in list(self.scheduler_observers):
+                observe(scheduler)
+            return scheduler
         scheduler = scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
         for observe in list(self.scheduler_observers):
             observe(scheduler)
@@ -456,6 +501,15 @@ class Model:
     def inpaint_pipeline(self, scheduler: str = DEFAULT_SCHEDULER):
         """diffusers' inpainting pipeline of this model's family (StableDiffusionInpaintPipeline,
         StableDiffusionXLInpaintPipeline) over this model's shared components."""
+        if self.family == "flux":
+            from diffusers import FluxFillPipeline
+
+            pipe = FluxFillPipeline(scheduler=self.new_scheduler(scheduler), vae=self.vae,
+                                    text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+                                    text_encoder_2=self.text_encoder_2, tokenizer_2=self.tokenizer_2,
+                                    transformer=self.unet("inpaint"))
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
         if self.family == "sdxl":
             from diffusers import StableDiffusionXLInpaintPipeline
 
@@ -782,7 +836,12 @@ def tiny_tokenizer():
 
 
 def _build_tiny(preset: ModelPreset, device: str, dtype: "torch.dtype") -> Model:
-    parts = tiny_sdxl_components() if preset.family == "sdxl" else tiny_components()
+    if preset.family == "flux":
+        from engine.flux import tiny_flux_components
+
+        parts = tiny_flux_components()
+    else:
+        parts = tiny_sdxl_components() if preset.family == "sdxl" else tiny_components()
     second = parts.get("text_encoder_2")
     model = Model(
         preset=preset,

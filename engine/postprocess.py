@@ -192,7 +192,7 @@ def _decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOut
     import torch
     import torch.nn.functional as F
 
-    from engine.latents import encode_image, image_to_tensor, pixels_to_tensor
+    from engine.latents import encode_image, image_to_tensor, latent_shift, pixels_to_tensor
     from engine.techniques.registry import Cost, TechniqueOutput
 
     params = job.params
@@ -205,8 +205,10 @@ def _decoder_finetune(model: "Model", job: "TechniqueJob", output: "TechniqueOut
     # decoder is optimised, as the authors do: post_quant_conv is applied (fixed) once.
     decoder = copy.deepcopy(model.vae.decoder).float().train().requires_grad_(True)
     with torch.no_grad():
-        post_quant_conv = copy.deepcopy(model.vae.post_quant_conv).float().requires_grad_(False)
-        z = post_quant_conv(latents.detach().float() / model.vae.config.scaling_factor)
+        post_quant_conv = None if model.vae.post_quant_conv is None else \
+            copy.deepcopy(model.vae.post_quant_conv).float().requires_grad_(False)  # FLUX's VAE has none
+        unscaled = latents.detach().float() / model.vae.config.scaling_factor + latent_shift(model)
+        z = unscaled if post_quant_conv is None else post_quant_conv(unscaled)
     target_generated = torch.from_numpy(output.image).permute(2, 0, 1)[None].to(model.device) * 2 - 1
     target_source = image_to_tensor(job.sample.image, model).float()
     mask = torch.from_numpy(job.sample.binary_mask.astype(np.float32))[None, None].to(model.device)

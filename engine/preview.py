@@ -103,10 +103,12 @@ class PreviewTap:
 
     def image(self, max_side: int = 256) -> Image.Image | None:
         """The latest remembered latent decoded by the model's VAE, as an RGB image whose
-        longer side is at most `max_side` (never upscaled); None before the first step."""
+        longer side is at most `max_side` (never upscaled); None before the first step, and
+        for a pipeline stepping packed tokens (FLUX Fill's (1, tokens, 64): the tap does not
+        know the grid they unpack to)."""
         if max_side < 1:
             raise ValueError(f"max_side must be at least 1, got {max_side}")
-        if self._latents is None:
+        if self._latents is None or self._latents.ndim != 4:
             return None
         import torch
 

@@ -32,7 +32,7 @@ from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess, postprocess_batch
 from engine.preview import PreviewTap
-from engine.spec import DEFAULTS, EvalConfig, RunSpec
+from engine.spec import DEFAULTS, EvalConfig, RunSpec, default_guidance
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
 
 
@@ -98,7 +98,7 @@ def inpaint(
     seed: int = DEFAULTS.seed,
     params: Mapping[str, Any] | None = None,
     steps: int = DEFAULTS.steps,
-    guidance: float = DEFAULTS.guidance,
+    guidance: float | None = None,
     negative_prompt: str = "",
     evaluation: EvalConfig | None = None,
     on_step: Callable[[Progress], None] | None = None,
@@ -150,7 +150,7 @@ class Generation:
         *,
         params: Mapping[str, Any] | None = None,
         steps: int = DEFAULTS.steps,
-        guidance: float = DEFAULTS.guidance,
+        guidance: float | None = None,
         negative_prompt: str = "",
         evaluation: EvalConfig | None = None,
         warm_up: bool = True,
@@ -162,7 +162,8 @@ class Generation:
         self.technique = get_technique(technique) if isinstance(technique, str) else technique
         self.params = self.technique.resolve_params(params)
         self.steps = steps
-        self.guidance = guidance
+        # None: the model's default for this technique (7.5; FLUX's distilled scales)
+        self.guidance = default_guidance(self.technique.name, self.model.name) if guidance is None else guidance
         self.negative_prompt = negative_prompt
         self.evaluation = evaluation if evaluation is not None else EvalConfig()
         self.warm_up = warm_up
@@ -216,7 +217,8 @@ class Generation:
         for offset, (sample, seed) in enumerate(zip(samples, seeds)):
             item = _Item(first_index + offset, sample, seed)
             try:
-                item.working = prepare(sample, self.model.resolution, self.params.get("resize", "fit"))
+                item.working = prepare(sample, self.model.resolution, self.params.get("resize", "fit"),
+                                       self.model.preset.size_multiple)
             except Exception as error:
                 if errors == "raise":
                     raise
@@ -377,7 +379,7 @@ def _warm_up(model: Model, technique: Technique, params: Mapping[str, Any], samp
         return
     out_of_memory = False
     try:
-        working = prepare(sample, model.resolution, params.get("resize", "fit"))
+        working = prepare(sample, model.resolution, params.get("resize", "fit"), model.preset.size_multiple)
         job = TechniqueJob(working, params, 1, guidance, 0, negative_prompt)
         postprocess(model, job, technique.run(model, job))
         model.warmed.add(technique.name)

@@ -298,10 +298,11 @@ def crop_to(sample: Sample, box) -> Sample:
     )
 
 
-def prepare(sample: Sample, resolution: int, policy: str = "fit") -> Sample:
+def prepare(sample: Sample, resolution: int, policy: str = "fit", multiple: int = 8) -> Sample:
     """The sample as a technique sees it, at the working size for a model of `resolution`.
 
-    - `fit`: the whole image, longer side scaled to `resolution` (multiples of 8).
+    - `fit`: the whole image, longer side scaled to `resolution` (sides multiples of
+      `multiple`: 8, the VAE's factor; 16 for FLUX, whose 2x2 patches need even latents).
     - `crop`: a square around the mask (its box padded by 25%, at least 16 px, at least
       `resolution` source pixels where the image allows, shifted to lie inside the image),
       then scaled like `fit`. Small objects in large photos are then generated at the
@@ -317,4 +318,4 @@ def prepare(sample: Sample, resolution: int, policy: str = "fit") -> Sample:
 
         box = crop_box(sample.binary_mask, CropRule(margin=CROP_MARGIN, min_padding=16, min_side=resolution))
         sample = crop_to(sample, box)
-    return resize_to(sample, working_size(sample.size, resolution))
+    return resize_to(sample, working_size(sample.size, resolution, multiple))

@@ -25,7 +25,10 @@ from engine.params import ParamError
 class RunDefaults:
     model: str = "tiny"  # the offline preset: works everywhere, its numbers mean nothing
     steps: int = 50
-    guidance: float = 7.5
+    guidance: float = 7.5  # classifier-free (SD, SDXL)
+    # FLUX's guidance is distilled (a model input): the scales its releases recommend.
+    flux_fill_guidance: float = 30.0  # FLUX.1 Fill [dev], `vanilla`
+    flux_guidance: float = 3.5  # FLUX.1 [dev], the latent-blending techniques
     seed: int = 0
     demo_steps: int = 20  # `inpaint-tui demo`: every technique on the demo set, quickly
 
@@ -90,6 +93,17 @@ class EvalConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+def default_guidance(technique: str, model: str) -> float:
+    """The guidance a run gets when none is given: DEFAULTS.guidance, or on a FLUX model the
+    distilled scale of the transformer the technique uses (Fill's for `vanilla`)."""
+    from engine.models import resolve_preset
+    from engine.techniques import get_technique
+
+    if resolve_preset(model).family != "flux":
+        return DEFAULTS.guidance
+    return DEFAULTS.flux_fill_guidance if get_technique(technique).unet == "inpaint" else DEFAULTS.flux_guidance
+
+
 def validate_seed(seed: Any, *, what: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ParamError(f"{what} must be a whole number, got {seed!r}")
@@ -120,25 +134,31 @@ class RunSpec:
         *,
         model: str = DEFAULTS.model,
         steps: int = DEFAULTS.steps,
-        guidance: float = DEFAULTS.guidance,
+        guidance: float | None = None,
         seed: int = DEFAULTS.seed,
         negative_prompt: str = "",
         evaluation: EvalConfig | Mapping[str, Any] | None = None,
     ) -> "RunSpec":
         """A validated spec; raises ParamError (or ModelUnavailable for the model) naming
-        what is wrong. `params` may hold strings (`-p key=value`) or typed values."""
+        what is wrong. `params` may hold strings (`-p key=value`) or typed values; guidance
+        None is the model's default (`default_guidance`)."""
         from engine.models import resolve_preset  # torch-free; imported late to keep this module small
         from engine.techniques import get_technique
 
         resolved = get_technique(technique).resolve_params(params)
         preset = resolve_preset(model)
         get_technique(technique).check_family(preset.family, model)
+        if preset.family == "flux" and negative_prompt:
+            raise ParamError(f"model {model!r} takes no negative prompt: FLUX's guidance is distilled (a model input, "
+                             "no classifier-free pair); leave --negative-prompt empty")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ParamError(f"steps must be a whole number >= 1, got {steps!r}")
         if preset.train_timesteps is not None and steps > preset.train_timesteps:
             # The scheduler cannot space more steps than it was trained with: every sample would fail.
             raise ParamError(f"steps: {steps} is above the {preset.train_timesteps} timesteps of model "
                              f"{model!r}'s scheduler (num_train_timesteps); use --steps {preset.train_timesteps} or fewer")
+        if guidance is None:
+            guidance = default_guidance(technique, model)
         if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not math.isfinite(guidance) \
                 or guidance < 0:
             raise ParamError(f"guidance must be a finite number >= 0, got {guidance!r}")
@@ -199,5 +219,5 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "recorded_params",
-           "validate_seed"]
+__all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "default_guidance",
+           "recorded_params", "validate_seed"]

@@ -32,6 +32,13 @@ def tiny_sdxl_model(tiny_model):
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_model(tiny_model):
+    from engine.models import load_model
+
+    return load_model("tiny-flux", device="cpu")
+
+
+@pytest.fixture(scope="session")
 def demo():
     from engine.demo import demo_samples
 

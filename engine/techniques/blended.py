@@ -24,6 +24,13 @@ shared set-up (`engine.latents`): both text encoders' penultimate states (d = 76
 the pooled text and the time ids (working size, crop 0, 0) as added conditioning, an empty
 negative prompt as zeros, latents scaled by 0.13025. SDXL keeps SD's DDPM schedule, so the
 noising add_noise(z_src, ε, t) is unchanged; the authors' SDXL script blends the same way.
+
+On FLUX: the same loop on the flow. The source is noised by the flow's own forward
+process, add_noise(z_src, ε, σ_i) = (1 − σ_i)·z_src + σ_i·ε, on FLUX's shifted schedule; the
+transformer (FLUX.1 [dev]) predicts a velocity, stepped by Euler; guidance is distilled (one
+forward per step, default 3.5); the latents have 16 channels and are packed into 2×2 patches
+only inside the transformer call (`engine.flux`), so masks and blending stay on the latent
+grid. The result equals diffusers' FluxInpaintPipeline given the same noise (tested).
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
     mask_for_step = shrink_schedule(task.steps, dilations, start)  # over the steps that run
 
     noise = task.noise()
-    latents = noise * task.scheduler.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
+    latents = noise * task.init_noise_sigma if start == 0 else task.add_noise(task.z_src, noise, start)
 
     for i in range(start, task.steps):
         t = task.timesteps[i]
@@ -131,5 +138,6 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Avrahami et al., Blended Latent Diffusion, arXiv 2206.02779",
+        families=("sd", "sdxl", "flux"),
     )
 )

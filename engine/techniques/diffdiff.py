@@ -211,5 +211,7 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Levin & Fried, Differential Diffusion: Giving Each Pixel Its Strength, arXiv 2306.00950",
+        refusal=("its per-pixel freezing follows the authors' DDPM (SD/SDXL) pipelines and is not adapted to"
+                 " flow matching here"),
     )
 )

@@ -214,7 +214,7 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
 
     # Same random draws, in the same order, as `blended` with blend_start = 0.
     noise = task.noise()  # (B, 4, h, w)
-    latents = noise * task.scheduler.init_noise_sigma  # (B, 4, h, w), pure noise
+    latents = noise * task.init_noise_sigma  # (B, 4, h, w), pure noise
     for i in range(task.steps):
         t = task.timesteps[i]
         if i < propagating:
@@ -245,5 +245,6 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Corneanu et al., LatentPaint, WACV 2024 (training-free variant; no public code)",
+        refusal=("it hooks UNet blocks, and FLUX's denoiser is a transformer without them"),
     )
 )

@@ -198,5 +198,7 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Lugmayr et al., RePaint, CVPR 2022 (latent-space, DDIM)",
+        refusal=("its jumps re-noise by the DDPM forward step q(x_t | x_t-1) with the scheduler's betas, "
+                 "which a flow-matching schedule does not have"),
     )
 )

@@ -35,6 +35,9 @@ Choices and deviations:
 
 On SDXL: unchanged. The background timestep c counts in the same 1000 training timesteps
 (SDXL keeps SD's scaled-linear DDPM schedule); conditioning as in `blended`.
+
+On FLUX: the background is the source on the flow at σ = min(σ_{i+1}, c / 1000), c in the
+scheduler's 1000 training timesteps as on SD; everything else as `blended` on FLUX.
 """
 
 from __future__ import annotations
@@ -92,7 +95,6 @@ def background_timestep(t_next: int, c: float) -> int:
 def noised_background(task: "LatentInpainting", eps: "torch.Tensor", index: int, c: float) -> "torch.Tensor":
     """z_src noised to min(t_index, c) with the given noise; the clean z_src past the last step
     or when ⌊c⌋ = 0."""
-    import torch
 
     if index >= task.steps:
         return task.z_src
@@ -102,8 +104,7 @@ def noised_background(task: "LatentInpainting", eps: "torch.Tensor", index: int,
         return task.add_noise(task.z_src, eps, index)  # the very call `blended` makes
     if t_bg <= 0:
         return task.z_src
-    timestep = torch.tensor([t_bg], dtype=task.timesteps.dtype, device=task.timesteps.device)
-    return task.scheduler.add_noise(task.z_src, eps, timestep)
+    return task.noise_to_timestep(task.z_src, eps, t_bg)
 
 
 def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observer | None = None, report=None):
@@ -115,7 +116,7 @@ def denoise(task: "LatentInpainting", c: float, start: int = 0, observer: Observ
     mask = task.mask  # (B, 1, h, w), 1 = generate
     noise = task.noise()  # (B, 4, h, w): the initial draw, as in `blended`
     if start == 0:
-        latents = noise * task.scheduler.init_noise_sigma
+        latents = noise * task.init_noise_sigma
     else:
         latents = task.add_noise(task.z_src, noise, start)
     if background_timestep(int(task.timesteps[start]), c) < int(task.timesteps[start]):
@@ -163,5 +164,6 @@ TECHNIQUE = register(
         run_batch=run,
         estimate=estimate,
         reference="Mayet et al., TD-Paint, arXiv 2410.09306 (training-free approximation)",
+        families=("sd", "sdxl", "flux"),
     )
 )

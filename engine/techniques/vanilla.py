@@ -21,6 +21,10 @@ On SDXL: diffusers' StableDiffusionXLInpaintPipeline over the SDXL inpainting 0.
 ids from the working size, no aesthetic score, zeros for an empty negative prompt, as that
 checkpoint ships). `strength` keeps this project's default 1.0, not diffusers' SDXL 0.9999
 (which would start from the noised input instead of pure noise).
+
+On FLUX: diffusers' FluxFillPipeline over FLUX.1 Fill [dev] (its 384-channel input: latent,
+masked-image latent and the 8×8 pixel mask of each patch). Guidance is distilled (default
+30, the Fill model's recommendation), there is no negative prompt and no padding_mask_crop.
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
 
     generators = [torch.Generator(device=model.device).manual_seed(job.seed) for job in jobs]
     negative = jobs[0].negative_prompt or None
+    if model.family == "flux":
+        return _run_fill(model, jobs, pipe, generators, on_step_end, lambda: unet_calls)
     arguments = dict(
         prompt=[job.sample.prompt for job in jobs],
         negative_prompt=None if negative is None else [negative] * len(jobs),
@@ -148,14 +154,39 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
                             extras={"crop_box": tuple(int(v) for v in crop_box)})]
 
 
+def _run_fill(model: "Model", jobs: Sequence[TechniqueJob], pipe, generators, on_step_end, calls) -> list[TechniqueOutput]:
+    """FLUX.1 Fill: FluxFillPipeline with the batch's lists; guidance is the distilled scale
+    (no negative prompt). Its packed latents are unpacked and decoded as the pipeline would."""
+    from engine.flux import unpack
+    from engine.latents import decode_batch
+    from engine.techniques.registry import Cost
+
+    params = jobs[0].params
+    width, height = jobs[0].sample.size
+    if params.get("padding_mask_crop", 0):
+        raise ValueError("padding_mask_crop does not apply to FLUX Fill (diffusers' Fill pipeline has no crop)")
+    latents = pipe(prompt=[job.sample.prompt for job in jobs], image=[job.sample.image for job in jobs],
+                   mask_image=[job.sample.mask_image() for job in jobs], height=height, width=width,
+                   strength=params["strength"], num_inference_steps=jobs[0].steps, guidance_scale=jobs[0].guidance,
+                   generator=generators, callback_on_step_end=on_step_end, output_type="latent").images
+    factor = model.vae_scale_factor
+    latents = unpack(latents, (height // factor, width // factor))  # (B, 16, h, w)
+    images = decode_batch(model, latents)
+    # The Fill pipeline encodes the image (for its start latent, at every strength) and the masked image.
+    cost = Cost(unet_calls=calls(), vae_encodes=2, vae_decodes=1)
+    return [TechniqueOutput(image=image, latents=latents[b : b + 1], cost=cost) for b, image in enumerate(images)]
+
+
 TECHNIQUE = register(
     Technique(
         name="vanilla",
-        summary="SD inpainting pipeline with a 9-channel inpainting UNet (diffusers)",
+        summary="the model family's diffusers inpainting pipeline (a 9-channel UNet; FLUX: the Fill transformer)",
         unet="inpaint",
         schema=SCHEMA,
         run_batch=run,
         estimate=estimate,
-        reference="diffusers StableDiffusionInpaintPipeline (SDXL: StableDiffusionXLInpaintPipeline)",
+        reference="diffusers StableDiffusionInpaintPipeline (SDXL: StableDiffusionXLInpaintPipeline; "
+                  "FLUX: FluxFillPipeline)",
+        families=("sd", "sdxl", "flux"),
     )
 )

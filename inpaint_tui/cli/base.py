@@ -14,6 +14,7 @@ import typer
 
 from engine.metrics.catalogue import DEFAULT_GROUPS, GROUPS
 from engine.options import CPU_AUTO_BATCH
+from engine.spec import DEFAULTS
 
 def _value_names_in_help() -> None:
     """Typer 0.2x's --help shows each parameter's Python annotation (`<list[int]>`, `<str>`, and
@@ -213,6 +214,10 @@ EVAL_MODELS_HELP = (
     "Models the metrics use: real (CLIP ViT-B/16, Inception, OWLv2 from the hub or cache), tiny (random, "
     "offline: exercises the path, numbers meaningless), auto (tiny with --model tiny, else real)."
 )
+
+GUIDANCE_HELP = (f"Guidance scale (default {DEFAULTS.guidance:g}, classifier-free, <=1 disables it; FLUX: distilled, "
+                 f"default {DEFAULTS.flux_fill_guidance:g} for vanilla's Fill model, {DEFAULTS.flux_guidance:g} "
+                 "otherwise).")
 
 PREVIEW_HELP = "Every K denoising steps, decode the predicted clean image to runs/ID/preview.png (0: off)."
 

@@ -62,8 +62,8 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
                Column("size", "size", [], justify="right"), Column("offline", "offline", []),
                Column("weights", "fp16", [], justify="right"),
                Column("techniques", "techniques", [], wrap=True, priority=2),
-               Column("inpaint", "inpaint UNet", [], wrap=True, fold=True),
-               Column("txt2img", "text-to-image UNet", [], wrap=True, fold=True),
+               Column("inpaint", "inpaint model", [], wrap=True, fold=True),
+               Column("txt2img", "text-to-image model", [], wrap=True, fold=True),
                Column("description", "description", [], wrap=True, fold=True, priority=1, ratio=2)]
     rows = [[status["name"], status["family"], status["resolution"], "yes" if status["available_offline"] else "no",
              _gigabytes(status["weights_fp16_bytes"]),
@@ -71,7 +71,8 @@ def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
              f"{status['inpaint'] or '-'} ({status['parts']['inpaint']})",
              f"{status['txt2img'] or '-'} ({status['parts']['txt2img']})", status["description"]]
             for status in statuses]
-    caption = ("size: the working resolution in pixels; fp16: the weights of both UNets, the VAE and the "
+    caption = ("size: the working resolution in pixels; fp16: the weights of both denoisers (UNets or "
+               "transformers), the VAE and the "
                "text encoders in fp16 (activations come on top)")
     random = [status["name"] for status in statuses if status["random_weights"]]
     if random:  # in the caption, which no width drops (the description column may go)

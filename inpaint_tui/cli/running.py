@@ -15,6 +15,7 @@ from inpaint_tui.cli.base import (
     COMPILE_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
+    GUIDANCE_HELP,
     METRICS_HELP,
     PREVIEW_HELP,
     VAE_TILING_HELP,
@@ -42,8 +43,7 @@ def run(
     steps: int = typer.Option(DEFAULTS.steps, "--steps", min=1, help="Denoising steps."),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Run seed; each sample's seed derives from it and the "
                              "sample."),
-    guidance: float = typer.Option(DEFAULTS.guidance, "--guidance", min=0.0, help="Classifier-free guidance scale "
-                                   "(<=1 disables CFG)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, help=GUIDANCE_HELP, show_default=False),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
     device: Optional[str] = typer.Option(None, "--device", help="cuda, cuda:1, cpu (default: cuda if available)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp16, bf16, fp32 (default: fp16 on CUDA, fp32 on CPU)."),

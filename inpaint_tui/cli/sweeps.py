@@ -14,6 +14,7 @@ from inpaint_tui.cli.base import (
     COMPILE_HELP,
     DEFAULT_METRICS,
     EVAL_MODELS_HELP,
+    GUIDANCE_HELP,
     JSON_HELP,
     METRICS_HELP,
     PREVIEW_HELP,
@@ -41,7 +42,8 @@ def sweep(
     steps: str = typer.Option(str(DEFAULTS.steps), "--steps", help="Denoising steps; a comma list sweeps them."),
     seeds: str = typer.Option(str(DEFAULTS.seed), "--seeds", "--seed", help="Run seeds; a comma list repeats the grid "
                               "per seed."),
-    guidance: str = typer.Option(f"{DEFAULTS.guidance:g}", "--guidance", help="CFG scale; a comma list sweeps it."),
+    guidance: str = typer.Option("", "--guidance", help=GUIDANCE_HELP + " A comma list sweeps it.",
+                                 show_default=False),
     negative_prompt: str = typer.Option("", "--negative-prompt", help="Negative prompt for CFG."),
     name: Optional[str] = typer.Option(None, "--name", help="A name for the sweep."),
     force: bool = typer.Option(False, "--force", help="Compute every grid point even if an identical run exists."),
@@ -77,13 +79,13 @@ def sweep(
         try:
             step_values = [int(v) for v in split_values(steps, what="--steps")]
             seed_values = [int(v) for v in split_values(seeds, what="--seeds")]
-            guidance_values = [float(v) for v in split_values(guidance, what="--guidance")]
+            guidance_values = [float(v) for v in split_values(guidance, what="--guidance")] if guidance else [None]
         except ValueError as error:
             raise ParamError(f"--steps/--seeds take whole numbers and --guidance numbers: {error}") from None
         if min(step_values) < 1:
             raise ParamError(f"--steps must be at least 1, got {min(step_values)}")
         evaluation = EvalConfig.for_model(model, metrics=metrics, models=eval_models)
-        techniques = expand_techniques(technique)
+        techniques = expand_techniques(technique, model=model)
         grid = parse_grid(param)
         points = expand_grid(techniques, grid, seeds=seed_values, steps=step_values, guidance=guidance_values)
         store = context_of(ctx).store()
@@ -151,7 +153,7 @@ def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
                Column("guidance", "guidance", [], justify="right", priority=1),
                Column("seed", "seed", [], justify="right", priority=1),
                Column("calls", "UNet calls", [], justify="right"), Column("would", "would", [])]
-    rows = [[i, e.point.technique, format_params(e.point.params), e.point.steps, f"{e.point.guidance:g}",
+    rows = [[i, e.point.technique, format_params(e.point.params), e.point.steps, "default" if e.point.guidance is None else f"{e.point.guidance:g}",
              e.point.seed, calls(e), outcome(e)] for i, e in enumerate(planned)]
     dropped = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
                           title="sweep (dry run: nothing queued)").dropped_headers

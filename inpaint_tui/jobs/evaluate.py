@@ -33,7 +33,7 @@ def eval_inputs(store: Store, run_id: int) -> tuple[Iterator[EvalItem], dict[str
     """As eval_items, the items read one at a time as they are consumed: a run's images
     are never all in memory (a 752-sample run at 512 px would hold about 2 GB)."""
     detail = store.run_detail(run_id)
-    resolution = resolve_preset(detail.run.model).resolution
+    preset = resolve_preset(detail.run.model)
     policy = detail.run.params.get("resize", "fit")
     infos = {info.id: info for info in store.samples(detail.run.sample_set)}
     finished = [(outcome, infos[outcome.sample_id]) for outcome in detail.samples
@@ -45,7 +45,7 @@ def eval_inputs(store: Store, run_id: int) -> tuple[Iterator[EvalItem], dict[str
         for outcome, info in finished:
             with Image.open(outcome.image_path) as opened:
                 output = np.asarray(opened.convert("RGB"))
-            working = prepare(to_engine_sample(info), resolution, policy)
+            working = prepare(to_engine_sample(info), preset.resolution, policy, preset.size_multiple)
             if working.size != (output.shape[1], output.shape[0]):  # resize_to keeps sizes exact: a mismatch is a bug
                 raise ValueError(f"run {run_id}: output of {info.name} is {output.shape[1]}x{output.shape[0]}, "
                                  f"expected {working.size[0]}x{working.size[1]}")

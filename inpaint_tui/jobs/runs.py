@@ -86,13 +86,15 @@ def queue_run(store: Store, spec: RunSpec, *, sample_set: str, claimed_by: int |
 
 def queue_demo_runs(store: Store, *, model: str, steps: int, seed: int, evaluation: EvalConfig,
                     command: str | None) -> list[int]:
-    """Every technique with its defaults on the demo set (`inpaint-tui demo`, the TUI's demo
-    offer), queued; returns the run ids in technique order."""
+    """Every technique that applies to the model's family, with its defaults, on the demo set
+    (`inpaint-tui demo`, the TUI's demo offer), queued; returns the run ids in technique order."""
     from engine.demo import DEMO_SET_NAME
-    from engine.techniques import technique_names
+    from engine.models import resolve_preset
+    from engine.techniques import get_technique, technique_names
 
+    family = resolve_preset(model).family
     specs = [RunSpec.build(name, model=model, steps=steps, seed=seed, evaluation=evaluation)
-             for name in technique_names()]
+             for name in technique_names() if family in get_technique(name).families]
     return [queue_run(store, spec, sample_set=DEMO_SET_NAME, command=command) for spec in specs]
 
 

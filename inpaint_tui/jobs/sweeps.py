@@ -26,7 +26,7 @@ class SweepPoint:
     params: dict[str, Any]
     seed: int
     steps: int
-    guidance: float
+    guidance: float | None  # None: the model's default for the technique (engine.spec.default_guidance)
     swept: dict[str, Any] = field(default_factory=dict)  # the values that vary across the grid
 
     def spec(self, *, model: str, negative_prompt: str = "",
@@ -67,12 +67,19 @@ def parse_grid(assignments: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
-def expand_techniques(names: Sequence[str]) -> list[str]:
-    """Technique names, with `all` meaning every registered technique; duplicates dropped."""
+def expand_techniques(names: Sequence[str], model: str | None = None) -> list[str]:
+    """Technique names, with `all` meaning every registered technique (that applies to
+    `model`'s family, when given); duplicates dropped."""
     result: list[str] = []
+    every = technique_names()
+    if model is not None:
+        from engine.models import resolve_preset
+
+        family = resolve_preset(model).family
+        every = [name for name in every if family in get_technique(name).families]
     for name in names:
         for value in split_values(name, what="technique"):
-            for resolved in (technique_names() if value == "all" else [value]):
+            for resolved in (every if value == "all" else [value]):
                 get_technique(resolved)  # unknown names fail here with the list of known ones
                 if resolved not in result:
                     result.append(resolved)
@@ -87,10 +94,11 @@ def expand_grid(
     *,
     seeds: Sequence[int],
     steps: Sequence[int],
-    guidance: Sequence[float],
+    guidance: Sequence[float | None],
 ) -> list[SweepPoint]:
     """Every combination, technique-major and seed-minor. Each parameter must belong to
-    every technique swept (a parameter one technique lacks is an error naming it)."""
+    every technique swept (a parameter one technique lacks is an error naming it). A
+    guidance of None is each run's model default."""
     points: list[SweepPoint] = []
     names = list(grid)
     for technique in techniques:

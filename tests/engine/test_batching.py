@@ -109,6 +109,27 @@ def test_on_sdxl_a_batch_equals_batch_one_exactly_with_batch_invariant_kernels(t
     assert len({np.asarray(result.image).tobytes() for result in batched}) == len(samples)
 
 
+FLUX_CASES = [("vanilla", {}), ("blended", {"progressive_shrink": 1}), ("tdpaint", {"t_bg": 50.0}),
+              ("blended", {"post_condition": True, "post_unet": "inpaint"})]
+
+
+@pytest.mark.parametrize("case", FLUX_CASES, ids=_ids)
+def test_on_flux_a_batch_equals_batch_one_exactly_with_batch_invariant_kernels(tiny_flux_model, samples, case):
+    """FLUX's packed tokens, ids, pooled text and distilled guidance are per sample too."""
+    technique, params = case
+    generation_args = dict(params=params, steps=STEPS, guidance=3.5)
+    seeds = [11 * k + 3 for k in range(len(samples))]
+    with batch_invariant_kernels():
+        generation = Generation(tiny_flux_model, technique, **generation_args)
+        alone = [generation.sample(sample, seed=seed, index=k, errors="raise")
+                 for k, (sample, seed) in enumerate(zip(samples, seeds))]
+        batched = generation.batch(samples, seeds=seeds, errors="raise")
+    for one, many in zip(alone, batched):
+        assert many.ok, many.error
+        np.testing.assert_array_equal(np.asarray(many.image), np.asarray(one.image), err_msg=many.sample_id)
+    assert len({np.asarray(result.image).tobytes() for result in batched}) == len(samples)
+
+
 @pytest.mark.parametrize("case", [CASES[0], CASES[4], CASES[6], CASES[8], CASES[9]], ids=_ids)
 def test_batch_equals_batch_one_within_the_kernels_rounding(tiny_model, samples, case):
     technique, params = case

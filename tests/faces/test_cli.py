@@ -227,6 +227,25 @@ def test_every_technique_and_option_runs_on_the_tiny_sdxl_family_from_the_cli(cl
 
 
 @pytest.mark.slow
+def test_the_flux_family_from_the_cli_runs_what_applies_with_its_guidance_and_refuses_the_rest(cli):
+    """`sweep -t all` on tiny-flux is the techniques that apply (vanilla, blended, tdpaint),
+    each with FLUX's distilled default guidance (Fill's 30 for vanilla, 3.5 otherwise);
+    a technique that does not apply, and a negative prompt, are one line and exit 2."""
+    cli("samples", "import", "demo")
+    swept = json.loads(cli("sweep", "-t", "all", "--model", "tiny-flux", "--steps", "2", "-p", "background=paste",
+                           "--metrics", "background", "--json").stdout)
+    runs = {run["technique"]: run for run in json.loads(cli("runs", "list", "--json").stdout)}
+    assert len(swept["new"]) == 3 and set(runs) == {"vanilla", "blended", "tdpaint"}
+    assert {name: run["guidance"] for name, run in runs.items()} == {"vanilla": 30.0, "blended": 3.5, "tdpaint": 3.5}
+    assert {run["status"] for run in runs.values()} == {"finished"}
+    refused = cli("run", "-t", "repaint", "--model", "tiny-flux", expect=2)
+    assert "technique 'repaint' does not apply to model 'tiny-flux' (flux family)" in refused.stderr
+    assert "Traceback" not in refused.stderr + refused.stdout
+    negative = cli("run", "-t", "blended", "--model", "tiny-flux", "--negative-prompt", "blurry", expect=2)
+    assert "takes no negative prompt" in negative.stderr
+
+
+@pytest.mark.slow
 def test_sweep_queues_the_grid_runs_it_and_reuses_finished_runs(cli):
     cli("samples", "import", "demo")
     grid = ["sweep", "-t", "blended", "-p", "progressive_shrink=0,1", "-p", "blend_start=0,0.25", "--steps", "2",

@@ -245,7 +245,7 @@ async def test_form_defaults_follow_the_schemas(tui_store):
         assert {name: screen.query_one(f"#{name}", Input).value
                 for name in ("seeds", "steps", "guidance", "negative_prompt", "metrics", "preview_every",
                              "batch_size")} == {
-            "seeds": "0", "steps": "50", "guidance": "7.5", "negative_prompt": "", "metrics": "background,clip,precision,kid",
+            "seeds": "0", "steps": "50", "guidance": "", "negative_prompt": "", "metrics": "background,clip,precision,kid",
             "preview_every": "0", "batch_size": "1"}
         assert summary(screen).startswith("6 runs × 6 samples, ≈")  # diffdiff's count is an estimate
         assert screen.plan.evaluation.models == "tiny" and screen.plan.options == {}
@@ -363,6 +363,25 @@ async def test_sweep_summary_counts_runs(tui_store):
         await pilot.pause()
         assert summary(screen).startswith("12 runs × 6 samples")
         assert {p.swept["technique"] for p in screen.plan.points} == {"blended", "tdpaint"}
+
+
+async def test_on_a_flux_model_the_form_takes_its_default_guidance_and_refuses_what_does_not_apply(tui_store):
+    app = make_app(tui_store, "new_run")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_form(pilot, app, ["vanilla", "blended"])
+        screen.query_one("#model", Select).value = "tiny-flux"
+        await wait_for(pilot, lambda: screen.plan is not None and screen.plan.model == "tiny-flux",
+                       what="the plan on tiny-flux")
+        specs = {p.technique: p.spec(model="tiny-flux") for p in screen.plan.points}
+        assert {name: spec.guidance for name, spec in specs.items()} == {"vanilla": 30.0, "blended": 3.5}
+        screen.query_one("#techniques", SelectionList).select("repaint")
+        await wait_for(pilot, lambda: "does not apply to model 'tiny-flux'" in summary(screen),
+                       what="the refusal in the summary")
+        assert screen.plan is None
+        screen.query_one("#techniques", SelectionList).deselect("repaint")
+        await type_into(pilot, screen.query_one("#guidance", Input), "12")
+        await wait_for(pilot, lambda: screen.plan is not None and screen.plan.points[0].guidance == 12.0,
+                       what="an explicit guidance")
 
 
 async def test_sweep_submit_reuses_identical_runs(tui_store):

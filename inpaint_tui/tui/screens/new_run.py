@@ -139,9 +139,10 @@ class NewRunScreen(LiveScreen):
                             hint="run seeds; each sample's seed derives from it and the sample")
                 yield Field("steps", str(DEFAULTS.steps), input_id="steps", parse=int_parser("steps", minimum=1),
                             range_text="[1, inf)", hint="denoising steps")
-                yield Field("guidance", format_value(DEFAULTS.guidance), input_id="guidance",
-                            parse=float_parser("guidance", minimum=0.0),
-                            range_text="[0, inf)", hint="classifier-free guidance scale")
+                yield Field("guidance", "", input_id="guidance", parse=float_parser("guidance", minimum=0.0),
+                            range_text="[0, inf)", valid_empty=True,
+                            hint=f"empty: the model's ({DEFAULTS.guidance:g}; FLUX {DEFAULTS.flux_fill_guidance:g} "
+                                 f"vanilla, {DEFAULTS.flux_guidance:g} others)")
                 yield Field("negative prompt", "", input_id="negative_prompt", hint="negative prompt for CFG")
                 yield Field("metrics", ",".join(DEFAULT_GROUPS), input_id="metrics",
                             parse=choice_parser("metrics", GROUPS), range_text="groups", valid_empty=True,
@@ -293,7 +294,7 @@ class NewRunScreen(LiveScreen):
         model = _value(self.query_one("#model", Select)) or DEFAULTS.model
         seeds = [int(v) for v in fields["seeds"].values()]
         steps = [int(v) for v in fields["steps"].values()]
-        guidance = [float(v) for v in fields["guidance"].values()]
+        guidance = [float(v) for v in fields["guidance"].values() if v] or [None]  # None: the model's default
         points, grids = [], {}
         for technique in techniques:
             form = self.form(technique)
@@ -304,6 +305,8 @@ class NewRunScreen(LiveScreen):
                 expanded = [dataclasses.replace(p, swept={"technique": technique, **p.swept}) for p in expanded]
             points.extend(expanded)
         evaluation = EvalConfig.for_model(model, metrics=",".join(v for v in fields["metrics"].values() if v))
+        for point in points:  # what queueing would refuse (a technique the model's family lacks, ...), said now
+            point.spec(model=model, negative_prompt=fields["negative_prompt"].value, evaluation=evaluation)
         animation = _value(self.query_one("#animation", Select)) or "none"
         options = validate_options({"preview_every": int(fields["preview_every"].value.strip()) or None,
                                     "animation": None if animation == "none" else animation,
@@ -386,7 +389,7 @@ class NewRunScreen(LiveScreen):
 
     def action_reset(self) -> None:
         for name, value in (("seeds", str(DEFAULTS.seed)), ("steps", str(DEFAULTS.steps)),
-                            ("guidance", format_value(DEFAULTS.guidance)), ("negative_prompt", ""),
+                            ("guidance", ""), ("negative_prompt", ""),
                             ("metrics", ",".join(DEFAULT_GROUPS)), ("preview_every", "0")):
             self.field(name).value = value
         self.query_one("#model", Select).value = DEFAULTS.model
