@@ -260,6 +260,8 @@ def resolve_preset(name: str) -> ModelPreset:
     if name in PRESETS:
         return PRESETS[name]
     path = Path(name).expanduser()
+    if path.is_dir() and (path / "transformer" / "config.json").is_file():
+        return _flux_folder_preset(path)
     if path.is_dir():
         index = path / "model_index.json"
         unet_config = path / "unet" / "config.json"
@@ -289,6 +291,26 @@ def resolve_preset(name: str) -> ModelPreset:
         )
     known = ", ".join(PRESETS)
     raise ModelUnavailable(f"unknown model {name!r}: not a preset ({known}) nor a pipeline folder")
+
+
+def _flux_folder_preset(path: Path) -> ModelPreset:
+    """A local FLUX pipeline folder (transformer/ instead of unet/): Fill when its
+    transformer takes more than the 64 packed latent channels (Fill [dev]: 384)."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise ModelUnavailable(f"model folder {path} is not a diffusers pipeline (no model_index.json)")
+    _read_config(index)
+    config_file = path / "transformer" / "config.json"
+    in_channels = _config_int(_read_config(config_file), "in_channels", 64, config_file)
+    is_fill = in_channels > 64
+    return ModelPreset(
+        name=str(path),
+        description=f"local FLUX {'Fill' if is_fill else 'text-to-image'} pipeline",
+        inpaint=str(path) if is_fill else None,
+        txt2img=None if is_fill else str(path),
+        resolution=1024,  # FLUX's pipelines' default (128 latent cells x 8)
+        family="flux",
+    )
 
 
 def _read_config(file: Path) -> dict[str, Any]:
@@ -594,6 +616,10 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
     def unet_builder(source: str):
         def build():
             try:
+                if preset.family == "flux":
+                    from diffusers import FluxTransformer2DModel
+
+                    return FluxTransformer2DModel.from_pretrained(source, subfolder="transformer", **weights)
                 return UNet2DConditionModel.from_pretrained(source, subfolder="unet", **weights)
             except OSError as error:
                 raise ModelUnavailable(f"model {preset.name!r}: cannot load the UNet of {source}: {error}. {hint}") from error
@@ -611,7 +637,16 @@ def _load_pretrained(preset: ModelPreset, device: str, dtype: "torch.dtype",
             second = CLIPTextModelWithProjection.from_pretrained(shared, subfolder="text_encoder_2", **weights)
             extra = dict(text_encoder_2=second.to(device).eval().requires_grad_(False),
                          tokenizer_2=CLIPTokenizer.from_pretrained(shared, subfolder="tokenizer_2"))
-        scheduler_config = _ddim_config(shared)
+        if preset.family == "flux":  # T5 for attention, CLIP pooled; the flow's own scheduler
+            from diffusers import FlowMatchEulerDiscreteScheduler
+            from transformers import AutoTokenizer, T5EncoderModel
+
+            second = T5EncoderModel.from_pretrained(shared, subfolder="text_encoder_2", **weights)
+            extra = dict(text_encoder_2=second.to(device).eval().requires_grad_(False),
+                         tokenizer_2=AutoTokenizer.from_pretrained(shared, subfolder="tokenizer_2"))
+            scheduler_config = dict(FlowMatchEulerDiscreteScheduler.from_pretrained(shared, subfolder="scheduler").config)
+        else:
+            scheduler_config = _ddim_config(shared)
     except OSError as error:
         raise ModelUnavailable(f"model {preset.name!r}: cannot load {preset.vae or shared}: {error}. {hint}") from error
     builders = {}
