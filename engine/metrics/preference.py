@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
