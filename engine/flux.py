@@ -143,10 +143,10 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
     no quant convs, a CLIP text encoder (pooled) and a T5 encoder of width 32. The tokenizer
     is tiny's byte-level one for both encoders (no download)."""
     import torch
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
-    from engine.models import tiny_tokenizer
+    from engine.models import tiny_clip_config, tiny_tokenizer, tiny_vae
 
     tokenizer = tiny_tokenizer()
     width = 32
@@ -161,15 +161,9 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed + 2)  # a stream of its own: tiny's and tiny-sdxl's weights stay as pinned
         fill = transformer(FLUX_FILL_IN_CHANNELS)
         txt2img = transformer(64)
-        vae = AutoencoderKL(block_out_channels=(32, 32, 64, 64), in_channels=3, out_channels=3,
-                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            layers_per_block=1, latent_channels=16, sample_size=128, use_quant_conv=False,
-                            use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159,
-                            force_upcast=False)
-        clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=37,
-                                            num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=77,
-                                            projection_dim=width, bos_token_id=tokenizer.bos_token_id,
-                                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+        vae = tiny_vae(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611,
+                       shift_factor=0.1159, force_upcast=False)
+        clip = CLIPTextModel(tiny_clip_config(tokenizer, projection_dim=width))
         t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=width, d_kv=8, d_ff=37, num_layers=2,
                                      num_heads=4, relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,
                                      decoder_start_token_id=tokenizer.pad_token_id))

@@ -720,8 +720,8 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
     image denoises in a few hundredths of a second per step on a CPU.
     """
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
 
     tokenizer = tiny_tokenizer()
 
@@ -742,29 +742,8 @@ def tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
         torch.manual_seed(seed)
         inpaint_unet = unet(9)
         txt2img_unet = unet(4)
-        vae = AutoencoderKL(
-            block_out_channels=(32, 32, 64, 64),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1,
-            latent_channels=4,
-            sample_size=128,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=77,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        vae = tiny_vae()
+        text_encoder = CLIPTextModel(tiny_clip_config(tokenizer))
     # SD's schedule, with the tiny preset's timestep count (what run specs are checked against).
     scheduler_config = sd_scheduler_config(PRESETS["tiny"].train_timesteps)
     return {
@@ -784,8 +763,8 @@ def tiny_sdxl_components(seed: int = TINY_SEED) -> dict[str, Any]:
     second with a projection whose pooled output joins the time ids), tiny's VAE with SDXL's
     latent scale 0.13025, at 128 px like `tiny`."""
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = tiny_tokenizer()
     width = 32  # each text encoder's; the UNet cross-attends to both, concatenated
@@ -809,30 +788,14 @@ def tiny_sdxl_components(seed: int = TINY_SEED) -> dict[str, Any]:
             cross_attention_dim=2 * width,
         )
 
-    def text_config() -> CLIPTextConfig:
-        return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=37, num_attention_heads=4,
-                              num_hidden_layers=2, max_position_embeddings=77, projection_dim=width,
-                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                              pad_token_id=tokenizer.pad_token_id)
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)  # not tiny's stream: its weights stay as pinned
         inpaint_unet = unet(9)
         txt2img_unet = unet(4)
-        vae = AutoencoderKL(
-            block_out_channels=(32, 32, 64, 64),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1,
-            latent_channels=4,
-            sample_size=128,
-            scaling_factor=SDXL_LATENT_SCALE,
-            force_upcast=False,  # as the fp16-safe SDXL VAE the `sdxl` preset uses
-        )
-        text_encoder = CLIPTextModel(text_config())
-        text_encoder_2 = CLIPTextModelWithProjection(text_config())
+        # force_upcast off: as the fp16-safe SDXL VAE the `sdxl` preset uses
+        vae = tiny_vae(scaling_factor=SDXL_LATENT_SCALE, force_upcast=False)
+        text_encoder = CLIPTextModel(tiny_clip_config(tokenizer, projection_dim=width))
+        text_encoder_2 = CLIPTextModelWithProjection(tiny_clip_config(tokenizer, projection_dim=width))
     return {
         "vae": vae,
         "text_encoder": text_encoder,
@@ -846,6 +809,27 @@ def tiny_sdxl_components(seed: int = TINY_SEED) -> dict[str, Any]:
 
 
 SDXL_LATENT_SCALE = 0.13025  # SDXL's VAE scaling factor (SD 1.x / 2.x: 0.18215)
+
+
+def tiny_vae(**overrides):
+    """The tiny families' VAE: 4 levels, SD's scale factor 8, at 128 px (`overrides`: a
+    family's latent scale, channels, quant convs)."""
+    from diffusers import AutoencoderKL
+
+    config = dict(block_out_channels=(32, 32, 64, 64), in_channels=3, out_channels=3,
+                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                  layers_per_block=1, latent_channels=4, sample_size=128)
+    return AutoencoderKL(**{**config, **overrides})
+
+
+def tiny_clip_config(tokenizer, **overrides):
+    """The tiny families' CLIP text-encoder configuration: 2 layers of width 32."""
+    from transformers import CLIPTextConfig
+
+    config = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                  num_hidden_layers=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return CLIPTextConfig(**{**config, **overrides})
 
 
 def tiny_tokenizer():

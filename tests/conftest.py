@@ -38,6 +38,24 @@ def tiny_flux_model(tiny_model):
     return load_model("tiny-flux", device="cpu")
 
 
+@pytest.fixture
+def one_noise_draw(monkeypatch):
+    """Every draw of a LatentInpainting returns its first one: diffusers' inpaint pipelines
+    noise the start and every background with one tensor, where ours draws fresh noise
+    per step, so the blended cross-checks align the two this way."""
+    from engine.latents import LatentInpainting
+
+    first = {}
+    real_noise = LatentInpainting.noise
+
+    def one_noise(self):
+        if id(self) not in first:
+            first[id(self)] = real_noise(self)
+        return first[id(self)]
+
+    monkeypatch.setattr(LatentInpainting, "noise", one_noise)
+
+
 @pytest.fixture(scope="session")
 def demo():
     from engine.demo import demo_samples

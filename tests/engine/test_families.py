@@ -145,22 +145,13 @@ def test_vanilla_on_sdxl_equals_diffusers_sdxl_inpaint_pipeline(tiny_sdxl_model,
 
 @pytest.mark.parametrize("blend_start", [0.0, 0.5])
 def test_blended_on_sdxl_equals_diffusers_sdxl_pipeline_with_a_4_channel_unet(tiny_sdxl_model, blend_start,
-                                                                             monkeypatch):
+                                                                             one_noise_draw):
     """Reference: StableDiffusionXLInpaintPipeline given SDXL's text-to-image UNet, which
     blends after every step as Blended Latent Diffusion does. Aligned as for SD
     (tests/engine/test_peer_crosschecks.py): one noise tensor for the start and every
     background, the source latent passed in, blend_start p as strength 1 − p, a mask on whole
     8×8 blocks. Tolerance: exact latents."""
     sample = make_sample("blocks", make_image(64, 64, seed=8), box_mask(64, 64, (16, 8, 48, 40)), "a red box")
-    first = {}
-    real_noise = LatentInpainting.noise
-
-    def one_noise(self):
-        if id(self) not in first:
-            first[id(self)] = real_noise(self)
-        return first[id(self)]
-
-    monkeypatch.setattr(LatentInpainting, "noise", one_noise)
     output = _run(tiny_sdxl_model, "blended", sample, seed=9, guidance=7.5, blend_start=blend_start)
     z_src = output.extras["z_src"]
 

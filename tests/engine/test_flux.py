@@ -72,15 +72,16 @@ def test_pack_and_unpack_are_inverse_and_match_diffusers(tiny_flux_model):
                        FluxPipeline._prepare_latent_image_ids(2, 6, 8, "cpu", torch.float32))
 
 
-def _fill_pipe():
-    """FluxFillPipeline assembled independently from freshly made tiny FLUX components."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline
+def _diffusers_pipe(kind, transformer: str):
+    """A diffusers FLUX pipeline (FluxFillPipeline, FluxInpaintPipeline) assembled
+    independently from freshly made tiny FLUX components, with the given transformer."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     parts = flux.tiny_flux_components()
-    pipe = FluxFillPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(parts["scheduler_config"]),
-                            vae=parts["vae"].eval(), text_encoder=parts["text_encoder"].eval(),
-                            tokenizer=parts["tokenizer"], text_encoder_2=parts["text_encoder_2"].eval(),
-                            tokenizer_2=parts["tokenizer_2"], transformer=parts["inpaint_unet"].eval())
+    pipe = kind(scheduler=FlowMatchEulerDiscreteScheduler.from_config(parts["scheduler_config"]),
+                vae=parts["vae"].eval(), text_encoder=parts["text_encoder"].eval(), tokenizer=parts["tokenizer"],
+                text_encoder_2=parts["text_encoder_2"].eval(), tokenizer_2=parts["tokenizer_2"],
+                transformer=parts[transformer].eval())
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -89,7 +90,9 @@ def _fill_pipe():
 def test_vanilla_on_flux_equals_diffusers_flux_fill_pipeline(tiny_flux_model, demo, strength):
     """Reference: FluxFillPipeline with the Fill transformer, same seed, guidance and steps.
     Tolerance: exact in 8 bits."""
-    pipe = _fill_pipe()
+    from diffusers import FluxFillPipeline
+
+    pipe = _diffusers_pipe(FluxFillPipeline, "inpaint_unet")
     for k, source in enumerate(demo[:2]):
         sample = resize_to(source, working_size(source.size, 128))
         ours = _run(tiny_flux_model, "vanilla", sample, seed=20 + k, guidance=30.0, strength=strength).image
@@ -101,33 +104,19 @@ def test_vanilla_on_flux_equals_diffusers_flux_fill_pipeline(tiny_flux_model, de
 
 
 @pytest.mark.parametrize("blend_start", [0.0, 0.5])
-def test_blended_on_flux_equals_diffusers_flux_inpaint_pipeline(tiny_flux_model, blend_start, monkeypatch):
+def test_blended_on_flux_equals_diffusers_flux_inpaint_pipeline(tiny_flux_model, blend_start, one_noise_draw):
     """Reference: FluxInpaintPipeline with the text-to-image transformer, which blends the
     source noised by scale_noise to the next timestep after every step. Aligned as for SD:
     one noise tensor for the start and every background, the source latent passed in (ours is
     the posterior mean), blend_start p as strength 1 − p, a mask on whole 16×16 blocks.
     Tolerance: exact latents."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxInpaintPipeline
+    from diffusers import FluxInpaintPipeline
 
     sample = make_sample("blocks", make_image(64, 64, seed=8), box_mask(64, 64, (16, 16, 48, 48)), "a red box")
-    first = {}
-    real_noise = LatentInpainting.noise
-
-    def one_noise(self):
-        if id(self) not in first:
-            first[id(self)] = real_noise(self)
-        return first[id(self)]
-
-    monkeypatch.setattr(LatentInpainting, "noise", one_noise)
     output = _run(tiny_flux_model, "blended", sample, seed=9, guidance=3.5, blend_start=blend_start)
     z_src = output.extras["z_src"]
 
-    parts = flux.tiny_flux_components()
-    pipe = FluxInpaintPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(parts["scheduler_config"]),
-                               vae=parts["vae"].eval(), text_encoder=parts["text_encoder"].eval(),
-                               tokenizer=parts["tokenizer"], text_encoder_2=parts["text_encoder_2"].eval(),
-                               tokenizer_2=parts["tokenizer_2"], transformer=parts["txt2img_unet"].eval())
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _diffusers_pipe(FluxInpaintPipeline, "txt2img_unet")
     packed = pipe(prompt=sample.prompt, image=z_src, masked_image_latents=z_src, mask_image=sample.mask_image(),
                   height=64, width=64,
                   strength=1.0 - blend_start, num_inference_steps=STEPS, guidance_scale=3.5,

@@ -247,7 +247,7 @@ def test_vanilla_equals_diffusers_inpaint_pipeline(tiny_model, working_samples, 
 
 
 @pytest.mark.parametrize("blend_start", [0.0, 0.5])
-def test_blended_equals_diffusers_pipeline_with_a_4_channel_unet(tiny_model, blend_start, monkeypatch):
+def test_blended_equals_diffusers_pipeline_with_a_4_channel_unet(tiny_model, blend_start, one_noise_draw):
     """Reference: diffusers StableDiffusionInpaintPipeline given the text-to-image UNet, which
     blends after every step as Blended Latent Diffusion does. Aligned: one noise tensor for
     the start and every background (diffusers' convention; ours draws fresh ε per step, so
@@ -255,19 +255,9 @@ def test_blended_equals_diffusers_pipeline_with_a_4_channel_unet(tiny_model, ble
     posterior mean, diffusers would sample), blend_start p as strength 1 − p, and a mask on
     whole 8×8 blocks (diffusers' latent mask reads the top-left pixel, ours the centre).
     Tolerance: exact latents."""
-    from engine.latents import LatentInpainting
     from engine.techniques import TechniqueJob, get_technique
 
     sample = make_sample("blocks", make_image(64, 64, seed=8), box_mask(64, 64, (16, 8, 48, 40)), "a red box")
-    first = {}
-    real_noise = LatentInpainting.noise
-
-    def one_noise(self):
-        if id(self) not in first:
-            first[id(self)] = real_noise(self)
-        return first[id(self)]
-
-    monkeypatch.setattr(LatentInpainting, "noise", one_noise)
     technique = get_technique("blended")
     job = TechniqueJob(sample, technique.resolve_params({"blend_start": blend_start}), STEPS, 7.5, seed=9)
     output = technique.run(tiny_model, job)
