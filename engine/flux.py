@@ -146,7 +146,7 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
     from diffusers import FluxTransformer2DModel
     from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
-    from engine.models import tiny_clip_config, tiny_tokenizer, tiny_vae
+    from engine.tiny import tiny_clip_config, tiny_tokenizer, tiny_vae
 
     tokenizer = tiny_tokenizer()
     width = 32

@@ -190,7 +190,7 @@ def tiny_clip_scorer(seed: int = 0, device: str = "cpu") -> ClipScorer:
     import torch
     from transformers import CLIPConfig, CLIPModel
 
-    from engine.models import tiny_tokenizer
+    from engine.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     tower = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)

@@ -186,7 +186,7 @@ def tiny_owl(seed: int = 0) -> tuple[Any, Any]:
     except ImportError:  # transformers 4: the default processor needs no torchvision
         from transformers import Owlv2ImageProcessor as image_processor_class
 
-    from engine.models import tiny_tokenizer
+    from engine.tiny import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     config = Owlv2Config(
