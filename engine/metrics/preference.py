@@ -375,6 +375,43 @@ def metric_agreement(judgements: Iterable[Judgement], metric: str,
     return MetricAgreement(metric, agreeing, units, agreeing / units, low, high)
 
 
+# --- what to show a rater -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Trial:
+    """One screen of a blind judging session: a sample and two runs' outputs, in the order
+    shown. Only the faces know the runs; a rater sees the images alone."""
+
+    sample: Hashable
+    left: Hashable
+    right: Hashable
+
+
+def schedule_trials(runs: Sequence[Hashable], samples: Sequence[Hashable], *, seed: int = 0,
+                    done: Iterable[Judgement] = ()) -> list[Trial]:
+    """Every unordered pair of `runs` on every sample once, balanced and blind:
+    - sides: for each pair, the samples are split so that each run is on the left in half of
+      them (within one when the count is odd), the split drawn at random;
+    - order: shuffled, so neither the pair nor the sample sequence gives runs away;
+    - resumable: units (sample, unordered pair) in `done` are left out, the rest keep the
+      order and sides the same seed gives (a resumed session shows what it would have shown).
+    Deterministic for the same runs, samples and seed."""
+    runs, samples = list(runs), list(samples)
+    if len(set(runs)) != len(runs) or len(runs) < 2:
+        raise ValueError("a judging session needs at least two different runs")
+    rng = np.random.default_rng(seed)
+    trials = []
+    for a in range(len(runs)):
+        for b in range(a + 1, len(runs)):
+            first_left = rng.permutation(len(samples)) < (len(samples) + rng.integers(0, 2)) // 2
+            for sample, flip in zip(samples, first_left):
+                left, right = (runs[a], runs[b]) if flip else (runs[b], runs[a])
+                trials.append(Trial(sample, left, right))
+    order = rng.permutation(len(trials))
+    judged = {(j.sample, frozenset((j.left, j.right))) for j in done}
+    return [trials[k] for k in order if (trials[k].sample, frozenset((trials[k].left, trials[k].right))) not in judged]
+
+
 # --- simulated raters (tests, demos) ------------------------------------------------------
 
 def simulate_judgements(utility: Callable[[Hashable, Hashable], float], runs: Sequence[Hashable],
@@ -429,7 +466,7 @@ def simulate_bradley_terry(theta: Mapping[Hashable, float], samples: Sequence[Ha
     return made
 
 
-__all__ = ["Judgement", "MetricAgreement", "PositionBias", "RankedStrengths", "RaterAgreement", "Strengths",
+__all__ = ["Judgement", "MetricAgreement", "Trial", "schedule_trials", "PositionBias", "RankedStrengths", "RaterAgreement", "Strengths",
            "bootstrap_strengths", "fit_bradley_terry", "fleiss_kappa", "krippendorff_alpha_nominal",
            "metric_agreement", "position_bias", "rater_agreement", "simulate_bradley_terry", "simulate_judgements",
            "win_matrix"]

@@ -213,3 +213,37 @@ def test_bad_judgements_are_refused():
         Judgement("s", "a", "a", "left")
     with pytest.raises(ValueError, match="ties must be one of davidson, split"):
         fit_bradley_terry([Judgement("s", "a", "b", "left")], ties="rao")
+
+
+def test_trials_cover_every_pair_on_every_sample_with_balanced_sides():
+    from collections import Counter
+
+    from engine.metrics.preference import schedule_trials
+
+    runs, samples = [3, 5, 7, 9], [f"s{k}" for k in range(9)]
+    trials = schedule_trials(runs, samples, seed=1)
+    units = Counter((t.sample, frozenset((t.left, t.right))) for t in trials)
+    assert len(trials) == 6 * 9 and set(units.values()) == {1}  # each pair on each sample once
+    for a in runs:
+        for b in runs:
+            if a < b:
+                left_a = sum(1 for t in trials if {t.left, t.right} == {a, b} and t.left == a)
+                assert left_a in (4, 5), (a, b, left_a)  # 9 samples: 4 or 5 on each side
+    lefts = Counter(t.left for t in trials)
+    assert max(lefts.values()) - min(lefts.values()) <= 3
+    assert schedule_trials(runs, samples, seed=1) == trials
+    assert schedule_trials(runs, samples, seed=2) != trials
+    # Not grouped by pair or by sample: the first trials mix both.
+    assert len({frozenset((t.left, t.right)) for t in trials[:6]}) > 1 and len({t.sample for t in trials[:6]}) > 1
+
+
+def test_a_resumed_schedule_leaves_out_what_was_judged_and_keeps_the_rest():
+    from engine.metrics.preference import schedule_trials
+
+    runs, samples = ["a", "b", "c"], ["x", "y", "z"]
+    trials = schedule_trials(runs, samples, seed=4)
+    done = [Judgement(t.sample, t.right, t.left, "tie") for t in trials[:4]]  # sides need not match
+    resumed = schedule_trials(runs, samples, seed=4, done=done)
+    assert resumed == trials[4:]
+    with pytest.raises(ValueError, match="at least two different runs"):
+        schedule_trials(["a", "a"], samples)
