@@ -161,8 +161,8 @@ def tiny_flux_components(seed: int = 0) -> dict[str, Any]:
         torch.manual_seed(seed + 2)  # a stream of its own: tiny's and tiny-sdxl's weights stay as pinned
         fill = transformer(FLUX_FILL_IN_CHANNELS)
         txt2img = transformer(64)
-        vae = tiny_vae(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611,
-                       shift_factor=0.1159, force_upcast=False)
+        vae = tiny_vae(latent_channels=16, use_quant_conv=False, use_post_quant_conv=False, force_upcast=False,
+                       scaling_factor=FLUX_VAE_CONFIG["scaling_factor"], shift_factor=FLUX_VAE_CONFIG["shift_factor"])
         clip = CLIPTextModel(tiny_clip_config(tokenizer, projection_dim=width))
         t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=width, d_kv=8, d_ff=37, num_layers=2,
                                      num_heads=4, relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,

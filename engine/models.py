@@ -512,10 +512,8 @@ class Model:
             from diffusers import FlowMatchEulerDiscreteScheduler
 
             scheduler = FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config)
-            for observe in list(self.scheduler_observers):
-                observe(scheduler)
-            return scheduler
-        scheduler = scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
+        else:
+            scheduler = scheduler_class(name).from_config(self.scheduler_config, **SCHEDULERS[name][1])
         for observe in list(self.scheduler_observers):
             observe(scheduler)
         return scheduler
@@ -896,7 +894,7 @@ FULL_SIZE: dict[str, dict[str, Any]] = {
                      addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816, sample_size=128,
                      out_channels=4, norm_num_groups=32),
         # The `sdxl` preset's fp16-safe VAE: the same architecture, no fp32 upcast asked.
-        "vae": dict(_SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=False),
+        "vae": dict(_SD_VAE, sample_size=1024, scaling_factor=SDXL_LATENT_SCALE, force_upcast=False),
         "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                      hidden_act="quick_gelu", projection_dim=768),
         # OpenCLIP ViT-bigG/14's text tower, with its projection (the pooled text embedding).

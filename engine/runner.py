@@ -32,7 +32,7 @@ from engine.samples import Sample, prepare
 from engine.seeding import sample_seed
 from engine.postprocess import postprocess, postprocess_batch
 from engine.preview import PreviewTap
-from engine.spec import DEFAULTS, EvalConfig, RunSpec, default_guidance
+from engine.spec import DEFAULTS, EvalConfig, RunSpec, family_guidance
 from engine.techniques import Cost, Technique, TechniqueJob, get_technique
 
 
@@ -163,7 +163,7 @@ class Generation:
         self.params = self.technique.resolve_params(params)
         self.steps = steps
         # None: the model's default for this technique (7.5; FLUX's distilled scales)
-        self.guidance = default_guidance(self.technique.name, self.model.name) if guidance is None else guidance
+        self.guidance = family_guidance(self.model.family, self.technique.unet) if guidance is None else guidance
         self.negative_prompt = negative_prompt
         self.evaluation = evaluation if evaluation is not None else EvalConfig()
         self.warm_up = warm_up

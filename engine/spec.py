@@ -94,14 +94,20 @@ class EvalConfig:
 
 
 def default_guidance(technique: str, model: str) -> float:
-    """The guidance a run gets when none is given: DEFAULTS.guidance, or on a FLUX model the
-    distilled scale of the transformer the technique uses (Fill's for `vanilla`)."""
+    """The guidance a run gets when none is given (`family_guidance` of the model's family and
+    the technique's denoiser)."""
     from engine.models import resolve_preset
     from engine.techniques import get_technique
 
-    if resolve_preset(model).family != "flux":
+    return family_guidance(resolve_preset(model).family, get_technique(technique).unet)
+
+
+def family_guidance(family: str, unet_role: str) -> float:
+    """DEFAULTS.guidance, or on FLUX the distilled scale of the transformer in `unet_role`
+    ("inpaint": Fill's, used by `vanilla`)."""
+    if family != "flux":
         return DEFAULTS.guidance
-    return DEFAULTS.flux_fill_guidance if get_technique(technique).unet == "inpaint" else DEFAULTS.flux_guidance
+    return DEFAULTS.flux_fill_guidance if unet_role == "inpaint" else DEFAULTS.flux_guidance
 
 
 def validate_seed(seed: Any, *, what: str = "seed") -> int:
@@ -147,7 +153,7 @@ class RunSpec:
 
         resolved = get_technique(technique).resolve_params(params)
         preset = resolve_preset(model)
-        get_technique(technique).check_family(preset.family, model)
+        get_technique(technique).check_family(preset.family, model, resolved)
         if preset.family == "flux" and negative_prompt:
             raise ParamError(f"model {model!r} takes no negative prompt: FLUX's guidance is distilled (a model input, "
                              "no classifier-free pair); leave --negative-prompt empty")
@@ -220,4 +226,4 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 __all__ = ["DEFAULTS", "EvalConfig", "RunDefaults", "RunSpec", "changed_params", "config_hash", "default_guidance",
-           "recorded_params", "validate_seed"]
+           "family_guidance", "recorded_params", "validate_seed"]

@@ -111,13 +111,20 @@ class Technique:
     # refused before it is queued (`check_family`), with `refusal` saying why.
     families: tuple[str, ...] = ("sd", "sdxl")
     refusal: str = ""
+    # (family, resolved params) -> what a family cannot do with these parameters, or None
+    # (vanilla on FLUX: no scheduler choice, no padding_mask_crop).
+    family_params: Callable[[str, Mapping[str, Any]], str | None] | None = None
 
-    def check_family(self, family: str, model: str) -> None:
-        """Raise ParamError when this technique does not apply to a model of `family`."""
+    def check_family(self, family: str, model: str, params: Mapping[str, Any] | None = None) -> None:
+        """Raise ParamError when this technique, or these parameters of it, do not apply to a
+        model of `family`."""
         if family not in self.families:
             why = f": {self.refusal}" if self.refusal else ""
             raise ParamError(f"technique {self.name!r} does not apply to model {model!r} ({family} family){why}; "
                              f"it runs on {', '.join(self.families)} models")
+        problem = self.family_params(family, params or {}) if self.family_params is not None else None
+        if problem:
+            raise ParamError(f"{self.name} on model {model!r}: {problem}")
 
     def run(self, model: "Model", job: TechniqueJob) -> TechniqueOutput:
         """One sample: a batch of one."""

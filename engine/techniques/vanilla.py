@@ -154,6 +154,19 @@ def run(model: "Model", jobs: Sequence[TechniqueJob]) -> list[TechniqueOutput]:
                             extras={"crop_box": tuple(int(v) for v in crop_box)})]
 
 
+def flux_problem(family: str, params) -> str | None:
+    """What FLUX Fill cannot do with these parameters: it samples with its own flow-matching
+    scheduler, and diffusers' Fill pipeline has no padding_mask_crop."""
+    if family != "flux":
+        return None
+    if params.get("scheduler", DEFAULT_SCHEDULER) != DEFAULT_SCHEDULER:
+        return (f"scheduler={params['scheduler']} does not apply (FLUX samples with its flow-matching Euler "
+                f"scheduler; leave scheduler at {DEFAULT_SCHEDULER})")
+    if params.get("padding_mask_crop", 0):
+        return "padding_mask_crop does not apply (diffusers' FLUX Fill pipeline has no crop)"
+    return None
+
+
 def _run_fill(model: "Model", jobs: Sequence[TechniqueJob], pipe, generators, on_step_end, calls) -> list[TechniqueOutput]:
     """FLUX.1 Fill: FluxFillPipeline with the batch's lists; guidance is the distilled scale
     (no negative prompt). Its packed latents are unpacked and decoded as the pipeline would."""
@@ -163,8 +176,9 @@ def _run_fill(model: "Model", jobs: Sequence[TechniqueJob], pipe, generators, on
 
     params = jobs[0].params
     width, height = jobs[0].sample.size
-    if params.get("padding_mask_crop", 0):
-        raise ValueError("padding_mask_crop does not apply to FLUX Fill (diffusers' Fill pipeline has no crop)")
+    problem = flux_problem("flux", params)
+    if problem:  # RunSpec.build refuses these first; a direct engine call gets the same words
+        raise ValueError(problem)
     latents = pipe(prompt=[job.sample.prompt for job in jobs], image=[job.sample.image for job in jobs],
                    mask_image=[job.sample.mask_image() for job in jobs], height=height, width=width,
                    strength=params["strength"], num_inference_steps=jobs[0].steps, guidance_scale=jobs[0].guidance,
@@ -188,5 +202,6 @@ TECHNIQUE = register(
         reference="diffusers StableDiffusionInpaintPipeline (SDXL: StableDiffusionXLInpaintPipeline; "
                   "FLUX: FluxFillPipeline)",
         families=("sd", "sdxl", "flux"),
+        family_params=flux_problem,
     )
 )

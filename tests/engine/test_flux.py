@@ -171,6 +171,7 @@ def test_a_negative_prompt_is_refused_on_flux():
 
 
 def test_the_default_guidance_is_the_familys():
+    from engine.runner import Generation
     from engine.spec import DEFAULTS, default_guidance
 
     assert default_guidance("vanilla", "tiny-flux") == DEFAULTS.flux_fill_guidance == 30.0
@@ -178,6 +179,12 @@ def test_the_default_guidance_is_the_familys():
     assert default_guidance("vanilla", "tiny") == default_guidance("blended", "sdxl") == DEFAULTS.guidance == 7.5
     assert RunSpec.build("tdpaint", model="tiny-flux").guidance == 3.5
     assert RunSpec.build("vanilla", model="tiny-flux", guidance=12.0).guidance == 12.0
+    # the engine's own entry takes the same default (from the loaded model's family)
+    from engine.models import load_model
+
+    flux_model = load_model("tiny-flux", device="cpu")
+    assert Generation(flux_model, "vanilla", steps=1).guidance == 30.0
+    assert Generation(flux_model, "blended", steps=1).guidance == 3.5
 
 
 def test_the_memory_estimates_count_the_modules():
@@ -255,3 +262,13 @@ def test_a_local_flux_fill_folder_loads_as_the_flux_family(tmp_path, tiny_flux_m
     assert float((ours.latents - preset_output.latents).abs().max()) <= 1e-5
     levels = np.abs(to_uint8(ours.image).astype(np.int16) - to_uint8(preset_output.image))
     assert levels.max() <= 1
+
+
+@pytest.mark.parametrize("params, problem", [
+    ({"scheduler": "euler"}, "scheduler=euler does not apply (FLUX samples with its flow-matching Euler scheduler"),
+    ({"padding_mask_crop": 8}, "padding_mask_crop does not apply (diffusers' FLUX Fill pipeline has no crop)")],
+    ids=["scheduler", "padding_mask_crop"])
+def test_vanilla_options_fill_cannot_do_are_refused_before_a_run_exists(params, problem):
+    with pytest.raises(ParamError, match=re.escape(f"vanilla on model 'tiny-flux': {problem}")):
+        RunSpec.build("vanilla", params, model="tiny-flux")
+    RunSpec.build("vanilla", params, model="tiny")  # SD has both
