@@ -168,8 +168,9 @@ def get_technique(name: str) -> Technique:
         raise ParamError(f"unknown technique {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
 
 
-def technique_names() -> list[str]:
-    return list(_REGISTRY)
+def technique_names(family: str | None = None) -> list[str]:
+    """Every registered technique, or those that apply to model `family` (its `families`)."""
+    return [name for name, technique in _REGISTRY.items() if family is None or family in technique.families]
 
 
 def estimate_unet_calls(name: str, params: Mapping[str, Any] | None, steps: int) -> tuple[int, bool]:

@@ -42,12 +42,10 @@ def techniques(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) ->
 def models(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """List model presets and whether each can be loaded without network."""
     from engine.models import PRESETS, preset_status
-    from engine.techniques import get_technique, technique_names
+    from engine.techniques import technique_names
 
     every = technique_names()
-    statuses = [dict(preset_status(preset), techniques=[name for name in every
-                                                        if preset.family in get_technique(name).families])
-                for preset in PRESETS.values()]
+    statuses = [dict(preset_status(preset), techniques=technique_names(preset.family)) for preset in PRESETS.values()]
     if as_json:
         print_json(statuses)
         return

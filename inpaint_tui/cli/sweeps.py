@@ -153,7 +153,8 @@ def print_plan(planned, sample_count: int, *, as_json: bool) -> None:
                Column("guidance", "guidance", [], justify="right", priority=1),
                Column("seed", "seed", [], justify="right", priority=1),
                Column("calls", "UNet calls", [], justify="right"), Column("would", "would", [])]
-    rows = [[i, e.point.technique, format_params(e.point.params), e.point.steps, "default" if e.point.guidance is None else f"{e.point.guidance:g}",
+    rows = [[i, e.point.technique, format_params(e.point.params), e.point.steps,
+             "default" if e.point.guidance is None else f"{e.point.guidance:g}",
              e.point.seed, calls(e), outcome(e)] for i, e in enumerate(planned)]
     dropped = print_table(console, from_rows(columns, rows), boxed=True, say_dropped=False,
                           title="sweep (dry run: nothing queued)").dropped_headers

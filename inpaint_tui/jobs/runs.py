@@ -90,11 +90,10 @@ def queue_demo_runs(store: Store, *, model: str, steps: int, seed: int, evaluati
     (`inpaint-tui demo`, the TUI's demo offer), queued; returns the run ids in technique order."""
     from engine.demo import DEMO_SET_NAME
     from engine.models import resolve_preset
-    from engine.techniques import get_technique, technique_names
+    from engine.techniques import technique_names
 
-    family = resolve_preset(model).family
     specs = [RunSpec.build(name, model=model, steps=steps, seed=seed, evaluation=evaluation)
-             for name in technique_names() if family in get_technique(name).families]
+             for name in technique_names(resolve_preset(model).family)]
     return [queue_run(store, spec, sample_set=DEMO_SET_NAME, command=command) for spec in specs]
 
 

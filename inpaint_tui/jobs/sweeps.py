@@ -71,12 +71,9 @@ def expand_techniques(names: Sequence[str], model: str | None = None) -> list[st
     """Technique names, with `all` meaning every registered technique (that applies to
     `model`'s family, when given); duplicates dropped."""
     result: list[str] = []
-    every = technique_names()
-    if model is not None:
-        from engine.models import resolve_preset
+    from engine.models import resolve_preset
 
-        family = resolve_preset(model).family
-        every = [name for name in every if family in get_technique(name).families]
+    every = technique_names(None if model is None else resolve_preset(model).family)
     for name in names:
         for value in split_values(name, what="technique"):
             for resolved in (every if value == "all" else [value]):
