@@ -7,6 +7,8 @@ how it is summarised per run:
   bootstrap interval over samples (engine.metrics.stats), samples taken in sample-id order;
 - `set`: a set-level value computed once from the whole run (KID: mean ± std over subsets);
 - `wilson`: a proportion of per-sample successes with its Wilson score interval;
+- `study`: people's judgements of the runs compared in one study (inpaint-tui judge), fitted
+  together; the value and a bootstrap interval over the study's samples;
 - `summarised_as`: a per-sample metric whose per-run summary is another catalogue entry
   (prompt_hit per sample, prompt_precision per run), so the same number is not stored twice.
 
@@ -38,7 +40,7 @@ class MetricInfo:
     level: str  # SAMPLE or RUN
     group: str
     unit: str = ""
-    summary: str = "bootstrap"  # bootstrap | set | wilson (see the module docstring)
+    summary: str = "bootstrap"  # bootstrap | set | wilson | study (see the module docstring)
     summarised_as: str | None = None  # a per-sample metric summarised by another entry
     key: bool = False  # shown first in tables (in catalogue order)
     count: bool = False  # whole numbers per sample (model evaluations, hits): shown without decimals
@@ -48,7 +50,7 @@ class MetricInfo:
             raise ValueError(f"metric {self.name!r}: direction must be {HIGHER!r} or {LOWER!r}")
         if self.level not in (SAMPLE, RUN):
             raise ValueError(f"metric {self.name!r}: level must be {SAMPLE!r} or {RUN!r}")
-        if self.summary not in ("bootstrap", "set", "wilson"):
+        if self.summary not in ("bootstrap", "set", "wilson", "study"):
             raise ValueError(f"metric {self.name!r}: unknown summary {self.summary!r}")
 
     @property
@@ -77,6 +79,7 @@ class GroupInfo:
     at_generation: bool
     selectable: bool = True
     default: bool = True
+    why_not_selectable: str = ""  # for a group `--metrics` cannot choose: where its values come from
 
 
 _GROUPS = (
@@ -86,7 +89,10 @@ _GROUPS = (
     GroupInfo("precision", "prompt-following precision: an open-vocabulary detector finds the prompted object "
               "in the mask's box (prompt_hit, prompt_precision)", at_generation=False),
     GroupInfo("kid", "KID between masked crops of outputs and references", at_generation=False),
-    GroupInfo("cost", "time, memory and model evaluations per image", at_generation=True, selectable=False),
+    GroupInfo("cost", "time, memory and model evaluations per image", at_generation=True, selectable=False,
+              why_not_selectable="is measured while generating, always"),
+    GroupInfo("human", "people's blind pairwise judgements (inpaint-tui judge): human", at_generation=False,
+              selectable=False, default=False, why_not_selectable="comes from people's judgements (inpaint-tui judge)"),
 )
 
 _METRICS = (
@@ -113,6 +119,9 @@ _METRICS = (
     MetricInfo("kid", "kernel inception distance between the masked crops of outputs and of references "
                "(unbiased MMD², cubic polynomial kernel): mean ± std over subsets", LOWER, RUN, "kid",
                summary="set", key=True),
+    MetricInfo("human", "Bradley–Terry strength from blind pairwise judgements (inpaint-tui judge): log-odds of "
+               "beating the study's average run (Σ = 0 over the runs judged together, so only comparable within one "
+               "study), with its 95% bootstrap interval over samples", HIGHER, RUN, "human", summary="study", key=True),
     MetricInfo("unet_calls", "UNet forward passes per image (a batched CFG pair counts once)", LOWER, SAMPLE,
                "cost", key=True, count=True),
     MetricInfo("seconds", "wall time to inpaint the sample (technique only, no I/O; after a warm-up)", LOWER, SAMPLE,
@@ -178,7 +187,7 @@ def parse_groups(text: str | None, *, option: str = "--metrics") -> tuple[str, .
             raise UnknownMetric(f"{option}: unknown metric {name!r} (groups: {', '.join(GROUPS)}, or a metric "
                                 f"of theirs)")
         if not METRIC_GROUPS[group].selectable:
-            raise UnknownMetric(f"{option}: {name!r} is measured while generating, always (choose among the "
+            raise UnknownMetric(f"{option}: {name!r} {METRIC_GROUPS[group].why_not_selectable} (choose among the "
                                 f"groups {', '.join(GROUPS)})")
         chosen.add(group)
     return tuple(g for g in GROUPS if g in chosen)

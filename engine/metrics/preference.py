@@ -428,14 +428,21 @@ def simulate_judgements(utility: Callable[[Hashable, Hashable], float], runs: Se
             for b_index in range(a_index + 1, len(runs)):
                 for rater in raters:
                     left, right = (runs[a_index], runs[b_index]) if rng.random() < 0.5 else (runs[b_index], runs[a_index])
-                    seen_left = utility(left, sample) + noise * rng.standard_normal()
-                    seen_right = utility(right, sample) + noise * rng.standard_normal()
-                    if abs(seen_left - seen_right) <= tie_margin:
-                        outcome = "tie"
-                    else:
-                        outcome = "left" if seen_left > seen_right else "right"
+                    outcome = simulated_answer(utility(left, sample), utility(right, sample), rng, noise=noise,
+                                               tie_margin=tie_margin)
                     made.append(Judgement(sample, left, right, outcome, rater))
     return made
+
+
+def simulated_answer(left: float, right: float, rng: np.random.Generator, *, noise: float,
+                     tie_margin: float = 0.0) -> str:
+    """A simulated rater's answer for a pair with these utilities: each side seen with
+    Gaussian noise (sd `noise`), the higher chosen, a tie within `tie_margin`."""
+    seen_left = left + noise * rng.standard_normal()
+    seen_right = right + noise * rng.standard_normal()
+    if abs(seen_left - seen_right) <= tie_margin:
+        return "tie"
+    return "left" if seen_left > seen_right else "right"
 
 
 def simulate_bradley_terry(theta: Mapping[Hashable, float], samples: Sequence[Hashable], *, per_pair: int = 1,

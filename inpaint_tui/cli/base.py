@@ -106,19 +106,24 @@ def main(
         open_tui(ctx.obj)
 
 
-def open_tui(context: "Context", start_screen: str | None = None) -> None:
+def open_tui(context: "Context", start_screen: str | None = None, judging: tuple[int, str] | None = None) -> None:
     from inpaint_tui.tui import IMAGE_PROTOCOLS
 
     if context.image_protocol not in IMAGE_PROTOCOLS:
         fail(f"--image-protocol must be one of {', '.join(IMAGE_PROTOCOLS)}, not {context.image_protocol!r}", 2)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        fail("the TUI needs a terminal (run `inpaint-tui` in one, e.g. over SSH or in tmux); "
-              "for scripts use the commands: inpaint-tui --help", 2)
+    require_terminal()
     from inpaint_tui.tui import run_tui
 
     with user_errors():
-        code = run_tui(context.db, context.data_dir, image_protocol=context.image_protocol, start_screen=start_screen)
+        code = run_tui(context.db, context.data_dir, image_protocol=context.image_protocol, start_screen=start_screen,
+                       judging=judging)
     raise typer.Exit(code)
+
+
+def require_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail("the TUI needs a terminal (run `inpaint-tui` in one, e.g. over SSH or in tmux); "
+             "for scripts use the commands: inpaint-tui --help", 2)
 
 
 def print_json(data: Any) -> None:

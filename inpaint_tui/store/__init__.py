@@ -3,9 +3,10 @@
 from inpaint_tui.store.db import StoreError, database_url
 from inpaint_tui.store.queue import ClaimLost, RunBusy
 from inpaint_tui.store.store import NotFound, Store, safe_file_stem
-from inpaint_tui.store.tables import RunStatus, SampleStatus, WorkerStatus
+from inpaint_tui.store.tables import JudgementOutcome, RunStatus, SampleStatus, WorkerStatus
 from inpaint_tui.store.views import (
     ImportReport,
+    JudgementInfo,
     LeaderboardRow,
     MetricSummary,
     NewRun,
@@ -16,7 +17,9 @@ from inpaint_tui.store.views import (
     RunSampleInfo,
     SampleInfo,
     SampleSetInfo,
+    StudyInfo,
     SweepInfo,
+    TrialInfo,
     WorkerInfo,
     jsonable,
 )
@@ -27,8 +30,12 @@ __all__ = [
     "RunBusy",
     "RunProgressInfo",
     "SweepInfo",
+    "StudyInfo",
+    "TrialInfo",
+    "JudgementInfo",
     "WorkerInfo",
     "WorkerStatus",
+    "JudgementOutcome",
     "ImportReport",
     "LeaderboardRow",
     "MetricSummary",

@@ -99,6 +99,17 @@ class MetricsMixin:
                                             note=summary.note))
             session.commit()
 
+    def delete_run_metric(self, run_ids: Sequence[int], name: str, *, note_prefix: str | None = None) -> int:
+        """Delete the runs' per-run `name` rows (only those whose note starts with
+        `note_prefix`, when given); returns how many."""
+        with self.session() as session:
+            condition = (RunMetricRecord.run_id.in_(list(run_ids))) & (RunMetricRecord.name == name)
+            if note_prefix is not None:
+                condition = condition & RunMetricRecord.note.startswith(note_prefix, autoescape=True)
+            deleted = session.exec(delete(RunMetricRecord).where(condition)).rowcount
+            session.commit()
+            return deleted
+
     def record_sample_metrics(self, run_id: int, values: dict[int, dict[str, float | None]]) -> None:
         """Replace some per-sample metrics of a run: {sample id: {name: value}}, one
         transaction; other metrics of those samples stay as they are."""

@@ -37,6 +37,7 @@ from inpaint_tui.store.files import DataFiles, safe_file_stem
 from inpaint_tui.store.metrics import IDS_PER_QUERY, MetricsMixin
 from inpaint_tui.store.query import QueryMixin
 from inpaint_tui.store.queue import QueueMixin
+from inpaint_tui.store.judging import JudgingMixin
 from inpaint_tui.store.samples import SampleMixin
 from inpaint_tui.store.sweeps import SweepMixin
 from inpaint_tui.store.tables import (
@@ -55,7 +56,7 @@ from inpaint_tui.store.views import NewRun, RunDetail, RunInfo, RunSampleInfo, S
 __all__ = ["NotFound", "Store", "safe_file_stem"]
 
 
-class Store(SampleMixin, MetricsMixin, QueryMixin, QueueMixin, SweepMixin):
+class Store(SampleMixin, MetricsMixin, QueryMixin, QueueMixin, SweepMixin, JudgingMixin):
     def __init__(self, db: str | os.PathLike | None = None, *, data_dir: str | os.PathLike | None = None) -> None:
         self.url = database_url(db)
         given = data_dir_for(self.url, data_dir)

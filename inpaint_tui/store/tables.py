@@ -265,3 +265,64 @@ class StoreInfoRecord(SQLModel, table=True):
 
 
 SCHEMA_WRITTEN_BY = "schema_written_by"
+
+
+class StudyRecord(SQLModel, table=True):
+    """A blind pairwise judging study (`inpaint-tui judge`): runs compared by people on the
+    samples they all finished. Its trials are drawn once, at creation, so every rater and
+    every resumed session sees the same sides."""
+
+    __tablename__ = "study"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    question: str
+    run_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    seed: int = Field(sa_column=Column(SEED, nullable=False))
+    # Answers each trial is to get (from different raters): 2 or more measure agreement.
+    raters_per_trial: int = 1
+    command: Optional[str] = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrialRecord(SQLModel, table=True):
+    """One screen of a study: a sample and two runs' outputs, `left_run_id` shown on the left."""
+
+    __tablename__ = "study_trial"
+    __table_args__ = (UniqueConstraint("study_id", "position", name="uq_study_trial"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=Column(Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False,
+                                           index=True))
+    position: int
+    sample_id: int = Field(sa_column=Column(Integer, ForeignKey("sample.id", ondelete="RESTRICT"), nullable=False))
+    # RESTRICT: people's judgements are not deleted along with a run (Store.delete_run says so).
+    left_run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="RESTRICT"), nullable=False))
+    right_run_id: int = Field(sa_column=Column(Integer, ForeignKey("run.id", ondelete="RESTRICT"), nullable=False))
+
+
+class JudgementOutcome:
+    LEFT = "left"
+    RIGHT = "right"
+    TIE = "tie"
+    SKIP = "skip"  # the rater passed: not a judgement, but the trial is not shown to them again
+    ALL = (LEFT, RIGHT, TIE, SKIP)
+
+
+class JudgementRecord(SQLModel, table=True):
+    """One rater's answer to one trial: which side (the trial says which run was where), when
+    the pair was shown and answered, and the seconds between."""
+
+    __tablename__ = "judgement"
+    __table_args__ = (UniqueConstraint("trial_id", "rater", name="uq_judgement"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    study_id: int = Field(sa_column=Column(Integer, ForeignKey("study.id", ondelete="CASCADE"), nullable=False,
+                                           index=True))
+    trial_id: int = Field(sa_column=Column(Integer, ForeignKey("study_trial.id", ondelete="CASCADE"), nullable=False,
+                                           index=True))
+    rater: str
+    outcome: str
+    shown_at: datetime
+    answered_at: datetime
+    seconds: float
+    simulated: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))

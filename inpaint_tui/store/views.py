@@ -268,3 +268,58 @@ class LeaderboardRow(_View):
     metrics: dict[str, float]
     summaries: dict[str, MetricSummary] = field(default_factory=dict)
     guidance: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyInfo(_View):
+    """A judging study and how far it is: `answers` counts judgements and skips, `needed`
+    the answers its trials ask for (trials × raters per trial)."""
+
+    id: int
+    question: str
+    run_ids: list[int]
+    seed: int
+    raters_per_trial: int
+    command: str | None
+    created_at: datetime
+    trials: int
+    judgements: int  # answers that are judgements (not skips)
+    skips: int
+    raters: list[str]
+    simulated_raters: list[str]
+
+    @property
+    def needed(self) -> int:
+        return self.trials * self.raters_per_trial
+
+
+@dataclass(frozen=True)
+class TrialInfo(_View):
+    id: int
+    position: int
+    sample_id: int
+    left_run_id: int
+    right_run_id: int
+
+
+@dataclass(frozen=True)
+class JudgementInfo(_View):
+    """A stored judgement. `sample`, `left`, `right`, `outcome`, `rater` and `winner` are
+    those of engine.metrics.preference.Judgement (sample and run ids), so the analyses take
+    these views as they are."""
+
+    id: int
+    trial_id: int
+    sample: int
+    left: int
+    right: int
+    outcome: str
+    rater: str
+    shown_at: datetime
+    answered_at: datetime
+    seconds: float
+    simulated: bool
+
+    @property
+    def winner(self) -> int | None:
+        return {"left": self.left, "right": self.right}.get(self.outcome)

@@ -10,6 +10,7 @@ from typing import Callable
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
+from textual import work
 from textual.worker import Worker, WorkerState
 
 from inpaint_tui.store import Store
@@ -139,6 +140,34 @@ class InpaintApp(App):
 
         self.push_screen(DiffScreen(run_ids))
 
+    def open_judging(self, run_ids) -> None:
+        """A blind judging session over these runs as you (the study over them is resumed or
+        created); leaving it refreshes the runs' human scores."""
+        self._start_judging(list(run_ids))
+
+    @work(thread=True, group="judging", exit_on_error=False)
+    def _start_judging(self, run_ids: list[int]) -> None:
+        from inpaint_tui.jobs.judging import default_rater, open_study
+
+        study, created = open_study(self.store, run_ids)
+        rater = default_rater()
+        self.call_from_thread(self._push_judging, study, created, rater)
+
+    def _push_judging(self, study, created: bool, rater: str) -> None:
+        from inpaint_tui.tui.screens.judge import JudgeScreen
+
+        self.notify(f"{'new' if created else 'resuming'} study {study.id}: {study.trials} trials, judging as {rater}",
+                    timeout=4)
+        self.push_screen(JudgeScreen(study.id, rater), lambda answers: self._judging_done(study.id))
+
+    @work(thread=True, group="judging", exit_on_error=False)
+    def _judging_done(self, study_id: int) -> None:
+        from inpaint_tui.jobs.judging import refresh_human_scores
+
+        refresh_human_scores(self.store, study_id)
+        self.call_from_thread(self.notify, f"study {study_id}: human scores updated "
+                              f"(inpaint-tui judge results {study_id})", timeout=5)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         self.report_worker_error(event)
 
@@ -148,3 +177,42 @@ class InpaintApp(App):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
             self.notify(f"{type(error).__name__}: {error}", title="error", severity="error", timeout=8)
+
+
+class JudgeApp(App):
+    """`inpaint-tui judge`: one judging session and nothing else, so a rater cannot wander to
+    a leaderboard that names the runs. Exits with the number of answers given."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "inpaint-tui judge"
+    BINDINGS = [Binding("question_mark", "help", "Keys", id="app.help", tooltip="what each key does")]
+
+    def __init__(self, store: Store, study_id: int, rater: str, *, image_class=None) -> None:
+        super().__init__()
+        self.store = store
+        if image_class is None:
+            from inpaint_tui.tui.images import image_widget_class
+
+            image_class = image_widget_class("auto")
+        self.image_class = image_class
+        self.study_id, self.rater = study_id, rater
+        self.answers = 0
+        self.sub_title = f"study {study_id} · rater {rater}"
+
+    def on_mount(self) -> None:
+        from inpaint_tui.tui.screens.judge import JudgeScreen
+
+        self.push_screen(JudgeScreen(self.study_id, self.rater, on_finish=self._finish))
+
+    def _finish(self, answers: int) -> None:
+        self.answers = answers
+        self.exit(0)
+
+    def action_help(self) -> None:
+        from inpaint_tui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def report_worker_error(self, event: Worker.StateChanged) -> None:
+        InpaintApp.report_worker_error(self, event)

@@ -71,6 +71,8 @@ class LeaderboardScreen(LiveScreen):
                 tooltip="the ranked runs to CSV, JSON lines or Parquet"),
         Binding("P", "report", "Report", id="leaderboard.report", show=False,
                 tooltip="an HTML + Markdown report on the marked (or ranked) runs"),
+        Binding("J", "judge", "Judge", id="leaderboard.judge", show=False,
+                tooltip="judge the marked runs' outputs blind, two at a time (a study: resumes where you left it)"),
     ]
     DEFAULT_CSS = """
     LeaderboardScreen #bar { height: 3; }
@@ -490,6 +492,12 @@ class LeaderboardScreen(LiveScreen):
                         severity="warning")
             return
         self.app.open_compare(*self.marked)
+
+    def action_judge(self) -> None:
+        if len(self.marked) < 2:
+            self.notify(f"mark two or more runs with m to judge them ({len(self.marked)} marked)", severity="warning")
+            return
+        self.app.open_judging(self.marked)
 
     def action_diff(self) -> None:
         if len(self.marked) < 2:

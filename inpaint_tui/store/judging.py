@@ -1,0 +1,153 @@
+"""Judging studies in the store: studies, their trials and each rater's judgements; mixed
+into `Store`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Sequence
+
+from sqlalchemy import delete, func
+from sqlmodel import Session, select
+
+from inpaint_tui.store.db import NotFound, StoreError
+from inpaint_tui.store.tables import JudgementOutcome, JudgementRecord, StudyRecord, TrialRecord
+from inpaint_tui.store.views import JudgementInfo, StudyInfo, TrialInfo
+
+
+class JudgingMixin:
+    """Store methods for judging studies; mixed into `Store` (needs `session`)."""
+
+    def create_study(self, *, question: str, run_ids: Sequence[int], seed: int, raters_per_trial: int,
+                     command: str | None, trials: Sequence[tuple[int, int, int]]) -> int:
+        """Record a study and its trials, (sample id, left run id, right run id) in the order
+        they are to be shown; one transaction."""
+        with self.session() as session:
+            study = StudyRecord(question=question, run_ids=list(run_ids), seed=seed,
+                                raters_per_trial=raters_per_trial, command=command)
+            session.add(study)
+            session.flush()
+            for position, (sample_id, left, right) in enumerate(trials):
+                session.add(TrialRecord(study_id=study.id, position=position, sample_id=sample_id,
+                                        left_run_id=left, right_run_id=right))
+            session.commit()
+            return study.id
+
+    def studies(self, run_ids: Sequence[int] | None = None) -> list[StudyInfo]:
+        """Every study, oldest first; with `run_ids`, those comparing exactly these runs."""
+        with self.session() as session:
+            records = session.exec(select(StudyRecord).order_by(StudyRecord.id)).all()
+            if run_ids is not None:
+                records = [r for r in records if sorted(r.run_ids) == sorted(run_ids)]
+            return [self._study_info(session, record) for record in records]
+
+    def study(self, study_id: int) -> StudyInfo:
+        with self.session() as session:
+            return self._study_info(session, self._study(session, study_id))
+
+    def _study(self, session: Session, study_id: int) -> StudyRecord:
+        record = session.get(StudyRecord, study_id)
+        if record is None:
+            raise NotFound(f"no study with id {study_id} (inpaint-tui judge list shows them)")
+        return record
+
+    def _study_info(self, session: Session, record: StudyRecord) -> StudyInfo:
+        trials = session.exec(select(func.count()).select_from(TrialRecord).where(TrialRecord.study_id == record.id)).one()
+        answers = session.exec(
+            select(JudgementRecord.rater, JudgementRecord.outcome, JudgementRecord.simulated)
+            .where(JudgementRecord.study_id == record.id)
+        ).all()
+        outcomes = Counter(outcome for _, outcome, _ in answers)
+        return StudyInfo(
+            id=record.id, question=record.question, run_ids=list(record.run_ids), seed=record.seed,
+            raters_per_trial=record.raters_per_trial, command=record.command, created_at=record.created_at,
+            trials=trials, judgements=len(answers) - outcomes[JudgementOutcome.SKIP],
+            skips=outcomes[JudgementOutcome.SKIP],
+            raters=sorted({rater for rater, _, simulated in answers if not simulated}),
+            simulated_raters=sorted({rater for rater, _, simulated in answers if simulated}),
+        )
+
+    def trials(self, study_id: int) -> list[TrialInfo]:
+        """The study's trials in schedule order."""
+        with self.session() as session:
+            self._study(session, study_id)
+            rows = session.exec(select(TrialRecord).where(TrialRecord.study_id == study_id)
+                                .order_by(TrialRecord.position)).all()
+            return [TrialInfo(id=r.id, position=r.position, sample_id=r.sample_id, left_run_id=r.left_run_id,
+                              right_run_id=r.right_run_id) for r in rows]
+
+    def judgements(self, study_id: int) -> list[JudgementInfo]:
+        """Every answer of the study (skips too), in the order they were given."""
+        with self.session() as session:
+            self._study(session, study_id)
+            rows = session.exec(
+                select(JudgementRecord, TrialRecord)
+                .join(TrialRecord, TrialRecord.id == JudgementRecord.trial_id)
+                .where(JudgementRecord.study_id == study_id)
+                .order_by(JudgementRecord.answered_at, JudgementRecord.id)
+            ).all()
+            return [
+                JudgementInfo(id=j.id, trial_id=j.trial_id, sample=t.sample_id, left=t.left_run_id,
+                              right=t.right_run_id, outcome=j.outcome, rater=j.rater, shown_at=j.shown_at,
+                              answered_at=j.answered_at, seconds=j.seconds, simulated=j.simulated)
+                for j, t in rows
+            ]
+
+    def counted_judgements(self, study_id: int) -> list[JudgementInfo]:
+        """The judgements an analysis counts: answers, not skips; people's when there are
+        any, else the simulated raters' (the two are never mixed)."""
+        answers = [j for j in self.judgements(study_id) if j.outcome != JudgementOutcome.SKIP]
+        people = [j for j in answers if not j.simulated]
+        return people or answers
+
+    def record_judgements(self, study_id: int, answers: Sequence[tuple[int, str, str, datetime, datetime, bool]]) -> list[int]:
+        """Store answers (trial id, rater, outcome, shown at, answered at, simulated) in one
+        transaction; a rater's new answer to a trial replaces their earlier one. Returns the ids."""
+        with self.session() as session:
+            self._study(session, study_id)
+            trial_ids = set(session.exec(select(TrialRecord.id).where(TrialRecord.study_id == study_id)).all())
+            records = []
+            for trial_id, rater, outcome, shown_at, answered_at, simulated in answers:
+                if outcome not in JudgementOutcome.ALL:
+                    raise StoreError(f"a judgement's outcome is one of {', '.join(JudgementOutcome.ALL)}, "
+                                     f"not {outcome!r}")
+                if trial_id not in trial_ids:
+                    raise NotFound(f"study {study_id} has no trial {trial_id}")
+                if not rater.strip():
+                    raise StoreError("a judgement needs the rater's name")
+                session.exec(delete(JudgementRecord).where(JudgementRecord.trial_id == trial_id,
+                                                           JudgementRecord.rater == rater))
+                record = JudgementRecord(study_id=study_id, trial_id=trial_id, rater=rater, outcome=outcome,
+                                         shown_at=shown_at, answered_at=answered_at,
+                                         seconds=max(0.0, (answered_at - shown_at).total_seconds()),
+                                         simulated=simulated)
+                session.add(record)
+                records.append(record)
+            session.commit()
+            return [r.id for r in records]
+
+    def delete_judgement(self, judgement_id: int) -> None:
+        with self.session() as session:
+            record = session.get(JudgementRecord, judgement_id)
+            if record is None:
+                raise NotFound(f"no judgement with id {judgement_id}")
+            session.delete(record)
+            session.commit()
+
+    def studies_of_run(self, run_id: int) -> list[int]:
+        """The studies whose trials show this run."""
+        with self.session() as session:
+            return sorted(set(session.exec(
+                select(TrialRecord.study_id).where((TrialRecord.left_run_id == run_id)
+                                                   | (TrialRecord.right_run_id == run_id))
+            ).all()))
+
+    def delete_study(self, study_id: int) -> int:
+        """Delete a study with its trials and judgements; returns the judgements deleted."""
+        with self.session() as session:
+            record = self._study(session, study_id)
+            count = session.exec(select(func.count()).select_from(JudgementRecord)
+                                 .where(JudgementRecord.study_id == study_id)).one()
+            session.delete(record)
+            session.commit()
+            return count
