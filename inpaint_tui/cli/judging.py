@@ -66,12 +66,14 @@ def judge(
         fail("--runs: name the runs to compare, e.g. inpaint-tui judge --runs 3,5,7 (inpaint-tui judge list "
              "shows the studies)", 2)
     context = context_of(ctx)
-    if simulate is None:
-        require_terminal()  # before a study is created for a session that cannot open
     with user_errors():
-        from inpaint_tui.jobs.judging import open_study, refresh_human_scores, simulate_raters
+        from inpaint_tui.jobs.judging import check_simulation, open_study, refresh_human_scores, simulate_raters
 
         run_ids = parse_run_ids(runs)
+        if simulate is not None:
+            check_simulation(simulate, raters=raters, noise=noise, tie_margin=tie_margin)
+        else:
+            require_terminal()  # before a study is made for a session that cannot open
         store = context.store()
         study, created = open_study(store, run_ids, question=question, raters_per_trial=1 if simulate else raters,
                                     seed=seed, command=recorded_command(), new=new)

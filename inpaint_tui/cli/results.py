@@ -59,6 +59,7 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
                 + [repr(row.metrics[n]) if n in row.metrics else "" for n in names]
             )
         return
+    from engine.metrics.catalogue import metric_info
     from inpaint_tui.cli.tables import Column, print_table
 
     present = {n for row in rows for n in row.metrics} | {n for row in rows for n in row.summaries}
@@ -98,7 +99,14 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
         return ("mean [95% bootstrap interval]; KID: mean ±std over subsets; prompt_precision: share [95% Wilson "
                 "interval]; best per column in green") if shown else ""
 
-    print_table(rich_console(), columns, title=title, caption=caption, wide=wide)
+    console = rich_console()
+    print_table(console, columns, title=title, caption=caption, wide=wide)
+    if any(metric_info(n).summary == "study" for n in names):
+        from inpaint_tui.read.judging import mixed_studies_line
+
+        mixed = mixed_studies_line({row.run_id: row.summaries for row in rows})
+        if mixed:
+            console.print(mixed)
 
 
 def _metric_column(rows, name: str, metric: str, index: int, best: dict):

@@ -25,7 +25,17 @@ import numpy as np
 from engine.metrics.catalogue import SAMPLE, higher_is_better, metric_info
 from engine.metrics.preference import bootstrap_strengths, schedule_trials, simulated_answer
 from engine.params import ParamError
-from inpaint_tui.store import JudgementOutcome, MetricSummary, RunStatus, SampleInfo, SampleStatus, StudyInfo, TrialInfo
+from inpaint_tui.store import (
+    JudgementOutcome,
+    MetricSummary,
+    RunStatus,
+    SampleInfo,
+    SampleStatus,
+    StudyInfo,
+    TrialInfo,
+    human_score_note,
+    human_score_study,
+)
 from inpaint_tui.store.tables import utcnow
 
 DEFAULT_QUESTION = "Which output fills the masked region more naturally?"
@@ -219,7 +229,7 @@ def refresh_human_scores(store, study_id: int):
     study = store.study(study_id)
     judgements = store.counted_judgements(study_id)
     if not judgements:  # every answer taken back: no score from this study any more
-        store.delete_run_metric(study.run_ids, HUMAN_METRIC, note_prefix=_note_prefix(study_id))
+        _clear_scores_of(store, study)
         return None
     ranked = bootstrap_strengths(judgements, study.run_ids, seed=study.seed)
     appearances = defaultdict(int)
@@ -228,8 +238,8 @@ def refresh_human_scores(store, study_id: int):
         appearances[judgement.right] += 1
     raters = {j.rater for j in judgements}
     simulated = all(j.simulated for j in judgements)
-    note = (f"{_note_prefix(study_id)} {len(judgements)} judgement{'s' if len(judgements) != 1 else ''} by {len(raters)} "
-            f"{'simulated ' if simulated else ''}rater{'s' if len(raters) != 1 else ''}")
+    note = human_score_note(study_id, f"{len(judgements)} judgement{'s' if len(judgements) != 1 else ''} by "
+                            f"{len(raters)} {'simulated ' if simulated else ''}rater{'s' if len(raters) != 1 else ''}")
     for index, run_id in enumerate(ranked.fit.players):
         store.record_run_metrics(run_id, {HUMAN_METRIC: MetricSummary(
             value=float(ranked.fit.theta[index]), ci_low=float(ranked.low[index]), ci_high=float(ranked.high[index]),
@@ -237,19 +247,32 @@ def refresh_human_scores(store, study_id: int):
     return ranked
 
 
-def _note_prefix(study_id: int) -> str:
-    """How a `human` value names the study it comes from (a run may be in several; the
-    latest analysed wins)."""
-    return f"study {study_id}:"
+def _clear_scores_of(store, study: StudyInfo) -> None:
+    """Remove the `human` values this study gave (a run's value from another study stays)."""
+    summaries = store.run_metrics(study.run_ids)[1]
+    given = [run_id for run_id in study.run_ids
+             if human_score_study(getattr(summaries.get(run_id, {}).get(HUMAN_METRIC), "note", None)) == study.id]
+    if given:
+        store.delete_run_metric(given, HUMAN_METRIC)
 
 
 def delete_study(store, study_id: int) -> int:
     """Delete a study with its judgements, and the `human` values it gave; returns the
     answers deleted."""
     study = store.study(study_id)
-    deleted = store.delete_study(study_id)
-    store.delete_run_metric(study.run_ids, HUMAN_METRIC, note_prefix=_note_prefix(study_id))
-    return deleted
+    _clear_scores_of(store, study)
+    return store.delete_study(study_id)
+
+
+def check_simulation(metric: str, *, raters: int, noise: float, tie_margin: float) -> None:
+    """What simulate_raters refuses, checked before anything is stored."""
+    info = metric_info(metric)
+    if info.level != SAMPLE:
+        raise JudgingError(f"--simulate: {metric} has one value per run; simulated raters compare per-sample values")
+    if raters < 1:
+        raise JudgingError(f"--raters: at least one simulated rater, not {raters}")
+    if noise < 0 or tie_margin < 0:
+        raise JudgingError("--noise and --tie-margin are standard deviations of the metric: not negative")
 
 
 def simulate_raters(store, study_id: int, *, metric: str, raters: int = 1, noise: float = 0.5,
@@ -259,13 +282,7 @@ def simulate_raters(store, study_id: int, *, metric: str, raters: int = 1, noise
     Gaussian noise. `noise` and `tie_margin` are in units of the metric's standard deviation
     over the study's outputs, so one setting means the same for every metric. A trial whose
     metric is missing on either side is skipped. Returns the answers recorded."""
-    info = metric_info(metric)
-    if info.level != SAMPLE:
-        raise JudgingError(f"--simulate: {metric} has one value per run; simulated raters compare per-sample values")
-    if raters < 1:
-        raise JudgingError(f"--raters: at least one simulated rater, not {raters}")
-    if noise < 0 or tie_margin < 0:
-        raise JudgingError("--noise and --tie-margin are standard deviations of the metric: not negative")
+    check_simulation(metric, raters=raters, noise=noise, tie_margin=tie_margin)
     study = store.study(study_id)
     trials = store.trials(study_id)
     values = {run_id: store.sample_metric_values(run_id).get(metric, {}) for run_id in study.run_ids}

@@ -12,7 +12,8 @@ Per run, in `FILE` with `.runs` before its extension (`results.csv` -> `results.
   negative_prompt, device, git_commit, command, created_at, started_at, finished_at,
   sample_count, done_count, failed_count, tags (JSON list), note, param.<name>, and per metric
   metric.<name> (the mean, or the set-level value), metric.<name>.std, .ci_low, .ci_high
-  (the stored 95% interval), .n and .note (why a metric is missing).
+  (the stored 95% interval), .n and .note (why a metric is missing; for `human`, the judging
+  study the score comes from).
 
 Values are the stored ones, unrounded: floats are written with `repr` (CSV), as JSON numbers
 (JSONL; a PSNR of an exact copy is `Infinity`, which Python and pandas read), or as float64

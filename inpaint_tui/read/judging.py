@@ -25,7 +25,7 @@ from engine.metrics.preference import (
 )
 from engine.spec import changed_params
 from inpaint_tui.read.present import format_p_value, format_params, plural
-from inpaint_tui.store import RunInfo, StudyInfo
+from inpaint_tui.store import RunInfo, StudyInfo, human_score_study
 
 # Per-sample metrics that describe the cost of making an image, not the image: never compared with people.
 NOT_ABOUT_THE_IMAGE = frozenset({"cost"})
@@ -74,6 +74,41 @@ class StudyAnalysis:
         for rank, row in enumerate(rows, 1):
             row["rank"] = rank
         return rows
+
+    # The tables as text, one form for the terminal and the report: (header, rows).
+    RANKING_HEADER = ("#", "run", "technique", "θ", "95% interval", "rank", "P(beats avg)")
+    AGREEMENT_HEADER = ("metric", "agrees", "share", "95% interval")
+
+    def ranking_cells(self) -> tuple[tuple[str, ...], list[list[str]]]:
+        rows = []
+        for row in self.ranking():
+            ranks = (str(row["rank_low"]) if row["rank_low"] == row["rank_high"]
+                     else f"{row['rank_low']}–{row['rank_high']}")
+            rows.append([str(row["rank"]), str(row["run_id"]), row["technique"], f"{row['theta']:+.2f}",
+                         f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]", ranks, f"{row['win_vs_average']:.0%}"])
+        return self.RANKING_HEADER, rows
+
+    def win_cells(self) -> tuple[tuple[str, ...], list[list[str]]]:
+        ids = [run.id for run in self.runs]
+        rows = [[str(a)] + ["·" if i == j else "-" if np.isnan(self.wins[i, j]) else f"{self.wins[i, j]:.0%}"
+                            for j in range(len(ids))] for i, a in enumerate(ids)]
+        return ("run", *map(str, ids)), rows
+
+    def agreement_cells(self) -> tuple[tuple[str, ...], list[list[str]]]:
+        rows = [[m.metric, f"{m.agreeing}/{m.units}", "-" if not m.units else f"{m.share:.0%}",
+                 "-" if not m.units else f"[{m.low:.0%}–{m.high:.0%}]"] for m in self.metric_agreements]
+        return self.AGREEMENT_HEADER, rows
+
+    @property
+    def method(self) -> str:
+        if self.ranked is None:
+            return "no judgement yet: nothing to rank"
+        return (f"Bradley–Terry strengths θ (log-odds, Σθ = 0; Davidson ties, ν = {self.ranked.fit.tie_nu:.2f}) "
+                f"with 95% intervals from {self.ranked.resamples} bootstrap resamples of samples")
+
+    @property
+    def raters_word(self) -> str:
+        return "the simulated raters" if self.simulated else "people"
 
     def to_dict(self) -> dict:
         """For --json: every figure, the win matrix keyed by run ids."""
@@ -139,52 +174,32 @@ def summary_line(analysis: StudyAnalysis) -> str:
             f"({plural(analysis.samples, 'sample')}) by {who}" + (f" · {study.skips} skipped" if study.skips else ""))
 
 
+WINS_TITLE = "Win rate of the row's run against the column's (ties count half)"
+AGREEMENT_TITLE = "Metrics against {who}: how often each prefers the side chosen, over pairs with a majority (95% Wilson)"
+
+
 def format_analysis(analysis: StudyAnalysis) -> list:
     """Rich renderables, in order: a summary line, the ranking, the win matrix and the checks
     (headings as lines of their own: a table's title would wrap to the table's width)."""
     from rich.table import Table
     from rich.text import Text
 
-    def heading(text: str) -> Text:
-        return Text(text, style="bold")
+    def table(header, rows, left=("technique", "metric")) -> Table:
+        made = Table()
+        for name in header:
+            made.add_column(name, justify="left" if name in left else "right", overflow="fold")
+        for row in rows:
+            made.add_row(*row)
+        return made
 
-    lines: list = [summary_line(analysis)]
+    lines: list = [summary_line(analysis), Text(analysis.method, style="bold")]
     if analysis.ranked is None:
-        return lines + ["no judgement yet: nothing to rank"]
-    fit = analysis.ranked.fit
-    lines.append(heading(f"Bradley–Terry ranking (Davidson ties, ν = {fit.tie_nu:.2f}; 95% intervals from "
-                         f"{analysis.ranked.resamples} bootstrap resamples of samples)"))
-    ranking = Table()
-    for header, justify in (("#", "right"), ("run", "right"), ("technique", "left"), ("θ", "right"),
-                            ("95% interval", "right"), ("rank", "right"), ("P(beats avg)", "right")):
-        ranking.add_column(header, justify=justify, overflow="fold")
-    for row in analysis.ranking():
-        rank_range = str(row["rank_low"]) if row["rank_low"] == row["rank_high"] else f"{row['rank_low']}–{row['rank_high']}"
-        ranking.add_row(str(row["rank"]), str(row["run_id"]), row["technique"], f"{row['theta']:+.2f}",
-                        f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]", rank_range, f"{row['win_vs_average']:.0%}")
-    lines.append(ranking)
-    lines.append(heading("Win rate of the row's run against the column's (ties count half)"))
-    wins = Table()
-    ids = [r.id for r in analysis.runs]
-    wins.add_column("run", justify="right")
-    for run_id in ids:
-        wins.add_column(str(run_id), justify="right")
-    for i, run_id in enumerate(ids):
-        wins.add_row(str(run_id), *("·" if i == j else "-" if np.isnan(analysis.wins[i, j]) else f"{analysis.wins[i, j]:.0%}"
-                                    for j in range(len(ids))))
-    lines.append(wins)
-    lines.extend(check_lines(analysis))
+        return lines
+    lines += [table(*analysis.ranking_cells()), Text(WINS_TITLE, style="bold"), table(*analysis.win_cells())]
+    lines += check_lines(analysis)
     if analysis.metric_agreements:
-        who = "the simulated raters" if analysis.simulated else "people"
-        lines.append(heading(f"Metrics against {who}: the share of pairs with a majority where the metric prefers "
-                             "the same side (95% Wilson interval)"))
-        agreement = Table()
-        for header, justify in (("metric", "left"), ("agrees", "right"), ("share", "right"), ("95% interval", "right")):
-            agreement.add_column(header, justify=justify)
-        for m in analysis.metric_agreements:
-            agreement.add_row(m.metric, f"{m.agreeing}/{m.units}", "-" if not m.units else f"{m.share:.0%}",
-                              "-" if not m.units else f"[{m.low:.0%}–{m.high:.0%}]")
-        lines.append(agreement)
+        lines += [Text(AGREEMENT_TITLE.format(who=analysis.raters_word), style="bold"),
+                  table(*analysis.agreement_cells())]
     return lines
 
 
@@ -207,3 +222,36 @@ def check_lines(analysis: StudyAnalysis) -> list[str]:
     if analysis.median_seconds is not None:
         lines.append(f"Time: {analysis.median_seconds:.1f} s per judgement (median)")
     return lines
+
+
+def study_metrics() -> list[str]:
+    """The catalogue's metrics that come from a judging study (`human`)."""
+    return [name for name, info in METRICS.items() if info.summary == "study"]
+
+
+def score_studies(summaries: dict[int, dict]) -> dict[int, int]:
+    """Per run with a human score among `summaries` ({run id: {metric: MetricSummary}}), the
+    study it comes from. Scores of different studies are not comparable: where this names
+    more than one study, tables say which value comes from which."""
+    names = study_metrics()
+    found = {}
+    for run_id, by_name in summaries.items():
+        for name in names:
+            study = human_score_study(getattr(by_name.get(name), "note", None))
+            if study is not None:
+                found[run_id] = study
+    return found
+
+
+def mixed_studies_line(summaries: dict[int, dict]) -> str | None:
+    """A line saying which runs' human scores come from which study, when a table mixes
+    studies; None when it does not."""
+    sources = score_studies(summaries)
+    if len(set(sources.values())) < 2:
+        return None
+    by_study: dict[int, list[int]] = {}
+    for run_id, study in sorted(sources.items()):
+        by_study.setdefault(study, []).append(run_id)
+    parts = "; ".join(f"{'run' if len(runs) == 1 else 'runs'} {', '.join(map(str, runs))} from study {study}"
+                      for study, runs in sorted(by_study.items()))
+    return f"human scores are comparable within one study only: {parts}"

@@ -133,7 +133,8 @@ def format_summary(summary, value: float | None = None, name: str | None = None)
     text = number(summary.value)
     if summary.std is not None:
         return f"{text} ±{short(summary.std)}"
-    interval = format_interval(summary.ci_low, summary.ci_high)
+    negative = summary.ci_low is not None and summary.ci_low < 0  # "[-2.5–-0.5]" reads as a typo
+    interval = format_interval(summary.ci_low, summary.ci_high, separator=", " if negative else "–")
     if interval == "all equal":
         # A count every sample shares (unet_calls) is just that number; a measured value
         # every sample shares is worth saying.

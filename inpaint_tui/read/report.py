@@ -13,6 +13,9 @@ images sit beside it, no network needed to view it), `report.md` with the same c
 * for a sweep, a metric against each swept parameter (PNG, one line per technique, the mean
   over seeds) for the leading metrics;
 * the denoising animations where runs saved them;
+* human judgements: for each judging study among the reported runs, the Bradley–Terry
+  ranking with intervals, the win matrix, position bias and rater agreement, and how often
+  each metric agrees with people (read/judging.py);
 * reproducibility: per run its configuration hash, parameters, versions, device, git commit
   and the command that reruns it.
 
@@ -31,6 +34,15 @@ from typing import Any, Sequence
 from engine.metrics.catalogue import higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
+from inpaint_tui.read.judging import (
+    AGREEMENT_TITLE,
+    WINS_TITLE,
+    check_lines,
+    mixed_studies_line,
+    score_studies,
+    study_metrics,
+    summary_line,
+)
 from inpaint_tui.read.present import best_values, format_metric, format_number, format_p_value, format_params, format_summary
 from inpaint_tui.read.report_images import copy_animations, write_grid, write_sweep_plots
 from inpaint_tui.store import RunDetail, Store
@@ -84,7 +96,9 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
         values = [r.metrics[name] for r in finished if name in r.metrics]
         if len(values) > 1 and len(set(values)) == 1:
             del best[name]
-    board = _leaderboard(rows, metrics, best)
+    summaries = {d.run.id: d.summaries for d in details}
+    board = _leaderboard(rows, metrics, best, score_studies(summaries) if mixed_studies_line(summaries) else {})
+    board["note"] = mixed_studies_line(summaries)
     comparisons = _comparisons(store, baseline, [d for d in details if d.run.id != baseline])
     chosen = _grid_samples(details, baseline, metrics, sample_names, grid_samples)
     grid, images = write_grid(store, details, chosen, out_dir, images_dir)
@@ -93,10 +107,11 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
     animations = copy_animations(details, out_dir, images_dir)
     images += [path for _, _, path in animations]
     reproduce = _reproducibility(details)
+    studies = _studies(store, run_ids)
 
     title = title or f"inpaint-tui report: runs {', '.join(map(str, run_ids))}"
-    markdown = _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce)
-    page = _html(title, board, baseline, comparisons, grid, plots, animations, reproduce)
+    markdown = _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce, studies)
+    page = _html(title, board, baseline, comparisons, grid, plots, animations, reproduce, studies)
     if inline:
         page = _inline_images(page, out_dir)
     (out_dir / "report.md").write_text(markdown)
@@ -107,9 +122,12 @@ def write_report(store: Store, run_ids: Sequence[int], out_dir: Path, *, title: 
 # --- content ---------------------------------------------------------------------------------
 
 
-def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float]) -> dict[str, Any]:
+def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float],
+                 studies: dict[int, int]) -> dict[str, Any]:
     """Header and cells; each metric cell is (text, is_best). Rows in ranking order on the first
-    metric (direction-aware), runs without it last."""
+    metric (direction-aware), runs without it last. `studies`: where human scores of several
+    studies meet, the study of each run's score (named in its cell, and no best across them)."""
+    from_study = set(study_metrics())
     first = metrics[0] if metrics else None
     direction = higher_is_better(first) if first else None
 
@@ -131,8 +149,14 @@ def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float]) -
         cells = []
         for name in metrics:
             value = row.metrics.get(name)
+            text = format_summary(row.detail.summaries.get(name), value, name)
+            if name in from_study and studies:
+                if run.id in studies:
+                    text += f" (study {studies[run.id]})"
+                cells.append((text, False))
+                continue
             is_best = name in best and value is not None and value == best[name]
-            cells.append((format_summary(row.detail.summaries.get(name), value, name), is_best))
+            cells.append((text, is_best))
         body.append(info + cells)
     return {"header": header, "rows": body, "metrics": metrics}
 
@@ -174,6 +198,15 @@ def _grid_samples(details: list[RunDetail], baseline: int, metrics: list[str], n
     return worst + [item for item in best if item[0] not in {w for w, _ in worst}]
 
 
+def _studies(store: Store, run_ids: Sequence[int]) -> list:
+    """The analyses of the judging studies with judgements whose runs are all reported."""
+    from inpaint_tui.read.judging import analyse_study
+
+    reported = set(run_ids)
+    return [analyse_study(store, study.id) for study in store.studies()
+            if set(study.run_ids) <= reported and study.judgements > 0]
+
+
 def _reproducibility(details: list[RunDetail]) -> list[dict[str, Any]]:
     return [{
         "run": d.run.id, "technique": d.run.technique, "config_hash": d.run.config_hash,
@@ -207,7 +240,7 @@ def _rerun_command(detail: RunDetail) -> str:
 # --- writers -----------------------------------------------------------------------------------
 
 
-def _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce) -> str:
+def _markdown(title, board, baseline, comparisons, grid, plots, animations, reproduce, studies) -> str:
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         escape = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         return (["| " + " | ".join(map(escape, header)) + " |", "|" + " --- |" * len(header)]
@@ -218,6 +251,8 @@ def _markdown(title, board, baseline, comparisons, grid, plots, animations, repr
              "metrics; the best value per column in bold (↓ lower is better, ↑ higher).", ""]
     lines += table(board["header"], [[f"**{text}**" if is_best else text for text, is_best in row]
                                      for row in board["rows"]])
+    if board["note"]:
+        lines += ["", board["note"] + "."]
     lines += ["", f"## Paired comparisons against run {baseline}", ""]
     if not comparisons:
         lines.append("Only one run: nothing to compare.")
@@ -235,6 +270,13 @@ def _markdown(title, board, baseline, comparisons, grid, plots, animations, repr
         lines += ["", "## Sweep", ""] + [f"![{caption}]({path})" for caption, path, _ in plots]
     if animations:
         lines += ["", "## Denoising", ""] + [f"- {caption}: ![]({path})" for caption, path, _ in animations]
+    for study in studies:
+        lines += ["", f"## Human judgements (study {study.study.id})", "", summary_line(study), "", study.method + ".", ""]
+        lines += table(*study.ranking_cells())
+        lines += ["", WINS_TITLE + ".", ""] + table(*study.win_cells())
+        lines += [""] + [f"- {line}" for line in check_lines(study)]
+        if study.metric_agreements:
+            lines += ["", AGREEMENT_TITLE.format(who=study.raters_word) + ".", ""] + table(*study.agreement_cells())
     lines += ["", "## Reproducibility", ""]
     for entry in reproduce:
         lines += [f"- run {entry['run']} ({entry['technique']}), configuration `{entry['config_hash']}`: "
@@ -287,7 +329,7 @@ def _inline_images(page: str, out_dir: Path) -> str:
     return re.sub(r'src="([^"]+)"', embed, page)
 
 
-def _html(title, board, baseline, comparisons, grid, plots, animations, reproduce) -> str:
+def _html(title, board, baseline, comparisons, grid, plots, animations, reproduce, studies) -> str:
     e = html.escape
     parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
              f"<style>{STYLE}</style></head><body>", f"<h1>{e(title)}</h1>", "<h2>Leaderboard</h2>",
@@ -303,6 +345,8 @@ def _html(title, board, baseline, comparisons, grid, plots, animations, reproduc
             cells.append(f"<td class=\"{classes}\">{e(text)}</td>" if classes else f"<td>{e(text)}</td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table></div>")
+    if board["note"]:
+        parts.append(f"<p>{e(board['note'])}.</p>")
     parts.append(f"<h2>Paired comparisons against run {baseline}</h2>")
     if not comparisons:
         parts.append("<p>Only one run: nothing to compare.</p>")
@@ -331,6 +375,19 @@ def _html(title, board, baseline, comparisons, grid, plots, animations, reproduc
         parts.append("<h2>Denoising</h2><div class=\"animations\">" + "".join(
             f"<figure><img src=\"{e(path)}\" alt=\"{e(caption)}\"><figcaption>{e(caption)}</figcaption></figure>"
             for caption, path, _ in animations) + "</div>")
+    def simple_table(header, rows, css_class):
+        return (f"<table class=\"{css_class}\"><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+
+    for study in studies:
+        parts.append(f"<h2>Human judgements (study {study.study.id})</h2><p>{e(summary_line(study))}</p>"
+                     f"<p>{e(study.method)}.</p>")
+        parts.append(simple_table(*study.ranking_cells(), "human-ranking"))
+        parts.append(f"<p>{e(WINS_TITLE)}.</p>" + simple_table(*study.win_cells(), "human-wins"))
+        parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in check_lines(study)) + "</ul>")
+        if study.metric_agreements:
+            parts.append(f"<p>{e(AGREEMENT_TITLE.format(who=study.raters_word))}.</p>"
+                         + simple_table(*study.agreement_cells(), "metric-agreement"))
     parts.append("<h2>Reproducibility</h2>")
     for entry in reproduce:
         parts.append(

@@ -21,6 +21,8 @@ from inpaint_tui.store.views import (
     SweepInfo,
     TrialInfo,
     WorkerInfo,
+    human_score_note,
+    human_score_study,
     jsonable,
 )
 
@@ -53,4 +55,6 @@ __all__ = [
     "StoreError",
     "database_url",
     "jsonable",
+    "human_score_note",
+    "human_score_study",
 ]

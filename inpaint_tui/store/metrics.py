@@ -99,14 +99,11 @@ class MetricsMixin:
                                             note=summary.note))
             session.commit()
 
-    def delete_run_metric(self, run_ids: Sequence[int], name: str, *, note_prefix: str | None = None) -> int:
-        """Delete the runs' per-run `name` rows (only those whose note starts with
-        `note_prefix`, when given); returns how many."""
+    def delete_run_metric(self, run_ids: Sequence[int], name: str) -> int:
+        """Delete the runs' per-run `name` rows; returns how many."""
         with self.session() as session:
-            condition = (RunMetricRecord.run_id.in_(list(run_ids))) & (RunMetricRecord.name == name)
-            if note_prefix is not None:
-                condition = condition & RunMetricRecord.note.startswith(note_prefix, autoescape=True)
-            deleted = session.exec(delete(RunMetricRecord).where(condition)).rowcount
+            deleted = session.exec(delete(RunMetricRecord).where(RunMetricRecord.run_id.in_(list(run_ids)),
+                                                                 RunMetricRecord.name == name)).rowcount
             session.commit()
             return deleted
 

@@ -323,3 +323,16 @@ class JudgementInfo(_View):
     @property
     def winner(self) -> int | None:
         return {"left": self.left, "right": self.right}.get(self.outcome)
+
+
+def human_score_note(study_id: int, detail: str) -> str:
+    """The note of a run's `human` value, naming the judging study it comes from (values of
+    different studies are not comparable); `human_score_study` reads the study back."""
+    return f"study {study_id}: {detail}"
+
+
+def human_score_study(note: str | None) -> int | None:
+    if not note or not note.startswith("study "):
+        return None
+    head = note[len("study "):].partition(":")[0]
+    return int(head) if head.isdigit() else None
