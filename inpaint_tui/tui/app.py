@@ -185,6 +185,12 @@ class JudgeApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "inpaint-tui judge"
+    ENABLE_COMMAND_PALETTE = False  # it would reach runs by name
+    HELP_GUIDE = """\
+Choose the output that answers the question better; t when they are equally good (or equally
+bad), s when you cannot tell. Every answer is saved as you give it: leave with escape and come
+back any time, the session goes on where you left it.
+"""
     BINDINGS = [Binding("question_mark", "help", "Keys", id="app.help", tooltip="what each key does")]
 
     def __init__(self, store: Store, study_id: int, rater: str, *, image_class=None) -> None:
