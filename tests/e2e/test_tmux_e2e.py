@@ -106,3 +106,34 @@ def test_tui_in_tmux_dashboard_leaderboard_and_run_detail(session, tui_store):
         time.sleep(0.2)
     else:
         raise AssertionError("inpaint-tui did not quit on q")
+
+
+def test_a_judging_session_in_tmux_leaves_and_resumes(tui_store):
+    """`inpaint-tui judge` in a real 80×24 terminal: answer, take back, answer, leave with
+    escape (the command prints where the study stands), come back and carry on."""
+    vanilla, blended, _ = tui_store.ids["finished"]
+    db = tui_store.url.removeprefix("sqlite:///")
+    env = {"HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    command = (f"{BIN} --db {db} --image-protocol halfcell judge --runs {vanilla},{blended} --rater e2e; "
+               "echo EXIT=$?; sleep 60")
+    for attempt, steps in enumerate((("1", "u", "2", "t"), ("Right",))):
+        name = f"judge-{uuid.uuid4().hex[:8]}"
+        _tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24",
+              *[item for key, value in env.items() for item in ("-e", f"{key}={value}")], "sh", "-c", command)
+        try:
+            answered = len(tui_store.judgements(1)) if attempt else 0
+            screen = _wait_for_text(name, "Which output fills", "input, mask outlined", f"yours {answered}")
+            assert "vanilla" not in screen and "blended" not in screen
+            for key in steps:
+                _tmux("send-keys", "-t", name, key)
+                answered += -1 if key == "u" else 1
+                _wait_for_text(name, f"yours {answered} ")
+            _tmux("send-keys", "-t", name, "Escape")
+            done = _wait_for_text(name, "EXIT=0")
+            assert f"study 1: {answered} of 6 judgements, 0 skipped" in done.replace("\n", " ")
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    assert [j.outcome for j in tui_store.judgements(1)] == ["right", "tie", "right"]
+    assert "human" in tui_store.run_metrics([vanilla])[1][vanilla]  # leaving refreshed the scores

@@ -130,8 +130,19 @@ async def diff(pilot, store):
     await settle_tables(pilot)
 
 
+async def judging(pilot, store):
+    """From the leaderboard: mark two runs, J, as a researcher starting a judging session."""
+    await leaderboard(pilot, store)
+    await pilot.press("m", "down", "m", "J")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "JudgeScreen", "the judging screen")
+    screen = pilot.app.screen
+    await until(pilot, lambda: not screen.busy and len(screen.query("ImageStrip HalfcellImage")) == 3, "a trial")
+    pilot.app.clear_notifications()  # it names the rater, who differs from machine to machine
+    await pilot.pause(0.3)
+
+
 SCREENS = [dashboard, samples, new_run, runs, leaderboard, leaderboard_grouped, run_detail, compare, sweeps, help_keys,
-           tags_dialog, columns_dialog, diff]
+           tags_dialog, columns_dialog, diff, judging]
 
 
 @pytest.mark.parametrize("size", SIZES)
