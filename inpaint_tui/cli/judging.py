@@ -3,6 +3,7 @@ simulated raters, and what the judgements say (`judge results`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -151,6 +152,30 @@ def results(
             print_json(analyse_study(store, study_id).to_dict())
             return
         _print_results(rich_console(), store, study_id)
+
+
+@judge_app.command("export")
+def export(
+    ctx: typer.Context,
+    study_id: int = typer.Argument(..., metavar="STUDY", help="Study id (inpaint-tui judge list)."),
+    out: Path = typer.Option(..., "--out", "-o", help="File: csv, jsonl or parquet by its extension."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="csv, jsonl or parquet."),
+) -> None:
+    """Every answer, one row each: rater, sample, the runs left and right, the answer, when it was shown and
+    answered, seconds taken (the raw data of the study)."""
+    from inpaint_tui.read.export import ExportError, format_for, write_rows
+    from inpaint_tui.read.judging import judgement_rows
+
+    try:
+        format_for(out, fmt)
+    except ExportError as error:
+        fail(str(error), 2)
+    with user_errors():
+        rows = judgement_rows(context_of(ctx).store(), study_id)
+        if not rows:
+            fail(f"study {study_id} has no answer yet: nothing to export", 1)
+        written = write_rows(rows, out, fmt)
+    typer.echo(f"wrote {written} ({len(rows)} answers)")
 
 
 @judge_app.command("delete")

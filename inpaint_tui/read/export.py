@@ -40,7 +40,8 @@ SUMMARY_COLUMNS = ("negative_prompt", "device", "git_commit", "command", "create
 SUMMARY_PARTS = ("std", "ci_low", "ci_high", "n", "note")
 TEXT_COLUMNS = frozenset(("technique", "model", "sample_set", "run_status", "config_hash", "sample_name", "status",
                           "image_path", "error", "negative_prompt", "device", "git_commit", "command", "created_at",
-                          "started_at", "finished_at", "tags", "note"))
+                          "started_at", "finished_at", "tags", "note",
+                          "question", "outcome", "rater", "shown_at", "answered_at"))  # judgements (read/judging.py)
 
 
 class ExportError(ValueError):
@@ -100,11 +101,16 @@ def write_export(store: Store, run_ids: Sequence[int], out: Path, fmt: str | Non
     out = Path(out)
     chosen = format_for(out, fmt)
     sample_rows, run_rows = export_tables(store, run_ids)
+    return write_rows(sample_rows, out, chosen), write_rows(run_rows, summary_path(out), chosen)
+
+
+def write_rows(rows: list[dict[str, Any]], out: Path, fmt: str | None = None) -> Path:
+    """Rows (every one with the same columns) to one file in the format asked or named by `out`."""
+    out = Path(out)
+    chosen = format_for(out, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs_out = summary_path(out)
-    for rows, path in ((sample_rows, out), (run_rows, runs_out)):
-        {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[chosen](rows, path)
-    return out, runs_out
+    {"csv": _write_csv, "jsonl": _write_jsonl, "parquet": _write_parquet}[chosen](rows, out)
+    return out
 
 
 def read_export(path: Path) -> list[dict[str, Any]]:

@@ -255,3 +255,17 @@ def mixed_studies_line(summaries: dict[int, dict]) -> str | None:
     parts = "; ".join(f"{'run' if len(runs) == 1 else 'runs'} {', '.join(map(str, runs))} from study {study}"
                       for study, runs in sorted(by_study.items()))
     return f"human scores are comparable within one study only: {parts}"
+
+
+def judgement_rows(store, study_id: int) -> list[dict]:
+    """Every answer of the study, skips included, one row each, for `judge export`: the raw
+    data of a user study (who, what was shown where, the answer, when, how long)."""
+    study = store.study(study_id)
+    positions = {t.id: t.position for t in store.trials(study_id)}
+    names = {s.id: s.name for s in store.samples()}
+    return [{
+        "study_id": study.id, "question": study.question, "judgement_id": j.id, "trial": positions[j.trial_id],
+        "sample_id": j.sample, "sample_name": names.get(j.sample), "left_run_id": j.left, "right_run_id": j.right,
+        "outcome": j.outcome, "winner_run_id": j.winner, "rater": j.rater, "simulated": j.simulated,
+        "shown_at": j.shown_at.isoformat(), "answered_at": j.answered_at.isoformat(), "seconds": j.seconds,
+    } for j in store.judgements(study_id)]

@@ -116,3 +116,26 @@ def test_deleting_a_study_asks_and_a_judged_run_is_kept(judge_cli):
     assert "deleted study 1 with its 6 answers" in out
     assert "human" not in store.run_metrics([vanilla])[1][vanilla]
     judge_cli("runs", "delete", str(vanilla), "--yes")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_the_raw_judgements_export_one_row_per_answer(judge_cli, tmp_path, suffix):
+    from inpaint_tui.jobs.judging import JudgingSession
+
+    store = judge_cli.store
+    vanilla, blended, _ = store.ids["finished"]
+    judge_cli("judge", "--runs", f"{vanilla},{blended}", "--simulate", "bg_mse")
+    session = JudgingSession(store, 1, "alice")
+    session.next()
+    session.answer("skip")
+    out = judge_cli("judge", "export", "1", "--out", str(tmp_path / f"answers.{suffix}")).stdout
+    assert "(7 answers)" in out
+    rows = read_export(tmp_path / f"answers.{suffix}")
+    stored = store.judgements(1)
+    assert [row["judgement_id"] for row in rows] == [j.id for j in stored]
+    for row, judgement in zip(rows, stored):
+        assert (row["left_run_id"], row["right_run_id"], row["outcome"], row["rater"], row["simulated"]) == \
+            (judgement.left, judgement.right, judgement.outcome, judgement.rater, judgement.simulated)
+        assert row["winner_run_id"] == judgement.winner and row["seconds"] == judgement.seconds
+    assert rows[-1]["outcome"] == "skip" and rows[-1]["winner_run_id"] is None and rows[-1]["rater"] == "alice"
+    judge_cli("judge", "export", "1", "--out", str(tmp_path / "answers.xlsx"), expect=2)
