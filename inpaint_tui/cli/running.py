@@ -156,3 +156,7 @@ def demo(
                        "the pipeline and do not measure quality; the tiny generator's images are noise-like too",
                        err=True)
         typer.echo(f"database: {store.url}  images: {store.data_dir}", err=True)
+        finished = ",".join(str(row.run_id) for row in rows if row.samples_done)
+        if finished.count(",") >= 1:
+            typer.echo(f"judge them blind, two at a time: inpaint-tui judge --runs {finished}  (or with simulated "
+                       f"raters: --simulate bg_mse --raters 3)", err=True)

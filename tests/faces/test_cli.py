@@ -74,9 +74,17 @@ def test_demo_runs_every_technique_and_prints_the_leaderboard(cli):
     board = json.loads(cli("demo", "--steps", "2", "--json").stdout)
     assert sorted(row["technique"] for row in board) == sorted(technique_names())
     assert all(row["samples_done"] == 6 for row in board)
-    again = json.loads(cli("demo", "--steps", "2", "--json").stdout)
-    assert len(again) == len(board)  # a second demo adds runs, not samples
-    assert len(json.loads(cli("samples", "list", "--json").stdout)) == 6
+    again = cli("demo", "--steps", "2", "--no-tui")
+    assert len(json.loads(cli("runs", "list", "--json").stdout)) == 2 * len(board)  # a second demo adds runs,
+    assert len(json.loads(cli("samples", "list", "--json").stdout)) == 6  # not samples
+    # it ends with how to judge its runs; the simulated raters it offers rank all of them
+    hint = next(line for line in again.stderr.splitlines() if "inpaint-tui judge --runs" in line)
+    runs = hint.split("--runs ")[1].split()[0]
+    assert len(runs.split(",")) == len(board)
+    cli("judge", "--runs", runs, "--simulate", "bg_mse", "--raters", "3")
+    result = json.loads(cli("judge", "results", "1", "--json").stdout)
+    assert sorted(row["run_id"] for row in result["ranking"]) == sorted(map(int, runs.split(",")))
+    assert result["judgements"] == 3 * 6 * len(board) * (len(board) - 1) // 2
 
 
 def test_techniques_and_models_listings(cli):
