@@ -340,12 +340,6 @@ class QueueMixin:
             if run.status == RunStatus.RUNNING:
                 raise RunBusy(f"run {run_id} is running on worker {run.worker_id}; cancel it first "
                               f"(inpaint-tui runs cancel {run_id})")
-            studies = self.studies_of_run(run_id)
-            if studies:
-                listed = ", ".join(map(str, studies))
-                raise RunBusy(f"run {run_id} was shown to raters in judging stud{'ies' if len(studies) > 1 else 'y'} "
-                              f"{listed}; their judgements would be lost with it (delete the study first: "
-                              f"inpaint-tui judge delete {studies[0]})")
             if run.status == RunStatus.FINISHED:
                 raise StoreError(f"run {run_id} finished with every sample done: nothing to resume")
             self._requeue(session, run_id)
