@@ -145,3 +145,25 @@ def test_the_outline_grows_with_the_image_so_half_blocks_still_show_it(tmp_path,
     row = outlined[width // 3]  # across the mask's left edge
     red = np.flatnonzero((row == MASK_TINT).all(axis=1))
     assert red[red < width // 3].size == expected - 1  # a band `size` wide, centred on the edge (one side inclusive)
+
+
+async def test_the_leaderboard_shows_human_scores_and_says_when_studies_mix(tui_store):
+    from inpaint_tui.jobs.judging import refresh_human_scores, simulate_raters
+    from inpaint_tui.tui.app import InpaintApp
+
+    store = tui_store
+    vanilla, blended, tdpaint = store.ids["finished"]
+    for runs in ([vanilla, blended, tdpaint], [vanilla, blended]):
+        study, _ = open_study(store, runs)
+        simulate_raters(store, study.id, metric="bg_mse", raters=2)
+        refresh_human_scores(store, study.id)
+    app = InpaintApp(store, image_class=HalfcellImage, refresh_seconds=3600, offer_demo=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.action_area("leaderboard")
+        await until(pilot, lambda: getattr(app.screen, "complete", False), "the ranking")
+        await pilot.pause(0.3)
+        from textual.widgets import Label
+
+        assert "human" in "\n".join(screen_text(app))  # the column
+        status = str(app.screen.query_one("#status", Label).render())
+        assert "human from 2 studies (not comparable)" in status

@@ -315,6 +315,8 @@ class LeaderboardScreen(LiveScreen):
             parts.append(f"sorted by {view.sort} ({'higher' if higher_is_better(view.sort) else 'lower'} is better"
                          + (", worst first)" if view.state.reverse else ")"))
         parts.append("unfinished included" if view.state.include_unfinished else "finished only")
+        if view.score_studies > 1:
+            parts.append(f"human from {view.score_studies} studies (not comparable)")
         if self.marked:
             parts.append("marked " + ", ".join(f"{'AB'[i] if i < 2 else '+'}={run}"
                                                for i, run in enumerate(self.marked)))

@@ -71,6 +71,7 @@ class BoardView:
     intervals: bool = True  # whether the metric cells show their 95% intervals
     filter_error: BoxError | None = None  # the filter box's expression does not parse: the rows are the last good ones
     group_keys: list[tuple[str, int]] = field(default_factory=list)  # keys to group by, with their number of values
+    score_studies: int = 0  # judging studies behind the human scores shown (more than one: not comparable)
 
     @property
     def keys(self) -> list[str]:
@@ -222,7 +223,15 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
     return BoardView(state=state, sort=sort, metrics=metrics, columns=columns, rows=out_rows, members=members,
                      signature=signature, row_signatures=row_signatures, key_of=key_of, raw=list(rows),
                      sets=list(sets), total=len(entries), partial=partial, intervals=intervals,
-                     group_keys=group_keys(rows))
+                     group_keys=group_keys(rows), score_studies=_score_studies(shown, metrics))
+
+
+def _score_studies(shown, metrics: list[str]) -> int:
+    from inpaint_tui.read.judging import score_studies, study_metrics
+
+    if not set(study_metrics()) & set(metrics):
+        return 0
+    return len(set(score_studies({run.run_id: run.summaries for entry in shown for run in entry.runs}).values()))
 
 
 def _mean_cell(summary: MetricSummary | None, value: float | None, name: str) -> str:
