@@ -155,39 +155,35 @@ class JudgingSession:
         self._samples = {s.id: s for s in store.samples() if s.id in sample_ids}
         self._again: list[int] = []  # trial ids undone: shown again first
         self.current: Shown | None = None
+        self.last_progress: JudgingProgress | None = None
 
     def _answers(self):
-        """Per trial id: the raters who answered it and its judgements (not skips)."""
-        raters: dict[int, set[str]] = defaultdict(set)
-        judged: dict[int, int] = defaultdict(int)
-        mine = []
-        for answer in self.store.judgements(self.study.id):
-            if answer.simulated:
-                continue  # simulated raters never take a trial from people
-            raters[answer.trial_id].add(answer.rater)
-            if answer.outcome != JudgementOutcome.SKIP:
-                judged[answer.trial_id] += 1
-            if answer.rater == self.rater:
-                mine.append(answer)
-        return raters, judged, mine
+        """(judgements per trial id, this rater's answered trial ids, this rater's answers as
+        (judgement id, trial id) in order); simulated raters never take a trial from people."""
+        judged, mine = self.store.rater_state(self.study.id, self.rater)
+        return defaultdict(int, judged), {trial_id for _, trial_id in mine}, mine
 
-    def _open(self, trial: TrialInfo, raters, judged) -> bool:
-        return self.rater not in raters[trial.id] and judged[trial.id] < self.study.raters_per_trial
+    def _open(self, trial: TrialInfo, judged, answered) -> bool:
+        return trial.id not in answered and judged[trial.id] < self.study.raters_per_trial
 
     def progress(self) -> JudgingProgress:
-        raters, judged, mine = self._answers()
-        open_trials = sum(self._open(t, raters, judged) for t in self.trials)
+        return self._progress(*self._answers())
+
+    def _progress(self, judged, answered, mine) -> JudgingProgress:
+        open_trials = sum(self._open(t, judged, answered) for t in self.trials)
         counted = sum(min(judged[t.id], self.study.raters_per_trial) for t in self.trials)
         return JudgingProgress(mine=len(mine), left_for_me=open_trials, answered=counted, needed=self.study.needed)
 
     def next(self) -> Shown | None:
-        """The next trial to show this rater (None: nothing left for them); its clock starts now."""
-        raters, judged, _ = self._answers()
+        """The next trial to show this rater (None: nothing left for them); its clock starts
+        now. `last_progress` is where the study stood when it was chosen (one read for both)."""
+        judged, answered, mine = self._answers()
+        self.last_progress = self._progress(judged, answered, mine)
         by_id = {t.id: t for t in self.trials}
         candidates = [by_id[i] for i in self._again if i in by_id]
         candidates += [self._by_position[p] for p in self.order]
         for trial in candidates:
-            if self._open(trial, raters, judged):
+            if self._open(trial, judged, answered):
                 left = self._outputs.get((trial.left_run_id, trial.sample_id))
                 right = self._outputs.get((trial.right_run_id, trial.sample_id))
                 self.current = Shown(trial, self._samples[trial.sample_id], left, right, self.clock())
@@ -214,9 +210,9 @@ class JudgingSession:
         _, _, mine = self._answers()
         if not mine:
             return False
-        latest = mine[-1]
-        self.store.delete_judgement(latest.id)
-        self._again.insert(0, latest.trial_id)
+        judgement_id, trial_id = mine[-1]
+        self.store.delete_judgement(judgement_id)
+        self._again.insert(0, trial_id)
         self.current = None
         return True
 

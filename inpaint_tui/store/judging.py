@@ -3,14 +3,15 @@ into `Store`."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, insert
 from sqlmodel import Session, select
 
 from inpaint_tui.store.db import NotFound, StoreError
+from inpaint_tui.store.metrics import IDS_PER_QUERY
 from inpaint_tui.store.tables import JudgementOutcome, JudgementRecord, StudyRecord, TrialRecord
 from inpaint_tui.store.views import JudgementInfo, StudyInfo, TrialInfo
 
@@ -77,21 +78,40 @@ class JudgingMixin:
                               right_run_id=r.right_run_id) for r in rows]
 
     def judgements(self, study_id: int) -> list[JudgementInfo]:
-        """Every answer of the study (skips too), in the order they were given."""
+        """Every answer of the study (skips too), in the order they were given. Plain rows:
+        ORM objects for a large study's answers would cost a second."""
         with self.session() as session:
             self._study(session, study_id)
-            rows = session.exec(
-                select(JudgementRecord, TrialRecord)
-                .join(TrialRecord, TrialRecord.id == JudgementRecord.trial_id)
-                .where(JudgementRecord.study_id == study_id)
-                .order_by(JudgementRecord.answered_at, JudgementRecord.id)
+            answer, trial = JudgementRecord.__table__.c, TrialRecord.__table__.c
+            rows = session.connection().execute(
+                select(answer.id, answer.trial_id, trial.sample_id, trial.left_run_id, trial.right_run_id,
+                       answer.outcome, answer.rater, answer.shown_at, answer.answered_at, answer.seconds,
+                       answer.simulated)
+                .join(TrialRecord.__table__, trial.id == answer.trial_id)
+                .where(answer.study_id == study_id)
+                .order_by(answer.answered_at, answer.id)
             ).all()
-            return [
-                JudgementInfo(id=j.id, trial_id=j.trial_id, sample=t.sample_id, left=t.left_run_id,
-                              right=t.right_run_id, outcome=j.outcome, rater=j.rater, shown_at=j.shown_at,
-                              answered_at=j.answered_at, seconds=j.seconds, simulated=j.simulated)
-                for j, t in rows
-            ]
+        return [JudgementInfo(id=r[0], trial_id=r[1], sample=r[2], left=r[3], right=r[4], outcome=r[5], rater=r[6],
+                              shown_at=r[7], answered_at=r[8], seconds=r[9], simulated=bool(r[10])) for r in rows]
+
+    def rater_state(self, study_id: int, rater: str) -> tuple[dict[int, int], list[tuple[int, int]]]:
+        """What a judging session reads at every step, and no more: per trial, the judgements
+        (not skips) people gave it, and the (judgement id, trial id) of this rater's answers
+        (skips too) in the order given. Simulated answers are left out of both."""
+        answer = JudgementRecord.__table__.c
+        with self.session() as session:
+            connection = session.connection()
+            people = (answer.study_id == study_id) & answer.simulated.is_(False)
+            judged = dict(connection.execute(
+                select(answer.trial_id, func.count())
+                .where(people, answer.outcome != JudgementOutcome.SKIP)
+                .group_by(answer.trial_id)
+            ).all())
+            mine = [(r[0], r[1]) for r in connection.execute(
+                select(answer.id, answer.trial_id).where(people, answer.rater == rater)
+                .order_by(answer.answered_at, answer.id)
+            ).all()]
+        return judged, mine
 
     def counted_judgements(self, study_id: int) -> list[JudgementInfo]:
         """The judgements an analysis counts: answers, not skips; people's when there are
@@ -100,31 +120,41 @@ class JudgingMixin:
         people = [j for j in answers if not j.simulated]
         return people or answers
 
-    def record_judgements(self, study_id: int, answers: Sequence[tuple[int, str, str, datetime, datetime, bool]]) -> list[int]:
+    def record_judgements(self, study_id: int, answers: Sequence[tuple[int, str, str, datetime, datetime, bool]]) -> int:
         """Store answers (trial id, rater, outcome, shown at, answered at, simulated) in one
-        transaction; a rater's new answer to a trial replaces their earlier one. Returns the ids."""
+        transaction; a rater's new answer to a trial replaces their earlier one. Returns how
+        many were stored. Core statements: a simulation stores tens of thousands at once."""
+        rows, by_rater = [], defaultdict(set)
+        for trial_id, rater, outcome, shown_at, answered_at, simulated in answers:
+            if outcome not in JudgementOutcome.ALL:
+                raise StoreError(f"a judgement's outcome is one of {', '.join(JudgementOutcome.ALL)}, not {outcome!r}")
+            if not rater.strip():
+                raise StoreError("a judgement needs the rater's name")
+            rows.append({"study_id": study_id, "trial_id": trial_id, "rater": rater, "outcome": outcome,
+                         "shown_at": shown_at, "answered_at": answered_at,
+                         "seconds": max(0.0, (answered_at - shown_at).total_seconds()), "simulated": simulated})
+            by_rater[rater].add(trial_id)
+        table, trials = JudgementRecord.__table__, TrialRecord.__table__
         with self.session() as session:
             self._study(session, study_id)
-            trial_ids = set(session.exec(select(TrialRecord.id).where(TrialRecord.study_id == study_id)).all())
-            records = []
-            for trial_id, rater, outcome, shown_at, answered_at, simulated in answers:
-                if outcome not in JudgementOutcome.ALL:
-                    raise StoreError(f"a judgement's outcome is one of {', '.join(JudgementOutcome.ALL)}, "
-                                     f"not {outcome!r}")
-                if trial_id not in trial_ids:
-                    raise NotFound(f"study {study_id} has no trial {trial_id}")
-                if not rater.strip():
-                    raise StoreError("a judgement needs the rater's name")
-                session.exec(delete(JudgementRecord).where(JudgementRecord.trial_id == trial_id,
-                                                           JudgementRecord.rater == rater))
-                record = JudgementRecord(study_id=study_id, trial_id=trial_id, rater=rater, outcome=outcome,
-                                         shown_at=shown_at, answered_at=answered_at,
-                                         seconds=max(0.0, (answered_at - shown_at).total_seconds()),
-                                         simulated=simulated)
-                session.add(record)
-                records.append(record)
+            connection = session.connection()
+            asked = list({row["trial_id"] for row in rows})
+            known = set()
+            for start in range(0, len(asked), IDS_PER_QUERY):  # backends cap a query's bound values
+                known.update(connection.execute(select(trials.c.id).where(
+                    trials.c.study_id == study_id, trials.c.id.in_(asked[start:start + IDS_PER_QUERY]))).scalars())
+            missing = sorted(set(asked) - known)
+            if missing:
+                raise NotFound(f"study {study_id} has no trial {missing[0]}")
+            for rater, trial_ids in by_rater.items():
+                ids = sorted(trial_ids)
+                for start in range(0, len(ids), IDS_PER_QUERY):
+                    connection.execute(delete(table).where(table.c.study_id == study_id, table.c.rater == rater,
+                                                           table.c.trial_id.in_(ids[start:start + IDS_PER_QUERY])))
+            if rows:
+                connection.execute(insert(table), rows)
             session.commit()
-            return [r.id for r in records]
+        return len(rows)
 
     def delete_judgement(self, judgement_id: int) -> None:
         with self.session() as session:

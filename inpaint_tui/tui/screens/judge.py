@@ -114,7 +114,7 @@ class JudgeScreen(Screen):
             if what == JudgementOutcome.SKIP:
                 message = "skipped: you will not be asked this pair again"
         shown = self.session.next()
-        progress = self.session.progress()
+        progress = self.session.last_progress
         study = self.session.study
         if shown is None:
             data = Shown(study.question, None, [], progress, "nothing left for you to judge in this study: thank you "
