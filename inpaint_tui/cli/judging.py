@@ -21,8 +21,10 @@ from inpaint_tui.cli.base import (
     user_errors,
 )
 
-judge_app = typer.Typer(help="Blind pairwise judging of runs by people: a Bradley–Terry ranking with intervals, and how "
-                             "well each metric agrees with people.", invoke_without_command=True)
+judge_app = typer.Typer(help="Blind pairwise judging of runs by people. `judge --runs 3,5,7` opens a session: two outputs "
+                             "of one sample side by side, keys left/1, right/2, t tie, s skip, u undo, escape to leave "
+                             "(resume any time). The scores (Bradley–Terry, with intervals) become the runs' human "
+                             "metric.", invoke_without_command=True)
 app.add_typer(judge_app, name="judge")
 
 RUNS_HELP = "The runs to compare, comma-separated ids (e.g. 3,5,7): every pair on every sample they all finished."
@@ -59,8 +61,7 @@ def judge(
     tie_margin: float = typer.Option(0.0, "--tie-margin", help="--simulate: a tie when the two sides seem this "
                                      "close (standard deviations of the metric)."),
 ) -> None:
-    """Judge runs' outputs blind, two at a time: `inpaint-tui judge --runs 3,5,7` opens a session (left, right,
-    tie, skip, undo; leave and resume at any time). The scores become the runs' `human` metric."""
+    """Without a command: a judging session over --runs (the group's help says how), or simulated raters."""
     if ctx.invoked_subcommand is not None:
         return
     if runs is None:
@@ -140,8 +141,7 @@ def results(
     study_id: int = typer.Argument(..., metavar="STUDY", help="Study id (inpaint-tui judge list)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """The study's ranking with intervals, win rates, position bias, rater agreement and each metric's agreement
-    with people; refreshes the runs' `human` metric."""
+    """Ranking with intervals, win rates, position bias, rater and metric agreement; refreshes `human`."""
     with user_errors():
         from inpaint_tui.jobs.judging import refresh_human_scores
         from inpaint_tui.read.judging import analyse_study
@@ -161,8 +161,7 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="File: csv, jsonl or parquet by its extension."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="csv, jsonl or parquet."),
 ) -> None:
-    """Every answer, one row each: rater, sample, the runs left and right, the answer, when it was shown and
-    answered, seconds taken (the raw data of the study)."""
+    """Every answer, one row each: rater, sample, runs left and right, answer, times (the study's raw data)."""
     from inpaint_tui.read.export import ExportError, format_for, write_rows
     from inpaint_tui.read.judging import judgement_rows
 

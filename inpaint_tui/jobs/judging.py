@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +28,6 @@ from engine.params import ParamError
 from inpaint_tui.store import (
     JudgementOutcome,
     MetricSummary,
-    RunStatus,
     SampleInfo,
     SampleStatus,
     StudyInfo,
@@ -53,8 +52,11 @@ def open_study(store, run_ids: Sequence[int], *, question: str | None = None, ra
     `new`), else created over the samples every run finished. Returns (study, created)."""
     question = (question or DEFAULT_QUESTION).strip()
     run_ids = list(run_ids)
-    if len(run_ids) != len(set(run_ids)):
-        raise JudgingError(f"--runs: run {_first_repeat(run_ids)} is named twice")
+    repeated = [run_id for run_id, count in Counter(run_ids).items() if count > 1]
+    if repeated:
+        raise JudgingError(f"--runs: run {repeated[0]} is named twice")
+    if seed < 0:
+        raise JudgingError(f"--seed: a whole number from 0, not {seed}")
     if len(run_ids) < 2:
         raise JudgingError("--runs: a judging study compares at least two runs (e.g. --runs 3,5)")
     if raters_per_trial < 1:
@@ -69,7 +71,7 @@ def open_study(store, run_ids: Sequence[int], *, question: str | None = None, ra
                 return study, False
     details = store.run_details(run_ids)  # NotFound names a missing run
     for detail in details:
-        if detail.run.status in (RunStatus.QUEUED,) or not any(s.status == SampleStatus.DONE for s in detail.samples):
+        if not any(s.status == SampleStatus.DONE for s in detail.samples):
             raise JudgingError(f"--runs: run {detail.run.id} has no finished sample to show yet ({detail.run.status})")
     finished = [{s.sample_id for s in d.samples if s.status == SampleStatus.DONE and s.image_path is not None}
                 for d in details]
@@ -81,15 +83,6 @@ def open_study(store, run_ids: Sequence[int], *, question: str | None = None, ra
     study_id = store.create_study(question=question, run_ids=run_ids, seed=seed, raters_per_trial=raters_per_trial,
                                   command=command, trials=trials)
     return store.study(study_id), True
-
-
-def _first_repeat(values: Sequence[int]) -> int:
-    seen = set()
-    for value in values:
-        if value in seen:
-            return value
-        seen.add(value)
-    raise ValueError("no repeat")
 
 
 def default_rater() -> str:

@@ -48,15 +48,16 @@ def with_mask_outline(image: Image.Image, mask_path: Path | str | None, *, cells
     """The image with the mask's edge drawn in MASK_TINT and the inside left as it is, so a
     rater sees where the hole was without it hiding anything. The line is 1/`cells` of the
     width thick: still visible when half-blocks draw the image 30-40 cells wide."""
-    from PIL import ImageFilter
+    from scipy.ndimage import maximum_filter, minimum_filter
 
     mask = load(mask_path)
     if mask is None:
         return image
-    inside = mask.convert("L").resize(image.size, Image.NEAREST).point(lambda v: 255 if v > 127 else 0)
+    inside = np.asarray(mask.convert("L").resize(image.size, Image.NEAREST)) > 127
     size = max(3, 2 * (image.width // (2 * cells)) + 1)  # an odd filter size
-    grown = np.asarray(inside.filter(ImageFilter.MaxFilter(size))) > 0
-    shrunk = np.asarray(inside.filter(ImageFilter.MinFilter(size))) > 0
+    # Separable square filters (PIL's MaxFilter costs size² per pixel: 20 s on a 2048-px image).
+    grown = maximum_filter(inside, size=size, mode="nearest")
+    shrunk = minimum_filter(inside, size=size, mode="nearest")
     pixels = np.array(image)
     pixels[grown & ~shrunk] = MASK_TINT
     return Image.fromarray(pixels, mode="RGB")

@@ -98,6 +98,8 @@ def test_studies_that_cannot_be_judged_are_refused_naming_the_option(populated_s
         open_study(store, [vanilla, 999])
     with pytest.raises(JudgingError, match="--raters"):
         open_study(store, [vanilla, blended], raters_per_trial=0)
+    with pytest.raises(JudgingError, match="--seed: a whole number from 0, not -1"):
+        open_study(store, [vanilla, blended], seed=-1)
     assert store.studies() == []  # nothing half-made
 
 
