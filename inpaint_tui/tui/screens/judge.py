@@ -20,8 +20,8 @@ from inpaint_tui.tui.base import ImageStrip
 
 
 @dataclass(frozen=True)
-class Shown:
-    """What the next screenful shows (None fields: the session is over)."""
+class Screenful:
+    """What the next screenful shows (no prompt and no images: nothing left to judge)."""
 
     question: str
     prompt: str | None
@@ -117,17 +117,17 @@ class JudgeScreen(Screen):
         progress = self.session.last_progress
         study = self.session.study
         if shown is None:
-            data = Shown(study.question, None, [], progress, "nothing left for you to judge in this study: thank you "
+            data = Screenful(study.question, None, [], progress, "nothing left for you to judge in this study: thank you "
                          "(escape to leave)")
         else:
             sample = shown.sample
             source = load(sample.image_path)
             images = [("input, mask outlined", None if source is None else with_mask_outline(source, sample.mask_path)),
                       ("left  ← 1", load(shown.left_image)), ("right  2 →", load(shown.right_image))]
-            data = Shown(study.question, sample.prompt, images, progress, message)
+            data = Screenful(study.question, sample.prompt, images, progress, message)
         self.app.call_from_thread(self._show, data, change)
 
-    def _show(self, data: Shown, change: int) -> None:
+    def _show(self, data: Screenful, change: int) -> None:
         if not self.is_attached:
             return
         self.answered += change
