@@ -143,7 +143,10 @@ GROUPS: tuple[str, ...] = tuple(g.name for g in _GROUPS if g.selectable)  # what
 DEFAULT_GROUPS: tuple[str, ...] = tuple(g.name for g in _GROUPS if g.selectable and g.default)
 KEY_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.key)
 DEFAULT_RANKING_METRIC = "bg_mse"  # what a leaderboard ranks by unless told otherwise
+HUMAN_METRIC = "human"  # the per-run score judging studies write (its value names its study)
 
+if METRICS[HUMAN_METRIC].summary != "study" or [m.name for m in _METRICS if m.summary == "study"] != [HUMAN_METRIC]:
+    raise ValueError(f"{HUMAN_METRIC!r} must be the one metric summarised per judging study")
 for _metric in _METRICS:  # a broken catalogue fails on import, not in a table
     if _metric.group not in METRIC_GROUPS:
         raise ValueError(f"metric {_metric.name!r}: unknown group {_metric.group!r}")

@@ -69,13 +69,22 @@ def judge(
              "shows the studies)", 2)
     context = context_of(ctx)
     with user_errors():
-        from inpaint_tui.jobs.judging import check_simulation, open_study, refresh_human_scores, simulate_raters
+        from inpaint_tui.jobs.judging import (
+            check_rater,
+            check_simulation,
+            default_rater,
+            open_study,
+            refresh_human_scores,
+            simulate_raters,
+        )
 
         run_ids = parse_run_ids(runs)
+        # Everything that can be refused is, before a study is made.
         if simulate is not None:
             check_simulation(simulate, raters=raters, noise=noise, tie_margin=tie_margin)
         else:
-            require_terminal()  # before a study is made for a session that cannot open
+            rater = check_rater(rater if rater is not None else default_rater())
+            require_terminal()
         store = context.store()
         study, created = open_study(store, run_ids, question=question, raters_per_trial=1 if simulate else raters,
                                     seed=seed, command=recorded_command(), new=new)
@@ -84,19 +93,11 @@ def judge(
         if simulate is not None:
             answers = simulate_raters(store, study.id, metric=simulate, raters=raters, noise=noise,
                                       tie_margin=tie_margin, seed=seed)
-            refresh_human_scores(store, study.id)
+            ranked = refresh_human_scores(store, study.id)
             console.print(f"study {study.id} ({verb}): {answers} answers from {raters} simulated rater(s) "
                           f"preferring the better {simulate}")
-            _print_results(console, store, study.id)
+            _print_results(console, store, study.id, ranked)
             return
-        from inpaint_tui.jobs.judging import default_rater
-
-        rater = (rater if rater is not None else default_rater()).strip()
-        if not rater:
-            fail("--rater: no user name to record; name the rater (--rater NAME)", 2)
-        from inpaint_tui.jobs.judging import JudgingSession
-
-        JudgingSession(store, study.id, rater)  # a bad rater name fails here, before the terminal is taken
     console.print(f"study {study.id} ({verb}): {study.trials} trials over runs {', '.join(map(str, study.run_ids))}; "
                   f"judging as {rater}")
     try:
@@ -147,11 +148,11 @@ def results(
         from inpaint_tui.read.judging import analyse_study
 
         store = context_of(ctx).store()
-        refresh_human_scores(store, study_id)
+        ranked = refresh_human_scores(store, study_id)
         if as_json:
-            print_json(analyse_study(store, study_id).to_dict())
+            print_json(analyse_study(store, study_id, ranked=ranked).to_dict())
             return
-        _print_results(rich_console(), store, study_id)
+        _print_results(rich_console(), store, study_id, ranked)
 
 
 @judge_app.command("export")
@@ -196,8 +197,9 @@ def delete(
     rich_console().print(f"deleted study {study_id} with its {deleted} answers and the human scores it gave")
 
 
-def _print_results(console, store, study_id: int) -> None:
+def _print_results(console, store, study_id: int, ranked) -> None:
+    """`ranked`: the fit refresh_human_scores just made (the analysis would repeat its bootstrap)."""
     from inpaint_tui.read.judging import analyse_study, format_analysis
 
-    for line in format_analysis(analyse_study(store, study_id)):
+    for line in format_analysis(analyse_study(store, study_id, ranked=ranked)):
         console.print(line)

@@ -59,7 +59,7 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
                 + [repr(row.metrics[n]) if n in row.metrics else "" for n in names]
             )
         return
-    from engine.metrics.catalogue import metric_info
+    from engine.metrics.catalogue import HUMAN_METRIC
     from inpaint_tui.cli.tables import Column, print_table
 
     present = {n for row in rows for n in row.metrics} | {n for row in rows for n in row.summaries}
@@ -101,7 +101,7 @@ def print_leaderboard(rows, metric: str, *, as_json: bool, as_csv: bool, wide: b
 
     console = rich_console()
     print_table(console, columns, title=title, caption=caption, wide=wide)
-    if any(metric_info(n).summary == "study" for n in names):
+    if HUMAN_METRIC in names:
         from inpaint_tui.read.judging import mixed_studies_line
 
         mixed = mixed_studies_line({row.run_id: row.summaries for row in rows})

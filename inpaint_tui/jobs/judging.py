@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.metrics.catalogue import SAMPLE, higher_is_better, metric_info
+from engine.metrics.catalogue import HUMAN_METRIC, SAMPLE, higher_is_better, metric_info
 from engine.metrics.preference import bootstrap_strengths, schedule_trials, simulated_answer
 from engine.params import ParamError
 from inpaint_tui.store import (
@@ -38,7 +38,6 @@ from inpaint_tui.store import (
 from inpaint_tui.store.tables import utcnow
 
 DEFAULT_QUESTION = "Which output fills the masked region more naturally?"
-HUMAN_METRIC = "human"  # the catalogue entry the scores are stored as
 SIMULATED_PREFIX = "sim-"
 
 
@@ -96,6 +95,16 @@ def default_rater() -> str:
         return ""
 
 
+def check_rater(rater: str) -> str:
+    """The rater's name as stored, or JudgingError naming --rater."""
+    rater = rater.strip()
+    if not rater:
+        raise JudgingError("--rater: a judging session needs the rater's name (--rater NAME)")
+    if rater.startswith(SIMULATED_PREFIX):
+        raise JudgingError(f"--rater: names starting with {SIMULATED_PREFIX!r} are kept for simulated raters")
+    return rater
+
+
 def rater_order(study: StudyInfo, rater: str, trials: int) -> list[int]:
     """The positions in the order this rater is shown them: a permutation drawn from the
     study's seed and the rater's name, the same in every session."""
@@ -129,11 +138,7 @@ class JudgingSession:
     and a session can be left and resumed at any point."""
 
     def __init__(self, store, study_id: int, rater: str, *, clock: Callable[[], datetime] = utcnow) -> None:
-        rater = rater.strip()
-        if not rater:
-            raise JudgingError("--rater: a judging session needs the rater's name")
-        if rater.startswith(SIMULATED_PREFIX):
-            raise JudgingError(f"--rater: names starting with {SIMULATED_PREFIX!r} are kept for simulated raters")
+        rater = check_rater(rater)
         self.store = store
         self.rater = rater
         self.clock = clock

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.metrics.catalogue import METRICS, SAMPLE, higher_is_better
+from engine.metrics.catalogue import HUMAN_METRIC, METRICS, SAMPLE, higher_is_better
 from engine.metrics.preference import (
     MetricAgreement,
     PositionBias,
@@ -45,10 +45,6 @@ class StudyAnalysis:
     raters_agreement: RaterAgreement
     metric_agreements: list[MetricAgreement]
     median_seconds: float | None
-
-    def label(self, run_id: int) -> str:
-        run = next(r for r in self.runs if r.id == run_id)
-        return f"{run.id} {run.technique}"
 
     def describe(self, run_id: int) -> str:
         run = next(r for r in self.runs if r.id == run_id)
@@ -139,13 +135,15 @@ def _number(value: float) -> float | None:
     return None if value is None or np.isnan(value) else float(value)
 
 
-def analyse_study(store, study_id: int) -> StudyAnalysis:
+def analyse_study(store, study_id: int, *, ranked: RankedStrengths | None = None) -> StudyAnalysis:
     """The study's analysis from the judgements it counts (store.counted_judgements). The
-    bootstrap takes the study's seed, so the intervals equal those stored as `human`."""
+    bootstrap takes the study's seed, so the intervals equal those stored as `human`;
+    `ranked` is that fit when the caller has just made it (jobs.judging.refresh_human_scores)."""
     study = store.study(study_id)
     judgements = store.counted_judgements(study_id)
     runs = {run.id: run for run in store.runs(study.run_ids)}
-    ranked = bootstrap_strengths(judgements, study.run_ids, seed=study.seed) if judgements else None
+    if ranked is None and judgements:
+        ranked = bootstrap_strengths(judgements, study.run_ids, seed=study.seed)
     per_sample = {run_id: store.sample_metric_values(run_id) for run_id in study.run_ids}
     shared = set.intersection(*(set(values) for values in per_sample.values())) if per_sample else set()
     names = [name for name in METRICS if name in shared and METRICS[name].level == SAMPLE
@@ -224,22 +222,15 @@ def check_lines(analysis: StudyAnalysis) -> list[str]:
     return lines
 
 
-def study_metrics() -> list[str]:
-    """The catalogue's metrics that come from a judging study (`human`)."""
-    return [name for name, info in METRICS.items() if info.summary == "study"]
-
-
 def score_studies(summaries: dict[int, dict]) -> dict[int, int]:
     """Per run with a human score among `summaries` ({run id: {metric: MetricSummary}}), the
     study it comes from. Scores of different studies are not comparable: where this names
     more than one study, tables say which value comes from which."""
-    names = study_metrics()
     found = {}
     for run_id, by_name in summaries.items():
-        for name in names:
-            study = human_score_study(getattr(by_name.get(name), "note", None))
-            if study is not None:
-                found[run_id] = study
+        study = human_score_study(getattr(by_name.get(HUMAN_METRIC), "note", None))
+        if study is not None:
+            found[run_id] = study
     return found
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.metrics.catalogue import higher_is_better, key_metrics
+from engine.metrics.catalogue import HUMAN_METRIC, higher_is_better, key_metrics
 from engine.spec import changed_params
 from inpaint_tui.read.compare import compare_runs, verdict
 from inpaint_tui.read.judging import (
@@ -40,7 +40,6 @@ from inpaint_tui.read.judging import (
     check_lines,
     mixed_studies_line,
     score_studies,
-    study_metrics,
     summary_line,
 )
 from inpaint_tui.read.present import best_values, format_metric, format_number, format_p_value, format_params, format_summary
@@ -127,7 +126,6 @@ def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float],
     """Header and cells; each metric cell is (text, is_best). Rows in ranking order on the first
     metric (direction-aware), runs without it last. `studies`: where human scores of several
     studies meet, the study of each run's score (named in its cell, and no best across them)."""
-    from_study = set(study_metrics())
     first = metrics[0] if metrics else None
     direction = higher_is_better(first) if first else None
 
@@ -150,7 +148,7 @@ def _leaderboard(rows: list[_Row], metrics: list[str], best: dict[str, float],
         for name in metrics:
             value = row.metrics.get(name)
             text = format_summary(row.detail.summaries.get(name), value, name)
-            if name in from_study and studies:
+            if name == HUMAN_METRIC and studies:
                 if run.id in studies:
                     text += f" (study {studies[run.id]})"
                 cells.append((text, False))

@@ -147,10 +147,10 @@ class InpaintApp(App):
 
     @work(thread=True, group="judging", exit_on_error=False)
     def _start_judging(self, run_ids: list[int]) -> None:
-        from inpaint_tui.jobs.judging import default_rater, open_study
+        from inpaint_tui.jobs.judging import check_rater, default_rater, open_study
 
+        rater = check_rater(default_rater())  # refused before a study is made
         study, created = open_study(self.store, run_ids)
-        rater = default_rater()
         self.call_from_thread(self._push_judging, study, created, rater)
 
     def _push_judging(self, study, created: bool, rater: str) -> None:

@@ -96,6 +96,8 @@ def test_judging_needs_a_terminal_and_names_bad_input(judge_cli):
         (["judge", "--runs", f"{vanilla},{blended}", "--simulate", "kid"], 2, "--simulate: kid has one value per run"),
         (["judge", "--runs", f"{vanilla},{blended}", "--simulate", "nope"], 2, "unknown metric 'nope'"),
         (["judge", "--runs", f"{vanilla},{blended}"], 2, "the TUI needs a terminal"),
+        (["judge", "--runs", f"{vanilla},{blended}", "--rater", "sim-1"], 2, "--rater: names starting with 'sim-'"),
+        (["judge", "--runs", f"{vanilla},{blended}", "--rater", " "], 2, "--rater: a judging session needs"),
         (["judge", "results", "42"], 1, "no study with id 42"),
     ):
         result = judge_cli(*args, expect=code)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from engine.metrics.preference import Judgement, bootstrap_strengths, fit_bradley_terry
+from engine.metrics.catalogue import HUMAN_METRIC
 from inpaint_tui.jobs.judging import (
-    HUMAN_METRIC,
     JudgingError,
     JudgingSession,
     delete_study,

@@ -227,9 +227,10 @@ def build_view(rows: Sequence[LeaderboardRow], state: BoardState, sets: Sequence
 
 
 def _score_studies(shown, metrics: list[str]) -> int:
-    from inpaint_tui.read.judging import score_studies, study_metrics
+    from engine.metrics.catalogue import HUMAN_METRIC
+    from inpaint_tui.read.judging import score_studies
 
-    if not set(study_metrics()) & set(metrics):
+    if HUMAN_METRIC not in metrics:
         return 0
     return len(set(score_studies({run.run_id: run.summaries for entry in shown for run in entry.runs}).values()))
 
